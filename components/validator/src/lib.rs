@@ -1,0 +1,404 @@
+//! Tenant configuration validation: the JSON Schemas in `schemas/` plus the
+//! cross-field compliance rules, as plain Rust (unit-tested natively) with a thin
+//! Wasm component shell.
+#![deny(missing_docs)]
+
+mod model;
+mod rules;
+mod schema;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+
+use serde_json::{Map, Value};
+use std::sync::LazyLock;
+
+pub use model::TenantConfig;
+
+/// The tenant configuration schema (JSON Schema 2020-12).
+pub const CONFIG_SCHEMA: &str = include_str!("../../../schemas/tenant-config.schema.json");
+/// The partial-update schema (JSON Schema 2020-12); refers to [`CONFIG_SCHEMA`].
+pub const PATCH_SCHEMA: &str = include_str!("../../../schemas/tenant-config-patch.schema.json");
+
+/// Sections of a configuration document, in their canonical order.
+pub const SECTIONS: [&str; 6] = [
+    "performance",
+    "security",
+    "backup",
+    "replication",
+    "compliance",
+    "custom_settings",
+];
+
+/// One problem found in a document.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Violation {
+    /// JSONPath of the offending value (`$` for the document itself).
+    pub path: String,
+    /// What is wrong, in the API's wording where it has one.
+    pub message: String,
+}
+
+impl Violation {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A partial update applied to a configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchOutcome {
+    /// The whole configuration after the update.
+    pub config: Value,
+    /// Every leaf field the update set, dotted, in the order given.
+    pub updated_fields: Vec<String>,
+}
+
+/// Validates configuration documents. Schemas are compiled once, in [`Validator::new`].
+pub struct Validator {
+    schemas: schema::Schemas,
+    defaults: Value,
+}
+
+static SHARED: LazyLock<Validator> = LazyLock::new(Validator::new);
+
+/// The process-wide validator: schemas compiled on first use, then reused.
+pub fn shared() -> &'static Validator {
+    &SHARED
+}
+
+impl Default for Validator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Validator {
+    /// Compiles the embedded schemas and derives the default configuration from them.
+    ///
+    /// # Panics
+    /// Only if the schemas compiled into the crate are broken, which the unit tests rule out.
+    pub fn new() -> Self {
+        let schemas = schema::Schemas::compile().expect("embedded schemas compile");
+        let defaults = schemas.defaults();
+        Self { schemas, defaults }
+    }
+
+    /// The configuration of a tenant that never changed anything: every default.
+    pub fn default_config(&self) -> &Value {
+        &self.defaults
+    }
+
+    /// Validates a whole configuration document; fields it leaves out take their
+    /// defaults. Returns the complete configuration.
+    pub fn validate_config(&self, text: &str) -> Result<Value, Vec<Violation>> {
+        let doc = parse(text)?;
+        let mut violations = self.schemas.check_config(&doc);
+        if !violations.is_empty() {
+            return Err(violations);
+        }
+        let mut config = self.defaults.clone();
+        if let Value::Object(doc) = doc {
+            merge_into(&mut config, doc, &mut Vec::new());
+        }
+        violations.extend(rules::check(&config));
+        if violations.is_empty() {
+            Ok(config)
+        } else {
+            Err(violations)
+        }
+    }
+
+    /// Validates a partial update, applies it to `current` (or to the defaults) and
+    /// checks every rule on the result. All violations are returned, not only the first.
+    pub fn apply_patch(
+        &self,
+        current: Option<&str>,
+        patch: &str,
+    ) -> Result<PatchOutcome, Vec<Violation>> {
+        let patch = parse(patch)?;
+        let violations = self.schemas.check_patch(&patch);
+        if !violations.is_empty() {
+            return Err(violations);
+        }
+        let mut config = match current {
+            Some(text) => serde_json::from_str::<Value>(text).map_err(|e| {
+                vec![Violation::new(
+                    "$",
+                    format!("Stored configuration is unreadable: {e}"),
+                )]
+            })?,
+            None => self.defaults.clone(),
+        };
+        let mut updated_fields = Vec::new();
+        if let Value::Object(patch) = patch {
+            merge_into(&mut config, patch, &mut updated_fields);
+        }
+        if updated_fields.is_empty() {
+            return Err(vec![Violation::new(
+                "$",
+                "The update sets no configuration field",
+            )]);
+        }
+        let violations = rules::check(&config);
+        if violations.is_empty() {
+            Ok(PatchOutcome {
+                config,
+                updated_fields,
+            })
+        } else {
+            Err(violations)
+        }
+    }
+}
+
+fn parse(text: &str) -> Result<Value, Vec<Violation>> {
+    serde_json::from_str(text)
+        .map_err(|e| vec![Violation::new("$", format!("Malformed JSON: {e}"))])
+}
+
+/// Applies a (schema-valid) update to a configuration, recording each leaf set.
+/// Sections merge field by field; `custom_settings` merges key by key and a
+/// `null` value removes the key; arrays and scalars are replaced whole.
+fn merge_into(config: &mut Value, patch: Map<String, Value>, updated: &mut Vec<String>) {
+    let Value::Object(config) = config else {
+        return;
+    };
+    for (section, fields) in patch {
+        let Value::Object(fields) = fields else {
+            // Top-level scalars (tenant_id, updated_at) are read-only: kept as stored.
+            continue;
+        };
+        let target = config
+            .entry(section.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        let Value::Object(target) = target else {
+            continue;
+        };
+        let removes_nulls = section == "custom_settings";
+        for (field, value) in fields {
+            updated.push(format!("{section}.{field}"));
+            if removes_nulls && value.is_null() {
+                target.remove(&field);
+            } else {
+                target.insert(field, value);
+            }
+        }
+    }
+}
+
+/// Turns a JSON Pointer (`/security/allowed_ips/0`) into a JSONPath
+/// (`$.security.allowed_ips[0]`).
+pub(crate) fn json_path(pointer: &str) -> String {
+    let mut out = String::from("$");
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            out.push('[');
+            out.push_str(&segment);
+            out.push(']');
+        } else if segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            out.push('.');
+            out.push_str(&segment);
+        } else {
+            out.push_str("['");
+            out.push_str(&segment.replace('\'', "\\'"));
+            out.push_str("']");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn messages(v: &[Violation]) -> Vec<&str> {
+        v.iter().map(|v| v.message.as_str()).collect()
+    }
+
+    #[test]
+    fn defaults_hold_every_spec_default() {
+        let d = shared().default_config();
+        assert_eq!(d["performance"]["cache_size_mb"], 1024);
+        assert_eq!(d["performance"]["max_parallel_workers"], 8);
+        assert_eq!(d["performance"]["query_memory_limit_mb"], 4096);
+        assert_eq!(d["security"]["encryption_algorithm"], "AES-256-GCM");
+        assert_eq!(d["security"]["kms_key_id"], Value::Null);
+        assert_eq!(d["security"]["password_complexity"], 3);
+        assert_eq!(d["security"]["allowed_ips"], json!([]));
+        assert_eq!(d["backup"]["retention_days"], 30);
+        assert_eq!(d["backup"]["pitr_retention_days"], 7);
+        assert_eq!(d["replication"]["mode"], "async");
+        assert_eq!(d["replication"]["consistency_level"], "eventual");
+        assert_eq!(d["compliance"]["default_retention_days"], 365);
+        assert_eq!(d["custom_settings"], json!({}));
+        let sections: Vec<&str> = d.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(sections, SECTIONS);
+    }
+
+    #[test]
+    fn defaults_pass_every_rule() {
+        let text = shared().default_config().to_string();
+        assert!(shared().validate_config(&text).is_ok());
+    }
+
+    #[test]
+    fn patch_lists_updated_fields_in_request_order() {
+        let out = shared()
+            .apply_patch(
+                None,
+                r#"{"performance":{"max_parallel_workers":16,"cache_size_mb":2048}}"#,
+            )
+            .unwrap();
+        assert_eq!(
+            out.updated_fields,
+            ["performance.max_parallel_workers", "performance.cache_size_mb"]
+        );
+        assert_eq!(out.config["performance"]["cache_size_mb"], 2048);
+        assert_eq!(out.config["performance"]["query_timeout_secs"], 300);
+    }
+
+    #[test]
+    fn patch_applies_to_current_not_defaults() {
+        let current = shared()
+            .apply_patch(None, r#"{"backup":{"retention_days":200}}"#)
+            .unwrap()
+            .config
+            .to_string();
+        let out = shared()
+            .apply_patch(Some(&current), r#"{"backup":{"frequency_hours":12}}"#)
+            .unwrap();
+        assert_eq!(out.config["backup"]["retention_days"], 200);
+        assert_eq!(out.config["backup"]["frequency_hours"], 12);
+    }
+
+    #[test]
+    fn cache_over_100_gb_uses_spec_wording() {
+        let err = shared()
+            .apply_patch(None, r#"{"performance":{"cache_size_mb":200000}}"#)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            [Violation::new(
+                "$.performance.cache_size_mb",
+                "Cache size exceeds maximum (100 GB)"
+            )]
+        );
+        assert!(
+            shared()
+                .apply_patch(None, r#"{"performance":{"cache_size_mb":100000}}"#)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn workers_and_password_complexity_limits() {
+        let err = shared()
+            .apply_patch(None, r#"{"performance":{"max_parallel_workers":129}}"#)
+            .unwrap_err();
+        assert_eq!(messages(&err), ["Parallel workers exceed maximum (128)"]);
+        for bad in [0, 6] {
+            let err = shared()
+                .apply_patch(
+                    None,
+                    &format!(r#"{{"security":{{"password_complexity":{bad}}}}}"#),
+                )
+                .unwrap_err();
+            assert_eq!(
+                messages(&err),
+                ["Password complexity must be between 1 and 5"]
+            );
+        }
+        assert!(
+            shared()
+                .apply_patch(None, r#"{"security":{"password_complexity":5}}"#)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn every_violation_is_reported_with_its_path() {
+        let err = shared()
+            .apply_patch(
+                None,
+                r#"{"performance":{"cache_size_mb":"big","query_timeout_secs":0,"nope":1},"extra":{}}"#,
+            )
+            .unwrap_err();
+        let paths: Vec<&str> = err.iter().map(|v| v.path.as_str()).collect();
+        assert!(paths.contains(&"$.performance.cache_size_mb"), "{err:?}");
+        assert!(paths.contains(&"$.performance.query_timeout_secs"), "{err:?}");
+        assert!(paths.contains(&"$.performance.nope"), "{err:?}");
+        assert!(paths.contains(&"$.extra"), "{err:?}");
+        assert_eq!(err.len(), 4, "{err:?}");
+    }
+
+    #[test]
+    fn malformed_json_is_a_violation_at_the_root() {
+        let err = shared().apply_patch(None, "{\"performance\":").unwrap_err();
+        assert_eq!(err[0].path, "$");
+        assert!(err[0].message.starts_with("Malformed JSON"), "{err:?}");
+    }
+
+    #[test]
+    fn empty_update_is_rejected() {
+        assert!(shared().apply_patch(None, "{}").is_err());
+        assert!(shared().apply_patch(None, r#"{"security":{}}"#).is_err());
+    }
+
+    #[test]
+    fn custom_settings_merge_by_key_and_null_removes() {
+        let first = shared()
+            .apply_patch(None, r#"{"custom_settings":{"a":"1","b":{"x":true}}}"#)
+            .unwrap();
+        let out = shared()
+            .apply_patch(
+                Some(&first.config.to_string()),
+                r#"{"custom_settings":{"a":null,"c":3}}"#,
+            )
+            .unwrap();
+        assert_eq!(out.config["custom_settings"], json!({"b":{"x":true},"c":3}));
+        assert_eq!(
+            out.updated_fields,
+            ["custom_settings.a", "custom_settings.c"]
+        );
+    }
+
+    #[test]
+    fn read_only_fields_cannot_be_patched() {
+        let err = shared()
+            .apply_patch(None, r#"{"tenant_id":"x","updated_at":"y"}"#)
+            .unwrap_err();
+        assert_eq!(err.len(), 2, "{err:?}");
+    }
+
+    #[test]
+    fn validate_config_fills_defaults_and_checks_rules() {
+        let ok = shared()
+            .validate_config(r#"{"performance":{"cache_size_mb":10}}"#)
+            .unwrap();
+        assert_eq!(ok["performance"]["cache_size_mb"], 10);
+        assert_eq!(ok["security"]["password_complexity"], 3);
+        let err = shared()
+            .validate_config(r#"{"compliance":{"hipaa":true},"security":{"enable_audit_log":false}}"#)
+            .unwrap_err();
+        assert_eq!(messages(&err), ["HIPAA compliance requires audit logging"]);
+    }
+
+    #[test]
+    fn json_path_forms() {
+        assert_eq!(json_path(""), "$");
+        assert_eq!(json_path("/security/allowed_ips/0"), "$.security.allowed_ips[0]");
+        assert_eq!(
+            json_path("/custom_settings/a b"),
+            "$.custom_settings['a b']"
+        );
+    }
+}

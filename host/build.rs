@@ -1,0 +1,102 @@
+//! Builds the Wasm components from the workspace (`components/*`) for
+//! `wasm32-wasip2` and exposes their paths to the host crate, so the binary embeds
+//! components built from the current source. Installs the target with rustup when
+//! it is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+/// (package, env var naming the built file)
+const COMPONENTS: [(&str, &str); 3] = [
+    ("tg-validator", "TG_VALIDATOR_WASM"),
+    ("tg-feature-gate", "TG_FEATURE_GATE_WASM"),
+    ("tg-config-api", "TG_CONFIG_API_WASM"),
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir.parent().unwrap().to_path_buf();
+    for watched in ["components", "wit", "schemas", "Cargo.lock", "Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
+
+    ensure_target();
+
+    // One component target dir shared by every host profile (dev, test, release,
+    // bench), so the components are built once.
+    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => root.join("target"),
+    }
+    .join("components");
+
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args(["build", "--profile", "component", "--target", TARGET])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for (package, _) in COMPONENTS {
+        cmd.args(["-p", package]);
+    }
+    // The outer build's compiler settings must not leak into the component build:
+    // flags meant for the host target, and wrappers such as clippy-driver that would
+    // make the two alternate and rebuild each other's artifacts.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("run cargo for the Wasm components");
+    assert!(status.success(), "building the Wasm components failed");
+
+    let out = target_dir.join(TARGET).join("component");
+    for (package, var) in COMPONENTS {
+        let file = out.join(format!("{}.wasm", package.replace('-', "_")));
+        assert!(file.exists(), "missing component {}", file.display());
+        println!("cargo:rustc-env={var}={}", file.display());
+    }
+}
+
+/// Installs the `wasm32-wasip2` standard library with rustup if this toolchain
+/// lacks it (rust-toolchain.toml lists it, but rustup only honours that list when
+/// it installs the toolchain itself).
+fn ensure_target() {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if libdir.as_deref().is_some_and(has_std) {
+        return;
+    }
+    println!("cargo:warning=installing the {TARGET} target with rustup");
+    let mut cmd = Command::new("rustup");
+    cmd.args(["target", "add", TARGET]);
+    if let Some(toolchain) = std::env::var_os("RUSTUP_TOOLCHAIN") {
+        cmd.arg("--toolchain").arg(toolchain);
+    }
+    let status = cmd
+        .status()
+        .expect("rustup is needed to install the wasm32-wasip2 target");
+    assert!(status.success(), "`rustup target add {TARGET}` failed");
+}
+
+fn has_std(libdir: &Path) -> bool {
+    std::fs::read_dir(libdir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+    })
+}

@@ -1,0 +1,131 @@
+//! The `tenant-gateway` command.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tenant_gateway::settings::{SAMPLE, Settings};
+
+#[derive(Parser)]
+#[command(name = "tenant-gateway", version, about = "Edge tenant router and config gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gateway.
+    Serve(Serve),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Parser)]
+struct Serve {
+    /// Settings file (Ed-Fi appsettings.json shape). Default: ./appsettings.json if
+    /// present, else the built-in sample with two tenants.
+    #[arg(long, env = "TENANT_GATEWAY_SETTINGS")]
+    settings: Option<PathBuf>,
+    /// Address to listen on. Default: TenantGateway.Listen, else 127.0.0.1:8080.
+    #[arg(long, env = "TENANT_GATEWAY_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory for the embedded store. Default: TenantGateway.DataDir, else ./data.
+    #[arg(long, env = "TENANT_GATEWAY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Directory for precompiled components. Default: <data-dir>/cache.
+    #[arg(long, env = "TENANT_GATEWAY_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Log line format.
+    #[arg(long, value_enum, default_value = "text", env = "TENANT_GATEWAY_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load_settings(path: Option<&Path>) -> Result<(Settings, String), tenant_gateway::settings::SettingsError> {
+    match path {
+        Some(p) => Ok((Settings::load(p)?, p.display().to_string())),
+        None if Path::new("appsettings.json").exists() => {
+            Ok((Settings::load(Path::new("appsettings.json"))?, "appsettings.json".into()))
+        }
+        None => Ok((Settings::parse(SAMPLE)?, "built-in sample".into())),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn serve(args: Serve) -> anyhow::Result<()> {
+    let (settings, source) = match load_settings(args.settings.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tenant-gateway: {e}");
+            std::process::exit(2);
+        }
+    };
+    let listen = args
+        .listen
+        .or(settings.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let data_dir = args
+        .data_dir
+        .or_else(|| settings.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("data"));
+    let cache_dir = args.cache_dir.unwrap_or_else(|| data_dir.join("cache"));
+    tracing::info!(settings = %source, tenants = settings.tenants.len(), data_dir = %data_dir.display(), "starting");
+    let running = tenant_gateway::start(
+        tenant_gateway::Options {
+            settings,
+            listen,
+            data_dir,
+            cache_dir: Some(cache_dir),
+        },
+        shutdown_signal(),
+    )
+    .await?;
+    // The first stdout line announces the address (tests and scripts read it).
+    println!("tenant-gateway listening on http://{}", running.addr);
+    std::io::stdout().flush().context("writing to stdout")?;
+    running.wait().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(args.log_format);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(serve(args))
+        }
+    }
+}

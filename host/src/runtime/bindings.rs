@@ -1,0 +1,35 @@
+//! Host bindings generated from the one WIT package in `wit/`; the only place
+//! `bindgen!` runs.
+
+#![allow(missing_docs)]
+
+/// The config API component's imports: validator, feature gate, `wasi:keyvalue`.
+pub mod api {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "tenant-gateway:plugins/config-api-imports",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": crate::runtime::kv::Bucket,
+            "wasi:keyvalue/atomics.cas": crate::runtime::kv::Cas,
+        },
+    });
+}
+
+/// The validator component's exports.
+pub mod validator {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "tenant-gateway:plugins/validator-component",
+        exports: { default: async },
+    });
+}
+
+/// The feature-gate component's exports.
+pub mod gate {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "tenant-gateway:plugins/feature-gate-component",
+        exports: { default: async },
+    });
+}

@@ -1,0 +1,405 @@
+//! The Wasm runtime: one `Engine` for the process, components compiled and
+//! pre-instantiated once per load, published as one immutable snapshot; per request
+//! a fresh `Store` with a memory cap and an epoch deadline.
+//!
+//! The validator and feature gate are pure functions of their inputs, so their
+//! instances are kept warm in a bounded pool and reused (their schemas stay
+//! compiled); an instance that traps is dropped, never reused.
+
+mod bindings;
+mod cache;
+mod kv;
+mod plugins;
+mod pool;
+
+use crate::settings::Limits;
+use crate::store::Store;
+use crate::tenants::Directory;
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store as WasmStore};
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+pub use pool::WarmPool;
+
+/// How often the epoch ticks; deadlines are whole ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// Warm instances kept per plugin component.
+const WARM_INSTANCES: usize = 8;
+/// Calls served by one warm instance before it is replaced (bounds heap growth).
+const MAX_USES_PER_INSTANCE: u32 = 10_000;
+
+/// The built-in components, compiled into the binary from the workspace source.
+pub mod builtin {
+    /// The validator component.
+    pub const VALIDATOR: &[u8] = include_bytes!(env!("TG_VALIDATOR_WASM"));
+    /// The feature-gate component.
+    pub const FEATURE_GATE: &[u8] = include_bytes!(env!("TG_FEATURE_GATE_WASM"));
+    /// The config API component (Spin HTTP component).
+    pub const CONFIG_API: &[u8] = include_bytes!(env!("TG_CONFIG_API_WASM"));
+}
+
+/// The bytes of the three components making up one snapshot.
+#[derive(Clone)]
+pub struct ComponentSet {
+    /// Validator component.
+    pub validator: Bytes,
+    /// Feature-gate component.
+    pub feature_gate: Bytes,
+    /// Config API component.
+    pub config_api: Bytes,
+}
+
+impl ComponentSet {
+    /// The components built into the binary.
+    pub fn builtin() -> Self {
+        Self {
+            validator: Bytes::from_static(builtin::VALIDATOR),
+            feature_gate: Bytes::from_static(builtin::FEATURE_GATE),
+            config_api: Bytes::from_static(builtin::CONFIG_API),
+        }
+    }
+}
+
+/// A failure to serve a request through a component.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// All concurrency slots busy for too long.
+    #[error("component capacity exhausted")]
+    Busy,
+    /// The component trapped, ran out of time or memory, or gave no response.
+    #[error("component failed: {0:#}")]
+    Guest(wasmtime::Error),
+    /// The request exceeded its deadline in the host.
+    #[error("component call timed out")]
+    Timeout,
+}
+
+/// Store data of the plugin (validator, feature-gate) instances.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Store data of one config API request.
+pub struct ApiState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    snapshot: Arc<Snapshot>,
+    shared: Arc<Shared>,
+}
+
+impl WasiView for ApiState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for ApiState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
+    }
+}
+
+/// State every request shares: the store and the tenant directory.
+pub struct Shared {
+    /// Persistent store.
+    pub store: Arc<dyn Store>,
+    /// Current tenants.
+    pub directory: ArcSwap<Directory>,
+}
+
+/// One loaded set of components, ready to serve.
+pub struct Snapshot {
+    config_api: ProxyPre<ApiState>,
+    validator: WarmPool<bindings::validator::ValidatorComponentPre<PluginState>>,
+    gate: WarmPool<bindings::gate::FeatureGateComponentPre<PluginState>>,
+}
+
+/// Compiles and links components: what every load needs, made once.
+struct Loader {
+    engine: Engine,
+    api_linker: Linker<ApiState>,
+    plugin_linker: Linker<PluginState>,
+    cache_dir: Option<PathBuf>,
+    limits: Limits,
+}
+
+/// The process's Wasm runtime.
+pub struct Runtime {
+    loader: Loader,
+    snapshot: ArcSwap<Snapshot>,
+    shared: Arc<Shared>,
+    permits: tokio::sync::Semaphore,
+    ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine(limits: &Limits) -> wasmtime::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    let instances = (limits.max_concurrent_component_calls as u32)
+        .saturating_mul(3)
+        .saturating_add(2 * WARM_INSTANCES as u32 + 8);
+    let memory = limits.component_memory_mib as usize * 1024 * 1024;
+    pool.total_component_instances(instances)
+        .total_memories(instances * 2)
+        .total_tables(instances * 2)
+        .total_core_instances(instances * 8)
+        .max_memory_size(memory)
+        .max_component_instance_size(1 << 20)
+        .max_core_instance_size(1 << 20)
+        .max_memories_per_component(4)
+        .max_tables_per_component(8);
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config)
+}
+
+fn store_limits(limits: &Limits) -> StoreLimits {
+    StoreLimitsBuilder::new()
+        .memory_size(limits.component_memory_mib as usize * 1024 * 1024)
+        .instances(16)
+        .trap_on_grow_failure(true)
+        .build()
+}
+
+fn deadline_ticks(limits: &Limits) -> u64 {
+    (limits.component_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1)
+}
+
+impl Loader {
+    fn compile(&self, name: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+        cache::compile(&self.engine, name, bytes, self.cache_dir.as_deref())
+    }
+
+    /// Compiles, pre-instantiates and type-checks a set of components.
+    fn prepare(&self, set: &ComponentSet) -> anyhow::Result<Snapshot> {
+        use wasmtime::error::Context;
+        let api = self.compile("config-api", &set.config_api)?;
+        let validator = self.compile("validator", &set.validator)?;
+        let gate = self.compile("feature-gate", &set.feature_gate)?;
+        let config_api = ProxyPre::new(self.api_linker.instantiate_pre(&api).context("config-api imports")?)
+            .context("config-api does not export wasi:http/incoming-handler")?;
+        let validator = bindings::validator::ValidatorComponentPre::new(
+            self.plugin_linker.instantiate_pre(&validator).context("validator imports")?,
+        )
+        .context("validator exports")?;
+        let gate = bindings::gate::FeatureGateComponentPre::new(
+            self.plugin_linker.instantiate_pre(&gate).context("feature-gate imports")?,
+        )
+        .context("feature-gate exports")?;
+        Ok(Snapshot {
+            config_api,
+            validator: self.pool(validator),
+            gate: self.pool(gate),
+        })
+    }
+
+    fn pool<P: pool::Instantiate>(&self, pre: P) -> WarmPool<P> {
+        WarmPool::new(pre, &self.engine, &self.limits, WARM_INSTANCES, MAX_USES_PER_INSTANCE)
+    }
+}
+
+impl Runtime {
+    /// Builds the engine and linkers, starts the epoch ticker and loads `components`
+    /// (without warming them: call [`Runtime::warm_up`]).
+    pub fn new(
+        components: &ComponentSet,
+        shared: Arc<Shared>,
+        limits: Limits,
+        cache_dir: Option<PathBuf>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let engine = engine(&limits)?;
+
+        let mut api_linker = Linker::<ApiState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut api_linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut api_linker)?;
+        bindings::api::ConfigApiImports::add_to_linker::<_, wasmtime::component::HasSelf<ApiState>>(
+            &mut api_linker,
+            |s| s,
+        )?;
+
+        let mut plugin_linker = Linker::<PluginState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut plugin_linker)?;
+
+        let ticker = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = ticker.clone();
+            std::thread::Builder::new()
+                .name("epoch-ticker".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })?;
+        }
+
+        let loader = Loader {
+            engine,
+            api_linker,
+            plugin_linker,
+            cache_dir,
+            limits,
+        };
+        let snapshot = loader.prepare(components)?;
+        Ok(Arc::new(Self {
+            permits: tokio::sync::Semaphore::new(loader.limits.max_concurrent_component_calls),
+            loader,
+            snapshot: ArcSwap::from_pointee(snapshot),
+            shared,
+            ticker,
+        }))
+    }
+
+    /// The shared state (store, directory).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Loads a new set of components and, only if every one of them compiles,
+    /// links and answers a first call, publishes it atomically. On error the
+    /// running set stays.
+    pub async fn swap(self: &Arc<Self>, set: &ComponentSet) -> anyhow::Result<()> {
+        let this = self.clone();
+        let set = set.clone();
+        let snapshot = tokio::task::spawn_blocking(move || this.loader.prepare(&set)).await??;
+        let snapshot = Arc::new(snapshot);
+        warm_up(&snapshot).await?;
+        self.snapshot.store(snapshot);
+        Ok(())
+    }
+
+    /// Runs a first call through each plugin of the running set, so the first
+    /// request does not pay for instantiation and schema compilation.
+    pub async fn warm_up(&self) -> anyhow::Result<()> {
+        warm_up(&self.snapshot.load_full()).await
+    }
+
+    /// Serves one HTTP request with the config API component. The body has already
+    /// been read (and size-checked) by the server.
+    pub async fn serve_config_api(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, CallError> {
+        let timeout = Duration::from_millis(self.loader.limits.component_timeout_ms) + Duration::from_millis(500);
+        let _permit = tokio::time::timeout(timeout, self.permits.acquire())
+            .await
+            .map_err(|_| CallError::Busy)?
+            .map_err(|_| CallError::Busy)?;
+        let snapshot = self.snapshot.load_full();
+        let mut store = WasmStore::new(
+            &self.loader.engine,
+            ApiState {
+                wasi: WasiCtx::builder().build(),
+                http: WasiHttpCtx::new(),
+                table: ResourceTable::new(),
+                limits: store_limits(&self.loader.limits),
+                snapshot: snapshot.clone(),
+                shared: self.shared.clone(),
+            },
+        );
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(deadline_ticks(&self.loader.limits));
+        store.epoch_deadline_trap();
+
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let req = req.map(|b| {
+            Full::new(b).map_err(|never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} })
+        });
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)
+            .map_err(CallError::Guest)?;
+        let out = store
+            .data_mut()
+            .http()
+            .new_response_outparam(tx)
+            .map_err(CallError::Guest)?;
+        let pre = snapshot.config_api.clone();
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+        });
+
+        let work = async {
+            let resp = match rx.await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(code)) => {
+                    return Err(CallError::Guest(wasmtime::Error::msg(format!("guest error code {code:?}"))));
+                }
+                Err(_) => {
+                    let e = match task.await {
+                        Ok(Ok(())) => wasmtime::Error::msg("component sent no response"),
+                        Ok(Err(e)) => e,
+                        Err(e) => wasmtime::Error::msg(format!("component task failed: {e}")),
+                    };
+                    return Err(CallError::Guest(e));
+                }
+            };
+            let (parts, body) = resp.into_parts();
+            // The whole body is read before answering, so a component that fails
+            // half-way still yields a clean 500 instead of a truncated 200.
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| CallError::Guest(wasmtime::Error::msg(format!("response body: {e:?}"))))?
+                .to_bytes();
+            Ok(http::Response::from_parts(parts, body))
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| CallError::Timeout)?
+    }
+}
+
+/// Runs one call through each plugin of a snapshot: proves the components answer
+/// before they are published and leaves a warm instance of each in its pool.
+async fn warm_up(snapshot: &Snapshot) -> anyhow::Result<()> {
+    let defaults = plugins::default_config(snapshot).await?;
+    anyhow::ensure!(defaults.starts_with('{'), "validator returned no default configuration");
+    plugins::probe_feature_gate(snapshot, defaults).await?;
+    Ok(())
+}

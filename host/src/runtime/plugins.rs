@@ -1,0 +1,159 @@
+//! The validator and feature-gate imports of the config API component, served by
+//! calling the validator and feature-gate components (warm pooled instances).
+
+use super::bindings::api::tenant_gateway::plugins as api;
+use super::bindings::gate::tenant_gateway::plugins::types as gate_types;
+use super::{ApiState, Snapshot};
+
+fn gate_tier(t: api::types::Tier) -> gate_types::Tier {
+    match t {
+        api::types::Tier::Basic => gate_types::Tier::Basic,
+        api::types::Tier::Pro => gate_types::Tier::Pro,
+        api::types::Tier::Enterprise => gate_types::Tier::Enterprise,
+    }
+}
+
+fn api_tier(t: gate_types::Tier) -> api::types::Tier {
+    match t {
+        gate_types::Tier::Basic => api::types::Tier::Basic,
+        gate_types::Tier::Pro => api::types::Tier::Pro,
+        gate_types::Tier::Enterprise => api::types::Tier::Enterprise,
+    }
+}
+
+/// Calls the validator's `default-config`.
+pub(super) async fn default_config(snapshot: &Snapshot) -> wasmtime::Result<String> {
+    let mut w = snapshot.validator.acquire().await?;
+    let out = w
+        .instance
+        .tenant_gateway_plugins_validator()
+        .call_default_config(&mut w.store)
+        .await?;
+    snapshot.validator.release(w);
+    Ok(out)
+}
+
+/// Calls the feature gate once with a Basic tenant and the given configuration.
+pub(super) async fn probe_feature_gate(snapshot: &Snapshot, config: String) -> wasmtime::Result<()> {
+    let ctx = gate_types::TenantContext {
+        tenant_id: String::new(),
+        name: String::new(),
+        tier: gate_types::Tier::Basic,
+    };
+    let mut w = snapshot.gate.acquire().await?;
+    let list = w
+        .instance
+        .tenant_gateway_plugins_feature_gate()
+        .call_list_features(&mut w.store, &ctx, &config)
+        .await?;
+    snapshot.gate.release(w);
+    wasmtime::ensure!(!list.features.is_empty(), "feature gate returned an empty catalog");
+    Ok(())
+}
+
+impl api::types::Host for ApiState {}
+
+impl api::validator::Host for ApiState {
+    async fn default_config(&mut self) -> wasmtime::Result<String> {
+        default_config(&self.snapshot).await
+    }
+
+    async fn validate_config(&mut self, config: String) -> wasmtime::Result<Result<(), Vec<api::types::Violation>>> {
+        let snapshot = self.snapshot.clone();
+        let mut w = snapshot.validator.acquire().await?;
+        let out = w
+            .instance
+            .tenant_gateway_plugins_validator()
+            .call_validate_config(&mut w.store, &config)
+            .await?;
+        snapshot.validator.release(w);
+        Ok(out.map_err(violations))
+    }
+
+    async fn apply_patch(
+        &mut self,
+        current: Option<String>,
+        patch: String,
+    ) -> wasmtime::Result<Result<api::validator::PatchOutcome, Vec<api::types::Violation>>> {
+        let snapshot = self.snapshot.clone();
+        let mut w = snapshot.validator.acquire().await?;
+        let out = w
+            .instance
+            .tenant_gateway_plugins_validator()
+            .call_apply_patch(&mut w.store, current.as_deref(), &patch)
+            .await?;
+        snapshot.validator.release(w);
+        Ok(out
+            .map(|o| api::validator::PatchOutcome {
+                config: o.config,
+                updated_fields: o.updated_fields,
+            })
+            .map_err(violations))
+    }
+}
+
+fn violations(v: Vec<super::bindings::validator::tenant_gateway::plugins::types::Violation>) -> Vec<api::types::Violation> {
+    v.into_iter()
+        .map(|v| api::types::Violation {
+            path: v.path,
+            message: v.message,
+        })
+        .collect()
+}
+
+fn context(t: &api::types::TenantContext) -> gate_types::TenantContext {
+    gate_types::TenantContext {
+        tenant_id: t.tenant_id.clone(),
+        name: t.name.clone(),
+        tier: gate_tier(t.tier),
+    }
+}
+
+impl api::feature_gate::Host for ApiState {
+    async fn list_features(
+        &mut self,
+        tenant: api::types::TenantContext,
+        config: String,
+    ) -> wasmtime::Result<api::feature_gate::FeatureList> {
+        let snapshot = self.snapshot.clone();
+        let mut w = snapshot.gate.acquire().await?;
+        let list = w
+            .instance
+            .tenant_gateway_plugins_feature_gate()
+            .call_list_features(&mut w.store, &context(&tenant), &config)
+            .await?;
+        snapshot.gate.release(w);
+        Ok(api::feature_gate::FeatureList {
+            features: list
+                .features
+                .into_iter()
+                .map(|f| api::types::Feature {
+                    name: f.name,
+                    description: f.description,
+                    tier_required: api_tier(f.tier_required),
+                    available: f.available,
+                    enabled: f.enabled,
+                })
+                .collect(),
+            total_enabled: list.total_enabled,
+            total_available: list.total_available,
+        })
+    }
+
+    async fn is_enabled(
+        &mut self,
+        tenant: api::types::TenantContext,
+        config: String,
+        feature: String,
+    ) -> wasmtime::Result<Option<bool>> {
+        let snapshot = self.snapshot.clone();
+        let mut w = snapshot.gate.acquire().await?;
+        let out = w
+            .instance
+            .tenant_gateway_plugins_feature_gate()
+            .call_is_enabled(&mut w.store, &context(&tenant), &config, &feature)
+            .await?;
+        snapshot.gate.release(w);
+        Ok(out)
+    }
+}

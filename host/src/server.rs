@@ -1,0 +1,194 @@
+//! The HTTP edge: accepts connections, applies request limits, dispatches to the
+//! surfaces, maps every failure to the surface's error body, and logs one line per
+//! request. Shuts down gracefully: in-flight requests finish.
+
+use crate::runtime::{CallError, Runtime};
+use crate::settings::Limits;
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use http::{HeaderName, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// `x-request-id`: set on every response, and on every log line of the request.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const CONFIG_API_PREFIX: &str = "/api/v1/tenants/";
+
+/// The server's state.
+pub struct Gateway {
+    runtime: Arc<Runtime>,
+    limits: Limits,
+    next_id: AtomicU64,
+}
+
+impl Gateway {
+    /// A gateway serving through `runtime`.
+    pub fn new(runtime: Arc<Runtime>, limits: Limits) -> Self {
+        Self {
+            runtime,
+            limits,
+            next_id: AtomicU64::new(1),
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` completes, then waits (at most 30 s) for
+/// in-flight requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let gw = gateway.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let gw = gw.clone();
+                    async move { Ok::<_, Infallible>(handle(&gw, req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(30))
+                    .serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+        tracing::warn!("in-flight requests still running after 30 s; stopping anyway");
+    }
+    Ok(())
+}
+
+/// A JSON error in the config API's format: `{error, message, code, tenant_id}`.
+fn error(status: StatusCode, message: &str, tenant_id: Option<&str>) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({
+        "error": status.canonical_reason().unwrap_or("Error"),
+        "message": message,
+        "code": status.as_u16(),
+        "tenant_id": tenant_id,
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, JSON);
+    resp
+}
+
+fn json(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, JSON);
+    resp
+}
+
+/// The `{id}` of a config API path, for error bodies.
+fn path_tenant(path: &str) -> Option<&str> {
+    path.strip_prefix(CONFIG_API_PREFIX)?.split('/').next().filter(|s| !s.is_empty())
+}
+
+async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let id = gw.next_id.fetch_add(1, Ordering::Relaxed);
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let mut resp = route(gw, req, id).await;
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    tracing::info!(
+        request_id = id,
+        method = %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp
+}
+
+async fn route(gw: &Gateway, req: Request<Incoming>, id: u64) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    if path == "/healthz" {
+        return json(StatusCode::OK, r#"{"status":"ok"}"#);
+    }
+    if path.starts_with(CONFIG_API_PREFIX) {
+        return config_api(gw, req, id).await;
+    }
+    error(StatusCode::NOT_FOUND, "No endpoint at this path", None)
+}
+
+async fn config_api(gw: &Gateway, req: Request<Incoming>, id: u64) -> Response<Full<Bytes>> {
+    let tenant = path_tenant(req.uri().path()).map(str::to_owned);
+    let tenant = tenant.as_deref();
+    let max = gw.limits.max_body_bytes;
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("Request body exceeds the limit of {max} bytes"),
+            tenant,
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return too_large();
+    }
+    let (parts, body) = req.into_parts();
+    let body = if parts.method == Method::GET || parts.method == Method::HEAD {
+        Bytes::new()
+    } else {
+        match Limited::new(body, max).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(),
+            Err(e) => {
+                tracing::debug!(request_id = id, error = %e, "reading request body failed");
+                return error(StatusCode::BAD_REQUEST, "The request body could not be read", tenant);
+            }
+        }
+    };
+    let req = Request::from_parts(parts, body);
+    match gw.runtime.serve_config_api(req).await {
+        Ok(resp) => resp.map(Full::new),
+        Err(CallError::Busy) => error(StatusCode::SERVICE_UNAVAILABLE, "The gateway is at capacity; retry shortly", tenant),
+        Err(e) => {
+            tracing::error!(request_id = id, error = %e, "config API component failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("Internal server error (request {id})"),
+                tenant,
+            )
+        }
+    }
+}

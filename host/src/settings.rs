@@ -1,0 +1,386 @@
+//! The settings file: an Ed-Fi style `appsettings.json` (read as it is, unknown keys
+//! tolerated, keys case-insensitive like .NET configuration) plus the gateway's own
+//! `TenantGateway` section (strict: unknown keys are errors).
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The sample settings shipped with the repository, used when no file is given and
+/// `appsettings.json` is not in the working directory.
+pub const SAMPLE: &str = include_str!("../../appsettings.json");
+
+/// A settings problem: which key, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("settings: {key}: {problem}")]
+pub struct SettingsError {
+    /// Dotted key, e.g. `Tenants.Tenant1.ConnectionStrings`.
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+fn err(key: impl Into<String>, problem: impl Into<String>) -> SettingsError {
+    SettingsError {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// A validated tenant name: 1–50 characters from `[A-Za-z0-9_-]`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantName(String);
+
+impl TenantName {
+    /// Longest accepted name.
+    pub const MAX_LEN: usize = 50;
+
+    /// Checks a name; the error says why it is not one.
+    pub fn parse(name: &str) -> Result<Self, &'static str> {
+        if name.is_empty() {
+            return Err("must not be empty");
+        }
+        if name.len() > Self::MAX_LEN {
+            return Err("must be at most 50 characters");
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err("may contain only letters, digits, '-' and '_'");
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name as configured.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The case-insensitive lookup key.
+    pub fn key(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+impl fmt::Display for TenantName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TenantName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// A value that must never be shown: connection strings, passwords.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The secret itself, for the code that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Service tier of a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum Tier {
+    /// The default.
+    #[default]
+    Basic,
+    /// Middle tier.
+    Pro,
+    /// Top tier.
+    Enterprise,
+}
+
+impl Tier {
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Basic => "Basic",
+            Tier::Pro => "Pro",
+            Tier::Enterprise => "Enterprise",
+        }
+    }
+}
+
+/// One tenant from the settings file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantSettings {
+    /// Name as configured.
+    pub name: TenantName,
+    /// `ConnectionStrings` of the tenant (name → connection string).
+    pub connection_strings: BTreeMap<String, Secret>,
+    /// Tier, from the `TenantGateway` section (default Basic).
+    pub tier: Tier,
+}
+
+/// Limits applied to requests and component calls.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase", default)]
+pub struct Limits {
+    /// Largest accepted request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Linear memory cap of one component instance.
+    pub component_memory_mib: u32,
+    /// Wall-clock deadline of one component call.
+    pub component_timeout_ms: u64,
+    /// Component requests served at once; more wait.
+    pub max_concurrent_component_calls: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            component_memory_mib: 64,
+            component_timeout_ms: 2_000,
+            max_concurrent_component_calls: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct GatewaySection {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    tenants: BTreeMap<String, GatewayTenant>,
+    single_tenant_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct GatewayTenant {
+    #[serde(default)]
+    tier: Tier,
+}
+
+/// Everything the gateway reads from its settings file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `AppSettings.MultiTenancy`.
+    pub multi_tenancy: bool,
+    /// The tenants; in single-tenant mode exactly one.
+    pub tenants: Vec<TenantSettings>,
+    /// `TenantGateway.Listen`.
+    pub listen: Option<SocketAddr>,
+    /// `TenantGateway.DataDir`.
+    pub data_dir: Option<PathBuf>,
+    /// `TenantGateway.Limits`.
+    pub limits: Limits,
+}
+
+/// Name of the one tenant in single-tenant mode unless `TenantGateway.SingleTenantName` says otherwise.
+pub const SINGLE_TENANT_NAME: &str = "default";
+
+/// Case-insensitive lookup of a key in a JSON object, as .NET configuration does.
+fn get<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.get(key)
+        .or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+}
+
+fn object<'a>(value: &'a Value, key: &str) -> Result<&'a Map<String, Value>, SettingsError> {
+    value
+        .as_object()
+        .ok_or_else(|| err(key, "must be a JSON object"))
+}
+
+/// .NET configuration reads booleans from JSON booleans or the strings "true"/"false".
+fn boolean(value: Option<&Value>, key: &str) -> Result<bool, SettingsError> {
+    match value {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
+        Some(_) => Err(err(key, "must be true or false")),
+    }
+}
+
+fn connection_strings(
+    value: Option<&Value>,
+    key: &str,
+) -> Result<BTreeMap<String, Secret>, SettingsError> {
+    let mut out = BTreeMap::new();
+    let Some(value) = value else {
+        return Ok(out);
+    };
+    for (name, cs) in object(value, key)? {
+        let cs = cs
+            .as_str()
+            .ok_or_else(|| err(format!("{key}.{name}"), "must be a string"))?;
+        out.insert(name.clone(), Secret::new(cs.to_owned()));
+    }
+    Ok(out)
+}
+
+impl Settings {
+    /// Reads and validates a settings file.
+    pub fn load(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(path.display().to_string(), format!("cannot read: {e}")))?;
+        Self::parse(&text)
+    }
+
+    /// Parses and validates settings text.
+    pub fn parse(text: &str) -> Result<Self, SettingsError> {
+        let root: Value = serde_json::from_str(text).map_err(|e| err("$", format!("not valid JSON: {e}")))?;
+        let root = object(&root, "$")?;
+
+        let multi_tenancy = match get(root, "AppSettings") {
+            Some(app) => boolean(get(object(app, "AppSettings")?, "MultiTenancy"), "AppSettings.MultiTenancy")?,
+            None => false,
+        };
+
+        let gateway: GatewaySection = match get(root, "TenantGateway") {
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| err("TenantGateway", e.to_string()))?,
+            None => GatewaySection::default(),
+        };
+        let limits = &gateway.limits;
+        if limits.max_body_bytes == 0 {
+            return Err(err("TenantGateway.Limits.MaxBodyBytes", "must be greater than 0"));
+        }
+        if !(1..=4096).contains(&limits.component_memory_mib) {
+            return Err(err("TenantGateway.Limits.ComponentMemoryMib", "must be between 1 and 4096"));
+        }
+        if limits.component_timeout_ms == 0 {
+            return Err(err("TenantGateway.Limits.ComponentTimeoutMs", "must be greater than 0"));
+        }
+        if limits.max_concurrent_component_calls == 0 {
+            return Err(err("TenantGateway.Limits.MaxConcurrentComponentCalls", "must be greater than 0"));
+        }
+
+        let mut tenants = Vec::new();
+        if multi_tenancy {
+            let section = get(root, "Tenants")
+                .ok_or_else(|| err("Tenants", "is required when AppSettings.MultiTenancy is true"))?;
+            for (name, tenant) in object(section, "Tenants")? {
+                let key = format!("Tenants.{name}");
+                let parsed = TenantName::parse(name).map_err(|p| err(&key, format!("tenant name {p}")))?;
+                let tenant = object(tenant, &key)?;
+                let cs_key = format!("{key}.ConnectionStrings");
+                tenants.push(TenantSettings {
+                    name: parsed,
+                    connection_strings: connection_strings(get(tenant, "ConnectionStrings"), &cs_key)?,
+                    tier: Tier::default(),
+                });
+            }
+            if tenants.is_empty() {
+                return Err(err("Tenants", "must name at least one tenant when AppSettings.MultiTenancy is true"));
+            }
+        } else {
+            let name = gateway.single_tenant_name.as_deref().unwrap_or(SINGLE_TENANT_NAME);
+            let name = TenantName::parse(name)
+                .map_err(|p| err("TenantGateway.SingleTenantName", format!("tenant name {p}")))?;
+            tenants.push(TenantSettings {
+                name,
+                connection_strings: connection_strings(get(root, "ConnectionStrings"), "ConnectionStrings")?,
+                tier: Tier::default(),
+            });
+        }
+
+        let mut seen = BTreeMap::new();
+        for t in &tenants {
+            if let Some(first) = seen.insert(t.name.key(), t.name.clone()) {
+                return Err(err(
+                    format!("Tenants.{}", t.name),
+                    format!("duplicates tenant {first} (tenant names are case-insensitive)"),
+                ));
+            }
+        }
+        for (name, extra) in &gateway.tenants {
+            let key = format!("TenantGateway.Tenants.{name}");
+            let t = tenants
+                .iter_mut()
+                .find(|t| t.name.as_str().eq_ignore_ascii_case(name))
+                .ok_or_else(|| err(&key, "names no tenant of the settings file"))?;
+            t.tier = extra.tier;
+        }
+
+        Ok(Self {
+            multi_tenancy,
+            tenants,
+            listen: gateway.listen,
+            data_dir: gateway.data_dir,
+            limits: gateway.limits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_parses_with_two_tenants() {
+        let s = Settings::parse(SAMPLE).unwrap();
+        assert!(s.multi_tenancy);
+        assert_eq!(s.tenants.len(), 2);
+        assert!(s.tenants.iter().all(|t| !t.connection_strings.is_empty()));
+    }
+
+    #[test]
+    fn single_tenant_mode_is_the_default() {
+        let s = Settings::parse(r#"{"ConnectionStrings":{"EdFi_Admin":"Server=x;Database=A"}}"#).unwrap();
+        assert!(!s.multi_tenancy);
+        assert_eq!(s.tenants.len(), 1);
+        assert_eq!(s.tenants[0].name.as_str(), SINGLE_TENANT_NAME);
+        assert_eq!(s.tenants[0].connection_strings["EdFi_Admin"].expose(), "Server=x;Database=A");
+    }
+
+    #[test]
+    fn keys_are_case_insensitive_and_unknown_keys_tolerated() {
+        let s = Settings::parse(
+            r#"{"appsettings":{"multitenancy":"True","Other":1},"Logging":{},"tenants":{"A":{"connectionstrings":{}}}}"#,
+        )
+        .unwrap();
+        assert!(s.multi_tenancy);
+        assert_eq!(s.tenants[0].name.as_str(), "A");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (r#"{"AppSettings":{"MultiTenancy":true}}"#, "Tenants"),
+            (r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"bad name":{}}}"#, "Tenants.bad name"),
+            (r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"a":{},"A":{}}}"#, "Tenants.A"),
+            (r#"{"AppSettings":{"MultiTenancy":1}}"#, "AppSettings.MultiTenancy"),
+            (r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"a":{"ConnectionStrings":{"x":1}}}}"#, "Tenants.a.ConnectionStrings.x"),
+            (r#"{"TenantGateway":{"Nope":1}}"#, "TenantGateway"),
+            (r#"{"TenantGateway":{"Tenants":{"ghost":{}}}}"#, "TenantGateway.Tenants.ghost"),
+            (r#"{"TenantGateway":{"Limits":{"MaxBodyBytes":0}}}"#, "TenantGateway.Limits.MaxBodyBytes"),
+        ];
+        for (text, key) in cases {
+            assert_eq!(Settings::parse(text).unwrap_err().key, key, "{text}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Settings::parse(SAMPLE).unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("Database="), "{shown}");
+    }
+}
