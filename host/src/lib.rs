@@ -25,6 +25,8 @@ pub struct Options {
     pub data_dir: PathBuf,
     /// Directory of precompiled components; `None` compiles on every start.
     pub cache_dir: Option<PathBuf>,
+    /// The components to run.
+    pub components: runtime::ComponentSet,
 }
 
 /// A started gateway.
@@ -80,8 +82,9 @@ pub async fn start(
     });
     let limits = options.settings.limits.clone();
     let cache_dir = options.cache_dir.clone();
+    let components = options.components.clone();
     let rt = tokio::task::spawn_blocking(move || {
-        runtime::Runtime::new(&runtime::ComponentSet::builtin(), shared, limits, cache_dir)
+        runtime::Runtime::new(&components, shared, limits, cache_dir)
     })
     .await??;
     rt.warm_up().await.context("warming up the components")?;

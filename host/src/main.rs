@@ -41,6 +41,10 @@ struct Serve {
     /// Directory for precompiled components. Default: <data-dir>/cache.
     #[arg(long, env = "TENANT_GATEWAY_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Directory of component overrides: `validator.wasm`, `feature-gate.wasm`,
+    /// `config-api.wasm` found there replace the built-in ones.
+    #[arg(long, env = "TENANT_GATEWAY_COMPONENTS")]
+    components: Option<PathBuf>,
     /// Log line format.
     #[arg(long, value_enum, default_value = "text", env = "TENANT_GATEWAY_LOG_FORMAT")]
     log_format: LogFormat,
@@ -99,12 +103,18 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from("data"));
     let cache_dir = args.cache_dir.unwrap_or_else(|| data_dir.join("cache"));
     tracing::info!(settings = %source, tenants = settings.tenants.len(), data_dir = %data_dir.display(), "starting");
+    let components = match &args.components {
+        Some(dir) => tenant_gateway::runtime::ComponentSet::with_overrides(dir)
+            .with_context(|| format!("reading components from {}", dir.display()))?,
+        None => tenant_gateway::runtime::ComponentSet::builtin(),
+    };
     let running = tenant_gateway::start(
         tenant_gateway::Options {
             settings,
             listen,
             data_dir,
             cache_dir: Some(cache_dir),
+            components,
         },
         shutdown_signal(),
     )

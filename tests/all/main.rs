@@ -1,1 +1,8 @@
-fn main(){}
+//! End-to-end tests: each starts the real `tenant-gateway` process on 127.0.0.1:0
+//! with its own data directory and drives it over HTTP. See tests/README.md.
+
+mod config_api;
+mod failures;
+mod harness;
+mod persistence;
+mod validation;

@@ -263,8 +263,8 @@ fn config_document<P: Platform>(platform: &mut P, tenant: &TenantRecord) -> Resu
 fn document(tenant_id: &str, mut config: Map<String, Value>, updated_at: Option<String>) -> Value {
     let mut out = Map::with_capacity(config.len() + 2);
     out.insert("tenant_id".into(), Value::String(tenant_id.to_owned()));
-    let stored_time = config.remove("updated_at");
-    config.remove("tenant_id");
+    let stored_time = config.shift_remove("updated_at");
+    config.shift_remove("tenant_id");
     out.extend(config);
     let time = updated_at.map(Value::String).or(stored_time).unwrap_or(Value::Null);
     out.insert("updated_at".into(), time);

@@ -7,7 +7,7 @@ mod model;
 mod rules;
 mod schema;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "export"))]
 mod component;
 
 use serde_json::{Map, Value};
@@ -133,6 +133,12 @@ impl Validator {
             })?,
             None => self.defaults.clone(),
         };
+        // A stored document carries the API's read-only fields; the outcome holds
+        // only the configuration sections.
+        if let Value::Object(c) = &mut config {
+            c.shift_remove("tenant_id");
+            c.shift_remove("updated_at");
+        }
         let mut updated_fields = Vec::new();
         if let Value::Object(patch) = patch {
             merge_into(&mut config, patch, &mut updated_fields);
@@ -182,7 +188,7 @@ fn merge_into(config: &mut Value, patch: Map<String, Value>, updated: &mut Vec<S
         for (field, value) in fields {
             updated.push(format!("{section}.{field}"));
             if removes_nulls && value.is_null() {
-                target.remove(&field);
+                target.shift_remove(&field);
             } else {
                 target.insert(field, value);
             }
@@ -281,6 +287,19 @@ mod tests {
     }
 
     #[test]
+    fn patch_applies_to_a_stored_document_with_read_only_fields() {
+        let mut stored = shared().default_config().clone();
+        stored["tenant_id"] = json!("550e8400-e29b-41d4-a716-446655440000");
+        stored["updated_at"] = json!("2025-12-09T10:30:00Z");
+        let out = shared()
+            .apply_patch(Some(&stored.to_string()), r#"{"security":{"require_mfa":true}}"#)
+            .unwrap();
+        assert_eq!(out.config["security"]["require_mfa"], true);
+        let keys: Vec<&str> = out.config.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, SECTIONS, "sections keep their order");
+    }
+
+    #[test]
     fn cache_over_100_gb_uses_spec_wording() {
         let err = shared()
             .apply_patch(None, r#"{"performance":{"cache_size_mb":200000}}"#)
@@ -364,6 +383,8 @@ mod tests {
                 r#"{"custom_settings":{"a":null,"c":3}}"#,
             )
             .unwrap();
+        let keys: Vec<&str> = out.config["custom_settings"].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["b", "c"]);
         assert_eq!(out.config["custom_settings"], json!({"b":{"x":true},"c":3}));
         assert_eq!(
             out.updated_fields,

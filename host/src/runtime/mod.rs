@@ -60,7 +60,34 @@ pub struct ComponentSet {
     pub config_api: Bytes,
 }
 
+impl std::fmt::Debug for ComponentSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentSet")
+            .field("validator", &self.validator.len())
+            .field("feature_gate", &self.feature_gate.len())
+            .field("config_api", &self.config_api.len())
+            .finish()
+    }
+}
+
 impl ComponentSet {
+    /// The built-in components, each replaced by `<dir>/<name>.wasm` where that file
+    /// exists (`validator.wasm`, `feature-gate.wasm`, `config-api.wasm`).
+    pub fn with_overrides(dir: &std::path::Path) -> std::io::Result<Self> {
+        let mut set = Self::builtin();
+        for (name, slot) in [
+            ("validator", &mut set.validator),
+            ("feature-gate", &mut set.feature_gate),
+            ("config-api", &mut set.config_api),
+        ] {
+            let file = dir.join(format!("{name}.wasm"));
+            if file.exists() {
+                *slot = Bytes::from(std::fs::read(&file)?);
+            }
+        }
+        Ok(set)
+    }
+
     /// The components built into the binary.
     pub fn builtin() -> Self {
         Self {

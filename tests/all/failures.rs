@@ -1,0 +1,127 @@
+//! Failure behaviour: component traps, deadlines and memory caps fail only their
+//! request; oversized bodies get 413; secrets never reach responses or logs.
+
+use crate::harness::{FAULTY_VALIDATOR, Gateway, SAMPLE_SETTINGS};
+
+const PATH: &str = "/api/v1/tenants/Tenant1/config";
+
+/// A gateway running the fault-injecting validator, with short limits.
+fn faulty_gateway() -> (Gateway, tempfile::TempDir) {
+    let components = tempfile::tempdir().unwrap();
+    std::fs::copy(FAULTY_VALIDATOR, components.path().join("validator.wasm")).unwrap();
+    let mut settings: serde_json::Value = serde_json::from_str(SAMPLE_SETTINGS).unwrap();
+    settings["TenantGateway"]["Limits"]["ComponentTimeoutMs"] = 500.into();
+    settings["TenantGateway"]["Limits"]["ComponentMemoryMib"] = 32.into();
+    let gw = Gateway::launch()
+        .settings(&settings.to_string())
+        .components(components.path())
+        .start();
+    (gw, components)
+}
+
+fn assert_internal_error(r: &crate::harness::Reply) {
+    assert_eq!(r.status, 500, "{}", r.body);
+    let b = r.json();
+    assert_eq!(b["error"], "Internal Server Error");
+    assert_eq!(b["code"], 500);
+    // No guest detail (panic text, backtrace) leaks to the client.
+    assert!(!r.body.contains("fault injected"), "{}", r.body);
+}
+
+#[test]
+fn trap_deadline_and_memory_cap_fail_only_their_request() {
+    let (gw, _c) = faulty_gateway();
+    for fault in ["fault:trap", "fault:spin", "fault:hog"] {
+        let before = gw.get(PATH).body;
+        let started = std::time::Instant::now();
+        let r = gw.put_json(PATH, &format!(r#"{{"custom_settings":{{"x":"{fault}"}}}}"#));
+        assert_internal_error(&r);
+        assert!(started.elapsed().as_secs() < 10, "{fault} took {:?}", started.elapsed());
+        // The next request is served normally, and nothing was written.
+        assert_eq!(gw.get(PATH).body, before, "after {fault}");
+        let ok = gw.put_json(PATH, r#"{"custom_settings":{"x":"fine"}}"#);
+        assert_eq!(ok.status, 200, "after {fault}: {}", ok.body);
+        let undo = gw.put_json(PATH, r#"{"custom_settings":{"x":null}}"#);
+        assert_eq!(undo.status, 200);
+    }
+    let log = gw.log();
+    assert!(log.contains("config API component failed"), "{log}");
+}
+
+#[test]
+fn oversized_body_gets_413() {
+    let gw = Gateway::start();
+    let big = format!(r#"{{"custom_settings":{{"blob":"{}"}}}}"#, "x".repeat(70_000));
+    let r = gw.put_json(PATH, &big);
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(r.json()["code"], 413);
+    // Without Content-Length (chunked), the limit is enforced while reading.
+    let mut raw = format!(
+        "PUT {PATH} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    for chunk in big.as_bytes().chunks(8192) {
+        raw.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        raw.extend_from_slice(chunk);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    let r = gw.raw(&raw);
+    assert_eq!(r.status, 413, "{}", r.body);
+    // Just under the limit is fine.
+    let fits = format!(r#"{{"custom_settings":{{"blob":"{}"}}}}"#, "x".repeat(60_000));
+    assert_eq!(gw.put_json(PATH, &fits).status, 200);
+}
+
+#[test]
+fn connection_strings_never_reach_responses_or_logs() {
+    let gw = Gateway::start();
+    let mut bodies = String::new();
+    for path in [
+        "/api/v1/tenants/Tenant1/config",
+        "/api/v1/tenants/Tenant1/features",
+        "/api/v1/tenants/Tenant2/config",
+        "/api/v1/tenants/nobody/config",
+        "/healthz",
+        "/nothing-here",
+    ] {
+        bodies.push_str(&gw.get(path).body);
+    }
+    bodies.push_str(&gw.put_json(PATH, r#"{"performance":{"cache_size_mb":-1}}"#).body);
+    let log = gw.log();
+    for secret in ["tenant1-secret", "tenant2-secret", "Password=", "EdFi_Admin_Tenant1"] {
+        assert!(!bodies.contains(secret), "response leaked {secret}");
+        assert!(!log.contains(secret), "log leaked {secret}");
+    }
+}
+
+#[test]
+fn health_needs_nothing_and_unknown_paths_are_404() {
+    let gw = Gateway::start();
+    let r = gw.get("/healthz");
+    assert_eq!((r.status, r.json()["status"].clone()), (200, "ok".into()));
+    assert!(r.header("x-request-id").is_some());
+    let r = gw.get("/api/v2/whatever");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["code"], 404);
+}
+
+#[test]
+fn bad_settings_stop_start_up_with_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("appsettings.json");
+    std::fs::write(&file, r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"bad name!":{}}}"#).unwrap();
+    let out = std::process::Command::new(crate::harness::BINARY)
+        .arg("serve")
+        .arg("--settings")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("settings")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("Tenants.bad name!"), "{err}");
+}

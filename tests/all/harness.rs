@@ -1,0 +1,251 @@
+//! Starts real gateway processes on 127.0.0.1:0 and talks HTTP/1.1 to them.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The gateway binary built from this workspace.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_tenant-gateway");
+/// The failure-test validator component.
+pub const FAULTY_VALIDATOR: &str = env!("TG_FAULTY_VALIDATOR_WASM");
+/// The sample settings shipped in the repository.
+pub const SAMPLE_SETTINGS: &str = include_str!("../../appsettings.json");
+
+/// Precompiled components shared by every test's gateway (each has its own data).
+fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
+}
+
+/// How to start a gateway.
+pub struct Launch {
+    settings: String,
+    data_dir: Option<PathBuf>,
+    components: Option<PathBuf>,
+}
+
+impl Launch {
+    pub fn settings(mut self, text: &str) -> Self {
+        self.settings = text.to_owned();
+        self
+    }
+
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_owned());
+        self
+    }
+
+    pub fn components(mut self, dir: &Path) -> Self {
+        self.components = Some(dir.to_owned());
+        self
+    }
+
+    pub fn start(self) -> Gateway {
+        let work = tempfile::tempdir().expect("temp dir");
+        let settings = work.path().join("appsettings.json");
+        std::fs::write(&settings, &self.settings).unwrap();
+        let data_dir = self.data_dir.unwrap_or_else(|| work.path().join("data"));
+        let log = work.path().join("gateway.log");
+        let mut cmd = Command::new(BINARY);
+        cmd.arg("serve")
+            .arg("--settings")
+            .arg(&settings)
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--cache-dir")
+            .arg(cache_dir())
+            .current_dir(work.path())
+            .env("RUST_LOG", "debug")
+            .env_remove("TENANT_GATEWAY_LOG_FORMAT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(dir) = &self.components {
+            cmd.arg("--components").arg(dir);
+        }
+        let mut child = cmd.spawn().expect("start tenant-gateway");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "gateway did not start; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        let addr = line
+            .rsplit("http://")
+            .next()
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"));
+        Gateway {
+            child,
+            addr,
+            log,
+            data_dir,
+            _work: work,
+        }
+    }
+}
+
+/// A running gateway process; killed when dropped.
+pub struct Gateway {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    log: PathBuf,
+    _work: tempfile::TempDir,
+}
+
+/// A response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Gateway {
+    pub fn launch() -> Launch {
+        Launch {
+            settings: SAMPLE_SETTINGS.to_owned(),
+            data_dir: None,
+            components: None,
+        }
+    }
+
+    pub fn start() -> Gateway {
+        Self::launch().start()
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, &[], b"")
+    }
+
+    pub fn put_json(&self, path: &str, body: &str) -> Reply {
+        self.request("PUT", path, &[("Content-Type", "application/json")], body.as_bytes())
+    }
+
+    /// Sends one request with `Content-Length` and reads the whole response.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
+        for (n, v) in headers {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut raw = head.into_bytes();
+        raw.extend_from_slice(body);
+        self.raw(&raw)
+    }
+
+    /// Sends raw bytes and parses the response (the gateway closes after it).
+    pub fn raw(&self, request: &[u8]) -> Reply {
+        let mut stream = TcpStream::connect(self.addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        // The gateway may answer (e.g. 413) before reading all of a large body.
+        let _ = stream.write_all(request);
+        let mut buf = Vec::new();
+        let _ = stream.read_to_end(&mut buf);
+        parse(&buf)
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "gateway exited with {exit}; log:\n{}", self.log());
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse(buf: &[u8]) -> Reply {
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response: {:?}", String::from_utf8_lossy(buf)));
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = buf[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        let start = eol + 2;
+        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
+        data = &data[(start + size + 2).min(data.len())..];
+    }
+}
