@@ -73,8 +73,10 @@ pub async fn start(
     let directory = {
         let store = store.clone();
         let tenants = options.settings.tenants.clone();
-        tokio::task::spawn_blocking(move || tenants::Directory::seed(store.as_ref(), &tenants, &now_rfc3339()))
-            .await??
+        tokio::task::spawn_blocking(move || {
+            tenants::Directory::seed(store.as_ref(), &tenants, &now_rfc3339())
+        })
+        .await??
     };
     let shared = Arc::new(runtime::Shared {
         store,
@@ -93,7 +95,10 @@ pub async fn start(
         .await
         .with_context(|| format!("binding {}", options.listen))?;
     let addr = listener.local_addr()?;
-    let gateway = Arc::new(server::Gateway::new(rt.clone(), options.settings.limits.clone()));
+    let gateway = Arc::new(server::Gateway::new(
+        rt.clone(),
+        options.settings.limits.clone(),
+    ));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let stop = async move {
         tokio::select! {

@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 use tenant_gateway::settings::{SAMPLE, Settings};
 
 #[derive(Parser)]
-#[command(name = "tenant-gateway", version, about = "Edge tenant router and config gateway")]
+#[command(
+    name = "tenant-gateway",
+    version,
+    about = "Edge tenant router and config gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,26 +50,36 @@ struct Serve {
     #[arg(long, env = "TENANT_GATEWAY_COMPONENTS")]
     components: Option<PathBuf>,
     /// Log line format.
-    #[arg(long, value_enum, default_value = "text", env = "TENANT_GATEWAY_LOG_FORMAT")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        env = "TENANT_GATEWAY_LOG_FORMAT"
+    )]
     log_format: LogFormat,
 }
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
 }
 
-fn load_settings(path: Option<&Path>) -> Result<(Settings, String), tenant_gateway::settings::SettingsError> {
+fn load_settings(
+    path: Option<&Path>,
+) -> Result<(Settings, String), tenant_gateway::settings::SettingsError> {
     match path {
         Some(p) => Ok((Settings::load(p)?, p.display().to_string())),
-        None if Path::new("appsettings.json").exists() => {
-            Ok((Settings::load(Path::new("appsettings.json"))?, "appsettings.json".into()))
-        }
+        None if Path::new("appsettings.json").exists() => Ok((
+            Settings::load(Path::new("appsettings.json"))?,
+            "appsettings.json".into(),
+        )),
         None => Ok((Settings::parse(SAMPLE)?, "built-in sample".into())),
     }
 }

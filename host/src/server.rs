@@ -83,7 +83,10 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("in-flight requests still running after 30 s; stopping anyway");
     }
     Ok(())
@@ -112,7 +115,10 @@ fn json(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 
 /// The `{id}` of a config API path, for error bodies.
 fn path_tenant(path: &str) -> Option<&str> {
-    path.strip_prefix(CONFIG_API_PREFIX)?.split('/').next().filter(|s| !s.is_empty())
+    path.strip_prefix(CONFIG_API_PREFIX)?
+        .split('/')
+        .next()
+        .filter(|s| !s.is_empty())
 }
 
 async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -171,17 +177,30 @@ async fn config_api(gw: &Gateway, req: Request<Incoming>, id: u64) -> Response<F
     } else {
         match Limited::new(body, max).collect().await {
             Ok(b) => b.to_bytes(),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return too_large();
+            }
             Err(e) => {
                 tracing::debug!(request_id = id, error = %e, "reading request body failed");
-                return error(StatusCode::BAD_REQUEST, "The request body could not be read", tenant);
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "The request body could not be read",
+                    tenant,
+                );
             }
         }
     };
     let req = Request::from_parts(parts, body);
     match gw.runtime.serve_config_api(req).await {
         Ok(resp) => resp.map(Full::new),
-        Err(CallError::Busy) => error(StatusCode::SERVICE_UNAVAILABLE, "The gateway is at capacity; retry shortly", tenant),
+        Err(CallError::Busy) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The gateway is at capacity; retry shortly",
+            tenant,
+        ),
         Err(e) => {
             tracing::error!(request_id = id, error = %e, "config API component failed");
             error(

@@ -198,8 +198,11 @@ pub const SINGLE_TENANT_NAME: &str = "default";
 
 /// Case-insensitive lookup of a key in a JSON object, as .NET configuration does.
 fn get<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    obj.get(key)
-        .or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+    obj.get(key).or_else(|| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
 }
 
 fn object<'a>(value: &'a Value, key: &str) -> Result<&'a Map<String, Value>, SettingsError> {
@@ -246,57 +249,91 @@ impl Settings {
 
     /// Parses and validates settings text.
     pub fn parse(text: &str) -> Result<Self, SettingsError> {
-        let root: Value = serde_json::from_str(text).map_err(|e| err("$", format!("not valid JSON: {e}")))?;
+        let root: Value =
+            serde_json::from_str(text).map_err(|e| err("$", format!("not valid JSON: {e}")))?;
         let root = object(&root, "$")?;
 
         let multi_tenancy = match get(root, "AppSettings") {
-            Some(app) => boolean(get(object(app, "AppSettings")?, "MultiTenancy"), "AppSettings.MultiTenancy")?,
+            Some(app) => boolean(
+                get(object(app, "AppSettings")?, "MultiTenancy"),
+                "AppSettings.MultiTenancy",
+            )?,
             None => false,
         };
 
         let gateway: GatewaySection = match get(root, "TenantGateway") {
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| err("TenantGateway", e.to_string()))?,
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| err("TenantGateway", e.to_string()))?,
             None => GatewaySection::default(),
         };
         let limits = &gateway.limits;
         if limits.max_body_bytes == 0 {
-            return Err(err("TenantGateway.Limits.MaxBodyBytes", "must be greater than 0"));
+            return Err(err(
+                "TenantGateway.Limits.MaxBodyBytes",
+                "must be greater than 0",
+            ));
         }
         if !(1..=4096).contains(&limits.component_memory_mib) {
-            return Err(err("TenantGateway.Limits.ComponentMemoryMib", "must be between 1 and 4096"));
+            return Err(err(
+                "TenantGateway.Limits.ComponentMemoryMib",
+                "must be between 1 and 4096",
+            ));
         }
         if limits.component_timeout_ms == 0 {
-            return Err(err("TenantGateway.Limits.ComponentTimeoutMs", "must be greater than 0"));
+            return Err(err(
+                "TenantGateway.Limits.ComponentTimeoutMs",
+                "must be greater than 0",
+            ));
         }
         if limits.max_concurrent_component_calls == 0 {
-            return Err(err("TenantGateway.Limits.MaxConcurrentComponentCalls", "must be greater than 0"));
+            return Err(err(
+                "TenantGateway.Limits.MaxConcurrentComponentCalls",
+                "must be greater than 0",
+            ));
         }
 
         let mut tenants = Vec::new();
         if multi_tenancy {
-            let section = get(root, "Tenants")
-                .ok_or_else(|| err("Tenants", "is required when AppSettings.MultiTenancy is true"))?;
+            let section = get(root, "Tenants").ok_or_else(|| {
+                err(
+                    "Tenants",
+                    "is required when AppSettings.MultiTenancy is true",
+                )
+            })?;
             for (name, tenant) in object(section, "Tenants")? {
                 let key = format!("Tenants.{name}");
-                let parsed = TenantName::parse(name).map_err(|p| err(&key, format!("tenant name {p}")))?;
+                let parsed =
+                    TenantName::parse(name).map_err(|p| err(&key, format!("tenant name {p}")))?;
                 let tenant = object(tenant, &key)?;
                 let cs_key = format!("{key}.ConnectionStrings");
                 tenants.push(TenantSettings {
                     name: parsed,
-                    connection_strings: connection_strings(get(tenant, "ConnectionStrings"), &cs_key)?,
+                    connection_strings: connection_strings(
+                        get(tenant, "ConnectionStrings"),
+                        &cs_key,
+                    )?,
                     tier: Tier::default(),
                 });
             }
             if tenants.is_empty() {
-                return Err(err("Tenants", "must name at least one tenant when AppSettings.MultiTenancy is true"));
+                return Err(err(
+                    "Tenants",
+                    "must name at least one tenant when AppSettings.MultiTenancy is true",
+                ));
             }
         } else {
-            let name = gateway.single_tenant_name.as_deref().unwrap_or(SINGLE_TENANT_NAME);
+            let name = gateway
+                .single_tenant_name
+                .as_deref()
+                .unwrap_or(SINGLE_TENANT_NAME);
             let name = TenantName::parse(name)
                 .map_err(|p| err("TenantGateway.SingleTenantName", format!("tenant name {p}")))?;
             tenants.push(TenantSettings {
                 name,
-                connection_strings: connection_strings(get(root, "ConnectionStrings"), "ConnectionStrings")?,
+                connection_strings: connection_strings(
+                    get(root, "ConnectionStrings"),
+                    "ConnectionStrings",
+                )?,
                 tier: Tier::default(),
             });
         }
@@ -343,11 +380,15 @@ mod tests {
 
     #[test]
     fn single_tenant_mode_is_the_default() {
-        let s = Settings::parse(r#"{"ConnectionStrings":{"EdFi_Admin":"Server=x;Database=A"}}"#).unwrap();
+        let s = Settings::parse(r#"{"ConnectionStrings":{"EdFi_Admin":"Server=x;Database=A"}}"#)
+            .unwrap();
         assert!(!s.multi_tenancy);
         assert_eq!(s.tenants.len(), 1);
         assert_eq!(s.tenants[0].name.as_str(), SINGLE_TENANT_NAME);
-        assert_eq!(s.tenants[0].connection_strings["EdFi_Admin"].expose(), "Server=x;Database=A");
+        assert_eq!(
+            s.tenants[0].connection_strings["EdFi_Admin"].expose(),
+            "Server=x;Database=A"
+        );
     }
 
     #[test]
@@ -364,13 +405,31 @@ mod tests {
     fn errors_name_the_key() {
         let cases = [
             (r#"{"AppSettings":{"MultiTenancy":true}}"#, "Tenants"),
-            (r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"bad name":{}}}"#, "Tenants.bad name"),
-            (r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"a":{},"A":{}}}"#, "Tenants.A"),
-            (r#"{"AppSettings":{"MultiTenancy":1}}"#, "AppSettings.MultiTenancy"),
-            (r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"a":{"ConnectionStrings":{"x":1}}}}"#, "Tenants.a.ConnectionStrings.x"),
+            (
+                r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"bad name":{}}}"#,
+                "Tenants.bad name",
+            ),
+            (
+                r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"a":{},"A":{}}}"#,
+                "Tenants.A",
+            ),
+            (
+                r#"{"AppSettings":{"MultiTenancy":1}}"#,
+                "AppSettings.MultiTenancy",
+            ),
+            (
+                r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"a":{"ConnectionStrings":{"x":1}}}}"#,
+                "Tenants.a.ConnectionStrings.x",
+            ),
             (r#"{"TenantGateway":{"Nope":1}}"#, "TenantGateway"),
-            (r#"{"TenantGateway":{"Tenants":{"ghost":{}}}}"#, "TenantGateway.Tenants.ghost"),
-            (r#"{"TenantGateway":{"Limits":{"MaxBodyBytes":0}}}"#, "TenantGateway.Limits.MaxBodyBytes"),
+            (
+                r#"{"TenantGateway":{"Tenants":{"ghost":{}}}}"#,
+                "TenantGateway.Tenants.ghost",
+            ),
+            (
+                r#"{"TenantGateway":{"Limits":{"MaxBodyBytes":0}}}"#,
+                "TenantGateway.Limits.MaxBodyBytes",
+            ),
         ];
         for (text, key) in cases {
             assert_eq!(Settings::parse(text).unwrap_err().key, key, "{text}");

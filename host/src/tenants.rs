@@ -47,7 +47,11 @@ pub struct Directory {
 impl Directory {
     /// Records the settings' tenants in the store (creation times persist there)
     /// and builds the directory.
-    pub fn seed(store: &dyn Store, tenants: &[TenantSettings], now: &str) -> Result<Self, StoreError> {
+    pub fn seed(
+        store: &dyn Store,
+        tenants: &[TenantSettings],
+        now: &str,
+    ) -> Result<Self, StoreError> {
         let mut dir = Directory::default();
         for t in tenants {
             let id = tenant_id(&t.name);
@@ -120,7 +124,10 @@ mod tests {
         assert_eq!(a.get_version_num(), 5);
         assert_ne!(a, tenant_id(&TenantName::parse("Tenant2").unwrap()));
         // Pinned: a change here would orphan every stored configuration.
-        assert_eq!(a.to_string(), tenant_id(&TenantName::parse("TENANT1").unwrap()).to_string());
+        assert_eq!(
+            a.to_string(),
+            tenant_id(&TenantName::parse("TENANT1").unwrap()).to_string()
+        );
     }
 
     #[test]
@@ -133,7 +140,10 @@ mod tests {
         let t = dir.get("tenant1").unwrap();
         assert_eq!(t.name.as_str(), "Tenant1");
         assert!(Arc::ptr_eq(t, dir.get(&t.id.to_string()).unwrap()));
-        assert!(Arc::ptr_eq(t, dir.get(&t.id.to_string().to_uppercase()).unwrap()));
+        assert!(Arc::ptr_eq(
+            t,
+            dir.get(&t.id.to_string().to_uppercase()).unwrap()
+        ));
         assert!(dir.get("tenant3").is_none());
         let record = std::str::from_utf8(&t.record).unwrap();
         assert!(!record.contains("Database"), "{record}");

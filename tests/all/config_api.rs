@@ -87,9 +87,15 @@ fn partial_update_changes_only_given_fields() {
     let body = r.json();
     assert_eq!(
         body["updated_fields"],
-        json!(["performance.cache_size_mb", "performance.max_parallel_workers"])
+        json!([
+            "performance.cache_size_mb",
+            "performance.max_parallel_workers"
+        ])
     );
-    assert_eq!(body["message"], "Successfully updated 2 configuration field(s)");
+    assert_eq!(
+        body["message"],
+        "Successfully updated 2 configuration field(s)"
+    );
     assert_eq!(body["tenant_id"], before["tenant_id"]);
     let after = gw.get("/api/v1/tenants/Tenant1/config").json();
     assert_eq!(after["updated_at"], body["updated_at"]);
@@ -98,7 +104,10 @@ fn partial_update_changes_only_given_fields() {
     expected["performance"]["max_parallel_workers"] = json!(16);
     assert_eq!(without_meta(after), expected);
     // The other tenant is untouched.
-    assert_eq!(without_meta(gw.get("/api/v1/tenants/Tenant2/config").json()), spec_defaults());
+    assert_eq!(
+        without_meta(gw.get("/api/v1/tenants/Tenant2/config").json()),
+        spec_defaults()
+    );
 }
 
 #[test]
@@ -110,10 +119,17 @@ fn spec_example_1_performance_settings() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let b = r.json();
-    assert_eq!(b["message"], "Successfully updated 3 configuration field(s)");
+    assert_eq!(
+        b["message"],
+        "Successfully updated 3 configuration field(s)"
+    );
     assert_eq!(
         b["updated_fields"],
-        json!(["performance.cache_size_mb", "performance.max_parallel_workers", "performance.enable_adaptive_indexing"])
+        json!([
+            "performance.cache_size_mb",
+            "performance.max_parallel_workers",
+            "performance.enable_adaptive_indexing"
+        ])
     );
 }
 
@@ -125,7 +141,10 @@ fn spec_example_2_enable_hipaa() {
         r#"{"security":{"encryption_at_rest":true,"enable_audit_log":true,"password_complexity":4,"require_mfa":true},"compliance":{"hipaa":true}}"#,
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.json()["message"], "Successfully updated 5 configuration field(s)");
+    assert_eq!(
+        r.json()["message"],
+        "Successfully updated 5 configuration field(s)"
+    );
     let doc = gw.get("/api/v1/tenants/Tenant1/config").json();
     assert_eq!(doc["compliance"]["hipaa"], true);
     assert_eq!(doc["security"]["password_complexity"], 4);
@@ -140,7 +159,10 @@ fn spec_example_3_multi_region_replication() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["updated_fields"].as_array().unwrap().len(), 6);
     let doc = gw.get("/api/v1/tenants/Tenant1/config").json();
-    assert_eq!(doc["replication"]["regions"], json!(["us-east-1", "us-west-2", "eu-west-1"]));
+    assert_eq!(
+        doc["replication"]["regions"],
+        json!(["us-east-1", "us-west-2", "eu-west-1"])
+    );
     assert_eq!(doc["replication"]["max_lag_seconds"], 60);
     // Replication switches on the Enterprise replication features.
     let features = gw.get("/api/v1/tenants/Tenant1/features").json();
@@ -163,14 +185,23 @@ fn spec_example_4_features_by_tier() {
     let r = gw.get("/api/v1/tenants/Tenant1/features");
     assert_eq!(r.status, 200, "{}", r.body);
     let b = r.json();
-    assert_eq!(b["tenant_id"], gw.get("/api/v1/tenants/Tenant1/config").json()["tenant_id"]);
+    assert_eq!(
+        b["tenant_id"],
+        gw.get("/api/v1/tenants/Tenant1/config").json()["tenant_id"]
+    );
     let features = b["features"].as_array().unwrap();
     assert_eq!(features.len(), 18);
     let count = |key: &str| features.iter().filter(|f| f[key] == true).count();
     assert_eq!(b["total_available"], count("available"));
     assert_eq!(b["total_enabled"], count("enabled"));
-    assert_eq!((b["total_enabled"].clone(), b["total_available"].clone()), (json!(12), json!(18)));
-    let ml = features.iter().find(|f| f["name"] == "ml_features").unwrap();
+    assert_eq!(
+        (b["total_enabled"].clone(), b["total_available"].clone()),
+        (json!(12), json!(18))
+    );
+    let ml = features
+        .iter()
+        .find(|f| f["name"] == "ml_features")
+        .unwrap();
     assert_eq!(
         ml,
         &json!({"name":"ml_features","enabled":false,"available":true,"description":"Machine learning and AI features","tier_required":"Enterprise"})
@@ -178,11 +209,26 @@ fn spec_example_4_features_by_tier() {
     // Tenant2 is Pro: Enterprise features are listed but not available.
     let pro = gw.get("/api/v1/tenants/Tenant2/features").json();
     assert_eq!(pro["total_available"], 13);
-    let ml = pro["features"].as_array().unwrap().iter().find(|f| f["name"] == "ml_features").unwrap().clone();
-    assert_eq!((ml["available"].clone(), ml["enabled"].clone()), (json!(false), json!(false)));
+    let ml = pro["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "ml_features")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (ml["available"].clone(), ml["enabled"].clone()),
+        (json!(false), json!(false))
+    );
     // Enabling MFA in the config switches the feature on.
-    gw.put_json("/api/v1/tenants/Tenant2/config", r#"{"security":{"require_mfa":true}}"#);
-    assert_eq!(gw.get("/api/v1/tenants/Tenant2/features").json()["total_enabled"], pro["total_enabled"].as_u64().unwrap() + 1);
+    gw.put_json(
+        "/api/v1/tenants/Tenant2/config",
+        r#"{"security":{"require_mfa":true}}"#,
+    );
+    assert_eq!(
+        gw.get("/api/v1/tenants/Tenant2/features").json()["total_enabled"],
+        pro["total_enabled"].as_u64().unwrap() + 1
+    );
 }
 
 #[test]
@@ -192,9 +238,17 @@ fn unknown_tenant_is_404_in_the_error_format() {
         ("GET", "/api/v1/tenants/nobody/config"),
         ("PUT", "/api/v1/tenants/nobody/config"),
         ("GET", "/api/v1/tenants/nobody/features"),
-        ("GET", "/api/v1/tenants/00000000-0000-0000-0000-000000000000/config"),
+        (
+            "GET",
+            "/api/v1/tenants/00000000-0000-0000-0000-000000000000/config",
+        ),
     ] {
-        let r = gw.request(method, path, &[("Content-Type", "application/json")], br#"{"security":{"require_mfa":true}}"#);
+        let r = gw.request(
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            br#"{"security":{"require_mfa":true}}"#,
+        );
         assert_eq!(r.status, 404, "{method} {path}: {}", r.body);
         let b = r.json();
         assert_eq!(b["error"], "Not Found");
@@ -209,7 +263,12 @@ fn wrong_method_and_media_type() {
     let r = gw.request("DELETE", "/api/v1/tenants/Tenant1/config", &[], b"");
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET, PUT"));
-    let r = gw.request("PUT", "/api/v1/tenants/Tenant1/config", &[("Content-Type", "text/plain")], b"{}");
+    let r = gw.request(
+        "PUT",
+        "/api/v1/tenants/Tenant1/config",
+        &[("Content-Type", "text/plain")],
+        b"{}",
+    );
     assert_eq!(r.status, 415, "{}", r.body);
     assert_eq!(r.json()["code"], 415);
 }

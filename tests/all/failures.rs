@@ -36,7 +36,11 @@ fn trap_deadline_and_memory_cap_fail_only_their_request() {
         let started = std::time::Instant::now();
         let r = gw.put_json(PATH, &format!(r#"{{"custom_settings":{{"x":"{fault}"}}}}"#));
         assert_internal_error(&r);
-        assert!(started.elapsed().as_secs() < 10, "{fault} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "{fault} took {:?}",
+            started.elapsed()
+        );
         // The next request is served normally, and nothing was written.
         assert_eq!(gw.get(PATH).body, before, "after {fault}");
         let ok = gw.put_json(PATH, r#"{"custom_settings":{"x":"fine"}}"#);
@@ -51,7 +55,10 @@ fn trap_deadline_and_memory_cap_fail_only_their_request() {
 #[test]
 fn oversized_body_gets_413() {
     let gw = Gateway::start();
-    let big = format!(r#"{{"custom_settings":{{"blob":"{}"}}}}"#, "x".repeat(70_000));
+    let big = format!(
+        r#"{{"custom_settings":{{"blob":"{}"}}}}"#,
+        "x".repeat(70_000)
+    );
     let r = gw.put_json(PATH, &big);
     assert_eq!(r.status, 413, "{}", r.body);
     assert_eq!(r.json()["code"], 413);
@@ -69,7 +76,10 @@ fn oversized_body_gets_413() {
     let r = gw.raw(&raw);
     assert_eq!(r.status, 413, "{}", r.body);
     // Just under the limit is fine.
-    let fits = format!(r#"{{"custom_settings":{{"blob":"{}"}}}}"#, "x".repeat(60_000));
+    let fits = format!(
+        r#"{{"custom_settings":{{"blob":"{}"}}}}"#,
+        "x".repeat(60_000)
+    );
     assert_eq!(gw.put_json(PATH, &fits).status, 200);
 }
 
@@ -87,9 +97,17 @@ fn connection_strings_never_reach_responses_or_logs() {
     ] {
         bodies.push_str(&gw.get(path).body);
     }
-    bodies.push_str(&gw.put_json(PATH, r#"{"performance":{"cache_size_mb":-1}}"#).body);
+    bodies.push_str(
+        &gw.put_json(PATH, r#"{"performance":{"cache_size_mb":-1}}"#)
+            .body,
+    );
     let log = gw.log();
-    for secret in ["tenant1-secret", "tenant2-secret", "Password=", "EdFi_Admin_Tenant1"] {
+    for secret in [
+        "tenant1-secret",
+        "tenant2-secret",
+        "Password=",
+        "EdFi_Admin_Tenant1",
+    ] {
         assert!(!bodies.contains(secret), "response leaked {secret}");
         assert!(!log.contains(secret), "log leaked {secret}");
     }
@@ -110,7 +128,11 @@ fn health_needs_nothing_and_unknown_paths_are_404() {
 fn bad_settings_stop_start_up_with_one_line_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("appsettings.json");
-    std::fs::write(&file, r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"bad name!":{}}}"#).unwrap();
+    std::fs::write(
+        &file,
+        r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"bad name!":{}}}"#,
+    )
+    .unwrap();
     let out = std::process::Command::new(crate::harness::BINARY)
         .arg("serve")
         .arg("--settings")

@@ -96,7 +96,6 @@ impl Launch {
             child,
             addr,
             log,
-            data_dir,
             _work: work,
         }
     }
@@ -106,7 +105,6 @@ impl Launch {
 pub struct Gateway {
     child: Child,
     pub addr: SocketAddr,
-    pub data_dir: PathBuf,
     log: PathBuf,
     _work: tempfile::TempDir,
 }
@@ -150,12 +148,26 @@ impl Gateway {
     }
 
     pub fn put_json(&self, path: &str, body: &str) -> Reply {
-        self.request("PUT", path, &[("Content-Type", "application/json")], body.as_bytes())
+        self.request(
+            "PUT",
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
     }
 
     /// Sends one request with `Content-Length` and reads the whole response.
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
         for (n, v) in headers {
             head.push_str(&format!("{n}: {v}\r\n"));
         }
@@ -168,7 +180,9 @@ impl Gateway {
     /// Sends raw bytes and parses the response (the gateway closes after it).
     pub fn raw(&self, request: &[u8]) -> Reply {
         let mut stream = TcpStream::connect(self.addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         // The gateway may answer (e.g. 413) before reading all of a large body.
         let _ = stream.write_all(request);
         let mut buf = Vec::new();
@@ -187,7 +201,11 @@ impl Gateway {
         let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
         let exit = self.child.wait().unwrap();
-        assert!(exit.success(), "gateway exited with {exit}; log:\n{}", self.log());
+        assert!(
+            exit.success(),
+            "gateway exited with {exit}; log:\n{}",
+            self.log()
+        );
     }
 
     /// SIGKILL: no chance to flush or clean up.
@@ -240,7 +258,8 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
             return out;
         };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
         if size == 0 {
             return out;
         }

@@ -38,7 +38,10 @@ fn tenant_ids_are_the_same_on_every_instance() {
     let b = Gateway::start();
     for t in ["Tenant1", "Tenant2"] {
         let path = format!("/api/v1/tenants/{t}/config");
-        assert_eq!(a.get(&path).json()["tenant_id"], b.get(&path).json()["tenant_id"]);
+        assert_eq!(
+            a.get(&path).json()["tenant_id"],
+            b.get(&path).json()["tenant_id"]
+        );
     }
     // The first sight of a tenant fixes its creation time, which a never-updated
     // configuration reports as updated_at: a restart keeps it.
@@ -72,7 +75,11 @@ fn concurrent_updates_lose_no_write() {
     let custom = custom.as_object().unwrap();
     for w in 0..WRITERS {
         for i in 0..EACH {
-            assert_eq!(custom.get(&format!("w{w}_{i}")), Some(&json!(i)), "lost w{w}_{i}: {custom:?}");
+            assert_eq!(
+                custom.get(&format!("w{w}_{i}")),
+                Some(&json!(i)),
+                "lost w{w}_{i}: {custom:?}"
+            );
         }
     }
     assert_eq!(custom.len(), WRITERS * EACH);

@@ -15,7 +15,11 @@ fn rejected(gw: &Gateway, body: &str) -> Value {
     assert_eq!(b["error"], "Bad Request", "{b}");
     assert_eq!(b["code"], 400, "{b}");
     assert_eq!(b["tenant_id"], gw.get(PATH).json()["tenant_id"], "{b}");
-    assert_eq!(gw.get(PATH).body, before, "a rejected update changed the configuration");
+    assert_eq!(
+        gw.get(PATH).body,
+        before,
+        "a rejected update changed the configuration"
+    );
     b
 }
 
@@ -27,7 +31,11 @@ fn accepted(gw: &Gateway, body: &str) {
 fn paths(b: &Value) -> Vec<String> {
     b["details"]
         .as_array()
-        .map(|d| d.iter().map(|v| v["path"].as_str().unwrap().to_owned()).collect())
+        .map(|d| {
+            d.iter()
+                .map(|v| v["path"].as_str().unwrap().to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -53,7 +61,10 @@ fn parallel_workers_limit() {
 fn password_complexity_range_uses_spec_message() {
     let gw = Gateway::start();
     for bad in ["0", "6"] {
-        let b = rejected(&gw, &format!(r#"{{"security":{{"password_complexity":{bad}}}}}"#));
+        let b = rejected(
+            &gw,
+            &format!(r#"{{"security":{{"password_complexity":{bad}}}}}"#),
+        );
         assert_eq!(b["message"], "Password complexity must be between 1 and 5");
     }
     accepted(&gw, r#"{"security":{"password_complexity":1}}"#);
@@ -64,7 +75,10 @@ fn password_complexity_range_uses_spec_message() {
 fn backup_retention_must_cover_pitr_retention() {
     let gw = Gateway::start();
     let b = rejected(&gw, r#"{"backup":{"retention_days":6}}"#);
-    assert_eq!(b["message"], "Backup retention must be >= PITR retention period");
+    assert_eq!(
+        b["message"],
+        "Backup retention must be >= PITR retention period"
+    );
     // Checked against the stored values: lower PITR first, then retention is fine.
     accepted(&gw, r#"{"backup":{"pitr_retention_days":3}}"#);
     accepted(&gw, r#"{"backup":{"retention_days":6}}"#);
@@ -74,12 +88,24 @@ fn backup_retention_must_cover_pitr_retention() {
 #[test]
 fn hipaa_requirements() {
     let gw = Gateway::start();
-    let b = rejected(&gw, r#"{"compliance":{"hipaa":true},"security":{"encryption_at_rest":false}}"#);
+    let b = rejected(
+        &gw,
+        r#"{"compliance":{"hipaa":true},"security":{"encryption_at_rest":false}}"#,
+    );
     assert_eq!(b["message"], "HIPAA compliance requires encryption at rest");
-    let b = rejected(&gw, r#"{"compliance":{"hipaa":true},"security":{"enable_audit_log":false}}"#);
+    let b = rejected(
+        &gw,
+        r#"{"compliance":{"hipaa":true},"security":{"enable_audit_log":false}}"#,
+    );
     assert_eq!(b["message"], "HIPAA compliance requires audit logging");
-    let b = rejected(&gw, r#"{"compliance":{"hipaa":true},"security":{"password_complexity":2}}"#);
-    assert_eq!(b["message"], "HIPAA compliance requires password complexity of at least 3");
+    let b = rejected(
+        &gw,
+        r#"{"compliance":{"hipaa":true},"security":{"password_complexity":2}}"#,
+    );
+    assert_eq!(
+        b["message"],
+        "HIPAA compliance requires password complexity of at least 3"
+    );
     accepted(&gw, r#"{"compliance":{"hipaa":true}}"#);
     // With HIPAA stored, a later update that breaks it is rejected too.
     let b = rejected(&gw, r#"{"security":{"encryption_at_rest":false}}"#);
@@ -89,11 +115,29 @@ fn hipaa_requirements() {
 #[test]
 fn pci_dss_requirements() {
     let gw = Gateway::start();
-    let b = rejected(&gw, r#"{"compliance":{"pci_dss":true},"security":{"audit_retention_days":30}}"#);
-    assert_eq!(b["message"], "PCI-DSS compliance requires audit retention of at least 90 days");
-    let b = rejected(&gw, r#"{"compliance":{"pci_dss":true},"security":{"enable_audit_log":false,"encryption_at_rest":false}}"#);
-    assert_eq!(paths(&b), ["$.security.enable_audit_log", "$.security.encryption_at_rest"]);
-    accepted(&gw, r#"{"compliance":{"pci_dss":true},"security":{"audit_retention_days":90}}"#);
+    let b = rejected(
+        &gw,
+        r#"{"compliance":{"pci_dss":true},"security":{"audit_retention_days":30}}"#,
+    );
+    assert_eq!(
+        b["message"],
+        "PCI-DSS compliance requires audit retention of at least 90 days"
+    );
+    let b = rejected(
+        &gw,
+        r#"{"compliance":{"pci_dss":true},"security":{"enable_audit_log":false,"encryption_at_rest":false}}"#,
+    );
+    assert_eq!(
+        paths(&b),
+        [
+            "$.security.enable_audit_log",
+            "$.security.encryption_at_rest"
+        ]
+    );
+    accepted(
+        &gw,
+        r#"{"compliance":{"pci_dss":true},"security":{"audit_retention_days":90}}"#,
+    );
 }
 
 #[test]
@@ -105,10 +149,25 @@ fn gdpr_requirements_and_the_spec_example_that_breaks_them() {
         &gw,
         r#"{"performance":{"cache_size_mb":2048,"max_parallel_workers":16},"security":{"require_mfa":true,"session_timeout_mins":60},"compliance":{"gdpr":true,"data_residency":["EU"]}}"#,
     );
-    assert_eq!(paths(&b), ["$.compliance.enable_rtbf", "$.compliance.enable_anonymization"]);
-    let b = rejected(&gw, r#"{"compliance":{"gdpr":true,"enable_rtbf":true,"enable_anonymization":true,"data_residency":["US"]}}"#);
-    assert_eq!(b["message"], "GDPR compliance requires data residency to include EU");
-    accepted(&gw, r#"{"compliance":{"gdpr":true,"enable_rtbf":true,"enable_anonymization":true,"data_residency":["EU"]}}"#);
+    assert_eq!(
+        paths(&b),
+        [
+            "$.compliance.enable_rtbf",
+            "$.compliance.enable_anonymization"
+        ]
+    );
+    let b = rejected(
+        &gw,
+        r#"{"compliance":{"gdpr":true,"enable_rtbf":true,"enable_anonymization":true,"data_residency":["US"]}}"#,
+    );
+    assert_eq!(
+        b["message"],
+        "GDPR compliance requires data residency to include EU"
+    );
+    accepted(
+        &gw,
+        r#"{"compliance":{"gdpr":true,"enable_rtbf":true,"enable_anonymization":true,"data_residency":["EU"]}}"#,
+    );
 }
 
 #[test]
@@ -116,19 +175,34 @@ fn malformed_json_wrong_types_and_unknown_fields_name_the_path() {
     let gw = Gateway::start();
     let b = rejected(&gw, r#"{"performance":{"cache_size_mb":2048"#);
     assert_eq!(paths(&b), ["$"]);
-    assert!(b["message"].as_str().unwrap().starts_with("Malformed JSON"), "{b}");
+    assert!(
+        b["message"].as_str().unwrap().starts_with("Malformed JSON"),
+        "{b}"
+    );
     assert!(b["message"].as_str().unwrap().contains("line 1"), "{b}");
 
-    let b = rejected(&gw, r#"{"performance":{"cache_size_mb":"2048"},"security":{"require_mfa":"yes"}}"#);
-    assert_eq!(paths(&b), ["$.performance.cache_size_mb", "$.security.require_mfa"]);
-    assert_eq!(b["details"][0]["message"], "`performance.cache_size_mb` must be an integer");
+    let b = rejected(
+        &gw,
+        r#"{"performance":{"cache_size_mb":"2048"},"security":{"require_mfa":"yes"}}"#,
+    );
+    assert_eq!(
+        paths(&b),
+        ["$.performance.cache_size_mb", "$.security.require_mfa"]
+    );
+    assert_eq!(
+        b["details"][0]["message"],
+        "`performance.cache_size_mb` must be an integer"
+    );
 
     let b = rejected(&gw, r#"{"performance":{"cache_size":1},"tuning":{}}"#);
     let mut p = paths(&b);
     p.sort();
     assert_eq!(p, ["$.performance.cache_size", "$.tuning"]);
 
-    let b = rejected(&gw, r#"{"security":{"allowed_ips":["10.0.0.0/8","999.1.1.1/8"]}}"#);
+    let b = rejected(
+        &gw,
+        r#"{"security":{"allowed_ips":["10.0.0.0/8","999.1.1.1/8"]}}"#,
+    );
     assert_eq!(paths(&b), ["$.security.allowed_ips[1]"]);
     let b = rejected(&gw, r#"{"security":{"encryption_algorithm":"ROT13"}}"#);
     assert_eq!(paths(&b), ["$.security.encryption_algorithm"]);

@@ -61,7 +61,11 @@ impl Platform for Spin {
     }
 
     fn read_config(&mut self, tenant_id: &str) -> Result<Option<String>, Fault> {
-        self.configs()?.get(tenant_id).map_err(fault)?.map(text).transpose()
+        self.configs()?
+            .get(tenant_id)
+            .map_err(fault)?
+            .map(text)
+            .transpose()
     }
 
     fn begin_update(&mut self, tenant_id: &str) -> Result<(Option<String>, Self::Cas), Fault> {
@@ -82,7 +86,11 @@ impl Platform for Spin {
         validator::default_config()
     }
 
-    fn apply_patch(&mut self, current: Option<&str>, patch: &str) -> Result<Outcome, Vec<Violation>> {
+    fn apply_patch(
+        &mut self,
+        current: Option<&str>,
+        patch: &str,
+    ) -> Result<Outcome, Vec<Violation>> {
         validator::apply_patch(current, patch)
             .map(|o| Outcome {
                 config: o.config,

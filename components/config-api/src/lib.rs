@@ -106,7 +106,11 @@ pub trait Platform {
     /// The configuration of a tenant that never changed anything.
     fn default_config(&mut self) -> String;
     /// Validates an update and applies it to `current` (or the defaults).
-    fn apply_patch(&mut self, current: Option<&str>, patch: &str) -> Result<Outcome, Vec<Violation>>;
+    fn apply_patch(
+        &mut self,
+        current: Option<&str>,
+        patch: &str,
+    ) -> Result<Outcome, Vec<Violation>>;
     /// Lists the catalog features for a tenant with this configuration.
     fn list_features(&mut self, tenant: &TenantRecord, config: &str) -> Features;
     /// The current time, RFC 3339 UTC.
@@ -148,7 +152,12 @@ impl Response {
 
     /// An error in the API's format: `{error, message, code, tenant_id}`, plus
     /// `details` (every violation with its path) when there are any.
-    pub fn error(status: u16, message: &str, tenant_id: Option<&str>, details: &[Violation]) -> Self {
+    pub fn error(
+        status: u16,
+        message: &str,
+        tenant_id: Option<&str>,
+        details: &[Violation],
+    ) -> Self {
         let mut body = json!({
             "error": reason(status),
             "message": message,
@@ -214,7 +223,12 @@ pub fn handle<P: Platform>(platform: &mut P, req: Request<'_>) -> Response {
         }
         (Route::Features(_), "GET") => with_tenant(platform, id, get_features),
         _ => {
-            let mut r = Response::error(405, &format!("Method {} is not allowed here", req.method), None, &[]);
+            let mut r = Response::error(
+                405,
+                &format!("Method {} is not allowed here", req.method),
+                None,
+                &[],
+            );
             r.headers.push(("allow", allowed.to_owned()));
             return r;
         }
@@ -237,7 +251,12 @@ fn with_tenant<P: Platform>(
     then: impl FnOnce(&mut P, &TenantRecord) -> Result<Response, Fault>,
 ) -> Result<Response, Fault> {
     match platform.tenant(id)? {
-        None => Ok(Response::error(404, &format!("Tenant '{id}' not found"), Some(id), &[])),
+        None => Ok(Response::error(
+            404,
+            &format!("Tenant '{id}' not found"),
+            Some(id),
+            &[],
+        )),
         Some(t) if !t.enabled => Ok(Response::error(
             403,
             &format!("Tenant '{}' is disabled", t.name),
@@ -255,8 +274,12 @@ fn config_document<P: Platform>(platform: &mut P, tenant: &TenantRecord) -> Resu
         Some(text) => (text, None),
         None => (platform.default_config(), Some(tenant.created_at.clone())),
     };
-    let config: Map<String, Value> = serde_json::from_str(&text)
-        .map_err(|e| Fault(format!("stored configuration of {} is unreadable: {e}", tenant.id)))?;
+    let config: Map<String, Value> = serde_json::from_str(&text).map_err(|e| {
+        Fault(format!(
+            "stored configuration of {} is unreadable: {e}",
+            tenant.id
+        ))
+    })?;
     Ok(document(&tenant.id, config, fallback_time))
 }
 
@@ -266,7 +289,10 @@ fn document(tenant_id: &str, mut config: Map<String, Value>, updated_at: Option<
     let stored_time = config.shift_remove("updated_at");
     config.shift_remove("tenant_id");
     out.extend(config);
-    let time = updated_at.map(Value::String).or(stored_time).unwrap_or(Value::Null);
+    let time = updated_at
+        .map(Value::String)
+        .or(stored_time)
+        .unwrap_or(Value::Null);
     out.insert("updated_at".into(), time);
     Value::Object(out)
 }
@@ -275,9 +301,18 @@ fn get_config<P: Platform>(platform: &mut P, tenant: &TenantRecord) -> Result<Re
     Ok(Response::json(200, &config_document(platform, tenant)?))
 }
 
-fn put_config<P: Platform>(platform: &mut P, tenant: &TenantRecord, body: &[u8]) -> Result<Response, Fault> {
+fn put_config<P: Platform>(
+    platform: &mut P,
+    tenant: &TenantRecord,
+    body: &[u8],
+) -> Result<Response, Fault> {
     let Ok(patch) = std::str::from_utf8(body) else {
-        return Ok(Response::error(400, "Request body is not UTF-8 text", Some(&tenant.id), &[]));
+        return Ok(Response::error(
+            400,
+            "Request body is not UTF-8 text",
+            Some(&tenant.id),
+            &[],
+        ));
     };
     for _ in 0..MAX_UPDATE_ATTEMPTS {
         let (current, cas) = platform.begin_update(&tenant.id)?;
@@ -285,7 +320,12 @@ fn put_config<P: Platform>(platform: &mut P, tenant: &TenantRecord, body: &[u8])
             Ok(o) => o,
             Err(violations) => {
                 let message: Vec<&str> = violations.iter().map(|v| v.message.as_str()).collect();
-                return Ok(Response::error(400, &message.join("; "), Some(&tenant.id), &violations));
+                return Ok(Response::error(
+                    400,
+                    &message.join("; "),
+                    Some(&tenant.id),
+                    &violations,
+                ));
             }
         };
         let config: Map<String, Value> = serde_json::from_str(&outcome.config)
@@ -347,19 +387,25 @@ mod tests {
     impl Platform for Memory {
         type Cas = (String, u64);
         fn tenant(&mut self, id: &str) -> Result<Option<TenantRecord>, Fault> {
-            Ok((id == ID || id.eq_ignore_ascii_case("acme")).then(|| TenantRecord {
-                id: ID.into(),
-                name: "acme".into(),
-                tier: "Enterprise".into(),
-                enabled: true,
-                created_at: "2025-01-01T00:00:00Z".into(),
-            }))
+            Ok(
+                (id == ID || id.eq_ignore_ascii_case("acme")).then(|| TenantRecord {
+                    id: ID.into(),
+                    name: "acme".into(),
+                    tier: "Enterprise".into(),
+                    enabled: true,
+                    created_at: "2025-01-01T00:00:00Z".into(),
+                }),
+            )
         }
         fn read_config(&mut self, id: &str) -> Result<Option<String>, Fault> {
             Ok(self.configs.get(id).map(|(_, c)| c.clone()))
         }
         fn begin_update(&mut self, id: &str) -> Result<(Option<String>, Self::Cas), Fault> {
-            let (v, c) = self.configs.get(id).cloned().map_or((0, None), |(v, c)| (v, Some(c)));
+            let (v, c) = self
+                .configs
+                .get(id)
+                .cloned()
+                .map_or((0, None), |(v, c)| (v, Some(c)));
             Ok((c, (id.to_owned(), v)))
         }
         fn commit_update(&mut self, (id, v): Self::Cas, config: String) -> Result<bool, Fault> {
@@ -380,7 +426,11 @@ mod tests {
         fn default_config(&mut self) -> String {
             tg_validator::shared().default_config().to_string()
         }
-        fn apply_patch(&mut self, current: Option<&str>, patch: &str) -> Result<Outcome, Vec<Violation>> {
+        fn apply_patch(
+            &mut self,
+            current: Option<&str>,
+            patch: &str,
+        ) -> Result<Outcome, Vec<Violation>> {
             tg_validator::shared()
                 .apply_patch(current, patch)
                 .map(|o| Outcome {
@@ -437,7 +487,12 @@ mod tests {
 
     #[test]
     fn get_returns_defaults_with_tenant_and_creation_time() {
-        let (s, b) = call(&mut Memory::default(), "GET", "/api/v1/tenants/ACME/config", "");
+        let (s, b) = call(
+            &mut Memory::default(),
+            "GET",
+            "/api/v1/tenants/ACME/config",
+            "",
+        );
         assert_eq!(s, 200);
         assert_eq!(b["tenant_id"], ID);
         assert_eq!(b["updated_at"], "2025-01-01T00:00:00Z");
@@ -457,7 +512,10 @@ mod tests {
             r#"{"performance":{"cache_size_mb":2048,"max_parallel_workers":16}}"#,
         );
         assert_eq!(s, 200, "{b}");
-        assert_eq!(b["message"], "Successfully updated 2 configuration field(s)");
+        assert_eq!(
+            b["message"],
+            "Successfully updated 2 configuration field(s)"
+        );
         assert_eq!(b["updated_at"], "2025-12-09T10:35:00Z");
         let (_, g) = call(&mut p, "GET", "/api/v1/tenants/acme/config", "");
         assert_eq!(g["performance"]["max_parallel_workers"], 16);
@@ -467,7 +525,12 @@ mod tests {
     #[test]
     fn rejected_put_writes_nothing_and_uses_error_format() {
         let mut p = Memory::default();
-        let (s, b) = call(&mut p, "PUT", "/api/v1/tenants/acme/config", r#"{"performance":{"cache_size_mb":200000}}"#);
+        let (s, b) = call(
+            &mut p,
+            "PUT",
+            "/api/v1/tenants/acme/config",
+            r#"{"performance":{"cache_size_mb":200000}}"#,
+        );
         assert_eq!(s, 400);
         assert_eq!(b["error"], "Bad Request");
         assert_eq!(b["message"], "Cache size exceeds maximum (100 GB)");
@@ -483,20 +546,33 @@ mod tests {
             steal: 3,
             ..Memory::default()
         };
-        let (s, _) = call(&mut p, "PUT", "/api/v1/tenants/acme/config", r#"{"security":{"require_mfa":true}}"#);
+        let (s, _) = call(
+            &mut p,
+            "PUT",
+            "/api/v1/tenants/acme/config",
+            r#"{"security":{"require_mfa":true}}"#,
+        );
         assert_eq!(s, 200);
         let mut p = Memory {
             steal: MAX_UPDATE_ATTEMPTS,
             ..Memory::default()
         };
-        let (s, b) = call(&mut p, "PUT", "/api/v1/tenants/acme/config", r#"{"security":{"require_mfa":true}}"#);
+        let (s, b) = call(
+            &mut p,
+            "PUT",
+            "/api/v1/tenants/acme/config",
+            r#"{"security":{"require_mfa":true}}"#,
+        );
         assert_eq!((s, b["code"].clone()), (409, json!(409)));
     }
 
     #[test]
     fn unknown_tenant_route_and_method() {
         let mut p = Memory::default();
-        assert_eq!(call(&mut p, "GET", "/api/v1/tenants/nobody/config", "").0, 404);
+        assert_eq!(
+            call(&mut p, "GET", "/api/v1/tenants/nobody/config", "").0,
+            404
+        );
         assert_eq!(call(&mut p, "GET", "/api/v1/tenants/acme/other", "").0, 404);
         let r = handle(
             &mut p,
@@ -525,8 +601,16 @@ mod tests {
     fn features_use_stored_config() {
         let mut p = Memory::default();
         let (_, b) = call(&mut p, "GET", "/api/v1/tenants/acme/features", "");
-        assert_eq!((b["total_enabled"].clone(), b["total_available"].clone()), (json!(12), json!(18)));
-        call(&mut p, "PUT", "/api/v1/tenants/acme/config", r#"{"security":{"require_mfa":true}}"#);
+        assert_eq!(
+            (b["total_enabled"].clone(), b["total_available"].clone()),
+            (json!(12), json!(18))
+        );
+        call(
+            &mut p,
+            "PUT",
+            "/api/v1/tenants/acme/config",
+            r#"{"security":{"require_mfa":true}}"#,
+        );
         let (_, b) = call(&mut p, "GET", "/api/v1/tenants/acme/features", "");
         assert_eq!(b["total_enabled"], 13);
     }

@@ -59,7 +59,7 @@ mod component {
     });
 
     use exports::tenant_gateway::plugins::validator::{Guest, PatchOutcome};
-    use tenant_gateway::plugins::types::Violation;
+    use exports::tenant_gateway::plugins::types::Violation;
 
     struct Component;
 
@@ -79,10 +79,16 @@ mod component {
 
         fn validate_config(config: String) -> Result<(), Vec<Violation>> {
             super::misbehave(super::fault(&config));
-            tg_validator::shared().validate_config(&config).map(drop).map_err(to_wit)
+            tg_validator::shared()
+                .validate_config(&config)
+                .map(drop)
+                .map_err(to_wit)
         }
 
-        fn apply_patch(current: Option<String>, patch: String) -> Result<PatchOutcome, Vec<Violation>> {
+        fn apply_patch(
+            current: Option<String>,
+            patch: String,
+        ) -> Result<PatchOutcome, Vec<Violation>> {
             super::misbehave(super::fault(&patch));
             tg_validator::shared()
                 .apply_patch(current.as_deref(), &patch)
@@ -103,9 +109,18 @@ mod tests {
 
     #[test]
     fn markers_select_faults() {
-        assert_eq!(fault(r#"{"custom_settings":{"x":"fault:trap"}}"#), Fault::Trap);
-        assert_eq!(fault(r#"{"custom_settings":{"x":"fault:spin"}}"#), Fault::Spin);
-        assert_eq!(fault(r#"{"custom_settings":{"x":"fault:hog"}}"#), Fault::Hog);
+        assert_eq!(
+            fault(r#"{"custom_settings":{"x":"fault:trap"}}"#),
+            Fault::Trap
+        );
+        assert_eq!(
+            fault(r#"{"custom_settings":{"x":"fault:spin"}}"#),
+            Fault::Spin
+        );
+        assert_eq!(
+            fault(r#"{"custom_settings":{"x":"fault:hog"}}"#),
+            Fault::Hog
+        );
         assert_eq!(fault(r#"{"custom_settings":{"x":"fine"}}"#), Fault::None);
         misbehave(Fault::None);
     }

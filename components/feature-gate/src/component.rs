@@ -8,7 +8,7 @@ wit_bindgen::generate!({
 
 use exports::tenant_gateway::plugins::feature_gate::{FeatureList, Guest};
 use serde_json::Value;
-use tenant_gateway::plugins::types::{Feature, TenantContext, Tier};
+use exports::tenant_gateway::plugins::types::{Feature, TenantContext, Tier};
 
 struct Component;
 

@@ -80,24 +80,114 @@ use Tier::{Basic, Enterprise, Pro};
 
 /// The feature catalog, lowest tier first.
 pub const CATALOG: &[CatalogEntry] = &[
-    entry("row_level_security", "Row-level security for data isolation", Basic, Field("/security/enable_rls")),
-    entry("encryption_at_rest", "Data encryption at rest", Basic, Field("/security/encryption_at_rest")),
-    entry("encryption_in_transit", "Encrypted connections for all client and replica traffic", Basic, Field("/security/encryption_in_transit")),
-    entry("audit_logging", "Audit log of data access and administrative actions", Basic, Field("/security/enable_audit_log")),
-    entry("automated_backups", "Scheduled automatic backups", Basic, Field("/backup/enabled")),
-    entry("backup_compression", "Compressed backup storage", Basic, Field("/backup/compress_backups")),
-    entry("query_optimization", "Cost-based query optimizer", Basic, Field("/performance/enable_query_optimization")),
-    entry("advanced_analytics", "Advanced analytics and reporting capabilities", Pro, Field("/performance/collect_query_stats")),
-    entry("multi_factor_auth", "Multi-factor authentication requirement", Pro, Field("/security/require_mfa")),
-    entry("point_in_time_recovery", "Restore to any point within the PITR window", Pro, Field("/backup/enable_pitr")),
-    entry("adaptive_indexing", "Indexes created automatically from query patterns", Pro, Field("/performance/enable_adaptive_indexing")),
-    entry("result_caching", "Query result cache", Pro, Field("/performance/enable_result_caching")),
-    entry("backup_encryption", "Encryption of backup data", Pro, Field("/backup/encrypt_backups")),
-    entry("ml_features", "Machine learning and AI features", Enterprise, OptIn),
-    entry("column_encryption", "Encryption of selected columns", Enterprise, Field("/security/enable_column_encryption")),
-    entry("multi_region_replication", "Replication to other regions", Enterprise, Field("/replication/enabled")),
-    entry("automatic_failover", "Automatic promotion of a replica on failure", Enterprise, Both("/replication/enabled", "/replication/enable_auto_failover")),
-    entry("ip_allowlisting", "Client access restricted to listed networks", Enterprise, NonEmpty("/security/allowed_ips")),
+    entry(
+        "row_level_security",
+        "Row-level security for data isolation",
+        Basic,
+        Field("/security/enable_rls"),
+    ),
+    entry(
+        "encryption_at_rest",
+        "Data encryption at rest",
+        Basic,
+        Field("/security/encryption_at_rest"),
+    ),
+    entry(
+        "encryption_in_transit",
+        "Encrypted connections for all client and replica traffic",
+        Basic,
+        Field("/security/encryption_in_transit"),
+    ),
+    entry(
+        "audit_logging",
+        "Audit log of data access and administrative actions",
+        Basic,
+        Field("/security/enable_audit_log"),
+    ),
+    entry(
+        "automated_backups",
+        "Scheduled automatic backups",
+        Basic,
+        Field("/backup/enabled"),
+    ),
+    entry(
+        "backup_compression",
+        "Compressed backup storage",
+        Basic,
+        Field("/backup/compress_backups"),
+    ),
+    entry(
+        "query_optimization",
+        "Cost-based query optimizer",
+        Basic,
+        Field("/performance/enable_query_optimization"),
+    ),
+    entry(
+        "advanced_analytics",
+        "Advanced analytics and reporting capabilities",
+        Pro,
+        Field("/performance/collect_query_stats"),
+    ),
+    entry(
+        "multi_factor_auth",
+        "Multi-factor authentication requirement",
+        Pro,
+        Field("/security/require_mfa"),
+    ),
+    entry(
+        "point_in_time_recovery",
+        "Restore to any point within the PITR window",
+        Pro,
+        Field("/backup/enable_pitr"),
+    ),
+    entry(
+        "adaptive_indexing",
+        "Indexes created automatically from query patterns",
+        Pro,
+        Field("/performance/enable_adaptive_indexing"),
+    ),
+    entry(
+        "result_caching",
+        "Query result cache",
+        Pro,
+        Field("/performance/enable_result_caching"),
+    ),
+    entry(
+        "backup_encryption",
+        "Encryption of backup data",
+        Pro,
+        Field("/backup/encrypt_backups"),
+    ),
+    entry(
+        "ml_features",
+        "Machine learning and AI features",
+        Enterprise,
+        OptIn,
+    ),
+    entry(
+        "column_encryption",
+        "Encryption of selected columns",
+        Enterprise,
+        Field("/security/enable_column_encryption"),
+    ),
+    entry(
+        "multi_region_replication",
+        "Replication to other regions",
+        Enterprise,
+        Field("/replication/enabled"),
+    ),
+    entry(
+        "automatic_failover",
+        "Automatic promotion of a replica on failure",
+        Enterprise,
+        Both("/replication/enabled", "/replication/enable_auto_failover"),
+    ),
+    entry(
+        "ip_allowlisting",
+        "Client access restricted to listed networks",
+        Enterprise,
+        NonEmpty("/security/allowed_ips"),
+    ),
 ];
 
 /// One feature as seen by one tenant.
@@ -146,11 +236,13 @@ impl CatalogEntry {
                     .pointer(p)
                     .and_then(Value::as_array)
                     .is_some_and(|a| !a.is_empty()),
-                OptIn => config
-                    .get("custom_settings")
-                    .and_then(|c| c.get(format!("feature.{}", self.name)))
-                    .and_then(Value::as_bool)
-                    == Some(true),
+                OptIn => {
+                    config
+                        .get("custom_settings")
+                        .and_then(|c| c.get(format!("feature.{}", self.name)))
+                        .and_then(Value::as_bool)
+                        == Some(true)
+                }
             }
     }
 
@@ -220,11 +312,26 @@ mod tests {
         assert_eq!(list.total_enabled, 12);
         let get = |n: &str| list.features.iter().find(|f| f.name == n).unwrap().clone();
         // The five entries the spec shows, as it shows them.
-        assert_eq!((get("advanced_analytics").enabled, get("advanced_analytics").tier_required), (true, Pro));
-        assert_eq!((get("ml_features").enabled, get("ml_features").available), (false, true));
+        assert_eq!(
+            (
+                get("advanced_analytics").enabled,
+                get("advanced_analytics").tier_required
+            ),
+            (true, Pro)
+        );
+        assert_eq!(
+            (get("ml_features").enabled, get("ml_features").available),
+            (false, true)
+        );
         assert!(get("row_level_security").enabled);
         assert!(get("encryption_at_rest").enabled);
-        assert_eq!((get("multi_factor_auth").enabled, get("multi_factor_auth").tier_required), (false, Pro));
+        assert_eq!(
+            (
+                get("multi_factor_auth").enabled,
+                get("multi_factor_auth").tier_required
+            ),
+            (false, Pro)
+        );
     }
 
     #[test]
@@ -248,13 +355,25 @@ mod tests {
         c["security"]["allowed_ips"] = json!(["10.0.0.0/8"]);
         c["custom_settings"]["feature.ml_features"] = json!(true);
         c["security"]["enable_rls"] = json!(false);
-        for name in ["multi_factor_auth", "multi_region_replication", "automatic_failover", "ip_allowlisting", "ml_features"] {
+        for name in [
+            "multi_factor_auth",
+            "multi_region_replication",
+            "automatic_failover",
+            "ip_allowlisting",
+            "ml_features",
+        ] {
             assert_eq!(is_enabled(Enterprise, &c, name), Some(true), "{name}");
         }
-        assert_eq!(is_enabled(Enterprise, &c, "row_level_security"), Some(false));
+        assert_eq!(
+            is_enabled(Enterprise, &c, "row_level_security"),
+            Some(false)
+        );
         // A Pro tenant cannot switch on an Enterprise feature through its config.
         assert_eq!(is_enabled(Pro, &c, "ml_features"), Some(false));
         c["replication"]["enable_auto_failover"] = json!(false);
-        assert_eq!(is_enabled(Enterprise, &c, "automatic_failover"), Some(false));
+        assert_eq!(
+            is_enabled(Enterprise, &c, "automatic_failover"),
+            Some(false)
+        );
     }
 }

@@ -7,7 +7,7 @@ wit_bindgen::generate!({
 });
 
 use exports::tenant_gateway::plugins::validator::{Guest, PatchOutcome};
-use tenant_gateway::plugins::types::Violation;
+use exports::tenant_gateway::plugins::types::Violation;
 
 struct Component;
 

@@ -266,7 +266,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             out.updated_fields,
-            ["performance.max_parallel_workers", "performance.cache_size_mb"]
+            [
+                "performance.max_parallel_workers",
+                "performance.cache_size_mb"
+            ]
         );
         assert_eq!(out.config["performance"]["cache_size_mb"], 2048);
         assert_eq!(out.config["performance"]["query_timeout_secs"], 300);
@@ -292,10 +295,19 @@ mod tests {
         stored["tenant_id"] = json!("550e8400-e29b-41d4-a716-446655440000");
         stored["updated_at"] = json!("2025-12-09T10:30:00Z");
         let out = shared()
-            .apply_patch(Some(&stored.to_string()), r#"{"security":{"require_mfa":true}}"#)
+            .apply_patch(
+                Some(&stored.to_string()),
+                r#"{"security":{"require_mfa":true}}"#,
+            )
             .unwrap();
         assert_eq!(out.config["security"]["require_mfa"], true);
-        let keys: Vec<&str> = out.config.as_object().unwrap().keys().map(String::as_str).collect();
+        let keys: Vec<&str> = out
+            .config
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         assert_eq!(keys, SECTIONS, "sections keep their order");
     }
 
@@ -353,7 +365,10 @@ mod tests {
             .unwrap_err();
         let paths: Vec<&str> = err.iter().map(|v| v.path.as_str()).collect();
         assert!(paths.contains(&"$.performance.cache_size_mb"), "{err:?}");
-        assert!(paths.contains(&"$.performance.query_timeout_secs"), "{err:?}");
+        assert!(
+            paths.contains(&"$.performance.query_timeout_secs"),
+            "{err:?}"
+        );
         assert!(paths.contains(&"$.performance.nope"), "{err:?}");
         assert!(paths.contains(&"$.extra"), "{err:?}");
         assert_eq!(err.len(), 4, "{err:?}");
@@ -383,7 +398,12 @@ mod tests {
                 r#"{"custom_settings":{"a":null,"c":3}}"#,
             )
             .unwrap();
-        let keys: Vec<&str> = out.config["custom_settings"].as_object().unwrap().keys().map(String::as_str).collect();
+        let keys: Vec<&str> = out.config["custom_settings"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         assert_eq!(keys, ["b", "c"]);
         assert_eq!(out.config["custom_settings"], json!({"b":{"x":true},"c":3}));
         assert_eq!(
@@ -408,7 +428,9 @@ mod tests {
         assert_eq!(ok["performance"]["cache_size_mb"], 10);
         assert_eq!(ok["security"]["password_complexity"], 3);
         let err = shared()
-            .validate_config(r#"{"compliance":{"hipaa":true},"security":{"enable_audit_log":false}}"#)
+            .validate_config(
+                r#"{"compliance":{"hipaa":true},"security":{"enable_audit_log":false}}"#,
+            )
             .unwrap_err();
         assert_eq!(messages(&err), ["HIPAA compliance requires audit logging"]);
     }
@@ -416,7 +438,10 @@ mod tests {
     #[test]
     fn json_path_forms() {
         assert_eq!(json_path(""), "$");
-        assert_eq!(json_path("/security/allowed_ips/0"), "$.security.allowed_ips[0]");
+        assert_eq!(
+            json_path("/security/allowed_ips/0"),
+            "$.security.allowed_ips[0]"
+        );
         assert_eq!(
             json_path("/custom_settings/a b"),
             "$.custom_settings['a b']"

@@ -9,7 +9,12 @@ use std::net::IpAddr;
 pub(crate) fn check(config: &Value) -> Vec<Violation> {
     let c: TenantConfig = match TenantConfig::deserialize_from(config) {
         Ok(c) => c,
-        Err(e) => return vec![Violation::new("$", format!("Configuration is incomplete: {e}"))],
+        Err(e) => {
+            return vec![Violation::new(
+                "$",
+                format!("Configuration is incomplete: {e}"),
+            )];
+        }
     };
     let mut out = Vec::new();
     let mut require = |ok: bool, path: &str, message: &str| {
@@ -26,8 +31,16 @@ pub(crate) fn check(config: &Value) -> Vec<Violation> {
     );
 
     if p.hipaa {
-        require(s.encryption_at_rest, "$.security.encryption_at_rest", "HIPAA compliance requires encryption at rest");
-        require(s.enable_audit_log, "$.security.enable_audit_log", "HIPAA compliance requires audit logging");
+        require(
+            s.encryption_at_rest,
+            "$.security.encryption_at_rest",
+            "HIPAA compliance requires encryption at rest",
+        );
+        require(
+            s.enable_audit_log,
+            "$.security.enable_audit_log",
+            "HIPAA compliance requires audit logging",
+        );
         require(
             s.password_complexity >= 3,
             "$.security.password_complexity",
@@ -35,8 +48,16 @@ pub(crate) fn check(config: &Value) -> Vec<Violation> {
         );
     }
     if p.pci_dss {
-        require(s.enable_audit_log, "$.security.enable_audit_log", "PCI-DSS compliance requires audit logging");
-        require(s.encryption_at_rest, "$.security.encryption_at_rest", "PCI-DSS compliance requires encryption at rest");
+        require(
+            s.enable_audit_log,
+            "$.security.enable_audit_log",
+            "PCI-DSS compliance requires audit logging",
+        );
+        require(
+            s.encryption_at_rest,
+            "$.security.encryption_at_rest",
+            "PCI-DSS compliance requires encryption at rest",
+        );
         require(
             s.audit_retention_days >= 90,
             "$.security.audit_retention_days",
@@ -44,7 +65,11 @@ pub(crate) fn check(config: &Value) -> Vec<Violation> {
         );
     }
     if p.gdpr {
-        require(p.enable_rtbf, "$.compliance.enable_rtbf", "GDPR compliance requires right to be forgotten (enable_rtbf)");
+        require(
+            p.enable_rtbf,
+            "$.compliance.enable_rtbf",
+            "GDPR compliance requires right to be forgotten (enable_rtbf)",
+        );
         require(
             p.data_residency.iter().any(|r| r == "EU"),
             "$.compliance.data_residency",
@@ -92,10 +117,11 @@ mod tests {
     use crate::shared;
 
     fn patch(p: &str) -> Result<(), Vec<String>> {
-        shared()
-            .apply_patch(None, p)
-            .map(|_| ())
-            .map_err(|v| v.into_iter().map(|v| format!("{} {}", v.path, v.message)).collect())
+        shared().apply_patch(None, p).map(|_| ()).map_err(|v| {
+            v.into_iter()
+                .map(|v| format!("{} {}", v.path, v.message))
+                .collect()
+        })
     }
 
     #[test]
@@ -111,7 +137,8 @@ mod tests {
     #[test]
     fn hipaa_rules_both_ways() {
         assert_eq!(
-            patch(r#"{"compliance":{"hipaa":true},"security":{"encryption_at_rest":false}}"#).unwrap_err(),
+            patch(r#"{"compliance":{"hipaa":true},"security":{"encryption_at_rest":false}}"#)
+                .unwrap_err(),
             ["$.security.encryption_at_rest HIPAA compliance requires encryption at rest"]
         );
         assert_eq!(
@@ -124,7 +151,9 @@ mod tests {
         );
         assert!(patch(r#"{"security":{"encryption_at_rest":true,"enable_audit_log":true,"password_complexity":4,"require_mfa":true},"compliance":{"hipaa":true}}"#).is_ok());
         // Without HIPAA the same settings are fine.
-        assert!(patch(r#"{"security":{"encryption_at_rest":false,"password_complexity":1}}"#).is_ok());
+        assert!(
+            patch(r#"{"security":{"encryption_at_rest":false,"password_complexity":1}}"#).is_ok()
+        );
     }
 
     #[test]
@@ -136,8 +165,11 @@ mod tests {
             3
         );
         assert_eq!(
-            patch(r#"{"compliance":{"pci_dss":true},"security":{"audit_retention_days":89}}"#).unwrap_err(),
-            ["$.security.audit_retention_days PCI-DSS compliance requires audit retention of at least 90 days"]
+            patch(r#"{"compliance":{"pci_dss":true},"security":{"audit_retention_days":89}}"#)
+                .unwrap_err(),
+            [
+                "$.security.audit_retention_days PCI-DSS compliance requires audit retention of at least 90 days"
+            ]
         );
         assert!(patch(r#"{"compliance":{"pci_dss":true}}"#).is_ok());
     }
@@ -162,9 +194,14 @@ mod tests {
 
     #[test]
     fn cidr_is_checked_beyond_its_pattern() {
-        assert!(patch(r#"{"security":{"allowed_ips":["10.0.0.0/8","172.16.0.0/12","2001:db8::/32"]}}"#).is_ok());
+        assert!(
+            patch(r#"{"security":{"allowed_ips":["10.0.0.0/8","172.16.0.0/12","2001:db8::/32"]}}"#)
+                .is_ok()
+        );
         assert_eq!(
-            patch(r#"{"security":{"allowed_ips":["10.0.0.0/8","300.1.1.1/8","10.0.0.0/33"]}}"#).unwrap_err().len(),
+            patch(r#"{"security":{"allowed_ips":["10.0.0.0/8","300.1.1.1/8","10.0.0.0/33"]}}"#)
+                .unwrap_err()
+                .len(),
             2
         );
     }

@@ -138,12 +138,12 @@ impl Schemas {
                     } else {
                         format!("{path}.{name}")
                     };
-                    let what = if pointer.is_empty() && (name == "tenant_id" || name == "updated_at")
-                    {
-                        "is read-only and cannot be updated"
-                    } else {
-                        "is not a known field"
-                    };
+                    let what =
+                        if pointer.is_empty() && (name == "tenant_id" || name == "updated_at") {
+                            "is read-only and cannot be updated"
+                        } else {
+                            "is not a known field"
+                        };
                     out.push(Violation::new(
                         child.clone(),
                         format!("`{}` {what}", field_name(&child)),
@@ -172,11 +172,12 @@ impl Schemas {
                     .unwrap_or_default();
                 format!("`{field}` must be one of {}", options.join(", "))
             }
-            ValidationErrorKind::Pattern { .. } => custom("pattern").unwrap_or_else(|| {
-                match node.and_then(|n| n.get("description")).and_then(Value::as_str) {
-                    Some(d) => format!("`{field}` has an invalid format (expected: {d})"),
-                    None => format!("`{field}` has an invalid format"),
-                }
+            ValidationErrorKind::Pattern { .. } => custom("pattern").unwrap_or_else(|| match node
+                .and_then(|n| n.get("description"))
+                .and_then(Value::as_str)
+            {
+                Some(d) => format!("`{field}` has an invalid format (expected: {d})"),
+                None => format!("`{field}` has an invalid format"),
             }),
             ValidationErrorKind::UniqueItems => format!("`{field}` must not repeat items"),
             ValidationErrorKind::MaxItems { limit } => {
@@ -243,9 +244,8 @@ mod tests {
         let mut doc = s.defaults();
         doc["tenant_id"] = json!("550e8400-e29b-41d4-a716-446655440000");
         doc["updated_at"] = json!("2025-12-09T10:30:00Z");
-        doc["security"]["kms_key_id"] = json!(
-            "arn:aws:kms:us-east-1:123456789012:key/12345678-1234-1234-1234-123456789012"
-        );
+        doc["security"]["kms_key_id"] =
+            json!("arn:aws:kms:us-east-1:123456789012:key/12345678-1234-1234-1234-123456789012");
         doc["backup"]["destinations"] = json!([{"destination_type":"s3","bucket":"b","region":"us-east-1","path":"/t","credentials_id":"c"}]);
         assert_eq!(s.check_config(&doc), []);
     }
@@ -256,16 +256,46 @@ mod tests {
         let cases = [
             (json!({"tenant_id": "not-a-uuid"}), "$.tenant_id"),
             (json!({"updated_at": "yesterday"}), "$.updated_at"),
-            (json!({"security": {"encryption_algorithm": "DES"}}), "$.security.encryption_algorithm"),
-            (json!({"security": {"kms_key_id": "my-key"}}), "$.security.kms_key_id"),
-            (json!({"security": {"allowed_ips": ["10.0.0.0"]}}), "$.security.allowed_ips[0]"),
-            (json!({"replication": {"mode": "eventually"}}), "$.replication.mode"),
-            (json!({"replication": {"regions": ["Mars"]}}), "$.replication.regions[0]"),
-            (json!({"compliance": {"data_residency": ["eu"]}}), "$.compliance.data_residency[0]"),
-            (json!({"backup": {"destinations": [{"bucket": "b"}]}}), "$.backup.destinations[0]"),
-            (json!({"backup": {"frequency_hours": 169}}), "$.backup.frequency_hours"),
-            (json!({"performance": {"query_memory_limit_mb": 255}}), "$.performance.query_memory_limit_mb"),
-            (json!({"performance": {"enable_result_caching": "yes"}}), "$.performance.enable_result_caching"),
+            (
+                json!({"security": {"encryption_algorithm": "DES"}}),
+                "$.security.encryption_algorithm",
+            ),
+            (
+                json!({"security": {"kms_key_id": "my-key"}}),
+                "$.security.kms_key_id",
+            ),
+            (
+                json!({"security": {"allowed_ips": ["10.0.0.0"]}}),
+                "$.security.allowed_ips[0]",
+            ),
+            (
+                json!({"replication": {"mode": "eventually"}}),
+                "$.replication.mode",
+            ),
+            (
+                json!({"replication": {"regions": ["Mars"]}}),
+                "$.replication.regions[0]",
+            ),
+            (
+                json!({"compliance": {"data_residency": ["eu"]}}),
+                "$.compliance.data_residency[0]",
+            ),
+            (
+                json!({"backup": {"destinations": [{"bucket": "b"}]}}),
+                "$.backup.destinations[0]",
+            ),
+            (
+                json!({"backup": {"frequency_hours": 169}}),
+                "$.backup.frequency_hours",
+            ),
+            (
+                json!({"performance": {"query_memory_limit_mb": 255}}),
+                "$.performance.query_memory_limit_mb",
+            ),
+            (
+                json!({"performance": {"enable_result_caching": "yes"}}),
+                "$.performance.enable_result_caching",
+            ),
         ];
         for (doc, path) in cases {
             let v = s.check_config(&doc);
@@ -278,11 +308,20 @@ mod tests {
     fn generic_messages_name_the_field_and_range() {
         let s = schemas();
         let v = s.check_patch(&json!({"security": {"session_timeout_mins": 2}}));
-        assert_eq!(v[0].message, "`security.session_timeout_mins` must be between 5 and 1440");
+        assert_eq!(
+            v[0].message,
+            "`security.session_timeout_mins` must be between 5 and 1440"
+        );
         let v = s.check_patch(&json!({"performance": {"cache_size_mb": -1}}));
-        assert_eq!(v[0].message, "`performance.cache_size_mb` must be between 0 and 100000");
+        assert_eq!(
+            v[0].message,
+            "`performance.cache_size_mb` must be between 0 and 100000"
+        );
         let v = s.check_patch(&json!({"performance": {"cache_size_mb": "1"}}));
-        assert_eq!(v[0].message, "`performance.cache_size_mb` must be an integer");
+        assert_eq!(
+            v[0].message,
+            "`performance.cache_size_mb` must be an integer"
+        );
         let v = s.check_patch(&json!([1]));
         assert_eq!(v[0].message, "The body must be a JSON object");
     }
@@ -290,6 +329,12 @@ mod tests {
     #[test]
     fn patch_schema_needs_at_least_one_section() {
         let v = schemas().check_patch(&json!({}));
-        assert_eq!(v, [Violation::new("$", "The update sets no configuration field")]);
+        assert_eq!(
+            v,
+            [Violation::new(
+                "$",
+                "The update sets no configuration field"
+            )]
+        );
     }
 }

@@ -2,20 +2,27 @@
 //! component's SHA-256 and the engine's compatibility hash: a restart loads in
 //! well under a millisecond what took seconds to compile.
 
-use wasmtime::error::Context;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use wasmtime::Engine;
 use wasmtime::component::Component;
+use wasmtime::error::Context;
 
 /// Compiles `bytes`, or loads the cached artifact of an earlier compilation.
-pub fn compile(engine: &Engine, name: &str, bytes: &[u8], cache_dir: Option<&Path>) -> wasmtime::Result<Component> {
+pub fn compile(
+    engine: &Engine,
+    name: &str,
+    bytes: &[u8],
+    cache_dir: Option<&Path>,
+) -> wasmtime::Result<Component> {
     let Some(dir) = cache_dir else {
         return Component::new(engine, bytes).with_context(|| format!("compiling {name}"));
     };
     let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
     let digest = Sha256::digest(bytes);
     let file = dir.join(format!(
         "{name}-{}-{:016x}.cwasm",
@@ -29,7 +36,9 @@ pub fn compile(engine: &Engine, name: &str, bytes: &[u8], cache_dir: Option<&Pat
         #[allow(unsafe_code)]
         match unsafe { Component::deserialize_file(engine, &file) } {
             Ok(c) => return Ok(c),
-            Err(e) => tracing::warn!(file = %file.display(), error = %e, "ignoring unusable cached component"),
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "ignoring unusable cached component")
+            }
         }
     }
     let compiled = engine

@@ -69,7 +69,11 @@ impl ApiState {
     }
 
     /// Reads a key; the returned future does not borrow `self`.
-    fn read(&self, bucket: Bucket, key: String) -> impl Future<Output = Result<Option<Versioned>, store::Error>> + Send + 'static {
+    fn read(
+        &self,
+        bucket: Bucket,
+        key: String,
+    ) -> impl Future<Output = Result<Option<Versioned>, store::Error>> + Send + 'static {
         let shared = self.shared.clone();
         async move {
             match bucket {
@@ -77,14 +81,19 @@ impl ApiState {
                     value: t.record.to_vec(),
                     version: 0,
                 })),
-                Bucket::Configs => blocking(&shared.store, move |s| s.get(Bucket::Configs.name(), &key)).await,
+                Bucket::Configs => {
+                    blocking(&shared.store, move |s| s.get(Bucket::Configs.name(), &key)).await
+                }
             }
         }
     }
 }
 
 impl store::Host for ApiState {
-    async fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<Bucket>, store::Error>> {
+    async fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<Bucket>, store::Error>> {
         let bucket = match identifier.as_str() {
             "tenants" => Bucket::Tenants,
             "configs" => Bucket::Configs,
@@ -95,20 +104,36 @@ impl store::Host for ApiState {
 }
 
 impl store::HostBucket for ApiState {
-    async fn get(&mut self, this: Resource<Bucket>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
+    async fn get(
+        &mut self,
+        this: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
         let bucket = self.bucket(&this)?;
         Ok(self.read(bucket, key).await.map(|v| v.map(|v| v.value)))
     }
 
-    async fn set(&mut self, this: Resource<Bucket>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), store::Error>> {
+    async fn set(
+        &mut self,
+        this: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
         let bucket = self.bucket(&this)?;
         if let Err(e) = Self::read_only(bucket) {
             return Ok(Err(e));
         }
-        Ok(blocking(&self.shared.store, move |s| s.set(bucket.name(), &key, &value)).await)
+        Ok(blocking(&self.shared.store, move |s| {
+            s.set(bucket.name(), &key, &value)
+        })
+        .await)
     }
 
-    async fn delete(&mut self, this: Resource<Bucket>, key: String) -> wasmtime::Result<Result<(), store::Error>> {
+    async fn delete(
+        &mut self,
+        this: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
         let bucket = self.bucket(&this)?;
         if let Err(e) = Self::read_only(bucket) {
             return Ok(Err(e));
@@ -116,7 +141,11 @@ impl store::HostBucket for ApiState {
         Ok(blocking(&self.shared.store, move |s| s.delete(bucket.name(), &key)).await)
     }
 
-    async fn exists(&mut self, this: Resource<Bucket>, key: String) -> wasmtime::Result<Result<bool, store::Error>> {
+    async fn exists(
+        &mut self,
+        this: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, store::Error>> {
         let bucket = self.bucket(&this)?;
         Ok(self.read(bucket, key).await.map(|v| v.is_some()))
     }
@@ -139,7 +168,10 @@ impl store::HostBucket for ApiState {
                 Ok(crate::store::KeyPage { keys, cursor: next })
             }
             Bucket::Configs => {
-                blocking(&self.shared.store, move |s| s.list_keys(bucket.name(), cursor.as_deref(), PAGE)).await
+                blocking(&self.shared.store, move |s| {
+                    s.list_keys(bucket.name(), cursor.as_deref(), PAGE)
+                })
+                .await
             }
         };
         Ok(page.map(|p| store::KeyResponse {
@@ -162,17 +194,26 @@ impl atomics::Host for ApiState {
         _delta: i64,
     ) -> wasmtime::Result<Result<i64, store::Error>> {
         // No bucket here holds counters; say so rather than invent an encoding.
-        Ok(Err(store::Error::Other("increment is not supported by this store".into())))
+        Ok(Err(store::Error::Other(
+            "increment is not supported by this store".into(),
+        )))
     }
 
-    async fn swap(&mut self, this: Resource<Cas>, value: Vec<u8>) -> wasmtime::Result<Result<(), atomics::CasError>> {
+    async fn swap(
+        &mut self,
+        this: Resource<Cas>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), atomics::CasError>> {
         let cas = self.table.delete(this)?;
         if let Err(e) = Self::read_only(cas.bucket) {
             return Ok(Err(atomics::CasError::StoreError(e)));
         }
         let expected = cas.current.as_ref().map(|v| v.version);
         let (bucket, key) = (cas.bucket, cas.key.clone());
-        let swapped = blocking(&self.shared.store, move |s| s.swap(bucket.name(), &key, expected, &value)).await;
+        let swapped = blocking(&self.shared.store, move |s| {
+            s.swap(bucket.name(), &key, expected, &value)
+        })
+        .await;
         Ok(match swapped {
             Ok(true) => Ok(()),
             Ok(false) => {
@@ -194,16 +235,27 @@ impl atomics::Host for ApiState {
 }
 
 impl atomics::HostCas for ApiState {
-    async fn new(&mut self, bucket: Resource<Bucket>, key: String) -> wasmtime::Result<Result<Resource<Cas>, store::Error>> {
+    async fn new(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<Resource<Cas>, store::Error>> {
         let bucket = self.bucket(&bucket)?;
         let current = match self.read(bucket, key.clone()).await {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(Ok(self.table.push(Cas { bucket, key, current })?))
+        Ok(Ok(self.table.push(Cas {
+            bucket,
+            key,
+            current,
+        })?))
     }
 
-    async fn current(&mut self, this: Resource<Cas>) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
+    async fn current(
+        &mut self,
+        this: Resource<Cas>,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
         let cas = self.table.get(&this)?;
         Ok(Ok(cas.current.as_ref().map(|v| v.value.clone())))
     }

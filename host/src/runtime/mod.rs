@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store as WasmStore};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store as WasmStore,
+};
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -242,14 +244,22 @@ impl Loader {
         let api = self.compile("config-api", &set.config_api)?;
         let validator = self.compile("validator", &set.validator)?;
         let gate = self.compile("feature-gate", &set.feature_gate)?;
-        let config_api = ProxyPre::new(self.api_linker.instantiate_pre(&api).context("config-api imports")?)
-            .context("config-api does not export wasi:http/incoming-handler")?;
+        let config_api = ProxyPre::new(
+            self.api_linker
+                .instantiate_pre(&api)
+                .context("config-api imports")?,
+        )
+        .context("config-api does not export wasi:http/incoming-handler")?;
         let validator = bindings::validator::ValidatorComponentPre::new(
-            self.plugin_linker.instantiate_pre(&validator).context("validator imports")?,
+            self.plugin_linker
+                .instantiate_pre(&validator)
+                .context("validator imports")?,
         )
         .context("validator exports")?;
         let gate = bindings::gate::FeatureGateComponentPre::new(
-            self.plugin_linker.instantiate_pre(&gate).context("feature-gate imports")?,
+            self.plugin_linker
+                .instantiate_pre(&gate)
+                .context("feature-gate imports")?,
         )
         .context("feature-gate exports")?;
         Ok(Snapshot {
@@ -260,7 +270,13 @@ impl Loader {
     }
 
     fn pool<P: pool::Instantiate>(&self, pre: P) -> WarmPool<P> {
-        WarmPool::new(pre, &self.engine, &self.limits, WARM_INSTANCES, MAX_USES_PER_INSTANCE)
+        WarmPool::new(
+            pre,
+            &self.engine,
+            &self.limits,
+            WARM_INSTANCES,
+            MAX_USES_PER_INSTANCE,
+        )
     }
 }
 
@@ -347,7 +363,8 @@ impl Runtime {
         &self,
         req: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, CallError> {
-        let timeout = Duration::from_millis(self.loader.limits.component_timeout_ms) + Duration::from_millis(500);
+        let timeout = Duration::from_millis(self.loader.limits.component_timeout_ms)
+            + Duration::from_millis(500);
         let _permit = tokio::time::timeout(timeout, self.permits.acquire())
             .await
             .map_err(|_| CallError::Busy)?
@@ -370,7 +387,9 @@ impl Runtime {
 
         let (tx, rx) = tokio::sync::oneshot::channel();
         let req = req.map(|b| {
-            Full::new(b).map_err(|never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} })
+            Full::new(b).map_err(
+                |never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} },
+            )
         });
         let req = store
             .data_mut()
@@ -395,7 +414,9 @@ impl Runtime {
             let resp = match rx.await {
                 Ok(Ok(resp)) => resp,
                 Ok(Err(code)) => {
-                    return Err(CallError::Guest(wasmtime::Error::msg(format!("guest error code {code:?}"))));
+                    return Err(CallError::Guest(wasmtime::Error::msg(format!(
+                        "guest error code {code:?}"
+                    ))));
                 }
                 Err(_) => {
                     let e = match task.await {
@@ -412,7 +433,9 @@ impl Runtime {
             let body = body
                 .collect()
                 .await
-                .map_err(|e| CallError::Guest(wasmtime::Error::msg(format!("response body: {e:?}"))))?
+                .map_err(|e| {
+                    CallError::Guest(wasmtime::Error::msg(format!("response body: {e:?}")))
+                })?
                 .to_bytes();
             Ok(http::Response::from_parts(parts, body))
         };
@@ -426,7 +449,60 @@ impl Runtime {
 /// before they are published and leaves a warm instance of each in its pool.
 async fn warm_up(snapshot: &Snapshot) -> anyhow::Result<()> {
     let defaults = plugins::default_config(snapshot).await?;
-    anyhow::ensure!(defaults.starts_with('{'), "validator returned no default configuration");
+    anyhow::ensure!(
+        defaults.starts_with('{'),
+        "validator returned no default configuration"
+    );
     plugins::probe_feature_gate(snapshot, defaults).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::builtin;
+    use wasmtime::Engine;
+    use wasmtime::component::Component;
+
+    fn imports(bytes: &[u8]) -> Vec<String> {
+        let engine = Engine::default();
+        let c = Component::new(&engine, bytes).unwrap();
+        let mut names: Vec<String> = c
+            .component_type()
+            .imports(&engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The config API must run on Spin: it may import only what Spin provides
+    /// (`wasi:*`) and the plugin interfaces its `spin.toml` dependencies supply.
+    #[test]
+    fn config_api_imports_only_spin_interfaces_and_plugins() {
+        let names = imports(builtin::CONFIG_API);
+        for name in &names {
+            assert!(
+                name.starts_with("wasi:") || name.starts_with("tenant-gateway:plugins/"),
+                "unexpected import {name}"
+            );
+        }
+        for needed in [
+            "tenant-gateway:plugins/validator@0.1.0",
+            "tenant-gateway:plugins/feature-gate@0.1.0",
+            "wasi:keyvalue/store@0.2.0-draft2",
+            "wasi:keyvalue/atomics@0.2.0-draft2",
+        ] {
+            assert!(names.iter().any(|n| n == needed), "{needed} missing from {names:?}");
+        }
+    }
+
+    /// The plugins are self-contained: only WASI imports, so on Spin they can be
+    /// component dependencies of the config API as they are.
+    #[test]
+    fn plugins_import_only_wasi() {
+        for bytes in [builtin::VALIDATOR, builtin::FEATURE_GATE] {
+            let names = imports(bytes);
+            assert!(names.iter().all(|n| n.starts_with("wasi:")), "{names:?}");
+        }
+    }
 }

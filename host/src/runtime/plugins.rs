@@ -2,7 +2,7 @@
 //! calling the validator and feature-gate components (warm pooled instances).
 
 use super::bindings::api::tenant_gateway::plugins as api;
-use super::bindings::gate::tenant_gateway::plugins::types as gate_types;
+use super::bindings::gate::exports::tenant_gateway::plugins::types as gate_types;
 use super::{ApiState, Snapshot};
 
 fn gate_tier(t: api::types::Tier) -> gate_types::Tier {
@@ -34,7 +34,10 @@ pub(super) async fn default_config(snapshot: &Snapshot) -> wasmtime::Result<Stri
 }
 
 /// Calls the feature gate once with a Basic tenant and the given configuration.
-pub(super) async fn probe_feature_gate(snapshot: &Snapshot, config: String) -> wasmtime::Result<()> {
+pub(super) async fn probe_feature_gate(
+    snapshot: &Snapshot,
+    config: String,
+) -> wasmtime::Result<()> {
     let ctx = gate_types::TenantContext {
         tenant_id: String::new(),
         name: String::new(),
@@ -47,7 +50,10 @@ pub(super) async fn probe_feature_gate(snapshot: &Snapshot, config: String) -> w
         .call_list_features(&mut w.store, &ctx, &config)
         .await?;
     snapshot.gate.release(w);
-    wasmtime::ensure!(!list.features.is_empty(), "feature gate returned an empty catalog");
+    wasmtime::ensure!(
+        !list.features.is_empty(),
+        "feature gate returned an empty catalog"
+    );
     Ok(())
 }
 
@@ -58,7 +64,10 @@ impl api::validator::Host for ApiState {
         default_config(&self.snapshot).await
     }
 
-    async fn validate_config(&mut self, config: String) -> wasmtime::Result<Result<(), Vec<api::types::Violation>>> {
+    async fn validate_config(
+        &mut self,
+        config: String,
+    ) -> wasmtime::Result<Result<(), Vec<api::types::Violation>>> {
         let snapshot = self.snapshot.clone();
         let mut w = snapshot.validator.acquire().await?;
         let out = w
@@ -92,7 +101,9 @@ impl api::validator::Host for ApiState {
     }
 }
 
-fn violations(v: Vec<super::bindings::validator::tenant_gateway::plugins::types::Violation>) -> Vec<api::types::Violation> {
+fn violations(
+    v: Vec<super::bindings::validator::exports::tenant_gateway::plugins::types::Violation>,
+) -> Vec<api::types::Violation> {
     v.into_iter()
         .map(|v| api::types::Violation {
             path: v.path,

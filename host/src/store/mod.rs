@@ -58,7 +58,13 @@ pub struct KeyPage {
 pub trait Store: Send + Sync + 'static {
     /// Records a tenant from the settings file: inserted on first sight (keeping its
     /// creation time forever after), name and tier refreshed on later starts.
-    fn seed_tenant(&self, id: &str, name: &str, tier: &str, now: &str) -> Result<TenantRow, StoreError>;
+    fn seed_tenant(
+        &self,
+        id: &str,
+        name: &str,
+        tier: &str,
+        now: &str,
+    ) -> Result<TenantRow, StoreError>;
     /// Reads a key.
     fn get(&self, bucket: &str, key: &str) -> Result<Option<Versioned>, StoreError>;
     /// Writes a key unconditionally.
@@ -66,8 +72,19 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a key (no error if absent).
     fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError>;
     /// Lists keys after `cursor`, at most `limit`.
-    fn list_keys(&self, bucket: &str, cursor: Option<&str>, limit: usize) -> Result<KeyPage, StoreError>;
+    fn list_keys(
+        &self,
+        bucket: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage, StoreError>;
     /// Writes `value` only if the key still has `expected` version (`None`: only
     /// if absent). Returns whether it wrote.
-    fn swap(&self, bucket: &str, key: &str, expected: Option<i64>, value: &[u8]) -> Result<bool, StoreError>;
+    fn swap(
+        &self,
+        bucket: &str,
+        key: &str,
+        expected: Option<i64>,
+        value: &[u8],
+    ) -> Result<bool, StoreError>;
 }

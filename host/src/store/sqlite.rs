@@ -34,10 +34,13 @@ CREATE TABLE IF NOT EXISTS kv (
 impl SqliteStore {
     /// Opens (creating if needed) `gateway.db` in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
         let manager = SqliteConnectionManager::file(dir.join("gateway.db")).with_init(|c| {
             c.busy_timeout(Duration::from_secs(5))?;
-            c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            c.execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+            )
         });
         let pool = r2d2::Pool::builder()
             .max_size(8)
@@ -49,7 +52,13 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn seed_tenant(&self, id: &str, name: &str, tier: &str, now: &str) -> Result<TenantRow, StoreError> {
+    fn seed_tenant(
+        &self,
+        id: &str,
+        name: &str,
+        tier: &str,
+        now: &str,
+    ) -> Result<TenantRow, StoreError> {
         let conn = self.pool.get()?;
         let row = conn.query_row(
             "INSERT INTO tenants (id, name, name_key, tier, enabled, created_at, updated_at)
@@ -72,7 +81,8 @@ impl Store for SqliteStore {
 
     fn get(&self, bucket: &str, key: &str) -> Result<Option<Versioned>, StoreError> {
         let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached("SELECT value, version FROM kv WHERE bucket = ?1 AND key = ?2")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT value, version FROM kv WHERE bucket = ?1 AND key = ?2")?;
         Ok(stmt
             .query_row(params![bucket, key], |r| {
                 Ok(Versioned {
@@ -100,14 +110,21 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn list_keys(&self, bucket: &str, cursor: Option<&str>, limit: usize) -> Result<KeyPage, StoreError> {
+    fn list_keys(
+        &self,
+        bucket: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
             "SELECT key FROM kv WHERE bucket = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
         )?;
         let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
         let mut keys = stmt
-            .query_map(params![bucket, cursor.unwrap_or(""), fetch], |r| r.get::<_, String>(0))?
+            .query_map(params![bucket, cursor.unwrap_or(""), fetch], |r| {
+                r.get::<_, String>(0)
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         let cursor = if keys.len() > limit {
             keys.truncate(limit);
@@ -118,7 +135,13 @@ impl Store for SqliteStore {
         Ok(KeyPage { keys, cursor })
     }
 
-    fn swap(&self, bucket: &str, key: &str, expected: Option<i64>, value: &[u8]) -> Result<bool, StoreError> {
+    fn swap(
+        &self,
+        bucket: &str,
+        key: &str,
+        expected: Option<i64>,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
         let conn = self.pool.get()?;
         let changed = match expected {
             None => conn
@@ -170,7 +193,10 @@ mod tests {
         s.set("bucket", "a", b"y").unwrap();
         assert_eq!(s.get("bucket", "a").unwrap().unwrap().version, 2);
         let p = s.list_keys("bucket", None, 2).unwrap();
-        assert_eq!((p.keys.clone(), p.cursor.clone()), (vec!["a".to_owned(), "b".to_owned()], Some("b".to_owned())));
+        assert_eq!(
+            (p.keys.clone(), p.cursor.clone()),
+            (vec!["a".to_owned(), "b".to_owned()], Some("b".to_owned()))
+        );
         let p = s.list_keys("bucket", p.cursor.as_deref(), 2).unwrap();
         assert_eq!((p.keys, p.cursor), (vec!["c".to_owned()], None));
         s.delete("bucket", "b").unwrap();
@@ -182,13 +208,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = SqliteStore::open(dir.path()).unwrap();
-            let row = s.seed_tenant("id-1", "Acme", "Pro", "2025-01-01T00:00:00Z").unwrap();
+            let row = s
+                .seed_tenant("id-1", "Acme", "Pro", "2025-01-01T00:00:00Z")
+                .unwrap();
             assert_eq!(row.created_at, "2025-01-01T00:00:00Z");
             s.set("configs", "id-1", b"{}").unwrap();
         }
         let s = SqliteStore::open(dir.path()).unwrap();
-        let row = s.seed_tenant("id-1", "ACME", "Enterprise", "2026-01-01T00:00:00Z").unwrap();
-        assert_eq!((row.created_at.as_str(), row.tier.as_str(), row.name.as_str()), ("2025-01-01T00:00:00Z", "Enterprise", "ACME"));
+        let row = s
+            .seed_tenant("id-1", "ACME", "Enterprise", "2026-01-01T00:00:00Z")
+            .unwrap();
+        assert_eq!(
+            (
+                row.created_at.as_str(),
+                row.tier.as_str(),
+                row.name.as_str()
+            ),
+            ("2025-01-01T00:00:00Z", "Enterprise", "ACME")
+        );
         assert_eq!(s.get("configs", "id-1").unwrap().unwrap().value, b"{}");
     }
 }
