@@ -1,1 +1,256 @@
-fn main() {}
+//! Benchmarks, each against a baseline measured in the same process:
+//! 1. plugin call latency: fresh store + instantiate + call, vs a warm pooled instance;
+//! 2. validation of one update in the Wasm validator vs the same Rust code natively;
+//! 3. config GET requests/s through the gateway vs a plain hyper server answering
+//!    the same bytes, over loopback with the same client.
+//!
+//! Run: `cargo bench -p tenant-gateway --bench gateway` (add `-- --quick` for a short run).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tenant_gateway::runtime::Instance;
+use tenant_gateway::settings::{SAMPLE, Settings, Tier};
+
+const PATCH: &str = r#"{"performance":{"cache_size_mb":2048,"max_parallel_workers":16},"security":{"require_mfa":true,"session_timeout_mins":60,"allowed_ips":["10.0.0.0/8","172.16.0.0/12"]},"compliance":{"hipaa":true}}"#;
+
+struct Stats {
+    median: Duration,
+    p99: Duration,
+    mean: Duration,
+}
+
+fn stats(mut samples: Vec<Duration>) -> Stats {
+    samples.sort();
+    let n = samples.len();
+    Stats {
+        median: samples[n / 2],
+        p99: samples[(n * 99 / 100).min(n - 1)],
+        mean: samples.iter().sum::<Duration>() / n as u32,
+    }
+}
+
+fn show(name: &str, s: &Stats) {
+    println!(
+        "  {name:<44} median {:>9.1} µs   p99 {:>9.1} µs   mean {:>9.1} µs",
+        s.median.as_secs_f64() * 1e6,
+        s.p99.as_secs_f64() * 1e6,
+        s.mean.as_secs_f64() * 1e6
+    );
+}
+
+async fn time_async<F, Fut>(n: usize, mut f: F) -> Stats
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..n / 10 + 1 {
+        f().await;
+    }
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f().await;
+        samples.push(t.elapsed());
+    }
+    stats(samples)
+}
+
+/// Drives `GET url` with `conns` keep-alive connections for `dur`; returns requests/s.
+async fn load(addr: SocketAddr, path: &'static str, conns: usize, dur: Duration) -> f64 {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(conns)
+        .build_http();
+    let uri: hyper::Uri = format!("http://{addr}{path}").parse().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (client, uri, stop, done) = (client.clone(), uri.clone(), stop.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let resp = client.get(uri.clone()).await.expect("request");
+                assert_eq!(resp.status(), 200);
+                resp.into_body().collect().await.expect("body");
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    // Warm up the connections, then count.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start_count = done.load(Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(dur).await;
+    let count = done.load(Ordering::Relaxed) - start_count;
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    count as f64 / elapsed.as_secs_f64()
+}
+
+/// A plain hyper HTTP/1.1 server answering every request with `body`.
+async fn plain_server(body: Bytes) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = stream.set_nodelay(true);
+            let body = body.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    let body = body.clone();
+                    async move {
+                        let mut r = hyper::Response::new(Full::new(body));
+                        r.headers_mut().insert(
+                            "content-type",
+                            hyper::header::HeaderValue::from_static("application/json"),
+                        );
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (n, dur) = if quick {
+        (300, Duration::from_secs(1))
+    } else {
+        (3000, Duration::from_secs(5))
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let data = tempfile::tempdir().unwrap();
+        let mut settings = Settings::parse(SAMPLE).unwrap();
+        settings.limits.max_concurrent_component_calls = 256;
+        let running = tenant_gateway::start(
+            tenant_gateway::Options {
+                settings,
+                listen: "127.0.0.1:0".parse().unwrap(),
+                data_dir: data.path().join("data"),
+                cache_dir: Some(data.path().join("cache")),
+                components: tenant_gateway::runtime::ComponentSet::builtin(),
+            },
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        let runtime = running.runtime.clone();
+        let defaults = tg_validator::shared().default_config().to_string();
+
+        println!(
+            "tenant-gateway benchmarks ({} samples per latency, {:?} per load run)",
+            n, dur
+        );
+
+        println!("\n1. plugin call latency (feature gate list-features, validator apply-patch)");
+        let gate_fresh = time_async(n, || async {
+            runtime
+                .list_features(Tier::Enterprise, &defaults, Instance::Fresh)
+                .await
+                .unwrap();
+        })
+        .await;
+        let gate_warm = time_async(n, || async {
+            runtime
+                .list_features(Tier::Enterprise, &defaults, Instance::Warm)
+                .await
+                .unwrap();
+        })
+        .await;
+        let val_fresh = time_async(n / 10, || async {
+            runtime
+                .apply_patch(None, PATCH, Instance::Fresh)
+                .await
+                .unwrap()
+                .unwrap();
+        })
+        .await;
+        let val_warm = time_async(n, || async {
+            runtime
+                .apply_patch(None, PATCH, Instance::Warm)
+                .await
+                .unwrap()
+                .unwrap();
+        })
+        .await;
+        show("feature gate: fresh store+instantiate+call", &gate_fresh);
+        show("feature gate: warm instance call", &gate_warm);
+        show("validator: fresh store+instantiate+call", &val_fresh);
+        show("validator: warm instance call", &val_warm);
+        println!(
+            "  warm pool speed-up: feature gate x{:.1}, validator x{:.1} (median)",
+            gate_fresh.median.as_secs_f64() / gate_warm.median.as_secs_f64(),
+            val_fresh.median.as_secs_f64() / val_warm.median.as_secs_f64()
+        );
+
+        println!("\n2. validation of one update: Wasm (warm instance) vs native Rust");
+        let native = {
+            let v = tg_validator::shared();
+            let mut samples = Vec::with_capacity(n);
+            for _ in 0..n {
+                let t = Instant::now();
+                std::hint::black_box(v.apply_patch(None, std::hint::black_box(PATCH)).unwrap());
+                samples.push(t.elapsed());
+            }
+            stats(samples)
+        };
+        show("native tg_validator::apply_patch", &native);
+        show("Wasm validator (host call, warm)", &val_warm);
+        println!(
+            "  ratio Wasm / native: x{:.2} (median)",
+            val_warm.median.as_secs_f64() / native.median.as_secs_f64()
+        );
+
+        println!(
+            "\n3. GET /api/v1/tenants/Tenant1/config over loopback, 16 keep-alive connections"
+        );
+        let body = {
+            let client: Client<_, Empty<Bytes>> =
+                Client::builder(TokioExecutor::new()).build_http();
+            let uri: hyper::Uri = format!("http://{}/api/v1/tenants/Tenant1/config", running.addr)
+                .parse()
+                .unwrap();
+            client
+                .get(uri)
+                .await
+                .unwrap()
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+        };
+        let plain = plain_server(body.clone()).await;
+        let baseline = load(plain, "/api/v1/tenants/Tenant1/config", 16, dur).await;
+        let gateway = load(running.addr, "/api/v1/tenants/Tenant1/config", 16, dur).await;
+        println!(
+            "  plain hyper server, same {}-byte body: {:>10.0} req/s",
+            body.len(),
+            baseline
+        );
+        println!(
+            "  tenant-gateway (config API component): {:>10.0} req/s",
+            gateway
+        );
+        println!("  ratio gateway / plain hyper: {:.3}", gateway / baseline);
+        running.stop().await.unwrap();
+    });
+}

@@ -46,7 +46,7 @@ impl Running {
         self.task.await.map_err(std::io::Error::other)?
     }
 
-    /// Waits until the server ends (after [`Running::shutdown_on`] fired, say).
+    /// Waits until the server ends: when the `shutdown` future given to [`start`] completes.
     pub async fn wait(self) -> std::io::Result<()> {
         let Running { task, shutdown, .. } = self;
         let r = task.await.map_err(std::io::Error::other)?;

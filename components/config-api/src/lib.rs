@@ -217,7 +217,12 @@ pub fn handle<P: Platform>(platform: &mut P, req: Request<'_>) -> Response {
             if let Some(ct) = req.content_type
                 && !is_json(ct)
             {
-                return Response::error(415, "Content-Type must be application/json", None, &[]);
+                return Response::error(
+                    415,
+                    "Content-Type must be application/json",
+                    Some(id),
+                    &[],
+                );
             }
             with_tenant(platform, id, |p, t| put_config(p, t, req.body))
         }

@@ -58,8 +58,8 @@ mod component {
         world: "tenant-gateway:plugins/validator-component",
     });
 
-    use exports::tenant_gateway::plugins::validator::{Guest, PatchOutcome};
     use exports::tenant_gateway::plugins::types::Violation;
+    use exports::tenant_gateway::plugins::validator::{Guest, PatchOutcome};
 
     struct Component;
 

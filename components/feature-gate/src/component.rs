@@ -7,8 +7,8 @@ wit_bindgen::generate!({
 });
 
 use exports::tenant_gateway::plugins::feature_gate::{FeatureList, Guest};
-use serde_json::Value;
 use exports::tenant_gateway::plugins::types::{Feature, TenantContext, Tier};
+use serde_json::Value;
 
 struct Component;
 

@@ -6,8 +6,8 @@ wit_bindgen::generate!({
     world: "tenant-gateway:plugins/validator-component",
 });
 
-use exports::tenant_gateway::plugins::validator::{Guest, PatchOutcome};
 use exports::tenant_gateway::plugins::types::Violation;
+use exports::tenant_gateway::plugins::validator::{Guest, PatchOutcome};
 
 struct Component;
 

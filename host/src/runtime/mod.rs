@@ -100,6 +100,33 @@ impl ComponentSet {
     }
 }
 
+/// Which instance serves a plugin call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instance {
+    /// A warm instance from the pool (the normal path).
+    Warm,
+    /// A new store and instance, dropped after the call.
+    Fresh,
+}
+
+/// A validated update: the whole configuration after it and the fields it set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patched {
+    /// The configuration (JSON text).
+    pub config: String,
+    /// Dotted names of the fields set.
+    pub updated_fields: Vec<String>,
+}
+
+/// A violation reported by the validator component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// JSONPath of the offending value.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
 /// A failure to serve a request through a component.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -357,6 +384,34 @@ impl Runtime {
         warm_up(&self.snapshot.load_full()).await
     }
 
+    /// Validates a partial update with the validator component and applies it to
+    /// `current` (or the defaults). `Instance::Fresh` pays for a new store and
+    /// instance, as every call would without the warm pool.
+    pub async fn apply_patch(
+        &self,
+        current: Option<&str>,
+        patch: &str,
+        instance: Instance,
+    ) -> Result<Result<Patched, Vec<Violation>>, CallError> {
+        let snapshot = self.snapshot.load_full();
+        plugins::apply_patch(&snapshot, current, patch, instance)
+            .await
+            .map_err(CallError::Guest)
+    }
+
+    /// Lists a tenant's features with the feature-gate component.
+    pub async fn list_features(
+        &self,
+        tier: crate::settings::Tier,
+        config: &str,
+        instance: Instance,
+    ) -> Result<usize, CallError> {
+        let snapshot = self.snapshot.load_full();
+        plugins::count_features(&snapshot, tier, config, instance)
+            .await
+            .map_err(CallError::Guest)
+    }
+
     /// Serves one HTTP request with the config API component. The body has already
     /// been read (and size-checked) by the server.
     pub async fn serve_config_api(
@@ -453,19 +508,113 @@ async fn warm_up(snapshot: &Snapshot) -> anyhow::Result<()> {
         defaults.starts_with('{'),
         "validator returned no default configuration"
     );
-    plugins::probe_feature_gate(snapshot, defaults).await?;
+    let enabled = plugins::count_features(
+        snapshot,
+        crate::settings::Tier::Basic,
+        &defaults,
+        Instance::Warm,
+    )
+    .await?;
+    anyhow::ensure!(
+        enabled > 0,
+        "feature gate enables nothing for the default configuration"
+    );
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::builtin;
-    use wasmtime::Engine;
-    use wasmtime::component::Component;
+    use super::*;
+    use crate::store::SqliteStore;
+    use crate::tenants::Directory;
+
+    fn runtime(dir: &std::path::Path) -> Arc<Runtime> {
+        let shared = Arc::new(Shared {
+            store: Arc::new(SqliteStore::open(dir).unwrap()),
+            directory: ArcSwap::from_pointee(Directory::default()),
+        });
+        let limits = Limits {
+            component_timeout_ms: 500,
+            ..Limits::default()
+        };
+        // Compiled components are cached by content and engine hash: safe to share.
+        let cache = std::env::temp_dir().join("tenant-gateway-unit-test-cache");
+        Runtime::new(&ComponentSet::builtin(), shared, limits, Some(cache)).unwrap()
+    }
+
+    const BAD_CACHE: &str = r#"{"performance":{"cache_size_mb":200000}}"#;
+
+    /// A bad module is rejected and the running one keeps serving; a good one
+    /// replaces it atomically.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn swap_keeps_the_old_set_when_the_new_one_is_bad() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime(dir.path());
+        rt.warm_up().await.unwrap();
+
+        let mut garbage = ComponentSet::builtin();
+        garbage.validator = Bytes::from_static(b"\0asm not really");
+        assert!(rt.swap(&garbage).await.is_err());
+        let mut wrong_world = ComponentSet::builtin();
+        wrong_world.validator = wrong_world.feature_gate.clone();
+        assert!(rt.swap(&wrong_world).await.is_err());
+        let out = rt
+            .apply_patch(None, BAD_CACHE, Instance::Warm)
+            .await
+            .unwrap();
+        assert_eq!(
+            out.unwrap_err()[0].message,
+            "Cache size exceeds maximum (100 GB)"
+        );
+
+        // The fault-injecting validator is a valid validator: the swap succeeds and
+        // the next call runs it (its marker now traps instead of validating).
+        let mut faulty = ComponentSet::builtin();
+        faulty.validator = Bytes::from(std::fs::read(env!("TG_FAULTY_VALIDATOR_WASM")).unwrap());
+        rt.swap(&faulty).await.unwrap();
+        let marker = r#"{"custom_settings":{"x":"fault:trap"}}"#;
+        assert!(matches!(
+            rt.apply_patch(None, marker, Instance::Warm).await,
+            Err(CallError::Guest(_))
+        ));
+        // A trapped instance is not reused: the next call still works.
+        assert!(
+            rt.apply_patch(None, BAD_CACHE, Instance::Warm)
+                .await
+                .unwrap()
+                .is_err()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deadline_stops_an_endless_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime(dir.path());
+        let mut faulty = ComponentSet::builtin();
+        faulty.validator = Bytes::from(std::fs::read(env!("TG_FAULTY_VALIDATOR_WASM")).unwrap());
+        rt.swap(&faulty).await.unwrap();
+        let started = std::time::Instant::now();
+        let r = rt
+            .apply_patch(
+                None,
+                r#"{"custom_settings":{"x":"fault:spin"}}"#,
+                Instance::Warm,
+            )
+            .await;
+        assert!(matches!(r, Err(CallError::Guest(_))), "{r:?}");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+    }
 
     fn imports(bytes: &[u8]) -> Vec<String> {
-        let engine = Engine::default();
-        let c = Component::new(&engine, bytes).unwrap();
+        // Only the component's type is needed: compile without optimisation.
+        let mut config = wasmtime::Config::new();
+        config.cranelift_opt_level(wasmtime::OptLevel::None);
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        let c = wasmtime::component::Component::new(&engine, bytes).unwrap();
         let mut names: Vec<String> = c
             .component_type()
             .imports(&engine)
@@ -492,7 +641,10 @@ mod tests {
             "wasi:keyvalue/store@0.2.0-draft2",
             "wasi:keyvalue/atomics@0.2.0-draft2",
         ] {
-            assert!(names.iter().any(|n| n == needed), "{needed} missing from {names:?}");
+            assert!(
+                names.iter().any(|n| n == needed),
+                "{needed} missing from {names:?}"
+            );
         }
     }
 

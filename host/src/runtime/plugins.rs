@@ -3,7 +3,7 @@
 
 use super::bindings::api::tenant_gateway::plugins as api;
 use super::bindings::gate::exports::tenant_gateway::plugins::types as gate_types;
-use super::{ApiState, Snapshot};
+use super::{ApiState, Instance, Patched, Snapshot, Violation};
 
 fn gate_tier(t: api::types::Tier) -> gate_types::Tier {
     match t {
@@ -33,28 +33,52 @@ pub(super) async fn default_config(snapshot: &Snapshot) -> wasmtime::Result<Stri
     Ok(out)
 }
 
-/// Calls the feature gate once with a Basic tenant and the given configuration.
-pub(super) async fn probe_feature_gate(
+/// Calls the validator's `apply-patch` on the kind of instance asked for.
+pub(super) async fn apply_patch(
     snapshot: &Snapshot,
-    config: String,
-) -> wasmtime::Result<()> {
+    current: Option<&str>,
+    patch: &str,
+    kind: Instance,
+) -> wasmtime::Result<Result<Patched, Vec<Violation>>> {
+    let mut w = snapshot.validator.get(kind).await?;
+    let out = w
+        .instance
+        .tenant_gateway_plugins_validator()
+        .call_apply_patch(&mut w.store, current, patch)
+        .await?;
+    snapshot.validator.release(w);
+    Ok(out
+        .map(|o| Patched {
+            config: o.config,
+            updated_fields: o.updated_fields,
+        })
+        .map_err(violations))
+}
+
+/// Calls the feature gate's `list-features`; returns the number of enabled features.
+pub(super) async fn count_features(
+    snapshot: &Snapshot,
+    tier: crate::settings::Tier,
+    config: &str,
+    kind: Instance,
+) -> wasmtime::Result<usize> {
     let ctx = gate_types::TenantContext {
         tenant_id: String::new(),
         name: String::new(),
-        tier: gate_types::Tier::Basic,
+        tier: match tier {
+            crate::settings::Tier::Basic => gate_types::Tier::Basic,
+            crate::settings::Tier::Pro => gate_types::Tier::Pro,
+            crate::settings::Tier::Enterprise => gate_types::Tier::Enterprise,
+        },
     };
-    let mut w = snapshot.gate.acquire().await?;
+    let mut w = snapshot.gate.get(kind).await?;
     let list = w
         .instance
         .tenant_gateway_plugins_feature_gate()
-        .call_list_features(&mut w.store, &ctx, &config)
+        .call_list_features(&mut w.store, &ctx, config)
         .await?;
     snapshot.gate.release(w);
-    wasmtime::ensure!(
-        !list.features.is_empty(),
-        "feature gate returned an empty catalog"
-    );
-    Ok(())
+    Ok(list.total_enabled as usize)
 }
 
 impl api::types::Host for ApiState {}
@@ -76,7 +100,7 @@ impl api::validator::Host for ApiState {
             .call_validate_config(&mut w.store, &config)
             .await?;
         snapshot.validator.release(w);
-        Ok(out.map_err(violations))
+        Ok(out.map_err(|v| violations(v).into_iter().map(to_api).collect()))
     }
 
     async fn apply_patch(
@@ -84,28 +108,29 @@ impl api::validator::Host for ApiState {
         current: Option<String>,
         patch: String,
     ) -> wasmtime::Result<Result<api::validator::PatchOutcome, Vec<api::types::Violation>>> {
-        let snapshot = self.snapshot.clone();
-        let mut w = snapshot.validator.acquire().await?;
-        let out = w
-            .instance
-            .tenant_gateway_plugins_validator()
-            .call_apply_patch(&mut w.store, current.as_deref(), &patch)
-            .await?;
-        snapshot.validator.release(w);
+        let out = apply_patch(&self.snapshot, current.as_deref(), &patch, Instance::Warm).await?;
         Ok(out
-            .map(|o| api::validator::PatchOutcome {
-                config: o.config,
-                updated_fields: o.updated_fields,
+            .map(|p| api::validator::PatchOutcome {
+                config: p.config,
+                updated_fields: p.updated_fields,
             })
-            .map_err(violations))
+            .map_err(|v| v.into_iter().map(to_api).collect()))
     }
 }
 
+fn to_api(v: Violation) -> api::types::Violation {
+    api::types::Violation {
+        path: v.path,
+        message: v.message,
+    }
+}
+
+/// Violations from the validator component, as the runtime reports them.
 fn violations(
     v: Vec<super::bindings::validator::exports::tenant_gateway::plugins::types::Violation>,
-) -> Vec<api::types::Violation> {
+) -> Vec<Violation> {
     v.into_iter()
-        .map(|v| api::types::Violation {
+        .map(|v| Violation {
             path: v.path,
             message: v.message,
         })

@@ -110,6 +110,26 @@ impl<P: Instantiate> WarmPool<P> {
         Ok(warm)
     }
 
+    /// A new instance in a new store, never taken from or returned to the pool.
+    pub async fn fresh(&self) -> wasmtime::Result<Warm<P::Instance>> {
+        let mut store = self.store();
+        store.set_epoch_deadline(self.deadline);
+        let instance = self.pre.instantiate(&mut store).await?;
+        Ok(Warm {
+            store,
+            instance,
+            uses: self.max_uses,
+        })
+    }
+
+    /// Takes an instance of the kind asked for.
+    pub async fn get(&self, kind: super::Instance) -> wasmtime::Result<Warm<P::Instance>> {
+        match kind {
+            super::Instance::Warm => self.acquire().await,
+            super::Instance::Fresh => self.fresh().await,
+        }
+    }
+
     /// Returns an instance whose call succeeded; it is dropped instead when it has
     /// served its share of calls or the pool is full.
     pub fn release(&self, warm: Warm<P::Instance>) {
