@@ -196,6 +196,9 @@ pub struct Shared {
 
 /// One loaded set of components, ready to serve.
 pub struct Snapshot {
+    /// The validator's default configuration, asked once per snapshot (a pure
+    /// function of the validator component).
+    defaults: std::sync::OnceLock<String>,
     config_api: ProxyPre<ApiState>,
     validator: WarmPool<bindings::validator::ValidatorComponentPre<PluginState>>,
     gate: WarmPool<bindings::gate::FeatureGateComponentPre<PluginState>>,
@@ -290,6 +293,7 @@ impl Loader {
         )
         .context("feature-gate exports")?;
         Ok(Snapshot {
+            defaults: std::sync::OnceLock::new(),
             config_api,
             validator: self.pool(validator),
             gate: self.pool(gate),

@@ -21,8 +21,11 @@ fn api_tier(t: gate_types::Tier) -> api::types::Tier {
     }
 }
 
-/// Calls the validator's `default-config`.
+/// The validator's `default-config`, called once per snapshot and then remembered.
 pub(super) async fn default_config(snapshot: &Snapshot) -> wasmtime::Result<String> {
+    if let Some(d) = snapshot.defaults.get() {
+        return Ok(d.clone());
+    }
     let mut w = snapshot.validator.acquire().await?;
     let out = w
         .instance
@@ -30,7 +33,7 @@ pub(super) async fn default_config(snapshot: &Snapshot) -> wasmtime::Result<Stri
         .call_default_config(&mut w.store)
         .await?;
     snapshot.validator.release(w);
-    Ok(out)
+    Ok(snapshot.defaults.get_or_init(|| out).clone())
 }
 
 /// Calls the validator's `apply-patch` on the kind of instance asked for.
