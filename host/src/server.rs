@@ -124,16 +124,15 @@ fn path_tenant(path: &str) -> Option<&str> {
 async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let id = gw.next_id.fetch_add(1, Ordering::Relaxed);
+    // Both clones share the request's buffers: no copy of the path.
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let uri = req.uri().clone();
     let mut resp = route(gw, req, id).await;
-    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
-        resp.headers_mut().insert(REQUEST_ID, v);
-    }
+    resp.headers_mut().insert(REQUEST_ID, HeaderValue::from(id));
     tracing::info!(
         request_id = id,
         method = %method,
-        path = %path,
+        path = uri.path(),
         status = resp.status().as_u16(),
         micros = started.elapsed().as_micros() as u64,
         "request"
@@ -153,8 +152,8 @@ async fn route(gw: &Gateway, req: Request<Incoming>, id: u64) -> Response<Full<B
 }
 
 async fn config_api(gw: &Gateway, req: Request<Incoming>, id: u64) -> Response<Full<Bytes>> {
-    let tenant = path_tenant(req.uri().path()).map(str::to_owned);
-    let tenant = tenant.as_deref();
+    let uri = req.uri().clone();
+    let tenant = path_tenant(uri.path());
     let max = gw.limits.max_body_bytes;
     let too_large = || {
         error(
