@@ -2,6 +2,8 @@
 //! sandboxed Wasm components, over an embedded (SQLite) or shared store.
 #![deny(missing_docs)]
 
+pub mod proxy;
+pub mod routing;
 pub mod runtime;
 pub mod server;
 pub mod settings;
@@ -95,10 +97,7 @@ pub async fn start(
         .await
         .with_context(|| format!("binding {}", options.listen))?;
     let addr = listener.local_addr()?;
-    let gateway = Arc::new(server::Gateway::new(
-        rt.clone(),
-        options.settings.limits.clone(),
-    ));
+    let gateway = Arc::new(server::Gateway::new(rt.clone(), &options.settings));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let stop = async move {
         tokio::select! {

@@ -2,11 +2,14 @@
 //! surfaces, maps every failure to the surface's error body, and logs one line per
 //! request. Shuts down gracefully: in-flight requests finish.
 
+use crate::proxy::{Proxy, ProxyError};
+use crate::routing::Resolver;
 use crate::runtime::{CallError, Runtime};
 use crate::settings::Limits;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use http::{HeaderName, Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -23,19 +26,32 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const CONFIG_API_PREFIX: &str = "/api/v1/tenants/";
 
+/// Response body: buffered for the gateway's own answers, streamed when proxied.
+pub type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 /// The server's state.
 pub struct Gateway {
     runtime: Arc<Runtime>,
     limits: Limits,
+    resolver: Resolver,
+    proxy: Proxy,
     next_id: AtomicU64,
 }
 
 impl Gateway {
     /// A gateway serving through `runtime`.
-    pub fn new(runtime: Arc<Runtime>, limits: Limits) -> Self {
+    pub fn new(runtime: Arc<Runtime>, settings: &crate::settings::Settings) -> Self {
         Self {
             runtime,
-            limits,
+            limits: settings.limits.clone(),
+            resolver: Resolver::new(settings),
+            proxy: Proxy::new(Duration::from_millis(settings.limits.upstream_timeout_ms)),
             next_id: AtomicU64::new(1),
         }
     }
@@ -53,7 +69,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -65,7 +81,7 @@ pub async fn serve(
                 let gw = gateway.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let gw = gw.clone();
-                    async move { Ok::<_, Infallible>(handle(&gw, req).await) }
+                    async move { Ok::<_, Infallible>(handle(&gw, req, peer).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -93,21 +109,21 @@ pub async fn serve(
 }
 
 /// A JSON error in the config API's format: `{error, message, code, tenant_id}`.
-fn error(status: StatusCode, message: &str, tenant_id: Option<&str>) -> Response<Full<Bytes>> {
+fn error(status: StatusCode, message: &str, tenant_id: Option<&str>) -> Response<Body> {
     let body = serde_json::json!({
         "error": status.canonical_reason().unwrap_or("Error"),
         "message": message,
         "code": status.as_u16(),
         "tenant_id": tenant_id,
     });
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut resp = Response::new(full(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, JSON);
     resp
 }
 
-fn json(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn json(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from_static(body.as_bytes())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, JSON);
     resp
@@ -121,13 +137,17 @@ fn path_tenant(path: &str) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Response<Body> {
     let started = Instant::now();
     let id = gw.next_id.fetch_add(1, Ordering::Relaxed);
     // Both clones share the request's buffers: no copy of the path.
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let mut resp = route(gw, req, id).await;
+    let mut resp = route(gw, req, id, peer).await;
     resp.headers_mut().insert(REQUEST_ID, HeaderValue::from(id));
     tracing::info!(
         request_id = id,
@@ -140,18 +160,71 @@ async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Full<Bytes>> {
     resp
 }
 
-async fn route(gw: &Gateway, req: Request<Incoming>, id: u64) -> Response<Full<Bytes>> {
+async fn route(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    id: u64,
+    peer: std::net::SocketAddr,
+) -> Response<Body> {
     let path = req.uri().path();
-    if path == "/healthz" {
+    if path == "/healthz" || path == "/health" {
         return json(StatusCode::OK, r#"{"status":"ok"}"#);
     }
     if path.starts_with(CONFIG_API_PREFIX) {
         return config_api(gw, req, id).await;
     }
-    error(StatusCode::NOT_FOUND, "No endpoint at this path", None)
+    if Resolver::needs_no_tenant(path) {
+        return error(StatusCode::NOT_FOUND, "No endpoint at this path", None);
+    }
+    tenant_traffic(gw, req, id, peer).await
 }
 
-async fn config_api(gw: &Gateway, req: Request<Incoming>, id: u64) -> Response<Full<Bytes>> {
+/// Everything that is not a management surface: resolved to a tenant by its
+/// `Tenant` header and served by the tenant's upstream.
+async fn tenant_traffic(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    id: u64,
+    peer: std::net::SocketAddr,
+) -> Response<Body> {
+    let directory = gw.runtime.shared().directory.load();
+    let tenant = match gw
+        .resolver
+        .resolve(req.headers(), req.uri().path(), &directory)
+    {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string(), None),
+    };
+    drop(directory);
+    let Some(upstream) = &tenant.upstream else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("Tenant '{}' has no route for this path", tenant.name),
+            Some(&tenant.id.to_string()),
+        );
+    };
+    match gw.proxy.forward(&tenant, upstream, req, peer).await {
+        Ok(resp) => resp.map(|b| b.map_err(Into::into).boxed_unsync()),
+        Err(ProxyError::Timeout) => {
+            tracing::warn!(request_id = id, tenant = %tenant.name, "upstream timed out");
+            error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "The tenant's upstream did not answer in time",
+                Some(&tenant.id.to_string()),
+            )
+        }
+        Err(e @ ProxyError::Unreachable(_)) => {
+            tracing::warn!(request_id = id, tenant = %tenant.name, error = %e, "upstream unreachable");
+            error(
+                StatusCode::BAD_GATEWAY,
+                "The tenant's upstream could not be reached",
+                Some(&tenant.id.to_string()),
+            )
+        }
+    }
+}
+
+async fn config_api(gw: &Gateway, req: Request<Incoming>, id: u64) -> Response<Body> {
     let uri = req.uri().clone();
     let tenant = path_tenant(uri.path());
     let max = gw.limits.max_body_bytes;
@@ -194,7 +267,7 @@ async fn config_api(gw: &Gateway, req: Request<Incoming>, id: u64) -> Response<F
     };
     let req = Request::from_parts(parts, body);
     match gw.runtime.serve_config_api(req).await {
-        Ok(resp) => resp.map(Full::new),
+        Ok(resp) => resp.map(full),
         Err(CallError::Busy) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "The gateway is at capacity; retry shortly",

@@ -132,6 +132,8 @@ pub struct TenantSettings {
     pub connection_strings: BTreeMap<String, Secret>,
     /// Tier, from the `TenantGateway` section (default Basic).
     pub tier: Tier,
+    /// Where the tenant's traffic is proxied (`TenantGateway.Tenants.{name}.Upstream`).
+    pub upstream: Option<http::Uri>,
 }
 
 /// Limits applied to requests and component calls.
@@ -146,6 +148,8 @@ pub struct Limits {
     pub component_timeout_ms: u64,
     /// Component requests served at once; more wait.
     pub max_concurrent_component_calls: usize,
+    /// Longest wait for an upstream's response headers; then 504.
+    pub upstream_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -155,6 +159,7 @@ impl Default for Limits {
             component_memory_mib: 64,
             component_timeout_ms: 2_000,
             max_concurrent_component_calls: 64,
+            upstream_timeout_ms: 30_000,
         }
     }
 }
@@ -176,6 +181,7 @@ struct GatewaySection {
 struct GatewayTenant {
     #[serde(default)]
     tier: Tier,
+    upstream: Option<String>,
 }
 
 /// Everything the gateway reads from its settings file.
@@ -191,6 +197,11 @@ pub struct Settings {
     pub data_dir: Option<PathBuf>,
     /// `TenantGateway.Limits`.
     pub limits: Limits,
+    /// `SwaggerSettings.EnableSwagger`.
+    pub swagger_enabled: bool,
+    /// `SwaggerSettings.DefaultTenant`: the tenant of Swagger UI requests without a
+    /// `Tenant` header. Always a configured tenant when set.
+    pub default_tenant: Option<TenantName>,
 }
 
 /// Name of the one tenant in single-tenant mode unless `TenantGateway.SingleTenantName` says otherwise.
@@ -313,6 +324,7 @@ impl Settings {
                         &cs_key,
                     )?,
                     tier: Tier::default(),
+                    upstream: None,
                 });
             }
             if tenants.is_empty() {
@@ -335,6 +347,7 @@ impl Settings {
                     "ConnectionStrings",
                 )?,
                 tier: Tier::default(),
+                upstream: None,
             });
         }
 
@@ -354,7 +367,44 @@ impl Settings {
                 .find(|t| t.name.as_str().eq_ignore_ascii_case(name))
                 .ok_or_else(|| err(&key, "names no tenant of the settings file"))?;
             t.tier = extra.tier;
+            if let Some(up) = &extra.upstream {
+                t.upstream = Some(upstream(up).map_err(|p| err(format!("{key}.Upstream"), p))?);
+            }
         }
+
+        let (swagger_enabled, default_tenant) = match get(root, "SwaggerSettings") {
+            None => (false, None),
+            Some(sw) => {
+                let sw = object(sw, "SwaggerSettings")?;
+                let enabled = boolean(get(sw, "EnableSwagger"), "SwaggerSettings.EnableSwagger")?;
+                let default = match get(sw, "DefaultTenant") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(name)) if name.is_empty() => None,
+                    Some(Value::String(name)) => {
+                        let t = tenants
+                            .iter()
+                            .find(|t| t.name.as_str().eq_ignore_ascii_case(name))
+                            .ok_or_else(|| {
+                                err(
+                                    "SwaggerSettings.DefaultTenant",
+                                    format!("names no configured tenant ({name})"),
+                                )
+                            })?;
+                        Some(t.name.clone())
+                    }
+                    Some(_) => {
+                        return Err(err("SwaggerSettings.DefaultTenant", "must be a string"));
+                    }
+                };
+                if enabled && multi_tenancy && default.is_none() {
+                    return Err(err(
+                        "SwaggerSettings.DefaultTenant",
+                        "is required when EnableSwagger and AppSettings.MultiTenancy are true",
+                    ));
+                }
+                (enabled, default)
+            }
+        };
 
         Ok(Self {
             multi_tenancy,
@@ -362,8 +412,27 @@ impl Settings {
             listen: gateway.listen,
             data_dir: gateway.data_dir,
             limits: gateway.limits,
+            swagger_enabled,
+            default_tenant,
         })
     }
+}
+
+/// An upstream base URL: `http://host[:port][/prefix]`, no query.
+fn upstream(text: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = text.parse().map_err(|e| format!("not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => return Err(format!("scheme {other} is not supported (use http://)")),
+        None => return Err("must be an absolute http:// URL".into()),
+    }
+    if uri.authority().is_none() {
+        return Err("must name a host".into());
+    }
+    if uri.query().is_some() {
+        return Err("must not have a query".into());
+    }
+    Ok(uri)
 }
 
 #[cfg(test)]
@@ -429,6 +498,22 @@ mod tests {
             (
                 r#"{"TenantGateway":{"Limits":{"MaxBodyBytes":0}}}"#,
                 "TenantGateway.Limits.MaxBodyBytes",
+            ),
+            (
+                r#"{"TenantGateway":{"Tenants":{"default":{"Upstream":"ftp://x"}}}}"#,
+                "TenantGateway.Tenants.default.Upstream",
+            ),
+            (
+                r#"{"TenantGateway":{"Tenants":{"default":{"Upstream":"/relative"}}}}"#,
+                "TenantGateway.Tenants.default.Upstream",
+            ),
+            (
+                r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"a":{}},"SwaggerSettings":{"EnableSwagger":true}}"#,
+                "SwaggerSettings.DefaultTenant",
+            ),
+            (
+                r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"a":{}},"SwaggerSettings":{"EnableSwagger":true,"DefaultTenant":"b"}}"#,
+                "SwaggerSettings.DefaultTenant",
             ),
         ];
         for (text, key) in cases {

@@ -32,6 +32,8 @@ pub struct Tenant {
     pub created_at: String,
     /// Connection settings; never serialized into a response or a log line.
     pub connection_strings: BTreeMap<String, Secret>,
+    /// Where the tenant's traffic is proxied, if anywhere.
+    pub upstream: Option<http::Uri>,
     /// The record published to components (`tenants` key-value bucket): id, name,
     /// tier, enabled, created_at. Holds no secret.
     pub record: Bytes,
@@ -70,6 +72,7 @@ impl Directory {
                 enabled: row.enabled,
                 created_at: row.created_at,
                 connection_strings: t.connection_strings.clone(),
+                upstream: t.upstream.clone(),
                 record: Bytes::from(record.to_string()),
             });
         }

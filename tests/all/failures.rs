@@ -114,12 +114,12 @@ fn connection_strings_never_reach_responses_or_logs() {
 }
 
 #[test]
-fn health_needs_nothing_and_unknown_paths_are_404() {
+fn health_needs_no_tenant_and_unknown_paths_are_404() {
     let gw = Gateway::start();
     let r = gw.get("/healthz");
     assert_eq!((r.status, r.json()["status"].clone()), (200, "ok".into()));
     assert!(r.header("x-request-id").is_some());
-    let r = gw.get("/api/v2/whatever");
+    let r = gw.get("/.well-known/nothing");
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["code"], 404);
 }

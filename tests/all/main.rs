@@ -5,4 +5,5 @@ mod config_api;
 mod failures;
 mod harness;
 mod persistence;
+mod routing;
 mod validation;

@@ -1,0 +1,197 @@
+//! Tenant traffic: resolution by the `Tenant` header and proxying to each tenant's
+//! upstream (real HTTP servers on 127.0.0.1:0 started by the test).
+
+use crate::harness::{Gateway, SAMPLE_SETTINGS};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+/// A one-thread HTTP upstream that answers every request with a JSON description
+/// of what it received, after `delay`.
+struct Upstream {
+    addr: std::net::SocketAddr,
+}
+
+impl Upstream {
+    fn start(name: &'static str, delay: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || serve(name, delay, stream));
+            }
+        });
+        Self { addr }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn serve(name: &str, delay: Duration, mut stream: TcpStream) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let target = line.split(' ').nth(1).unwrap_or("").to_owned();
+    let method = line.split(' ').next().unwrap_or("").to_owned();
+    let mut headers = serde_json::Map::new();
+    let mut length = 0usize;
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).unwrap();
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = h.split_once(':') {
+            let n = n.trim().to_ascii_lowercase();
+            if n == "content-length" {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            headers.insert(n, Value::String(v.trim().to_owned()));
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    std::thread::sleep(delay);
+    let reply = json!({
+        "upstream": name, "method": method, "target": target,
+        "headers": headers, "body_len": body.len(),
+    })
+    .to_string();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nX-Upstream: {name}\r\n\r\n{reply}",
+        reply.len()
+    );
+}
+
+fn settings(a: &str, b: &str, timeout_ms: u64) -> String {
+    let mut s: Value = serde_json::from_str(SAMPLE_SETTINGS).unwrap();
+    s["TenantGateway"]["Tenants"]["Tenant1"]["Upstream"] = a.into();
+    s["TenantGateway"]["Tenants"]["Tenant2"]["Upstream"] = b.into();
+    s["TenantGateway"]["Limits"]["UpstreamTimeoutMs"] = timeout_ms.into();
+    s.to_string()
+}
+
+#[test]
+fn tenant_header_routes_to_each_tenants_upstream() {
+    let a = Upstream::start("A", Duration::ZERO);
+    let b = Upstream::start("B", Duration::ZERO);
+    let gw = Gateway::launch()
+        .settings(&settings(&a.url(), &format!("{}/b-prefix", b.url()), 5000))
+        .start();
+    let id1 = gw.get("/api/v1/tenants/Tenant1/config").json()["tenant_id"].clone();
+
+    for header in ["Tenant", "tenant", "TENANT"] {
+        let r = gw.request("GET", "/v2/vendors?limit=5", &[(header, "Tenant1")], b"");
+        assert_eq!(r.status, 200, "{header}: {}", r.body);
+        let got = r.json();
+        assert_eq!(got["upstream"], "A", "{header}");
+        assert_eq!(got["target"], "/v2/vendors?limit=5");
+        assert_eq!(got["headers"]["x-tenant-name"], "Tenant1");
+        assert_eq!(got["headers"]["x-tenant-id"], id1);
+        assert_eq!(r.header("x-upstream"), Some("A"));
+    }
+    let r = gw.request(
+        "POST",
+        "/v2/vendors",
+        &[
+            ("Tenant", "tenant2"),
+            ("X-Tenant-Name", "Tenant1"),
+            ("Connection", "keep-alive, x-hop"),
+            ("X-Hop", "1"),
+        ],
+        &[b'x'; 5000],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let got = r.json();
+    assert_eq!(got["upstream"], "B");
+    assert_eq!(got["method"], "POST");
+    assert_eq!(got["target"], "/b-prefix/v2/vendors");
+    assert_eq!(got["body_len"], 5000);
+    assert_eq!(
+        got["headers"]["x-tenant-name"], "Tenant2",
+        "a client cannot claim another tenant"
+    );
+    assert!(
+        got["headers"].get("x-hop").is_none(),
+        "hop-by-hop header forwarded"
+    );
+    assert_eq!(got["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(got["headers"]["x-forwarded-proto"], "http");
+    assert!(
+        got["headers"]["forwarded"]
+            .as_str()
+            .unwrap()
+            .starts_with("for=127.0.0.1"),
+        "{got}"
+    );
+}
+
+#[test]
+fn missing_invalid_and_unknown_tenants_are_refused() {
+    let a = Upstream::start("A", Duration::ZERO);
+    let gw = Gateway::launch()
+        .settings(&settings(&a.url(), &a.url(), 5000))
+        .start();
+    let r = gw.get("/v2/vendors");
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["message"], "Tenant header is missing");
+    let r = gw.request("GET", "/v2/vendors", &[("Tenant", "bad.name")], b"");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Tenant header is invalid"),
+        "{}",
+        r.body
+    );
+    let r = gw.request("GET", "/v2/vendors", &[("Tenant", "Tenant3")], b"");
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "Tenant 'Tenant3' is not a configured tenant"
+    );
+    assert_eq!(gw.get("/healthz").status, 200);
+    // Swagger UI requests carry no header: they are served as the DefaultTenant.
+    let r = gw.request(
+        "GET",
+        "/v2/vendors",
+        &[("Referer", "http://127.0.0.1/swagger/index.html")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["headers"]["x-tenant-name"], "Tenant1");
+}
+
+#[test]
+fn upstream_down_is_502_and_slow_is_504() {
+    let slow = Upstream::start("slow", Duration::from_secs(3));
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        drop(l);
+        format!("http://{a}")
+    };
+    let gw = Gateway::launch()
+        .settings(&settings(&closed, &slow.url(), 500))
+        .start();
+    let r = gw.request("GET", "/v2/vendors", &[("Tenant", "Tenant1")], b"");
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert_eq!(r.json()["code"], 502);
+    let started = std::time::Instant::now();
+    let r = gw.request("GET", "/v2/vendors", &[("Tenant", "Tenant2")], b"");
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        !r.body.contains("127.0.0.1"),
+        "upstream address leaked: {}",
+        r.body
+    );
+}
