@@ -71,17 +71,26 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// The settings file (or the built-in sample) with environment overrides applied.
 fn load_settings(
     path: Option<&Path>,
 ) -> Result<(Settings, String), tenant_gateway::settings::SettingsError> {
-    match path {
-        Some(p) => Ok((Settings::load(p)?, p.display().to_string())),
-        None if Path::new("appsettings.json").exists() => Ok((
-            Settings::load(Path::new("appsettings.json"))?,
+    let (text, source) = match path {
+        Some(p) => (read(p)?, p.display().to_string()),
+        None if Path::new("appsettings.json").exists() => (
+            read(Path::new("appsettings.json"))?,
             "appsettings.json".into(),
-        )),
-        None => Ok((Settings::parse(SAMPLE)?, "built-in sample".into())),
-    }
+        ),
+        None => (SAMPLE.to_owned(), "built-in sample".into()),
+    };
+    Ok((Settings::parse_with_env(&text, std::env::vars())?, source))
+}
+
+fn read(path: &Path) -> Result<String, tenant_gateway::settings::SettingsError> {
+    std::fs::read_to_string(path).map_err(|e| tenant_gateway::settings::SettingsError {
+        key: path.display().to_string(),
+        problem: format!("cannot read: {e}"),
+    })
 }
 
 async fn shutdown_signal() {

@@ -260,8 +260,26 @@ impl Settings {
 
     /// Parses and validates settings text.
     pub fn parse(text: &str) -> Result<Self, SettingsError> {
-        let root: Value =
+        Self::parse_with_env(text, std::iter::empty())
+    }
+
+    /// Parses settings text with environment overrides, as .NET configuration reads
+    /// them: `Section__Key__Sub=value` sets `Section.Key.Sub` (keys case-insensitive).
+    /// Only variables whose first segment is a section the gateway reads count
+    /// (`AppSettings`, `ConnectionStrings`, `Tenants`, `SwaggerSettings`,
+    /// `Authentication`, `TenantGateway`). A value replacing a number or boolean must
+    /// parse as one; a new value is a number or boolean when it reads as one, except
+    /// under `ConnectionStrings`, which are always strings.
+    pub fn parse_with_env(
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let mut root: Value =
             serde_json::from_str(text).map_err(|e| err("$", format!("not valid JSON: {e}")))?;
+        object(&root, "$")?;
+        for (name, value) in vars {
+            apply_env(&mut root, &name, value)?;
+        }
         let root = object(&root, "$")?;
 
         let multi_tenancy = match get(root, "AppSettings") {
@@ -418,6 +436,78 @@ impl Settings {
     }
 }
 
+const ENV_SECTIONS: [&str; 6] = [
+    "AppSettings",
+    "ConnectionStrings",
+    "Tenants",
+    "SwaggerSettings",
+    "Authentication",
+    "TenantGateway",
+];
+
+/// Applies one environment variable to the settings document, if it is one of ours.
+fn apply_env(root: &mut Value, name: &str, value: String) -> Result<(), SettingsError> {
+    let path: Vec<&str> = name.split("__").collect();
+    if path.len() < 2
+        || path.iter().any(|p| p.is_empty())
+        || !ENV_SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(path[0]))
+    {
+        return Ok(());
+    }
+    let key = path.join(".");
+    let strings_only = path
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case("ConnectionStrings"));
+    let mut node = root;
+    for (i, segment) in path.iter().enumerate() {
+        let Value::Object(map) = node else {
+            return Err(err(
+                &key,
+                format!(
+                    "environment variable {name} sets a key under a value that is not an object"
+                ),
+            ));
+        };
+        let existing = map
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(segment))
+            .cloned();
+        let slot = existing.unwrap_or_else(|| (*segment).to_owned());
+        if i + 1 == path.len() {
+            let old = map.get(&slot);
+            let new = match old {
+                Some(Value::Number(_)) => serde_json::from_str::<serde_json::Number>(&value)
+                    .map(Value::Number)
+                    .map_err(|_| {
+                        err(
+                            &key,
+                            format!("environment variable {name} must be a number"),
+                        )
+                    })?,
+                Some(Value::Bool(_)) => match value.to_ascii_lowercase().as_str() {
+                    "true" => Value::Bool(true),
+                    "false" => Value::Bool(false),
+                    _ => {
+                        return Err(err(
+                            &key,
+                            format!("environment variable {name} must be true or false"),
+                        ));
+                    }
+                },
+                _ if strings_only => Value::String(value),
+                _ => match serde_json::from_str::<Value>(&value) {
+                    Ok(v @ (Value::Number(_) | Value::Bool(_))) => v,
+                    _ => Value::String(value),
+                },
+            };
+            map.insert(slot, new);
+            return Ok(());
+        }
+        node = map.entry(slot).or_insert_with(|| Value::Object(Map::new()));
+    }
+    Ok(())
+}
+
 /// An upstream base URL: `http://host[:port][/prefix]`, no query.
 fn upstream(text: &str) -> Result<http::Uri, String> {
     let uri: http::Uri = text.parse().map_err(|e| format!("not a URL: {e}"))?;
@@ -519,6 +609,54 @@ mod tests {
         for (text, key) in cases {
             assert_eq!(Settings::parse(text).unwrap_err().key, key, "{text}");
         }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn environment_overrides_like_dotnet_configuration() {
+        let s = Settings::parse_with_env(
+            SAMPLE,
+            env(&[
+                ("TENANTGATEWAY__LIMITS__MAXBODYBYTES", "1000"),
+                ("Tenants__Tenant3__ConnectionStrings__EdFi_Admin", "12345"),
+                ("TenantGateway__Tenants__Tenant3__Tier", "Pro"),
+                ("SwaggerSettings__DefaultTenant", "Tenant2"),
+                ("PATH", "/usr/bin"),
+                ("SOME__OTHER__THING", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.limits.max_body_bytes, 1000);
+        let t3 = s
+            .tenants
+            .iter()
+            .find(|t| t.name.as_str() == "Tenant3")
+            .unwrap();
+        assert_eq!(t3.connection_strings["EdFi_Admin"].expose(), "12345");
+        assert_eq!(t3.tier, Tier::Pro);
+        assert_eq!(s.default_tenant.unwrap().as_str(), "Tenant2");
+        let e = Settings::parse_with_env(
+            SAMPLE,
+            env(&[("TenantGateway__Limits__MaxBodyBytes", "lots")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "TenantGateway.Limits.MaxBodyBytes");
+        let e = Settings::parse_with_env(SAMPLE, env(&[("AppSettings__MultiTenancy", "maybe")]))
+            .unwrap_err();
+        assert_eq!(e.key, "AppSettings.MultiTenancy");
+        let single = Settings::parse_with_env(
+            r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"a":{}}}"#,
+            env(&[("AppSettings__MultiTenancy", "false")]),
+        )
+        .unwrap();
+        assert!(!single.multi_tenancy);
+        assert_eq!(single.tenants[0].name.as_str(), SINGLE_TENANT_NAME);
     }
 
     #[test]

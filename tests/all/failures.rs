@@ -147,3 +147,17 @@ fn bad_settings_stop_start_up_with_one_line_naming_the_key() {
     assert_eq!(lines.len(), 1, "{err}");
     assert!(lines[0].contains("Tenants.bad name!"), "{err}");
 }
+
+#[test]
+fn environment_overrides_the_settings_file() {
+    let gw = Gateway::launch()
+        .env("TenantGateway__Limits__MaxBodyBytes", "200")
+        .env(
+            "Tenants__Tenant3__ConnectionStrings__EdFi_Admin",
+            "Database=EdFi_Admin_Tenant3",
+        )
+        .start();
+    let body = format!(r#"{{"custom_settings":{{"k":"{}"}}}}"#, "x".repeat(300));
+    assert_eq!(gw.put_json(PATH, &body).status, 413);
+    assert_eq!(gw.get("/api/v1/tenants/Tenant3/config").status, 200);
+}

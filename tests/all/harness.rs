@@ -22,6 +22,7 @@ fn cache_dir() -> PathBuf {
 
 /// How to start a gateway.
 pub struct Launch {
+    env: Vec<(String, String)>,
     settings: String,
     data_dir: Option<PathBuf>,
     components: Option<PathBuf>,
@@ -30,6 +31,11 @@ pub struct Launch {
 impl Launch {
     pub fn settings(mut self, text: &str) -> Self {
         self.settings = text.to_owned();
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -64,6 +70,7 @@ impl Launch {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         if let Some(dir) = &self.components {
             cmd.arg("--components").arg(dir);
         }
@@ -133,6 +140,7 @@ impl Reply {
 impl Gateway {
     pub fn launch() -> Launch {
         Launch {
+            env: Vec::new(),
             settings: SAMPLE_SETTINGS.to_owned(),
             data_dir: None,
             components: None,
