@@ -101,16 +101,6 @@ impl Directory {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Tenant>> {
         self.tenants.iter()
     }
-
-    /// Number of tenants.
-    pub fn len(&self) -> usize {
-        self.tenants.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.tenants.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -139,7 +129,7 @@ mod tests {
         let store = SqliteStore::open(dir_path.path()).unwrap();
         let settings = Settings::parse(crate::settings::SAMPLE).unwrap();
         let dir = Directory::seed(&store, &settings.tenants, "2025-01-01T00:00:00Z").unwrap();
-        assert_eq!(dir.len(), 2);
+        assert_eq!(dir.iter().count(), 2);
         let t = dir.get("tenant1").unwrap();
         assert_eq!(t.name.as_str(), "Tenant1");
         assert!(Arc::ptr_eq(t, dir.get(&t.id.to_string()).unwrap()));

@@ -61,7 +61,8 @@ impl ApiState {
         Ok(*self.table.get(r)?)
     }
 
-    fn read_only(bucket: Bucket) -> Result<(), store::Error> {
+    /// Guests may write `configs` only; `tenants` is the directory's read-only view.
+    fn ensure_writable(bucket: Bucket) -> Result<(), store::Error> {
         match bucket {
             Bucket::Tenants => Err(store::Error::AccessDenied),
             Bucket::Configs => Ok(()),
@@ -120,7 +121,7 @@ impl store::HostBucket for ApiState {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let bucket = self.bucket(&this)?;
-        if let Err(e) = Self::read_only(bucket) {
+        if let Err(e) = Self::ensure_writable(bucket) {
             return Ok(Err(e));
         }
         Ok(blocking(&self.shared.store, move |s| {
@@ -135,7 +136,7 @@ impl store::HostBucket for ApiState {
         key: String,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let bucket = self.bucket(&this)?;
-        if let Err(e) = Self::read_only(bucket) {
+        if let Err(e) = Self::ensure_writable(bucket) {
             return Ok(Err(e));
         }
         Ok(blocking(&self.shared.store, move |s| s.delete(bucket.name(), &key)).await)
@@ -205,7 +206,7 @@ impl atomics::Host for ApiState {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), atomics::CasError>> {
         let cas = self.table.delete(this)?;
-        if let Err(e) = Self::read_only(cas.bucket) {
+        if let Err(e) = Self::ensure_writable(cas.bucket) {
             return Ok(Err(atomics::CasError::StoreError(e)));
         }
         let expected = cas.current.as_ref().map(|v| v.version);

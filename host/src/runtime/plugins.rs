@@ -13,6 +13,14 @@ fn gate_tier(t: api::types::Tier) -> gate_types::Tier {
     }
 }
 
+fn settings_tier(t: crate::settings::Tier) -> gate_types::Tier {
+    match t {
+        crate::settings::Tier::Basic => gate_types::Tier::Basic,
+        crate::settings::Tier::Pro => gate_types::Tier::Pro,
+        crate::settings::Tier::Enterprise => gate_types::Tier::Enterprise,
+    }
+}
+
 fn api_tier(t: gate_types::Tier) -> api::types::Tier {
     match t {
         gate_types::Tier::Basic => api::types::Tier::Basic,
@@ -68,20 +76,29 @@ pub(super) async fn count_features(
     let ctx = gate_types::TenantContext {
         tenant_id: String::new(),
         name: String::new(),
-        tier: match tier {
-            crate::settings::Tier::Basic => gate_types::Tier::Basic,
-            crate::settings::Tier::Pro => gate_types::Tier::Pro,
-            crate::settings::Tier::Enterprise => gate_types::Tier::Enterprise,
-        },
+        tier: settings_tier(tier),
     };
+    let list = list_features(snapshot, &ctx, config, kind).await?;
+    Ok(list.total_enabled as usize)
+}
+
+/// Calls the feature gate's `list-features` on the kind of instance asked for.
+async fn list_features(
+    snapshot: &Snapshot,
+    ctx: &gate_types::TenantContext,
+    config: &str,
+    kind: Instance,
+) -> wasmtime::Result<
+    super::bindings::gate::exports::tenant_gateway::plugins::feature_gate::FeatureList,
+> {
     let mut w = snapshot.gate.get(kind).await?;
     let list = w
         .instance
         .tenant_gateway_plugins_feature_gate()
-        .call_list_features(&mut w.store, &ctx, config)
+        .call_list_features(&mut w.store, ctx, config)
         .await?;
     snapshot.gate.release(w);
-    Ok(list.total_enabled as usize)
+    Ok(list)
 }
 
 impl api::types::Host for ApiState {}
@@ -154,14 +171,8 @@ impl api::feature_gate::Host for ApiState {
         tenant: api::types::TenantContext,
         config: String,
     ) -> wasmtime::Result<api::feature_gate::FeatureList> {
-        let snapshot = self.snapshot.clone();
-        let mut w = snapshot.gate.acquire().await?;
-        let list = w
-            .instance
-            .tenant_gateway_plugins_feature_gate()
-            .call_list_features(&mut w.store, &context(&tenant), &config)
-            .await?;
-        snapshot.gate.release(w);
+        let list =
+            list_features(&self.snapshot, &context(&tenant), &config, Instance::Warm).await?;
         Ok(api::feature_gate::FeatureList {
             features: list
                 .features

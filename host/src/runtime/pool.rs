@@ -90,36 +90,33 @@ impl<P: Instantiate> WarmPool<P> {
         store
     }
 
-    /// Takes an idle instance or makes a new one; its deadline starts now.
-    pub async fn acquire(&self) -> wasmtime::Result<Warm<P::Instance>> {
-        let mut warm = match self.idle.pop() {
-            Some(w) => w,
-            None => {
-                let mut store = self.store();
-                store.set_epoch_deadline(self.deadline);
-                let instance = self.pre.instantiate(&mut store).await?;
-                Warm {
-                    store,
-                    instance,
-                    uses: 0,
-                }
-            }
-        };
-        warm.uses += 1;
-        warm.store.set_epoch_deadline(self.deadline);
-        Ok(warm)
-    }
-
-    /// A new instance in a new store, never taken from or returned to the pool.
-    pub async fn fresh(&self) -> wasmtime::Result<Warm<P::Instance>> {
+    /// A new instance in a new store, counted as having served `uses` calls.
+    async fn instantiate(&self, uses: u32) -> wasmtime::Result<Warm<P::Instance>> {
         let mut store = self.store();
         store.set_epoch_deadline(self.deadline);
         let instance = self.pre.instantiate(&mut store).await?;
         Ok(Warm {
             store,
             instance,
-            uses: self.max_uses,
+            uses,
         })
+    }
+
+    /// Takes an idle instance or makes a new one; its deadline starts now.
+    pub async fn acquire(&self) -> wasmtime::Result<Warm<P::Instance>> {
+        let mut warm = match self.idle.pop() {
+            Some(w) => w,
+            None => self.instantiate(0).await?,
+        };
+        warm.uses += 1;
+        warm.store.set_epoch_deadline(self.deadline);
+        Ok(warm)
+    }
+
+    /// A new instance that [`WarmPool::release`] will not keep: what every call
+    /// would cost without the pool.
+    pub async fn fresh(&self) -> wasmtime::Result<Warm<P::Instance>> {
+        self.instantiate(self.max_uses).await
     }
 
     /// Takes an instance of the kind asked for.
@@ -136,10 +133,5 @@ impl<P: Instantiate> WarmPool<P> {
         if warm.uses < self.max_uses {
             let _ = self.idle.push(warm);
         }
-    }
-
-    /// Idle instances right now.
-    pub fn idle(&self) -> usize {
-        self.idle.len()
     }
 }
