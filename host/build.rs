@@ -18,6 +18,7 @@ const GROUPS: [&[(&str, &str)]; 2] = [
         ("tg-validator", "TG_VALIDATOR_WASM"),
         ("tg-feature-gate", "TG_FEATURE_GATE_WASM"),
         ("tg-config-api", "TG_CONFIG_API_WASM"),
+        ("tg-tenant-app", "TG_TENANT_APP_WASM"),
     ],
 ];
 

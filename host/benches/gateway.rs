@@ -2,9 +2,12 @@
 //! 1. plugin call latency: fresh store + instantiate + call, vs a warm pooled instance;
 //! 2. validation of one update in the Wasm validator vs the same Rust code natively;
 //! 3. config GET requests/s through the gateway vs a plain hyper server answering
-//!    the same bytes, over loopback with the same client.
+//!    the same bytes, over loopback with the same client;
+//! 4. tenant traffic requests/s through the gateway's proxy vs straight to the
+//!    upstream vs a minimal hyper proxy (no tenant logic), over loopback.
 //!
-//! Run: `cargo bench -p tenant-gateway --bench gateway` (add `-- --quick` for a short run).
+//! Run: `cargo bench -p tenant-gateway --bench gateway` (add `-- --quick` for a
+//! short run, `-- --proxy` for section 4 alone; scripts/bench-proxy does that).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
@@ -62,7 +65,13 @@ where
 }
 
 /// Drives `GET url` with `conns` keep-alive connections for `dur`; returns requests/s.
-async fn load(addr: SocketAddr, path: &'static str, conns: usize, dur: Duration) -> f64 {
+async fn load(
+    addr: SocketAddr,
+    path: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    conns: usize,
+    dur: Duration,
+) -> f64 {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(conns)
         .build_http();
@@ -74,7 +83,14 @@ async fn load(addr: SocketAddr, path: &'static str, conns: usize, dur: Duration)
         let (client, uri, stop, done) = (client.clone(), uri.clone(), stop.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let resp = client.get(uri.clone()).await.expect("request");
+                let mut req = hyper::Request::get(uri.clone());
+                for (name, value) in headers {
+                    req = req.header(*name, *value);
+                }
+                let resp = client
+                    .request(req.body(Empty::new()).unwrap())
+                    .await
+                    .expect("request");
                 assert_eq!(resp.status(), 200);
                 resp.into_body().collect().await.expect("body");
                 done.fetch_add(1, Ordering::Relaxed);
@@ -125,8 +141,62 @@ async fn plain_server(body: Bytes) -> SocketAddr {
     addr
 }
 
+/// The smallest useful reverse proxy: hyper server, pooled hyper client, the
+/// request forwarded as it is to `upstream`. The baseline for the gateway's proxy.
+async fn minimal_proxy(upstream: SocketAddr) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client: Client<_, hyper::body::Incoming> =
+        Client::builder(TokioExecutor::new()).build_http();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = stream.set_nodelay(true);
+            let client = client.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        let client = client.clone();
+                        async move {
+                            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                            *req.uri_mut() = format!("http://{upstream}{path}").parse().unwrap();
+                            client.request(req).await
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Section 4: the same upstream reached directly, through a minimal hyper proxy,
+/// and through the gateway (Tenant header → tenant → upstream).
+async fn proxy_bench(upstream: SocketAddr, body_len: usize, gateway: SocketAddr, dur: Duration) {
+    println!(
+        "\n4. tenant traffic GET over loopback, 16 keep-alive connections, {body_len}-byte upstream body"
+    );
+    let minimal = minimal_proxy(upstream).await;
+    let direct = load(upstream, "/orders/42?x=1", &[], 16, dur).await;
+    let min = load(minimal, "/orders/42?x=1", &[], 16, dur).await;
+    let gw = load(gateway, "/orders/42?x=1", &[("Tenant", "Tenant1")], 16, dur).await;
+    println!("  straight to the upstream:        {direct:>10.0} req/s");
+    println!("  minimal hyper proxy:             {min:>10.0} req/s");
+    println!("  tenant-gateway proxy:            {gw:>10.0} req/s");
+    println!(
+        "  ratios: gateway / upstream {:.3}, minimal proxy / upstream {:.3}, gateway / minimal proxy {:.3}",
+        gw / direct,
+        min / direct,
+        gw / min
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    let proxy_only = std::env::args().any(|a| a == "--proxy");
     let (n, dur) = if quick {
         (300, Duration::from_secs(1))
     } else {
@@ -138,8 +208,14 @@ fn main() {
         .unwrap();
     rt.block_on(async move {
         let data = tempfile::tempdir().unwrap();
+        let upstream_body = Bytes::from(format!("{{\"orders\":[{}]}}", "1,".repeat(100) + "1"));
+        let upstream = plain_server(upstream_body.clone()).await;
         let mut settings = Settings::parse(SAMPLE).unwrap();
         settings.limits.max_concurrent_component_calls = 256;
+        // Measured here: the request path, not the credential check or the limits.
+        settings.auth.require_token = false;
+        settings.rate_limits.enabled = false;
+        settings.tenants[0].upstream = Some(format!("http://{upstream}").parse().unwrap());
         let running = tenant_gateway::start(
             tenant_gateway::Options {
                 settings,
@@ -147,11 +223,17 @@ fn main() {
                 data_dir: data.path().join("data"),
                 cache_dir: Some(data.path().join("cache")),
                 components: tenant_gateway::runtime::ComponentSet::builtin(),
+                watch: None,
             },
             std::future::pending(),
         )
         .await
         .unwrap();
+        if proxy_only {
+            proxy_bench(upstream, upstream_body.len(), running.addr, dur).await;
+            running.stop().await.unwrap();
+            return;
+        }
         let runtime = running.runtime.clone();
         let defaults = tg_validator::shared().default_config().to_string();
 
@@ -239,8 +321,8 @@ fn main() {
                 .to_bytes()
         };
         let plain = plain_server(body.clone()).await;
-        let baseline = load(plain, "/api/v1/tenants/Tenant1/config", 16, dur).await;
-        let gateway = load(running.addr, "/api/v1/tenants/Tenant1/config", 16, dur).await;
+        let baseline = load(plain, "/api/v1/tenants/Tenant1/config", &[], 16, dur).await;
+        let gateway = load(running.addr, "/api/v1/tenants/Tenant1/config", &[], 16, dur).await;
         println!(
             "  plain hyper server, same {}-byte body: {:>10.0} req/s",
             body.len(),
@@ -251,6 +333,7 @@ fn main() {
             gateway
         );
         println!("  ratio gateway / plain hyper: {:.3}", gateway / baseline);
+        proxy_bench(upstream, upstream_body.len(), running.addr, dur).await;
         running.stop().await.unwrap();
     });
 }

@@ -2,7 +2,12 @@
 //! sandboxed Wasm components, over an embedded (SQLite) or shared store.
 #![deny(missing_docs)]
 
+pub mod auth;
+mod connect;
+pub mod metrics;
+pub mod openapi;
 pub mod proxy;
+pub mod rate;
 pub mod routing;
 pub mod runtime;
 pub mod server;
@@ -29,7 +34,22 @@ pub struct Options {
     pub cache_dir: Option<PathBuf>,
     /// The components to run.
     pub components: runtime::ComponentSet,
+    /// The settings file to watch: a changed file is applied while running. The
+    /// environment overrides are applied again on every reload.
+    pub watch: Option<Watch>,
 }
+
+/// A settings file watched for changes.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    /// The file.
+    pub path: PathBuf,
+    /// Environment overrides (`Section__Key=value`) applied on top of it.
+    pub env: Vec<(String, String)>,
+}
+
+/// How often the settings file is checked for changes.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A started gateway.
 pub struct Running {
@@ -37,6 +57,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The Wasm runtime (component swaps go through it).
     pub runtime: Arc<runtime::Runtime>,
+    /// The metrics the server counts.
+    pub metrics: Arc<metrics::Metrics>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -62,6 +84,132 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
+/// Loads the tenant apps of `settings`, reusing those of `current` whose
+/// component bytes are unchanged (blocking: compiles).
+fn load_apps(
+    rt: &runtime::Runtime,
+    settings: &settings::Settings,
+    current: Option<&tenants::Directory>,
+) -> anyhow::Result<std::collections::HashMap<String, Arc<runtime::App>>> {
+    use sha2::Digest;
+    let mut apps = std::collections::HashMap::new();
+    for (name, source) in &settings.apps {
+        let bytes: std::borrow::Cow<'static, [u8]> = match source {
+            settings::AppSource::Builtin(_) => runtime::builtin::TENANT_APP.into(),
+            settings::AppSource::File(path) => std::fs::read(path)
+                .with_context(|| {
+                    format!(
+                        "TenantGateway.Apps.{name}.Component: reading {}",
+                        path.display()
+                    )
+                })?
+                .into(),
+        };
+        let sha = hex::encode(sha2::Sha256::digest(&bytes));
+        let reused = current
+            .and_then(|d| d.apps.get(name))
+            .filter(|a| a.sha256 == sha && &a.source == source)
+            .cloned();
+        let app = match reused {
+            Some(app) => app,
+            None => rt.load_app(name, source.clone(), &bytes)?,
+        };
+        apps.insert(name.clone(), app);
+    }
+    Ok(apps)
+}
+
+/// Applies settings to a running gateway: loads its apps, records its tenants in
+/// the store and publishes the new directory in one atomic swap. On any error
+/// nothing changes.
+pub async fn apply_settings(
+    rt: &Arc<runtime::Runtime>,
+    settings: settings::Settings,
+) -> anyhow::Result<()> {
+    let rt = rt.clone();
+    tokio::task::spawn_blocking(move || {
+        let shared = rt.shared().clone();
+        let current = shared.directory.load_full();
+        let apps = load_apps(&rt, &settings, Some(&current))?;
+        let directory =
+            tenants::Directory::seed(shared.store.as_ref(), &settings, apps, &now_rfc3339())?;
+        shared.directory.store(Arc::new(directory));
+        anyhow::Ok(())
+    })
+    .await?
+}
+
+/// Settings a running gateway cannot change (it logs that a restart is needed).
+fn restart_only(a: &settings::Settings, b: &settings::Settings) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    if a.listen != b.listen {
+        keys.push("TenantGateway.Listen");
+    }
+    if a.data_dir != b.data_dir {
+        keys.push("TenantGateway.DataDir");
+    }
+    if a.limits != b.limits {
+        keys.push("TenantGateway.Limits");
+    }
+    keys
+}
+
+/// Polls the settings file and applies each change that parses; a bad file is
+/// logged and the running settings stay.
+async fn watch_settings(
+    watch: Watch,
+    rt: Arc<runtime::Runtime>,
+    metrics: Arc<metrics::Metrics>,
+    started_with: settings::Settings,
+) {
+    use sha2::Digest;
+    let mut last = std::fs::read(&watch.path)
+        .map(|b| sha2::Sha256::digest(&b))
+        .ok();
+    let mut ticker = tokio::time::interval(WATCH_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Ok(bytes) = tokio::fs::read(&watch.path).await else {
+            continue;
+        };
+        let digest = sha2::Sha256::digest(&bytes);
+        if last == Some(digest) {
+            continue;
+        }
+        last = Some(digest);
+        let parsed = std::str::from_utf8(&bytes)
+            .map_err(|_| settings::SettingsError {
+                key: watch.path.display().to_string(),
+                problem: "not UTF-8".into(),
+            })
+            .and_then(|text| settings::Settings::parse_with_env(text, watch.env.clone()));
+        let new = match parsed {
+            Ok(s) => s,
+            Err(e) => {
+                metrics.reload(false);
+                tracing::warn!(error = %e, "settings file changed but is invalid; keeping the running settings");
+                continue;
+            }
+        };
+        let pending = restart_only(&started_with, &new);
+        let tenants = new.tenants.len();
+        match apply_settings(&rt, new).await {
+            Ok(()) => {
+                metrics.reload(true);
+                tracing::info!(tenants, "settings reloaded");
+                if !pending.is_empty() {
+                    tracing::warn!(keys = ?pending, "these settings changed but apply only after a restart");
+                }
+            }
+            Err(e) => {
+                metrics.reload(false);
+                tracing::warn!(error = %format!("{e:#}"), "settings reload failed; keeping the running settings");
+            }
+        }
+    }
+}
+
 /// Opens the store, seeds the tenants, loads and warms the built-in components and
 /// starts serving. `shutdown` ends the server gracefully when it completes.
 pub async fn start(
@@ -72,17 +220,16 @@ pub async fn start(
         store::SqliteStore::open(&options.data_dir)
             .with_context(|| format!("opening the store in {}", options.data_dir.display()))?,
     );
-    let directory = {
+    let auth = {
         let store = store.clone();
-        let tenants = options.settings.tenants.clone();
-        tokio::task::spawn_blocking(move || {
-            tenants::Directory::seed(store.as_ref(), &tenants, &now_rfc3339())
-        })
-        .await??
+        Arc::new(
+            tokio::task::spawn_blocking(move || auth::Authenticator::open(store.as_ref()))
+                .await??,
+        )
     };
     let shared = Arc::new(runtime::Shared {
         store,
-        directory: ArcSwap::from_pointee(directory),
+        directory: ArcSwap::from_pointee(tenants::Directory::default()),
     });
     let limits = options.settings.limits.clone();
     let cache_dir = options.cache_dir.clone();
@@ -91,24 +238,43 @@ pub async fn start(
         runtime::Runtime::new(&components, shared, limits, cache_dir)
     })
     .await??;
+    apply_settings(&rt, options.settings.clone()).await?;
     rt.warm_up().await.context("warming up the components")?;
 
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("binding {}", options.listen))?;
     let addr = listener.local_addr()?;
-    let gateway = Arc::new(server::Gateway::new(rt.clone(), &options.settings));
+    let metrics = Arc::new(metrics::Metrics::default());
+    let gateway = Arc::new(server::Gateway::new(
+        rt.clone(),
+        &options.settings.limits,
+        auth,
+        metrics.clone(),
+    ));
+    let watcher = options.watch.clone().map(|w| {
+        tokio::spawn(watch_settings(
+            w,
+            rt.clone(),
+            metrics.clone(),
+            options.settings.clone(),
+        ))
+    });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let stop = async move {
         tokio::select! {
             _ = shutdown => {}
             _ = rx => {}
         }
+        if let Some(w) = watcher {
+            w.abort();
+        }
     };
     let task = tokio::spawn(server::serve(listener, gateway, stop));
     Ok(Running {
         addr,
         runtime: rt,
+        metrics,
         shutdown: tx,
         task,
     })

@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Serve the gateway.
     Serve(Serve),
+    /// Print the Argon2 hash of a password read from standard input, for
+    /// `TenantGateway.Auth.SuperUser.PasswordHash`.
+    HashPassword,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -72,18 +75,20 @@ fn init_logging(format: LogFormat) {
 }
 
 /// The settings file (or the built-in sample) with environment overrides applied.
+/// Also the file read, if any (it is watched for changes).
 fn load_settings(
     path: Option<&Path>,
-) -> Result<(Settings, String), tenant_gateway::settings::SettingsError> {
-    let (text, source) = match path {
-        Some(p) => (read(p)?, p.display().to_string()),
-        None if Path::new("appsettings.json").exists() => (
-            read(Path::new("appsettings.json"))?,
-            "appsettings.json".into(),
-        ),
-        None => (SAMPLE.to_owned(), "built-in sample".into()),
+) -> Result<(Settings, Option<PathBuf>), tenant_gateway::settings::SettingsError> {
+    let file = match path {
+        Some(p) => Some(p.to_owned()),
+        None if Path::new("appsettings.json").exists() => Some(PathBuf::from("appsettings.json")),
+        None => None,
     };
-    Ok((Settings::parse_with_env(&text, std::env::vars())?, source))
+    let text = match &file {
+        Some(p) => read(p)?,
+        None => SAMPLE.to_owned(),
+    };
+    Ok((Settings::parse_with_env(&text, std::env::vars())?, file))
 }
 
 fn read(path: &Path) -> Result<String, tenant_gateway::settings::SettingsError> {
@@ -109,7 +114,7 @@ async fn shutdown_signal() {
 }
 
 async fn serve(args: Serve) -> anyhow::Result<()> {
-    let (settings, source) = match load_settings(args.settings.as_deref()) {
+    let (settings, source_path) = match load_settings(args.settings.as_deref()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("tenant-gateway: {e}");
@@ -125,12 +130,19 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         .or_else(|| settings.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("data"));
     let cache_dir = args.cache_dir.unwrap_or_else(|| data_dir.join("cache"));
+    let source = source_path
+        .as_ref()
+        .map_or_else(|| "built-in sample".to_owned(), |p| p.display().to_string());
     tracing::info!(settings = %source, tenants = settings.tenants.len(), data_dir = %data_dir.display(), "starting");
     let components = match &args.components {
         Some(dir) => tenant_gateway::runtime::ComponentSet::with_overrides(dir)
             .with_context(|| format!("reading components from {}", dir.display()))?,
         None => tenant_gateway::runtime::ComponentSet::builtin(),
     };
+    let watch = source_path.map(|path| tenant_gateway::Watch {
+        path,
+        env: std::env::vars().collect(),
+    });
     let running = tenant_gateway::start(
         tenant_gateway::Options {
             settings,
@@ -138,6 +150,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
             data_dir,
             cache_dir: Some(cache_dir),
             components,
+            watch,
         },
         shutdown_signal(),
     )
@@ -153,6 +166,16 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "the password is empty");
+            println!("{}", tenant_gateway::auth::hash_password(password));
+            Ok(())
+        }
         Command::Serve(args) => {
             init_logging(args.log_format);
             tokio::runtime::Builder::new_multi_thread()

@@ -120,7 +120,13 @@ mod tests {
         let settings = Settings::parse(text).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(tmp.path()).unwrap();
-        let dir = Directory::seed(&store, &settings.tenants, "2025-01-01T00:00:00Z").unwrap();
+        let dir = Directory::seed(
+            &store,
+            &settings,
+            Default::default(),
+            "2025-01-01T00:00:00Z",
+        )
+        .unwrap();
         (Resolver::new(&settings), dir, tmp)
     }
 

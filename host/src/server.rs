@@ -2,10 +2,14 @@
 //! surfaces, maps every failure to the surface's error body, and logs one line per
 //! request. Shuts down gracefully: in-flight requests finish.
 
+use crate::auth::{Authenticator, Principal, Refusal};
+use crate::metrics::{Metrics, Rejection};
 use crate::proxy::{Proxy, ProxyError};
-use crate::routing::Resolver;
+use crate::rate::{Class, RateLimiter};
+use crate::routing::{ResolveError, Resolver};
 use crate::runtime::{CallError, Runtime};
 use crate::settings::Limits;
+use crate::tenants::{Destination, Directory, Tenant};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use http::{HeaderName, Method, Request, Response, StatusCode};
@@ -17,7 +21,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
@@ -29,7 +33,7 @@ const CONFIG_API_PREFIX: &str = "/api/v1/tenants/";
 /// Response body: buffered for the gateway's own answers, streamed when proxied.
 pub type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
-fn full(bytes: Bytes) -> Body {
+pub(crate) fn full(bytes: Bytes) -> Body {
     Full::new(bytes)
         .map_err(|never| match never {})
         .boxed_unsync()
@@ -37,22 +41,40 @@ fn full(bytes: Bytes) -> Body {
 
 /// The server's state.
 pub struct Gateway {
-    runtime: Arc<Runtime>,
+    pub(crate) runtime: Arc<Runtime>,
     limits: Limits,
-    resolver: Resolver,
     proxy: Proxy,
     next_id: AtomicU64,
+    pub(crate) auth: Arc<Authenticator>,
+    rate: RateLimiter,
+    pub(crate) metrics: Arc<Metrics>,
+    draining: AtomicBool,
+    swagger: Arc<utoipa_swagger_ui::Config<'static>>,
 }
 
 impl Gateway {
-    /// A gateway serving through `runtime`.
-    pub fn new(runtime: Arc<Runtime>, settings: &crate::settings::Settings) -> Self {
+    /// A gateway serving through `runtime`; `limits` are fixed for its lifetime
+    /// (everything else comes from the runtime's directory and may be reloaded).
+    pub fn new(
+        runtime: Arc<Runtime>,
+        limits: &Limits,
+        auth: Arc<Authenticator>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             runtime,
-            limits: settings.limits.clone(),
-            resolver: Resolver::new(settings),
-            proxy: Proxy::new(Duration::from_millis(settings.limits.upstream_timeout_ms)),
+            limits: limits.clone(),
+            proxy: Proxy::new(Duration::from_millis(limits.upstream_timeout_ms)),
             next_id: AtomicU64::new(1),
+            auth,
+            rate: RateLimiter::default(),
+            metrics,
+            draining: AtomicBool::new(false),
+            swagger: Arc::new(
+                utoipa_swagger_ui::Config::from("/openapi.json")
+                    .try_it_out_enabled(true)
+                    .persist_authorization(true),
+            ),
         }
     }
 }
@@ -97,6 +119,7 @@ pub async fn serve(
             _ = &mut shutdown => break,
         }
     }
+    gateway.draining.store(true, Ordering::Relaxed);
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
     if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
@@ -109,13 +132,17 @@ pub async fn serve(
 }
 
 /// A JSON error in the config API's format: `{error, message, code, tenant_id}`.
-fn error(status: StatusCode, message: &str, tenant_id: Option<&str>) -> Response<Body> {
+pub(crate) fn error(status: StatusCode, message: &str, tenant_id: Option<&str>) -> Response<Body> {
     let body = serde_json::json!({
         "error": status.canonical_reason().unwrap_or("Error"),
         "message": message,
         "code": status.as_u16(),
         "tenant_id": tenant_id,
     });
+    json_value(status, &body)
+}
+
+pub(crate) fn json_value(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
     let mut resp = Response::new(full(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, JSON);
@@ -129,12 +156,36 @@ fn json(status: StatusCode, body: &'static str) -> Response<Body> {
     resp
 }
 
+/// An RFC 9457 problem (the format of Ed-Fi's `/connect/register` errors).
+pub(crate) fn problem(
+    status: StatusCode,
+    title: &str,
+    errors: Option<serde_json::Value>,
+) -> Response<Body> {
+    let mut body = serde_json::json!({"title": title, "status": status.as_u16()});
+    if let Some(errors) = errors {
+        body["errors"] = errors;
+    }
+    let mut resp = json_value(status, &body);
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    resp
+}
+
 /// The `{id}` of a config API path, for error bodies.
 fn path_tenant(path: &str) -> Option<&str> {
     path.strip_prefix(CONFIG_API_PREFIX)?
         .split('/')
         .next()
         .filter(|s| !s.is_empty())
+}
+
+/// What the access log and the metrics learn about a request as it is served.
+pub(crate) struct Served {
+    pub(crate) route: &'static str,
+    pub(crate) tenant: Option<Arc<Tenant>>,
 }
 
 async fn handle(
@@ -147,13 +198,24 @@ async fn handle(
     // Both clones share the request's buffers: no copy of the path.
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let mut resp = route(gw, req, id, peer).await;
+    let mut served = Served {
+        route: "other",
+        tenant: None,
+    };
+    let mut resp = route(gw, req, id, peer, &mut served).await;
     resp.headers_mut().insert(REQUEST_ID, HeaderValue::from(id));
+    let status = resp.status().as_u16();
+    gw.metrics.request(
+        served.tenant.as_ref().map(|t| (t.id, t.name.as_str())),
+        served.route,
+        status,
+    );
     tracing::info!(
         request_id = id,
         method = %method,
         path = uri.path(),
-        status = resp.status().as_u16(),
+        tenant = served.tenant.as_ref().map(|t| t.name.as_str()),
+        status,
         micros = started.elapsed().as_micros() as u64,
         "request"
     );
@@ -165,70 +227,176 @@ async fn route(
     req: Request<Incoming>,
     id: u64,
     peer: std::net::SocketAddr,
+    served: &mut Served,
 ) -> Response<Body> {
     let path = req.uri().path();
-    if path == "/healthz" || path == "/health" {
-        return json(StatusCode::OK, r#"{"status":"ok"}"#);
+    match path {
+        "/healthz" | "/health" => {
+            served.route = "health";
+            return json(StatusCode::OK, r#"{"status":"ok"}"#);
+        }
+        "/readyz" => {
+            served.route = "health";
+            return readiness(gw).await;
+        }
+        "/metrics" => {
+            served.route = "metrics";
+            let mut resp = Response::new(full(Bytes::from(gw.metrics.render())));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            return resp;
+        }
+        "/openapi.json" => {
+            served.route = "openapi";
+            let doc = crate::openapi::document(&gw.runtime.shared().directory.load());
+            return json_value(StatusCode::OK, &doc);
+        }
+        "/connect/register" => {
+            served.route = "connect";
+            return crate::connect::register(gw, req, served).await;
+        }
+        "/connect/token" => {
+            served.route = "connect";
+            return crate::connect::token(gw, req, served).await;
+        }
+        _ => {}
+    }
+    if path == "/swagger" || path.starts_with("/swagger/") {
+        served.route = "swagger";
+        return swagger(gw, path);
     }
     if path.starts_with(CONFIG_API_PREFIX) {
-        return config_api(gw, req, id).await;
+        served.route = if path.ends_with("/features") {
+            "features"
+        } else {
+            "config"
+        };
+        return config_api(gw, req, id, served).await;
     }
     if Resolver::needs_no_tenant(path) {
         return error(StatusCode::NOT_FOUND, "No endpoint at this path", None);
     }
-    tenant_traffic(gw, req, id, peer).await
+    tenant_traffic(gw, req, id, peer, served).await
 }
 
-/// Everything that is not a management surface: resolved to a tenant by its
-/// `Tenant` header and served by the tenant's upstream.
-async fn tenant_traffic(
-    gw: &Gateway,
-    req: Request<Incoming>,
-    id: u64,
-    peer: std::net::SocketAddr,
-) -> Response<Body> {
-    let directory = gw.runtime.shared().directory.load();
-    let tenant = match gw
-        .resolver
-        .resolve(req.headers(), req.uri().path(), &directory)
-    {
-        Ok(t) => t,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string(), None),
-    };
-    drop(directory);
-    let Some(upstream) = &tenant.upstream else {
+async fn readiness(gw: &Gateway) -> Response<Body> {
+    if gw.draining.load(Ordering::Relaxed) {
+        return json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#);
+    }
+    let store = gw.runtime.shared().store.clone();
+    let reachable = tokio::task::spawn_blocking(move || store.get("_gateway", "ready").is_ok())
+        .await
+        .unwrap_or(false);
+    if reachable {
+        json(StatusCode::OK, r#"{"status":"ready"}"#)
+    } else {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"status":"store unreachable"}"#,
+        )
+    }
+}
+
+fn swagger(gw: &Gateway, path: &str) -> Response<Body> {
+    if !gw.runtime.shared().directory.load().swagger_enabled {
         return error(
             StatusCode::NOT_FOUND,
-            &format!("Tenant '{}' has no route for this path", tenant.name),
-            Some(&tenant.id.to_string()),
+            "Swagger UI is disabled (SwaggerSettings.EnableSwagger)",
+            None,
         );
-    };
-    match gw.proxy.forward(&tenant, upstream, req, peer).await {
-        Ok(resp) => resp.map(|b| b.map_err(Into::into).boxed_unsync()),
-        Err(ProxyError::Timeout) => {
-            tracing::warn!(request_id = id, tenant = %tenant.name, "upstream timed out");
-            error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "The tenant's upstream did not answer in time",
-                Some(&tenant.id.to_string()),
-            )
+    }
+    if path == "/swagger" {
+        let mut resp = Response::new(full(Bytes::new()));
+        *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
+        resp.headers_mut().insert(
+            http::header::LOCATION,
+            HeaderValue::from_static("/swagger/"),
+        );
+        return resp;
+    }
+    let tail = &path["/swagger/".len()..];
+    match utoipa_swagger_ui::serve(tail, gw.swagger.clone()) {
+        Ok(Some(file)) => {
+            let mut resp = Response::new(full(Bytes::from(file.bytes.into_owned())));
+            if let Ok(v) = HeaderValue::from_str(&file.content_type) {
+                resp.headers_mut().insert(CONTENT_TYPE, v);
+            }
+            if file.gzpipped {
+                resp.headers_mut().insert(
+                    http::header::CONTENT_ENCODING,
+                    HeaderValue::from_static("gzip"),
+                );
+            }
+            resp
         }
-        Err(e @ ProxyError::Unreachable(_)) => {
-            tracing::warn!(request_id = id, tenant = %tenant.name, error = %e, "upstream unreachable");
-            error(
-                StatusCode::BAD_GATEWAY,
-                "The tenant's upstream could not be reached",
-                Some(&tenant.id.to_string()),
-            )
+        Ok(None) => error(StatusCode::NOT_FOUND, "No such Swagger UI file", None),
+        Err(e) => {
+            tracing::error!(error = %e, "serving Swagger UI failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "Swagger UI failed", None)
         }
     }
 }
 
-async fn config_api(gw: &Gateway, req: Request<Incoming>, id: u64) -> Response<Body> {
-    let uri = req.uri().clone();
-    let tenant = path_tenant(uri.path());
+/// A 401 with the challenge for `refusal`, in the config API's error format.
+fn unauthorized(refusal: Refusal, tenant_id: Option<&str>) -> Response<Body> {
+    let mut resp = error(StatusCode::UNAUTHORIZED, &refusal.to_string(), tenant_id);
+    resp.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(refusal.challenge()),
+    );
+    resp
+}
+
+/// Checks the credentials of a request for `tenant` (when known): `Err` is the
+/// answer to send.
+#[allow(clippy::result_large_err)]
+fn authorize(
+    gw: &Gateway,
+    dir: &Directory,
+    headers: &http::HeaderMap,
+    tenant: Option<&Tenant>,
+    tenant_label: Option<&str>,
+) -> Result<Principal, Response<Body>> {
+    let principal = gw
+        .auth
+        .authenticate(
+            headers.get(http::header::AUTHORIZATION),
+            dir.auth.super_user.as_ref(),
+        )
+        .map_err(|refusal| {
+            gw.metrics.reject(Rejection::Unauthenticated);
+            unauthorized(refusal, tenant_label)
+        })?;
+    if let (Principal::Client(claims), Some(tenant)) = (&principal, tenant)
+        && claims.tenant != tenant.id
+        && !dir.auth.tokens_cross_tenants
+    {
+        gw.metrics.reject(Rejection::Forbidden);
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "The token was issued for another tenant and may not be used for '{}'",
+                tenant.name
+            ),
+            tenant_label,
+        ));
+    }
+    Ok(principal)
+}
+
+/// Reads a whole request body up to the size limit.
+#[allow(clippy::result_large_err)]
+async fn read_body(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    id: u64,
+    tenant: Option<&str>,
+) -> Result<Request<Bytes>, Response<Body>> {
     let max = gw.limits.max_body_bytes;
     let too_large = || {
+        gw.metrics.reject(Rejection::BodyTooLarge);
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("Request body exceeds the limit of {max} bytes"),
@@ -241,7 +409,7 @@ async fn config_api(gw: &Gateway, req: Request<Incoming>, id: u64) -> Response<B
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return too_large();
+        return Err(too_large());
     }
     let (parts, body) = req.into_parts();
     let body = if parts.method == Method::GET || parts.method == Method::HEAD {
@@ -253,33 +421,193 @@ async fn config_api(gw: &Gateway, req: Request<Incoming>, id: u64) -> Response<B
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
             {
-                return too_large();
+                return Err(too_large());
             }
             Err(e) => {
                 tracing::debug!(request_id = id, error = %e, "reading request body failed");
-                return error(
+                return Err(error(
                     StatusCode::BAD_REQUEST,
                     "The request body could not be read",
                     tenant,
-                );
+                ));
             }
         }
     };
-    let req = Request::from_parts(parts, body);
-    match gw.runtime.serve_config_api(req).await {
-        Ok(resp) => resp.map(full),
-        Err(CallError::Busy) => error(
+    Ok(Request::from_parts(parts, body))
+}
+
+/// Maps a failed component call to its answer, counting it.
+fn component_failure(
+    gw: &Gateway,
+    e: CallError,
+    component: &str,
+    id: u64,
+    tenant: Option<&str>,
+) -> Response<Body> {
+    if let CallError::Busy = e {
+        gw.metrics.reject(Rejection::Capacity);
+        return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "The gateway is at capacity; retry shortly",
             tenant,
-        ),
+        );
+    }
+    tracing::error!(request_id = id, component, error = %e, "component failed");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &format!("Internal server error in component {component} (request {id})"),
+        tenant,
+    )
+}
+
+/// Everything that is not a management surface: resolved to a tenant by its
+/// `Tenant` header and served by the tenant app or upstream its route names.
+async fn tenant_traffic(
+    gw: &Gateway,
+    mut req: Request<Incoming>,
+    id: u64,
+    peer: std::net::SocketAddr,
+    served: &mut Served,
+) -> Response<Body> {
+    let dir = gw.runtime.shared().directory.load_full();
+    let tenant = match dir.resolver.resolve(req.headers(), req.uri().path(), &dir) {
+        Ok(t) => t,
         Err(e) => {
-            tracing::error!(request_id = id, error = %e, "config API component failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("Internal server error (request {id})"),
-                tenant,
-            )
+            gw.metrics.reject(match e {
+                ResolveError::Missing => Rejection::TenantMissing,
+                ResolveError::Invalid(_) => Rejection::TenantInvalid,
+                ResolveError::Unknown(_) => Rejection::TenantUnknown,
+            });
+            return error(StatusCode::BAD_REQUEST, &e.to_string(), None);
         }
+    };
+    served.tenant = Some(tenant.clone());
+    let tenant_id = tenant.id.to_string();
+    if dir.auth.protect_tenant_traffic {
+        if let Err(resp) = authorize(gw, &dir, req.headers(), Some(&tenant), Some(&tenant_id)) {
+            return resp;
+        }
+        // The gateway's credential is not the upstream's business.
+        req.headers_mut().remove(http::header::AUTHORIZATION);
+    }
+    match dir.destination(&tenant, req.uri().path()) {
+        Destination::App(app) => {
+            served.route = "app";
+            let req = match read_body(gw, req, id, Some(&tenant_id)).await {
+                Ok(r) => r,
+                Err(resp) => return resp,
+            };
+            let started = Instant::now();
+            let result = gw.runtime.serve_app(app, tenant.clone(), req).await;
+            let failed = matches!(&result, Err(e) if !matches!(e, CallError::Busy));
+            gw.metrics
+                .component_call(&format!("app:{}", app.name), started.elapsed(), failed);
+            match result {
+                Ok(resp) => resp.map(full),
+                Err(e) => component_failure(gw, e, &app.name, id, Some(&tenant_id)),
+            }
+        }
+        Destination::Upstream(upstream) => {
+            served.route = "upstream";
+            let upstream = upstream.clone();
+            drop(dir);
+            match gw.proxy.forward(&tenant, &upstream, req, peer).await {
+                Ok(resp) => resp.map(|b| b.map_err(Into::into).boxed_unsync()),
+                Err(ProxyError::Timeout) => {
+                    tracing::warn!(request_id = id, tenant = %tenant.name, "upstream timed out");
+                    error(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "The tenant's upstream did not answer in time",
+                        Some(&tenant_id),
+                    )
+                }
+                Err(e @ ProxyError::Unreachable(_)) => {
+                    tracing::warn!(request_id = id, tenant = %tenant.name, error = %e, "upstream unreachable");
+                    error(
+                        StatusCode::BAD_GATEWAY,
+                        "The tenant's upstream could not be reached",
+                        Some(&tenant_id),
+                    )
+                }
+            }
+        }
+        Destination::None => error(
+            StatusCode::NOT_FOUND,
+            &format!("Tenant '{}' has no route for this path", tenant.name),
+            Some(&tenant_id),
+        ),
+    }
+}
+
+/// The rate-limit class of a config API request, if it counts.
+fn rate_class(method: &Method, path: &str) -> Option<Class> {
+    match (method, path.rsplit('/').next()) {
+        (&Method::GET | &Method::HEAD, Some("config")) => Some(Class::Reads),
+        (&Method::PUT, Some("config")) => Some(Class::Updates),
+        (&Method::GET | &Method::HEAD, Some("features")) => Some(Class::Features),
+        _ => None,
+    }
+}
+
+async fn config_api(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    id: u64,
+    served: &mut Served,
+) -> Response<Body> {
+    let uri = req.uri().clone();
+    let path_id = path_tenant(uri.path());
+    let dir = gw.runtime.shared().directory.load_full();
+    let tenant = path_id.and_then(|p| dir.get(p)).cloned();
+    served.tenant = tenant.clone();
+    // Error bodies name the tenant by UUID when it is known, else as given.
+    let tenant_id = tenant.as_ref().map(|t| t.id.to_string());
+    let label = tenant_id.as_deref().or(path_id);
+    if dir.auth.require_token
+        && let Err(resp) = authorize(gw, &dir, req.headers(), tenant.as_deref(), label)
+    {
+        return resp;
+    }
+    if dir.rate_limits.enabled
+        && let Some(t) = &tenant
+        && let Some(class) = rate_class(req.method(), uri.path())
+    {
+        let quota = dir.rate_limits.quota(t.tier);
+        let per_minute = match class {
+            Class::Reads => quota.reads,
+            Class::Updates => quota.updates,
+            Class::Features => quota.features,
+        };
+        if let Err(wait) = gw.rate.check(t.id, class, per_minute) {
+            gw.metrics.reject(Rejection::RateLimited);
+            let mut resp = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "Rate limit exceeded: at most {per_minute} {} per minute for this tenant",
+                    class.describe()
+                ),
+                label,
+            );
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            return resp;
+        }
+    }
+    drop(dir);
+    let mut req = match read_body(gw, req, id, label).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    // The component needs no credentials.
+    req.headers_mut().remove(http::header::AUTHORIZATION);
+    let started = Instant::now();
+    let result = gw.runtime.serve_config_api(req).await;
+    let failed = matches!(&result, Err(e) if !matches!(e, CallError::Busy));
+    gw.metrics
+        .component_call("config-api", started.elapsed(), failed);
+    match result {
+        Ok(resp) => resp.map(full),
+        Err(e) => component_failure(gw, e, "config-api", id, label),
     }
 }

@@ -134,6 +134,155 @@ pub struct TenantSettings {
     pub tier: Tier,
     /// Where the tenant's traffic is proxied (`TenantGateway.Tenants.{name}.Upstream`).
     pub upstream: Option<http::Uri>,
+    /// The tenant's own routes (`TenantGateway.Tenants.{name}.Routes`), tried
+    /// before the shared ones.
+    pub routes: Vec<Route>,
+}
+
+/// Where a route sends tenant traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A tenant app (a name of `TenantGateway.Apps`).
+    App(String),
+    /// The tenant's `Upstream`.
+    Upstream,
+}
+
+/// A path prefix of tenant traffic and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// `/`-separated prefix, starting with `/`, no trailing `/` (except `/` itself).
+    pub path: String,
+    /// Where matching requests go.
+    pub target: Target,
+}
+
+impl Route {
+    /// Whether `path` is this route's prefix or below it (whole segments only).
+    pub fn matches(&self, path: &str) -> bool {
+        self.path == "/"
+            || path
+                .strip_prefix(self.path.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+}
+
+/// The component of a tenant app.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AppSource {
+    /// Built into the binary (`builtin:tenant-app`).
+    Builtin(&'static str),
+    /// A `.wasm` file.
+    File(PathBuf),
+}
+
+/// Names accepted after `builtin:` in `TenantGateway.Apps.{name}.Component`.
+pub const BUILTIN_APPS: [&str; 1] = ["tenant-app"];
+
+/// The super-user: name and a PHC password hash (Argon2), never a password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct SuperUser {
+    /// User name (compared exactly).
+    pub name: String,
+    /// `$argon2id$...` as printed by `tenant-gateway hash-password`.
+    pub password_hash: String,
+}
+
+impl fmt::Debug for SuperUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SuperUser")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `TenantGateway.Auth`: who may call what.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase", default)]
+pub struct AuthSettings {
+    /// Config API calls need a Bearer token or the super-user's Basic credentials.
+    pub require_token: bool,
+    /// Tenant traffic (apps and upstreams) needs a token too.
+    pub protect_tenant_traffic: bool,
+    /// A token may be used on other tenants than its own (Ed-Fi's behaviour);
+    /// off by default: a token works only for the tenant it was registered for.
+    pub tokens_cross_tenants: bool,
+    /// Lifetime of an issued token.
+    pub token_lifetime_seconds: u64,
+    /// The super-user (Basic auth) for privileged operations.
+    pub super_user: Option<SuperUser>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            require_token: true,
+            protect_tenant_traffic: false,
+            tokens_cross_tenants: false,
+            token_lifetime_seconds: 3600,
+            super_user: None,
+        }
+    }
+}
+
+/// Requests per minute per tenant, by class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase", default)]
+pub struct Quota {
+    /// `GET .../config`.
+    pub reads: u32,
+    /// `PUT .../config`.
+    pub updates: u32,
+    /// `GET .../features`.
+    pub features: u32,
+}
+
+impl Default for Quota {
+    /// The spec's limits: reads 100/min, updates 10/min, feature queries 100/min.
+    fn default() -> Self {
+        Self {
+            reads: 100,
+            updates: 10,
+            features: 100,
+        }
+    }
+}
+
+/// `TenantGateway.RateLimits`: per-tenant limits of the config API, per tier.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase", default)]
+pub struct RateLimits {
+    /// Off: no limits at all.
+    pub enabled: bool,
+    /// Basic tier.
+    pub basic: Quota,
+    /// Pro tier.
+    pub pro: Quota,
+    /// Enterprise tier.
+    pub enterprise: Quota,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            basic: Quota::default(),
+            pro: Quota::default(),
+            enterprise: Quota::default(),
+        }
+    }
+}
+
+impl RateLimits {
+    /// The quota of a tier.
+    pub fn quota(&self, tier: Tier) -> Quota {
+        match tier {
+            Tier::Basic => self.basic,
+            Tier::Pro => self.pro,
+            Tier::Enterprise => self.enterprise,
+        }
+    }
 }
 
 /// Limits applied to requests and component calls.
@@ -174,6 +323,29 @@ struct GatewaySection {
     #[serde(default)]
     tenants: BTreeMap<String, GatewayTenant>,
     single_tenant_name: Option<String>,
+    #[serde(default)]
+    auth: AuthSettings,
+    #[serde(default)]
+    rate_limits: RateLimits,
+    #[serde(default)]
+    apps: BTreeMap<String, AppSection>,
+    #[serde(default)]
+    routes: Vec<RouteSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct AppSection {
+    component: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct RouteSection {
+    path: String,
+    app: Option<String>,
+    #[serde(default)]
+    upstream: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -182,6 +354,8 @@ struct GatewayTenant {
     #[serde(default)]
     tier: Tier,
     upstream: Option<String>,
+    #[serde(default)]
+    routes: Vec<RouteSection>,
 }
 
 /// Everything the gateway reads from its settings file.
@@ -202,6 +376,17 @@ pub struct Settings {
     /// `SwaggerSettings.DefaultTenant`: the tenant of Swagger UI requests without a
     /// `Tenant` header. Always a configured tenant when set.
     pub default_tenant: Option<TenantName>,
+    /// `Authentication.AllowRegistration`: anyone may `POST /connect/register`
+    /// (the super-user always may).
+    pub allow_registration: bool,
+    /// `TenantGateway.Auth`.
+    pub auth: AuthSettings,
+    /// `TenantGateway.RateLimits`.
+    pub rate_limits: RateLimits,
+    /// `TenantGateway.Apps`: tenant app name → component.
+    pub apps: BTreeMap<String, AppSource>,
+    /// `TenantGateway.Routes`: routes of every tenant.
+    pub routes: Vec<Route>,
 }
 
 /// Name of the one tenant in single-tenant mode unless `TenantGateway.SingleTenantName` says otherwise.
@@ -343,6 +528,7 @@ impl Settings {
                     )?,
                     tier: Tier::default(),
                     upstream: None,
+                    routes: Vec::new(),
                 });
             }
             if tenants.is_empty() {
@@ -366,7 +552,65 @@ impl Settings {
                 )?,
                 tier: Tier::default(),
                 upstream: None,
+                routes: Vec::new(),
             });
+        }
+
+        let mut apps = BTreeMap::new();
+        for (name, app) in &gateway.apps {
+            let key = format!("TenantGateway.Apps.{name}.Component");
+            let source = match app.component.strip_prefix("builtin:") {
+                Some(b) => AppSource::Builtin(
+                    BUILTIN_APPS
+                        .into_iter()
+                        .find(|known| *known == b)
+                        .ok_or_else(|| {
+                            err(&key, format!("no built-in app {b} (known: tenant-app)"))
+                        })?,
+                ),
+                None if app.component.is_empty() => return Err(err(&key, "must not be empty")),
+                None => AppSource::File(PathBuf::from(&app.component)),
+            };
+            apps.insert(name.clone(), source);
+        }
+        let auth = &gateway.auth;
+        if !(1..=86_400).contains(&auth.token_lifetime_seconds) {
+            return Err(err(
+                "TenantGateway.Auth.TokenLifetimeSeconds",
+                "must be between 1 and 86400",
+            ));
+        }
+        if let Some(su) = &auth.super_user {
+            if su.name.is_empty() || su.name.contains(':') {
+                return Err(err(
+                    "TenantGateway.Auth.SuperUser.Name",
+                    "must be non-empty and contain no ':'",
+                ));
+            }
+            if !su.password_hash.starts_with("$argon2") || su.password_hash.split('$').count() < 5 {
+                return Err(err(
+                    "TenantGateway.Auth.SuperUser.PasswordHash",
+                    "must be an Argon2 PHC hash ($argon2id$...); make one with `tenant-gateway hash-password`",
+                ));
+            }
+        }
+        for (tier, q) in [
+            ("Basic", gateway.rate_limits.basic),
+            ("Pro", gateway.rate_limits.pro),
+            ("Enterprise", gateway.rate_limits.enterprise),
+        ] {
+            for (class, n) in [
+                ("Reads", q.reads),
+                ("Updates", q.updates),
+                ("Features", q.features),
+            ] {
+                if n == 0 {
+                    return Err(err(
+                        format!("TenantGateway.RateLimits.{tier}.{class}"),
+                        "must be at least 1 (requests per minute)",
+                    ));
+                }
+            }
         }
 
         let mut seen = BTreeMap::new();
@@ -388,7 +632,17 @@ impl Settings {
             if let Some(up) = &extra.upstream {
                 t.upstream = Some(upstream(up).map_err(|p| err(format!("{key}.Upstream"), p))?);
             }
+            t.routes = routes(&extra.routes, &format!("{key}.Routes"), &apps)?;
+            if let Some(i) = t.routes.iter().position(|r| r.target == Target::Upstream)
+                && t.upstream.is_none()
+            {
+                return Err(err(
+                    format!("{key}.Routes[{i}].Upstream"),
+                    "the tenant has no Upstream",
+                ));
+            }
         }
+        let shared_routes = routes(&gateway.routes, "TenantGateway.Routes", &apps)?;
 
         let (swagger_enabled, default_tenant) = match get(root, "SwaggerSettings") {
             None => (false, None),
@@ -424,6 +678,14 @@ impl Settings {
             }
         };
 
+        let allow_registration = match get(root, "Authentication") {
+            Some(a) => boolean(
+                get(object(a, "Authentication")?, "AllowRegistration"),
+                "Authentication.AllowRegistration",
+            )?,
+            None => false,
+        };
+
         Ok(Self {
             multi_tenancy,
             tenants,
@@ -432,6 +694,11 @@ impl Settings {
             limits: gateway.limits,
             swagger_enabled,
             default_tenant,
+            allow_registration,
+            auth: gateway.auth,
+            rate_limits: gateway.rate_limits,
+            apps,
+            routes: shared_routes,
         })
     }
 }
@@ -508,6 +775,56 @@ fn apply_env(root: &mut Value, name: &str, value: String) -> Result<(), Settings
     Ok(())
 }
 
+/// Checks a list of routes: paths are `/`-prefixes, each names exactly one
+/// target, apps exist, no path twice.
+fn routes(
+    list: &[RouteSection],
+    key: &str,
+    apps: &BTreeMap<String, AppSource>,
+) -> Result<Vec<Route>, SettingsError> {
+    let mut out: Vec<Route> = Vec::with_capacity(list.len());
+    for (i, r) in list.iter().enumerate() {
+        let key = format!("{key}[{i}]");
+        let path = r.path.trim_end_matches('/');
+        let path = if path.is_empty() { "/" } else { path };
+        if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+            return Err(err(
+                format!("{key}.Path"),
+                "must be a path starting with '/', without query",
+            ));
+        }
+        let target = match (&r.app, r.upstream) {
+            (Some(app), false) => {
+                if !apps.contains_key(app) {
+                    return Err(err(
+                        format!("{key}.App"),
+                        format!("names no app of TenantGateway.Apps ({app})"),
+                    ));
+                }
+                Target::App(app.clone())
+            }
+            (None, true) => Target::Upstream,
+            _ => {
+                return Err(err(
+                    &key,
+                    "must have exactly one of App (an app name) or Upstream (true)",
+                ));
+            }
+        };
+        if out.iter().any(|o| o.path == path) {
+            return Err(err(
+                format!("{key}.Path"),
+                format!("{path} is routed twice"),
+            ));
+        }
+        out.push(Route {
+            path: path.to_owned(),
+            target,
+        });
+    }
+    Ok(out)
+}
+
 /// An upstream base URL: `http://host[:port][/prefix]`, no query.
 fn upstream(text: &str) -> Result<http::Uri, String> {
     let uri: http::Uri = text.parse().map_err(|e| format!("not a URL: {e}"))?;
@@ -528,6 +845,87 @@ fn upstream(text: &str) -> Result<http::Uri, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_gateway(gateway: &str) -> Result<Settings, SettingsError> {
+        Settings::parse(&format!(
+            r#"{{"AppSettings":{{"MultiTenancy":true}},"Tenants":{{"A":{{}},"B":{{}}}},"TenantGateway":{gateway}}}"#
+        ))
+    }
+
+    #[test]
+    fn routes_apps_auth_and_limits_are_checked_naming_the_key() {
+        let ok = with_gateway(
+            r#"{"Apps":{"info":{"Component":"builtin:tenant-app"}},"Routes":[{"Path":"/info/","App":"info"}],
+                "Tenants":{"a":{"Upstream":"http://127.0.0.1:1","Routes":[{"Path":"/legacy","Upstream":true}]}},
+                "RateLimits":{"Pro":{"Updates":3}}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.routes[0].path, "/info");
+        assert_eq!(ok.tenants[0].routes[0].target, Target::Upstream);
+        assert_eq!(ok.rate_limits.pro.updates, 3);
+        assert_eq!(ok.rate_limits.pro.reads, 100);
+        assert!(ok.auth.require_token && !ok.auth.tokens_cross_tenants);
+        assert!(ok.routes[0].matches("/info") && ok.routes[0].matches("/info/x"));
+        assert!(!ok.routes[0].matches("/information"));
+
+        for (gateway, key) in [
+            (
+                r#"{"Routes":[{"Path":"/x","App":"nope"}]}"#,
+                "TenantGateway.Routes[0].App",
+            ),
+            (
+                r#"{"Routes":[{"Path":"x","Upstream":true}]}"#,
+                "TenantGateway.Routes[0].Path",
+            ),
+            (
+                r#"{"Apps":{"i":{"Component":"builtin:i"}},"Routes":[]}"#,
+                "TenantGateway.Apps.i.Component",
+            ),
+            (
+                r#"{"Tenants":{"B":{"Routes":[{"Path":"/l","Upstream":true}]}}}"#,
+                "TenantGateway.Tenants.B.Routes[0].Upstream",
+            ),
+            (
+                r#"{"Auth":{"SuperUser":{"Name":"admin","PasswordHash":"plain"}}}"#,
+                "TenantGateway.Auth.SuperUser.PasswordHash",
+            ),
+            (
+                r#"{"Auth":{"TokenLifetimeSeconds":0}}"#,
+                "TenantGateway.Auth.TokenLifetimeSeconds",
+            ),
+            (
+                r#"{"RateLimits":{"Basic":{"Reads":0}}}"#,
+                "TenantGateway.RateLimits.Basic.Reads",
+            ),
+        ] {
+            let e = with_gateway(gateway).unwrap_err();
+            assert_eq!(e.key, key, "{gateway}: {e}");
+        }
+    }
+
+    /// The settings schema in schemas/ accepts the sample and rejects what the
+    /// parser rejects.
+    #[test]
+    fn settings_schema_matches_the_parser() {
+        let schema: Value =
+            serde_json::from_str(include_str!("../../schemas/gateway-settings.schema.json"))
+                .unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let sample: Value = serde_json::from_str(SAMPLE).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&sample)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut bad = sample.clone();
+        bad["TenantGateway"]["Bogus"] = 1.into();
+        assert!(!validator.is_valid(&bad));
+        assert!(Settings::parse(&bad.to_string()).is_err());
+        let mut bad = sample;
+        bad["TenantGateway"]["Routes"] = serde_json::json!([{"Path": "/x"}]);
+        assert!(!validator.is_valid(&bad));
+        assert!(Settings::parse(&bad.to_string()).is_err());
+    }
 
     #[test]
     fn sample_parses_with_two_tenants() {

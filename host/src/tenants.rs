@@ -1,7 +1,11 @@
 //! The tenant directory: every known tenant, looked up by name (case-insensitive)
-//! or UUID. Built once per settings load and published as one immutable snapshot.
+//! or UUID, with everything else a settings load decides (resolution rules,
+//! routes, apps, auth, rate limits). Built once per settings load and published
+//! as one immutable snapshot, so a reload changes all of it at once.
 
-use crate::settings::{Secret, TenantName, TenantSettings, Tier};
+use crate::routing::Resolver;
+use crate::runtime::App;
+use crate::settings::{AuthSettings, RateLimits, Route, Secret, Settings, TenantName, Tier};
 use crate::store::{Store, StoreError};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
@@ -34,28 +38,70 @@ pub struct Tenant {
     pub connection_strings: BTreeMap<String, Secret>,
     /// Where the tenant's traffic is proxied, if anywhere.
     pub upstream: Option<http::Uri>,
+    /// The tenant's own routes (tried before the shared ones).
+    pub routes: Vec<Route>,
     /// The record published to components (`tenants` key-value bucket): id, name,
     /// tier, enabled, created_at. Holds no secret.
     pub record: Bytes,
 }
 
-/// All tenants, indexed by lower-case name and by UUID.
+/// All tenants, indexed by lower-case name and by UUID, and the rules of the
+/// settings load that made them.
 #[derive(Debug, Default)]
 pub struct Directory {
     by_key: HashMap<String, Arc<Tenant>>,
     tenants: Vec<Arc<Tenant>>,
+    /// How requests find their tenant.
+    pub resolver: Resolver,
+    /// Routes of every tenant (after each tenant's own).
+    pub routes: Vec<Route>,
+    /// Tenant apps by name (`TenantGateway.Apps`), loaded.
+    pub apps: HashMap<String, Arc<App>>,
+    /// `TenantGateway.Auth`.
+    pub auth: AuthSettings,
+    /// `Authentication.AllowRegistration`.
+    pub allow_registration: bool,
+    /// `TenantGateway.RateLimits`.
+    pub rate_limits: RateLimits,
+    /// `SwaggerSettings.EnableSwagger`.
+    pub swagger_enabled: bool,
+    /// `SwaggerSettings.DefaultTenant`.
+    pub default_tenant: Option<TenantName>,
+}
+
+/// Where a tenant request goes.
+#[derive(Debug, Clone)]
+pub enum Destination<'a> {
+    /// A tenant app.
+    App(&'a Arc<App>),
+    /// The tenant's upstream.
+    Upstream(&'a http::Uri),
+    /// Nowhere: 404.
+    None,
 }
 
 impl Directory {
     /// Records the settings' tenants in the store (creation times persist there)
     /// and builds the directory.
+    /// `apps`: the loaded components of `settings.apps`.
     pub fn seed(
         store: &dyn Store,
-        tenants: &[TenantSettings],
+        settings: &Settings,
+        apps: HashMap<String, Arc<App>>,
         now: &str,
     ) -> Result<Self, StoreError> {
-        let mut dir = Directory::default();
-        for t in tenants {
+        let mut dir = Directory {
+            resolver: Resolver::new(settings),
+            routes: settings.routes.clone(),
+            apps,
+            auth: settings.auth.clone(),
+            allow_registration: settings.allow_registration,
+            rate_limits: settings.rate_limits.clone(),
+            swagger_enabled: settings.swagger_enabled,
+            default_tenant: settings.default_tenant.clone(),
+            ..Directory::default()
+        };
+        for t in &settings.tenants {
             let id = tenant_id(&t.name);
             let row = store.seed_tenant(&id.to_string(), t.name.as_str(), t.tier.as_str(), now)?;
             let record = serde_json::json!({
@@ -73,6 +119,7 @@ impl Directory {
                 created_at: row.created_at,
                 connection_strings: t.connection_strings.clone(),
                 upstream: t.upstream.clone(),
+                routes: t.routes.clone(),
                 record: Bytes::from(record.to_string()),
             });
         }
@@ -95,6 +142,28 @@ impl Directory {
             return self.by_key.get(&name_or_id.to_ascii_lowercase());
         }
         None
+    }
+
+    /// Where a request of `tenant` for `path` goes: the longest matching route of
+    /// the tenant's own, else of the shared ones, else the tenant's upstream.
+    pub fn destination<'a>(&'a self, tenant: &'a Tenant, path: &str) -> Destination<'a> {
+        let best = |routes: &'a [Route]| {
+            routes
+                .iter()
+                .filter(|r| r.matches(path))
+                .max_by_key(|r| r.path.len())
+        };
+        let route = best(&tenant.routes).or_else(|| best(&self.routes));
+        match route.map(|r| &r.target) {
+            Some(crate::settings::Target::App(name)) => self
+                .apps
+                .get(name)
+                .map_or(Destination::None, Destination::App),
+            Some(crate::settings::Target::Upstream) | None => tenant
+                .upstream
+                .as_ref()
+                .map_or(Destination::None, Destination::Upstream),
+        }
     }
 
     /// Every tenant, settings order.
@@ -128,7 +197,8 @@ mod tests {
         let dir_path = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir_path.path()).unwrap();
         let settings = Settings::parse(crate::settings::SAMPLE).unwrap();
-        let dir = Directory::seed(&store, &settings.tenants, "2025-01-01T00:00:00Z").unwrap();
+        let dir =
+            Directory::seed(&store, &settings, HashMap::new(), "2025-01-01T00:00:00Z").unwrap();
         assert_eq!(dir.iter().count(), 2);
         let t = dir.get("tenant1").unwrap();
         assert_eq!(t.name.as_str(), "Tenant1");

@@ -14,6 +14,17 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_tenant-gateway");
 pub const FAULTY_VALIDATOR: &str = env!("TG_FAULTY_VALIDATOR_WASM");
 /// The sample settings shipped in the repository.
 pub const SAMPLE_SETTINGS: &str = include_str!("../../appsettings.json");
+/// The super-user of the sample settings.
+pub const SUPER_USER: (&str, &str) = ("admin", "change-me-dev-password");
+
+/// `Authorization` value of HTTP Basic credentials.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
 
 /// Precompiled components shared by every test's gateway (each has its own data).
 fn cache_dir() -> PathBuf {
@@ -23,6 +34,7 @@ fn cache_dir() -> PathBuf {
 /// How to start a gateway.
 pub struct Launch {
     env: Vec<(String, String)>,
+    rate_limits: bool,
     settings: String,
     data_dir: Option<PathBuf>,
     components: Option<PathBuf>,
@@ -31,6 +43,12 @@ pub struct Launch {
 impl Launch {
     pub fn settings(mut self, text: &str) -> Self {
         self.settings = text.to_owned();
+        self
+    }
+
+    /// Keeps the settings' rate limits (tests turn them off unless they test them).
+    pub fn rate_limited(mut self) -> Self {
+        self.rate_limits = true;
         self
     }
 
@@ -70,6 +88,9 @@ impl Launch {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
+        if !self.rate_limits {
+            cmd.env("TenantGateway__RateLimits__Enabled", "false");
+        }
         cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         if let Some(dir) = &self.components {
             cmd.arg("--components").arg(dir);
@@ -103,6 +124,7 @@ impl Launch {
             child,
             addr,
             log,
+            settings,
             _work: work,
         }
     }
@@ -113,6 +135,8 @@ pub struct Gateway {
     child: Child,
     pub addr: SocketAddr,
     log: PathBuf,
+    /// The settings file it watches.
+    pub settings: PathBuf,
     _work: tempfile::TempDir,
 }
 
@@ -141,6 +165,7 @@ impl Gateway {
     pub fn launch() -> Launch {
         Launch {
             env: Vec::new(),
+            rate_limits: false,
             settings: SAMPLE_SETTINGS.to_owned(),
             data_dir: None,
             components: None,
@@ -165,7 +190,29 @@ impl Gateway {
     }
 
     /// Sends one request with `Content-Length` and reads the whole response.
+    /// Config API requests carry the super-user's credentials unless `headers`
+    /// has an `Authorization` of its own (see [`Gateway::anonymous`]).
     pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
+        let has_auth = headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+        if path.starts_with("/api/") && !has_auth {
+            let credentials = basic(SUPER_USER.0, SUPER_USER.1);
+            let mut with = headers.to_vec();
+            with.push(("Authorization", &credentials));
+            return self.anonymous(method, path, &with, body);
+        }
+        self.anonymous(method, path, headers, body)
+    }
+
+    /// Sends one request exactly as given (no credentials added).
+    pub fn anonymous(
         &self,
         method: &str,
         path: &str,
@@ -187,15 +234,7 @@ impl Gateway {
 
     /// Sends raw bytes and parses the response (the gateway closes after it).
     pub fn raw(&self, request: &[u8]) -> Reply {
-        let mut stream = TcpStream::connect(self.addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        // The gateway may answer (e.g. 413) before reading all of a large body.
-        let _ = stream.write_all(request);
-        let mut buf = Vec::new();
-        let _ = stream.read_to_end(&mut buf);
-        parse(&buf)
+        raw_to(self.addr, request)
     }
 
     /// Everything the gateway logged so far.
@@ -228,6 +267,27 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends raw bytes to any HTTP server on loopback and parses the response.
+pub fn raw_to(addr: SocketAddr, request: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // The gateway may answer (e.g. 413) before reading all of a large body.
+    let _ = stream.write_all(request);
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    parse(&buf)
+}
+
+/// A `GET` to any HTTP server on loopback.
+pub fn get_from(addr: SocketAddr, path: &str) -> Reply {
+    raw_to(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
 }
 
 fn parse(buf: &[u8]) -> Reply {

@@ -1,9 +1,11 @@
 //! End-to-end tests: each starts the real `tenant-gateway` process on 127.0.0.1:0
 //! with its own data directory and drives it over HTTP. See tests/README.md.
 
+mod browser;
 mod config_api;
 mod failures;
 mod harness;
 mod persistence;
 mod routing;
+mod tenancy;
 mod validation;

@@ -33,3 +33,11 @@ pub mod gate {
         exports: { default: async },
     });
 }
+
+/// What tenant apps import beyond WASI: Spin's variables.
+pub mod app {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "tenant-gateway:plugins/tenant-app-imports",
+    });
+}

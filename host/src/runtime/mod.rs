@@ -6,6 +6,7 @@
 //! instances are kept warm in a bounded pool and reused (their schemas stay
 //! compiled); an instance that traps is dropped, never reused.
 
+mod apps;
 mod bindings;
 mod cache;
 mod kv;
@@ -32,6 +33,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+pub use apps::App;
 pub use pool::WarmPool;
 
 /// How often the epoch ticks; deadlines are whole ticks.
@@ -49,6 +51,8 @@ pub mod builtin {
     pub const FEATURE_GATE: &[u8] = include_bytes!(env!("TG_FEATURE_GATE_WASM"));
     /// The config API component (Spin HTTP component).
     pub const CONFIG_API: &[u8] = include_bytes!(env!("TG_CONFIG_API_WASM"));
+    /// The sample tenant app (`builtin:tenant-app`).
+    pub const TENANT_APP: &[u8] = include_bytes!(env!("TG_TENANT_APP_WASM"));
 }
 
 /// The bytes of the three components making up one snapshot.
@@ -208,6 +212,7 @@ pub struct Snapshot {
 struct Loader {
     engine: Engine,
     api_linker: Linker<ApiState>,
+    app_linker: Linker<apps::AppState>,
     plugin_linker: Linker<PluginState>,
     cache_dir: Option<PathBuf>,
     limits: Limits,
@@ -330,6 +335,14 @@ impl Runtime {
             |s| s,
         )?;
 
+        let mut app_linker = Linker::<apps::AppState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut app_linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut app_linker)?;
+        bindings::app::TenantAppImports::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut app_linker,
+            |s| s,
+        )?;
+
         let mut plugin_linker = Linker::<PluginState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut plugin_linker)?;
 
@@ -350,6 +363,7 @@ impl Runtime {
         let loader = Loader {
             engine,
             api_linker,
+            app_linker,
             plugin_linker,
             cache_dir,
             limits,
@@ -422,25 +436,83 @@ impl Runtime {
         &self,
         req: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, CallError> {
+        let snapshot = self.snapshot.load_full();
+        let data = ApiState {
+            wasi: WasiCtx::builder().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limits: store_limits(&self.loader.limits),
+            snapshot: snapshot.clone(),
+            shared: self.shared.clone(),
+        };
+        self.serve_http(snapshot.config_api.clone(), data, req)
+            .await
+    }
+
+    /// Compiles a tenant app (blocking: run it off the async threads). Fails when
+    /// the component is not a `wasi:http` handler or imports what the gateway does
+    /// not provide.
+    pub fn load_app(
+        &self,
+        name: &str,
+        source: crate::settings::AppSource,
+        bytes: &[u8],
+    ) -> anyhow::Result<Arc<App>> {
+        use sha2::Digest;
+        use wasmtime::error::Context;
+        let component = self.loader.compile(&format!("app-{name}"), bytes)?;
+        let pre = ProxyPre::new(
+            self.loader
+                .app_linker
+                .instantiate_pre(&component)
+                .with_context(|| format!("app {name}: imports"))?,
+        )
+        .with_context(|| format!("app {name} does not export wasi:http/incoming-handler"))?;
+        Ok(Arc::new(App {
+            name: name.to_owned(),
+            source,
+            sha256: hex::encode(sha2::Sha256::digest(bytes)),
+            pre,
+        }))
+    }
+
+    /// Serves one tenant request with a tenant app: a fresh instance that sees
+    /// only `tenant`'s variables.
+    pub async fn serve_app(
+        &self,
+        app: &App,
+        tenant: Arc<crate::tenants::Tenant>,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, CallError> {
+        let data = apps::AppState {
+            wasi: WasiCtx::builder().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limits: store_limits(&self.loader.limits),
+            tenant,
+        };
+        self.serve_http(app.pre.clone(), data, req).await
+    }
+
+    /// Runs a `wasi:http` handler for one request in a fresh store with the memory
+    /// cap and epoch deadline; the whole response is read before it is returned.
+    async fn serve_http<T>(
+        &self,
+        pre: ProxyPre<T>,
+        data: T,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, CallError>
+    where
+        T: WasiHttpView + LimitedState + Send + 'static,
+    {
         let timeout = Duration::from_millis(self.loader.limits.component_timeout_ms)
             + Duration::from_millis(500);
         let _permit = tokio::time::timeout(timeout, self.permits.acquire())
             .await
             .map_err(|_| CallError::Busy)?
             .map_err(|_| CallError::Busy)?;
-        let snapshot = self.snapshot.load_full();
-        let mut store = WasmStore::new(
-            &self.loader.engine,
-            ApiState {
-                wasi: WasiCtx::builder().build(),
-                http: WasiHttpCtx::new(),
-                table: ResourceTable::new(),
-                limits: store_limits(&self.loader.limits),
-                snapshot: snapshot.clone(),
-                shared: self.shared.clone(),
-            },
-        );
-        store.limiter(|s| &mut s.limits);
+        let mut store = WasmStore::new(&self.loader.engine, data);
+        store.limiter(|s| s.limits());
         store.set_epoch_deadline(deadline_ticks(&self.loader.limits));
         store.epoch_deadline_trap();
 
@@ -460,7 +532,6 @@ impl Runtime {
             .http()
             .new_response_outparam(tx)
             .map_err(CallError::Guest)?;
-        let pre = snapshot.config_api.clone();
         let task = tokio::spawn(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
@@ -501,6 +572,23 @@ impl Runtime {
         tokio::time::timeout(timeout, work)
             .await
             .map_err(|_| CallError::Timeout)?
+    }
+}
+
+/// Store data with a memory cap.
+trait LimitedState {
+    fn limits(&mut self) -> &mut dyn wasmtime::ResourceLimiter;
+}
+
+impl LimitedState for ApiState {
+    fn limits(&mut self) -> &mut dyn wasmtime::ResourceLimiter {
+        &mut self.limits
+    }
+}
+
+impl LimitedState for apps::AppState {
+    fn limits(&mut self) -> &mut dyn wasmtime::ResourceLimiter {
+        &mut self.limits
     }
 }
 
@@ -650,6 +738,20 @@ mod tests {
                 "{needed} missing from {names:?}"
             );
         }
+    }
+
+    /// The sample tenant app imports only what Spin 3.x provides (WASI and Spin's
+    /// variables), so the same file runs on Spin.
+    #[test]
+    fn tenant_app_imports_only_spin_interfaces() {
+        let names = imports(builtin::TENANT_APP);
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with("wasi:") || n == "fermyon:spin/variables@2.0.0"),
+            "{names:?}"
+        );
+        assert!(names.iter().any(|n| n == "fermyon:spin/variables@2.0.0"));
     }
 
     /// The plugins are self-contained: only WASI imports, so on Spin they can be

@@ -1,0 +1,297 @@
+//! `POST /connect/register` and `POST /connect/token`, as Ed-Fi Admin API serves
+//! them: form-encoded client registration for the request's tenant, and OAuth2
+//! client credentials (RFC 6749 §4.4) exchanged for a Bearer token bound to the
+//! client's tenant.
+
+use crate::auth::SCOPES;
+use crate::routing::TENANT;
+use crate::server::{Body, Gateway, Served, error, json_value, problem};
+use http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, PRAGMA, WWW_AUTHENTICATE,
+};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+use std::collections::HashMap;
+
+/// Largest accepted form body.
+const MAX_FORM: usize = 8 * 1024;
+
+/// The form fields of a request, or the answer to send.
+#[allow(clippy::result_large_err)]
+async fn form(
+    req: Request<Incoming>,
+) -> Result<(http::request::Parts, HashMap<String, String>), Response<Body>> {
+    if req.method() != Method::POST {
+        let mut resp = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Only POST is allowed here",
+            None,
+        );
+        resp.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+        return Err(resp);
+    }
+    let is_form = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        });
+    if !is_form {
+        return Err(problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "The body must be application/x-www-form-urlencoded",
+            None,
+        ));
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match Limited::new(body, MAX_FORM).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Err(problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The form is too large or could not be read",
+                None,
+            ));
+        }
+    };
+    let fields = form_urlencoded::parse(&bytes).into_owned().collect();
+    Ok((parts, fields))
+}
+
+/// `POST /connect/register`: `ClientId`, `ClientSecret`, `DisplayName`.
+pub(crate) async fn register(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    served: &mut Served,
+) -> Response<Body> {
+    let (parts, fields) = match form(req).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    let dir = gw.runtime.shared().directory.load_full();
+    if !dir.allow_registration {
+        let super_user = gw.auth.authenticate(
+            parts.headers.get(AUTHORIZATION),
+            dir.auth.super_user.as_ref(),
+        );
+        if !matches!(super_user, Ok(crate::auth::Principal::SuperUser)) {
+            return problem(
+                StatusCode::FORBIDDEN,
+                "Client registration is disabled (Authentication.AllowRegistration); only the super-user may register clients",
+                None,
+            );
+        }
+    }
+    let tenant = match dir.resolver.resolve(&parts.headers, parts.uri.path(), &dir) {
+        Ok(t) => t,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string(), None),
+    };
+    served.tenant = Some(tenant.clone());
+    let field = |name: &str| fields.get(name).map(|v| v.trim()).unwrap_or("");
+    let (client_id, secret, display) = (
+        field("ClientId").to_owned(),
+        fields.get("ClientSecret").cloned().unwrap_or_default(),
+        field("DisplayName").to_owned(),
+    );
+    let mut errors = serde_json::Map::new();
+    if client_id.is_empty() || client_id.len() > 100 {
+        errors.insert(
+            "ClientId".into(),
+            json!(["ClientId is required (at most 100 characters)"]),
+        );
+    }
+    if let Some(p) = crate::auth::secret_problem(&secret) {
+        errors.insert("ClientSecret".into(), json!([p]));
+    }
+    if display.is_empty() {
+        errors.insert("DisplayName".into(), json!(["DisplayName is required"]));
+    }
+    if !errors.is_empty() {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Validation failed",
+            Some(errors.into()),
+        );
+    }
+    let store = gw.runtime.shared().store.clone();
+    let auth = gw.auth.clone();
+    let tenant_id = tenant.id;
+    let id = client_id.clone();
+    let now = crate::now_rfc3339();
+    let created = tokio::task::spawn_blocking(move || {
+        auth.register(store.as_ref(), &id, &secret, &display, tenant_id, &now)
+    })
+    .await;
+    match created {
+        Ok(Ok(true)) => {
+            tracing::info!(client_id = %client_id, tenant = %tenant.name, "client registered");
+            json_value(
+                StatusCode::OK,
+                &json!({"title": format!("Registered client {client_id} successfully."), "status": 200}),
+            )
+        }
+        Ok(Ok(false)) => problem(
+            StatusCode::BAD_REQUEST,
+            "Validation failed",
+            Some(
+                json!({"ClientId": [format!("A client with ClientId {client_id} already exists")]}),
+            ),
+        ),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "storing a client failed");
+            problem(StatusCode::INTERNAL_SERVER_ERROR, "Storage failure", None)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "registration task failed");
+            problem(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", None)
+        }
+    }
+}
+
+fn token_error(status: StatusCode, code: &str, description: &str) -> Response<Body> {
+    let mut resp = json_value(
+        status,
+        &json!({"error": code, "error_description": description}),
+    );
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Basic realm="tenant-gateway""#),
+        );
+    }
+    resp
+}
+
+/// `POST /connect/token`: `grant_type=client_credentials`, the client's id and
+/// secret in the form or as HTTP Basic, optional `scope`.
+pub(crate) async fn token(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    served: &mut Served,
+) -> Response<Body> {
+    let (parts, fields) = match form(req).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    match fields.get("grant_type").map(String::as_str) {
+        Some("client_credentials") => {}
+        Some(_) => {
+            return token_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "Only grant_type=client_credentials is supported",
+            );
+        }
+        None => {
+            return token_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is required",
+            );
+        }
+    }
+    if let Some(scope) = fields.get("scope")
+        && !scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .all(|s| SCOPES.contains(&s))
+    {
+        return token_error(StatusCode::BAD_REQUEST, "invalid_scope", "Unknown scope");
+    }
+    let basic = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
+        .and_then(crate::auth::basic);
+    let (client_id, secret) = match (basic, fields.get("client_id"), fields.get("client_secret")) {
+        (Some(pair), _, _) => pair,
+        (None, Some(id), Some(secret)) => (id.clone(), secret.clone()),
+        _ => {
+            return token_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "client_id and client_secret are required",
+            );
+        }
+    };
+    let dir = gw.runtime.shared().directory.load_full();
+    // The tenant named by the request, if any, must be the client's own.
+    let named = if parts.headers.contains_key(TENANT) {
+        match dir.resolver.resolve(&parts.headers, parts.uri.path(), &dir) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                return token_error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string());
+            }
+        }
+    } else {
+        None
+    };
+    let lifetime = dir.auth.token_lifetime_seconds;
+    drop(dir);
+    let store = gw.runtime.shared().store.clone();
+    let auth = gw.auth.clone();
+    let named_id = named.as_ref().map(|t| t.id);
+    let issued = tokio::task::spawn_blocking(move || {
+        auth.token(store.as_ref(), &client_id, &secret, named_id, lifetime)
+    })
+    .await;
+    match issued {
+        Ok(Ok(Ok((token, _, tenant_id)))) => {
+            served.tenant = gw
+                .runtime
+                .shared()
+                .directory
+                .load()
+                .get(&tenant_id.to_string())
+                .cloned();
+            let mut resp = json_value(
+                StatusCode::OK,
+                &json!({
+                    "access_token": token,
+                    "token_type": "Bearer",
+                    "expires_in": lifetime,
+                    "scope": fields.get("scope").map(String::as_str).unwrap_or(SCOPES[0]),
+                }),
+            );
+            resp.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp.headers_mut()
+                .insert(PRAGMA, HeaderValue::from_static("no-cache"));
+            resp
+        }
+        Ok(Ok(Err(e))) => {
+            gw.metrics
+                .reject(crate::metrics::Rejection::Unauthenticated);
+            token_error(StatusCode::UNAUTHORIZED, e.code, &e.description)
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "reading a client failed");
+            token_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "Storage failure",
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "token task failed");
+            token_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "Internal error",
+            )
+        }
+    }
+}
