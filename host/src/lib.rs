@@ -48,8 +48,9 @@ pub struct Watch {
     pub env: Vec<(String, String)>,
 }
 
-/// How often the settings file is checked for changes.
-const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+/// How often the settings file is checked for changes (a change applies after
+/// two checks agree on it: within 2 intervals and the time to apply it).
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A started gateway.
 pub struct Running {
@@ -166,6 +167,7 @@ async fn watch_settings(
     let mut last = std::fs::read(&watch.path)
         .map(|b| sha2::Sha256::digest(&b))
         .ok();
+    let mut pending = None;
     let mut ticker = tokio::time::interval(WATCH_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -175,8 +177,16 @@ async fn watch_settings(
         };
         let digest = sha2::Sha256::digest(&bytes);
         if last == Some(digest) {
+            pending = None;
             continue;
         }
+        // A file being written may be read half-way: act on a content only once
+        // two polls in a row have seen it.
+        if pending != Some(digest) {
+            pending = Some(digest);
+            continue;
+        }
+        pending = None;
         last = Some(digest);
         let parsed = std::str::from_utf8(&bytes)
             .map_err(|_| settings::SettingsError {

@@ -465,3 +465,29 @@ fn operations_endpoints() {
     assert_eq!(ui.status, 200);
     assert!(ui.body.contains("swagger-ui"), "{}", ui.body);
 }
+
+#[test]
+fn tenant_traffic_can_require_a_token_of_its_tenant() {
+    let gw = Gateway::launch()
+        .env("TenantGateway__Auth__ProtectTenantTraffic", "true")
+        .start();
+    let none = gw.anonymous("GET", "/db-info", &[("Tenant", "Tenant1")], b"");
+    assert_eq!(none.status, 401);
+    assert!(none.header("www-authenticate").is_some());
+    let token = token_for(&gw, "Tenant1", "app-client");
+    let auth = format!("Bearer {token}");
+    let own = gw.anonymous(
+        "GET",
+        "/db-info",
+        &[("Tenant", "Tenant1"), ("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(own.status, 200, "{}", own.body);
+    let other = gw.anonymous(
+        "GET",
+        "/db-info",
+        &[("Tenant", "Tenant2"), ("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(other.status, 403);
+}

@@ -23,16 +23,21 @@ pub fn database_name(connection_string: &str) -> Option<String> {
         let name = path.split(['?', '#']).next().unwrap_or("");
         return (!name.is_empty()).then(|| name.to_owned());
     }
-    cs.split([';', ' '])
-        .filter_map(|part| part.split_once('='))
-        .find(|(key, _)| {
-            let key = key.trim();
-            ["database", "initial catalog", "dbname"]
-                .iter()
-                .any(|k| key.eq_ignore_ascii_case(k))
-        })
-        .map(|(_, value)| value.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    // ADO.NET separates pairs with ';' (keys may contain spaces), libpq with
+    // whitespace: try the first, then the second.
+    let find = |parts: &mut dyn Iterator<Item = &str>| {
+        parts
+            .filter_map(|part| part.split_once('='))
+            .find(|(key, _)| {
+                let key = key.trim();
+                ["database", "initial catalog", "dbname"]
+                    .iter()
+                    .any(|k| key.eq_ignore_ascii_case(k))
+            })
+            .map(|(_, value)| value.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    find(&mut cs.split(';')).or_else(|| find(&mut cs.split_whitespace()))
 }
 
 /// The variable name of a connection string: lower case, anything outside
