@@ -195,3 +195,34 @@ fn upstream_down_is_502_and_slow_is_504() {
         r.body
     );
 }
+
+/// SIGTERM while a request is in flight: the request still gets its answer, new
+/// connections are refused, and the process exits cleanly.
+#[test]
+fn sigterm_lets_in_flight_requests_finish() {
+    let slow = Upstream::start("slow", Duration::from_millis(1500));
+    let gw = Gateway::launch()
+        .settings(&settings(&slow.url(), &slow.url(), 10_000))
+        .start();
+    let addr = gw.addr;
+    let in_flight = std::thread::spawn(move || {
+        crate::harness::raw_to(
+            addr,
+            b"GET /slow HTTP/1.1\r\nHost: x\r\nTenant: Tenant1\r\nConnection: close\r\n\r\n",
+        )
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let started = std::time::Instant::now();
+    gw.stop(); // SIGTERM, then waits for a clean exit
+    let r = in_flight.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["upstream"], "slow");
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "did not wait"
+    );
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting after shutdown"
+    );
+}
