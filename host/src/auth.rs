@@ -66,6 +66,13 @@ pub enum Principal {
     SuperUser,
     /// A client with a valid token.
     Client(Claims),
+    /// A user of one tenant (Basic auth; valid for that tenant only).
+    TenantUser {
+        /// The tenant.
+        tenant: Uuid,
+        /// The user name.
+        user: String,
+    },
 }
 
 /// Why the credentials of a request were refused (401).
@@ -221,22 +228,14 @@ impl Authenticator {
         })
     }
 
-    /// Checks Basic credentials against the super-user.
-    pub fn verify_super_user(
-        &self,
-        super_user: Option<&SuperUser>,
-        name: &str,
-        password: &str,
-    ) -> bool {
-        let Some(su) = super_user else {
-            return false;
-        };
-        if name != su.name {
-            return false;
-        }
+    /// Checks a password against a PHC hash, remembering (as a salted digest) the
+    /// pairs that verified so the Argon2 cost is paid once per credential.
+    fn verify_cached(&self, scope: &[u8], phc: &str, name: &str, password: &str) -> bool {
         let mut digest = Sha256::new();
         digest.update(self.key);
-        digest.update(su.password_hash.as_bytes());
+        digest.update(scope);
+        digest.update([0]);
+        digest.update(phc.as_bytes());
         digest.update(name.as_bytes());
         digest.update([0]);
         digest.update(password.as_bytes());
@@ -249,22 +248,39 @@ impl Authenticator {
         {
             return true;
         }
-        if !verify_password(password, &su.password_hash) {
+        if !verify_password(password, phc) {
             return false;
         }
         let mut set = self.verified.lock().expect("poisoned");
-        if set.len() > 64 {
+        if set.len() > 1024 {
             set.clear();
         }
         set.insert(fingerprint);
         true
     }
 
-    /// Who sent `authorization` (the header's value).
+    /// Checks Basic credentials against the super-user.
+    pub fn verify_super_user(
+        &self,
+        super_user: Option<&SuperUser>,
+        name: &str,
+        password: &str,
+    ) -> bool {
+        match super_user {
+            Some(su) if name == su.name => {
+                self.verify_cached(b"super-user", &su.password_hash, name, password)
+            }
+            _ => false,
+        }
+    }
+
+    /// Who sent `authorization` (the header's value). Basic credentials are the
+    /// super-user's, or those of a user of `tenant` (the tenant the request is for).
     pub fn authenticate(
         &self,
         authorization: Option<&http::HeaderValue>,
         super_user: Option<&SuperUser>,
+        tenant: Option<&crate::tenants::Tenant>,
     ) -> Result<Principal, Refusal> {
         let value = authorization
             .ok_or(Refusal::Missing)?
@@ -277,11 +293,19 @@ impl Authenticator {
         }
         if scheme.eq_ignore_ascii_case("basic") {
             let (name, password) = basic(rest).ok_or(Refusal::Malformed)?;
-            return if self.verify_super_user(super_user, &name, &password) {
-                Ok(Principal::SuperUser)
-            } else {
-                Err(Refusal::BadCredentials)
-            };
+            if self.verify_super_user(super_user, &name, &password) {
+                return Ok(Principal::SuperUser);
+            }
+            if let Some(t) = tenant
+                && let Some(phc) = t.doc.users.get(&name)
+                && self.verify_cached(t.id.as_bytes(), phc, &name, &password)
+            {
+                return Ok(Principal::TenantUser {
+                    tenant: t.id,
+                    user: name,
+                });
+            }
+            return Err(Refusal::BadCredentials);
         }
         Err(Refusal::Malformed)
     }
@@ -457,25 +481,29 @@ mod tests {
         };
         for _ in 0..2 {
             assert_eq!(
-                a.authenticate(Some(&header("admin", "s3cret")), Some(&su)),
+                a.authenticate(Some(&header("admin", "s3cret")), Some(&su), None),
                 Ok(Principal::SuperUser)
             );
         }
         assert_eq!(
-            a.authenticate(Some(&header("admin", "nope")), Some(&su)),
+            a.authenticate(Some(&header("admin", "nope")), Some(&su), None),
             Err(Refusal::BadCredentials)
         );
         assert_eq!(
-            a.authenticate(Some(&header("root", "s3cret")), Some(&su)),
+            a.authenticate(Some(&header("root", "s3cret")), Some(&su), None),
             Err(Refusal::BadCredentials)
         );
         assert_eq!(
-            a.authenticate(Some(&header("admin", "s3cret")), None),
+            a.authenticate(Some(&header("admin", "s3cret")), None, None),
             Err(Refusal::BadCredentials)
         );
-        assert_eq!(a.authenticate(None, Some(&su)), Err(Refusal::Missing));
+        assert_eq!(a.authenticate(None, Some(&su), None), Err(Refusal::Missing));
         assert_eq!(
-            a.authenticate(Some(&http::HeaderValue::from_static("Digest x")), Some(&su)),
+            a.authenticate(
+                Some(&http::HeaderValue::from_static("Digest x")),
+                Some(&su),
+                None
+            ),
             Err(Refusal::Malformed)
         );
     }

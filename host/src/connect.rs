@@ -80,6 +80,7 @@ pub(crate) async fn register(
         let super_user = gw.auth.authenticate(
             parts.headers.get(AUTHORIZATION),
             dir.auth.super_user.as_ref(),
+            None,
         );
         if !matches!(super_user, Ok(crate::auth::Principal::SuperUser)) {
             return problem(

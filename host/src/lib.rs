@@ -4,6 +4,9 @@
 
 pub mod auth;
 mod connect;
+pub mod dn;
+mod history;
+pub mod manage;
 pub mod metrics;
 pub mod openapi;
 pub mod proxy;
@@ -16,7 +19,6 @@ pub mod store;
 pub mod tenants;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,6 +53,9 @@ pub struct Watch {
 /// How often the settings file is checked for changes (a change applies after
 /// two checks agree on it: within 2 intervals and the time to apply it).
 const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// How often the store is asked whether another instance changed tenants.
+const STORE_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A started gateway.
 pub struct Running {
@@ -132,9 +137,14 @@ pub async fn apply_settings(
         let shared = rt.shared().clone();
         let current = shared.directory.load_full();
         let apps = load_apps(&rt, &settings, Some(&current))?;
+        let _guard = shared.publishing.lock().expect("poisoned");
+        let seq = shared.store.change_seq()?;
         let directory =
             tenants::Directory::seed(shared.store.as_ref(), &settings, apps, &now_rfc3339())?;
         shared.directory.store(Arc::new(directory));
+        shared
+            .seen_seq
+            .store(seq, std::sync::atomic::Ordering::Release);
         anyhow::Ok(())
     })
     .await?
@@ -237,10 +247,7 @@ pub async fn start(
                 .await??,
         )
     };
-    let shared = Arc::new(runtime::Shared {
-        store,
-        directory: ArcSwap::from_pointee(tenants::Directory::default()),
-    });
+    let shared = Arc::new(runtime::Shared::new(store));
     let limits = options.settings.limits.clone();
     let cache_dir = options.cache_dir.clone();
     let components = options.components.clone();
@@ -270,6 +277,10 @@ pub async fn start(
             options.settings.clone(),
         ))
     });
+    let follower = tokio::spawn(manage::follow_store(
+        rt.shared().clone(),
+        STORE_POLL_INTERVAL,
+    ));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let stop = async move {
         tokio::select! {
@@ -279,6 +290,7 @@ pub async fn start(
         if let Some(w) = watcher {
             w.abort();
         }
+        follower.abort();
     };
     let task = tokio::spawn(server::serve(listener, gateway, stop));
     Ok(Running {

@@ -133,12 +133,28 @@ pub async fn serve(
 
 /// A JSON error in the config API's format: `{error, message, code, tenant_id}`.
 pub(crate) fn error(status: StatusCode, message: &str, tenant_id: Option<&str>) -> Response<Body> {
-    let body = serde_json::json!({
+    error_details(status, message, tenant_id, &[])
+}
+
+/// [`error`] with the violations found, as `details` (`[{path, message}]`).
+pub(crate) fn error_details(
+    status: StatusCode,
+    message: &str,
+    tenant_id: Option<&str>,
+    details: &[crate::runtime::Violation],
+) -> Response<Body> {
+    let mut body = serde_json::json!({
         "error": status.canonical_reason().unwrap_or("Error"),
         "message": message,
         "code": status.as_u16(),
         "tenant_id": tenant_id,
     });
+    if !details.is_empty() {
+        body["details"] = details
+            .iter()
+            .map(|v| serde_json::json!({"path": v.path, "message": v.message}))
+            .collect();
+    }
     json_value(status, &body)
 }
 
@@ -364,6 +380,7 @@ fn authorize(
         .authenticate(
             headers.get(http::header::AUTHORIZATION),
             dir.auth.super_user.as_ref(),
+            tenant,
         )
         .map_err(|refusal| {
             gw.metrics.reject(Rejection::Unauthenticated);
@@ -483,6 +500,14 @@ async fn tenant_traffic(
     };
     served.tenant = Some(tenant.clone());
     let tenant_id = tenant.id.to_string();
+    if !tenant.enabled {
+        gw.metrics.reject(Rejection::Forbidden);
+        return error(
+            StatusCode::FORBIDDEN,
+            &format!("Tenant '{}' is disabled", tenant.name),
+            Some(&tenant_id),
+        );
+    }
     if dir.auth.protect_tenant_traffic {
         if let Err(resp) = authorize(gw, &dir, req.headers(), Some(&tenant), Some(&tenant_id)) {
             return resp;
@@ -545,6 +570,8 @@ fn rate_class(method: &Method, path: &str) -> Option<Class> {
         (&Method::GET | &Method::HEAD, Some("config")) => Some(Class::Reads),
         (&Method::PUT, Some("config")) => Some(Class::Updates),
         (&Method::GET | &Method::HEAD, Some("features")) => Some(Class::Features),
+        (&Method::GET | &Method::HEAD, Some("history")) => Some(Class::Reads),
+        (&Method::POST, Some("rollback")) => Some(Class::Updates),
         _ => None,
     }
 }
@@ -563,10 +590,23 @@ async fn config_api(
     // Error bodies name the tenant by UUID when it is known, else as given.
     let tenant_id = tenant.as_ref().map(|t| t.id.to_string());
     let label = tenant_id.as_deref().or(path_id);
-    if dir.auth.require_token
-        && let Err(resp) = authorize(gw, &dir, req.headers(), tenant.as_deref(), label)
+    let principal = if dir.auth.require_token {
+        match authorize(gw, &dir, req.headers(), tenant.as_deref(), label) {
+            Ok(p) => Some(p),
+            Err(resp) => return resp,
+        }
+    } else {
+        None
+    };
+    if let Some(t) = &tenant
+        && !t.enabled
     {
-        return resp;
+        gw.metrics.reject(Rejection::Forbidden);
+        return error(
+            StatusCode::FORBIDDEN,
+            &format!("Tenant '{}' is disabled", t.name),
+            label,
+        );
     }
     if dir.rate_limits.enabled
         && let Some(t) = &tenant
@@ -595,14 +635,37 @@ async fn config_api(
         }
     }
     drop(dir);
+    let principal = crate::manage::principal_label(principal.as_ref());
     let mut req = match read_body(gw, req, id, label).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
+    if let Some(t) = &tenant {
+        let rest = &uri.path()[CONFIG_API_PREFIX.len()..];
+        let sub = rest.split_once('/').map_or("", |(_, s)| s);
+        match (sub, req.method()) {
+            ("history", &Method::GET) => {
+                served.route = "history";
+                return crate::history::list(gw, t, uri.query()).await;
+            }
+            ("config/rollback", &Method::POST) => {
+                served.route = "config";
+                return crate::history::rollback(gw, t, req, principal).await;
+            }
+            ("history", _) | ("config/rollback", _) => {
+                return error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "Method not allowed on this path",
+                    label,
+                );
+            }
+            _ => {}
+        }
+    }
     // The component needs no credentials.
     req.headers_mut().remove(http::header::AUTHORIZATION);
     let started = Instant::now();
-    let result = gw.runtime.serve_config_api(req).await;
+    let result = gw.runtime.serve_config_api(req, principal).await;
     let failed = matches!(&result, Err(e) if !matches!(e, CallError::Busy));
     gw.metrics
         .component_call("config-api", started.elapsed(), failed);

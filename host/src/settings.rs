@@ -113,6 +113,13 @@ pub enum Tier {
 }
 
 impl Tier {
+    /// Reads a tier name, any case.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Tier::Basic, Tier::Pro, Tier::Enterprise]
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(name))
+    }
+
     /// The API name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -359,7 +366,7 @@ struct GatewayTenant {
 }
 
 /// Everything the gateway reads from its settings file.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Settings {
     /// `AppSettings.MultiTenancy`.
     pub multi_tenancy: bool,

@@ -6,7 +6,7 @@
 use crate::routing::Resolver;
 use crate::runtime::App;
 use crate::settings::{AuthSettings, RateLimits, Route, Secret, Settings, TenantName, Tier};
-use crate::store::{Store, StoreError};
+use crate::store::{Origin, Store, StoreError, TenantDoc, TenantRow};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -36,6 +36,14 @@ pub struct Tenant {
     pub created_at: String,
     /// Connection settings; never serialized into a response or a log line.
     pub connection_strings: BTreeMap<String, Secret>,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+    /// Who owns it: the settings file or the management APIs.
+    pub origin: Origin,
+    /// Version of the stored row (optimistic concurrency of updates).
+    pub version: i64,
+    /// Users (hashed), options, Hono information.
+    pub doc: TenantDoc,
     /// Where the tenant's traffic is proxied, if anywhere.
     pub upstream: Option<http::Uri>,
     /// The tenant's own routes (tried before the shared ones).
@@ -67,6 +75,9 @@ pub struct Directory {
     pub swagger_enabled: bool,
     /// `SwaggerSettings.DefaultTenant`.
     pub default_tenant: Option<TenantName>,
+    /// The settings this directory was built from (a rebuild after a tenant
+    /// change keeps them).
+    pub settings: Arc<Settings>,
 }
 
 /// Where a tenant request goes.
@@ -82,7 +93,7 @@ pub enum Destination<'a> {
 
 impl Directory {
     /// Records the settings' tenants in the store (creation times persist there)
-    /// and builds the directory.
+    /// and builds the directory from the store.
     /// `apps`: the loaded components of `settings.apps`.
     pub fn seed(
         store: &dyn Store,
@@ -90,8 +101,32 @@ impl Directory {
         apps: HashMap<String, Arc<App>>,
         now: &str,
     ) -> Result<Self, StoreError> {
+        for t in &settings.tenants {
+            let id = tenant_id(&t.name);
+            let row = store.seed_tenant(&id.to_string(), t.name.as_str(), t.tier.as_str(), now)?;
+            if row.deleted_at.is_some() {
+                tracing::warn!(
+                    tenant = %t.name,
+                    "tenant from the settings file was deleted through the API; it stays deleted until restored"
+                );
+            }
+        }
+        Self::build(store, Arc::new(settings.clone()), apps)
+    }
+
+    /// The same settings and apps over the store's current tenants: what a
+    /// tenant change through an API publishes.
+    pub fn rebuild(&self, store: &dyn Store) -> Result<Self, StoreError> {
+        Self::build(store, self.settings.clone(), self.apps.clone())
+    }
+
+    fn build(
+        store: &dyn Store,
+        settings: Arc<Settings>,
+        apps: HashMap<String, Arc<App>>,
+    ) -> Result<Self, StoreError> {
         let mut dir = Directory {
-            resolver: Resolver::new(settings),
+            resolver: Resolver::new(&settings),
             routes: settings.routes.clone(),
             apps,
             auth: settings.auth.clone(),
@@ -99,31 +134,70 @@ impl Directory {
             rate_limits: settings.rate_limits.clone(),
             swagger_enabled: settings.swagger_enabled,
             default_tenant: settings.default_tenant.clone(),
+            settings: settings.clone(),
             ..Directory::default()
         };
-        for t in &settings.tenants {
-            let id = tenant_id(&t.name);
-            let row = store.seed_tenant(&id.to_string(), t.name.as_str(), t.tier.as_str(), now)?;
-            let record = serde_json::json!({
-                "id": row.id,
-                "name": t.name.as_str(),
-                "tier": t.tier.as_str(),
-                "enabled": row.enabled,
-                "created_at": row.created_at,
-            });
-            dir.insert(Tenant {
-                name: t.name.clone(),
-                id,
-                tier: t.tier,
-                enabled: row.enabled,
-                created_at: row.created_at,
-                connection_strings: t.connection_strings.clone(),
-                upstream: t.upstream.clone(),
-                routes: t.routes.clone(),
-                record: Bytes::from(record.to_string()),
-            });
+        let configured: HashMap<String, &crate::settings::TenantSettings> = settings
+            .tenants
+            .iter()
+            .map(|t| (tenant_id(&t.name).to_string(), t))
+            .collect();
+        for row in store.tenant_rows()? {
+            if row.deleted_at.is_some() {
+                continue;
+            }
+            let from_settings = configured.get(&row.id).copied();
+            // A settings tenant no longer in the settings file is gone; in
+            // single-tenant mode only the settings' tenant exists.
+            if from_settings.is_none()
+                && (row.origin == Origin::Settings || !settings.multi_tenancy)
+            {
+                continue;
+            }
+            if let Some(t) = Self::tenant(row, from_settings) {
+                dir.insert(t);
+            }
         }
         Ok(dir)
+    }
+
+    fn tenant(
+        row: TenantRow,
+        settings: Option<&crate::settings::TenantSettings>,
+    ) -> Option<Tenant> {
+        let Ok(name) = TenantName::parse(&row.name) else {
+            tracing::warn!(id = %row.id, "stored tenant has an invalid name; skipped");
+            return None;
+        };
+        let id = Uuid::parse_str(&row.id).ok()?;
+        let tier = settings
+            .map(|t| t.tier)
+            .or_else(|| Tier::parse(&row.tier))
+            .unwrap_or_default();
+        let record = serde_json::json!({
+            "id": row.id,
+            "name": name.as_str(),
+            "tier": tier.as_str(),
+            "enabled": row.enabled,
+            "created_at": row.created_at,
+        });
+        Some(Tenant {
+            name,
+            id,
+            tier,
+            enabled: row.enabled,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            origin: row.origin,
+            version: row.version,
+            doc: row.doc,
+            connection_strings: settings
+                .map(|t| t.connection_strings.clone())
+                .unwrap_or_default(),
+            upstream: settings.and_then(|t| t.upstream.clone()),
+            routes: settings.map(|t| t.routes.clone()).unwrap_or_default(),
+            record: Bytes::from(record.to_string()),
+        })
     }
 
     fn insert(&mut self, tenant: Tenant) {
@@ -166,7 +240,7 @@ impl Directory {
         }
     }
 
-    /// Every tenant, settings order.
+    /// Every tenant, by name.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Tenant>> {
         self.tenants.iter()
     }

@@ -5,6 +5,7 @@ mod browser;
 mod config_api;
 mod failures;
 mod harness;
+mod history;
 mod persistence;
 mod routing;
 mod tenancy;

@@ -100,6 +100,16 @@ mod component {
         }
     }
 
+    impl exports::tenant_gateway::plugins::documents::Guest for Component {
+        fn validate_tenant_info(document: String) -> Result<(), Vec<Violation>> {
+            super::misbehave(super::fault(&document));
+            tg_validator::shared()
+                .validate_tenant_info(&document)
+                .map(drop)
+                .map_err(to_wit)
+        }
+    }
+
     export!(Component);
 }
 

@@ -43,4 +43,13 @@ impl Guest for Component {
     }
 }
 
+impl exports::tenant_gateway::plugins::documents::Guest for Component {
+    fn validate_tenant_info(document: String) -> Result<(), Vec<Violation>> {
+        crate::shared()
+            .validate_tenant_info(&document)
+            .map(drop)
+            .map_err(to_wit)
+    }
+}
+
 export!(Component);

@@ -20,6 +20,9 @@ pub const CONFIG_SCHEMA: &str = include_str!("../../../schemas/tenant-config.sch
 /// The partial-update schema (JSON Schema 2020-12); refers to [`CONFIG_SCHEMA`].
 pub const PATCH_SCHEMA: &str = include_str!("../../../schemas/tenant-config-patch.schema.json");
 
+/// The Hono tenant information schema (JSON Schema 2020-12).
+pub const HONO_TENANT_SCHEMA: &str = include_str!("../../../schemas/hono-tenant.schema.json");
+
 /// Sections of a configuration document, in their canonical order.
 pub const SECTIONS: [&str; 6] = [
     "performance",
@@ -155,6 +158,33 @@ impl Validator {
                 config,
                 updated_fields,
             })
+        } else {
+            Err(violations)
+        }
+    }
+}
+
+impl Validator {
+    /// Validates a Hono tenant information document: its schema, and one adapter
+    /// entry per `type`. Members the schema does not name are allowed and kept.
+    pub fn validate_tenant_info(&self, text: &str) -> Result<Value, Vec<Violation>> {
+        let doc = parse(text)?;
+        let mut violations = self.schemas.check_tenant_info(&doc);
+        if let Some(adapters) = doc.get("adapters").and_then(Value::as_array) {
+            let mut seen = std::collections::HashSet::new();
+            for (i, adapter) in adapters.iter().enumerate() {
+                if let Some(kind) = adapter.get("type").and_then(Value::as_str)
+                    && !seen.insert(kind)
+                {
+                    violations.push(Violation::new(
+                        format!("$.adapters[{i}].type"),
+                        format!("Adapter type '{kind}' is configured more than once"),
+                    ));
+                }
+            }
+        }
+        if violations.is_empty() {
+            Ok(doc)
         } else {
             Err(violations)
         }

@@ -4,24 +4,29 @@
 //! wording an API prescribes, e.g. the cache limit's "Cache size exceeds maximum
 //! (100 GB)"; every other error gets a uniform message naming the field.
 
-use crate::{CONFIG_SCHEMA, PATCH_SCHEMA, Violation, json_path};
+use crate::{CONFIG_SCHEMA, HONO_TENANT_SCHEMA, PATCH_SCHEMA, Violation, json_path};
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{Registry, ValidationError, Validator};
 use serde_json::{Map, Value};
 
 const CONFIG_ID: &str = "urn:tenant-gateway:schema:tenant-config";
+const HONO_ID: &str = "urn:tenant-gateway:schema:hono-tenant";
 
 pub(crate) struct Schemas {
     config_doc: Value,
     patch_doc: Value,
+    hono_doc: Value,
     config: Validator,
     patch: Validator,
+    hono: Validator,
 }
 
 impl Schemas {
     pub(crate) fn compile() -> Result<Self, String> {
         let config_doc: Value = serde_json::from_str(CONFIG_SCHEMA).map_err(|e| e.to_string())?;
         let patch_doc: Value = serde_json::from_str(PATCH_SCHEMA).map_err(|e| e.to_string())?;
+        let hono_doc: Value =
+            serde_json::from_str(HONO_TENANT_SCHEMA).map_err(|e| e.to_string())?;
         let registry = Registry::new()
             .add(CONFIG_ID, config_doc.clone())
             .map_err(|e| e.to_string())?
@@ -36,11 +41,14 @@ impl Schemas {
         };
         let config = build(&config_doc)?;
         let patch = build(&patch_doc)?;
+        let hono = build(&hono_doc)?;
         Ok(Self {
             config_doc,
             patch_doc,
+            hono_doc,
             config,
             patch,
+            hono,
         })
     }
 
@@ -93,6 +101,13 @@ impl Schemas {
         self.collect(&self.patch, doc)
     }
 
+    pub(crate) fn check_tenant_info(&self, doc: &Value) -> Vec<Violation> {
+        if !doc.is_object() {
+            return vec![Violation::new("$", "The body must be a JSON object")];
+        }
+        self.collect(&self.hono, doc)
+    }
+
     fn collect(&self, validator: &Validator, doc: &Value) -> Vec<Violation> {
         let mut out = Vec::new();
         for error in validator.iter_errors(doc) {
@@ -108,6 +123,8 @@ impl Schemas {
         let (base, pointer) = text.split_once('#')?;
         let doc = if base == CONFIG_ID {
             &self.config_doc
+        } else if base == HONO_ID {
+            &self.hono_doc
         } else {
             &self.patch_doc
         };

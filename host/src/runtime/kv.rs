@@ -7,7 +7,7 @@
 
 use super::ApiState;
 use super::bindings::api::wasi::keyvalue::{atomics, store};
-use crate::store::{Store, StoreError, Versioned};
+use crate::store::{Change, Expect, Store, StoreError, Subject, Versioned};
 use std::sync::Arc;
 use wasmtime::component::Resource;
 
@@ -90,6 +90,60 @@ impl ApiState {
     }
 }
 
+impl ApiState {
+    /// Writes (or removes) a configuration and records the change with it.
+    /// `Ok(false)`: the key was not as expected.
+    /// The returned future does not borrow `self`.
+    fn write_config(
+        &self,
+        key: String,
+        expected: Expect,
+        before: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+    ) -> impl Future<Output = Result<bool, store::Error>> + Send + 'static {
+        let name = self
+            .shared
+            .directory
+            .load()
+            .get(&key)
+            .map(|t| t.name.to_string())
+            .unwrap_or_else(|| key.clone());
+        let baseline = before
+            .clone()
+            .or_else(|| self.snapshot.defaults.get().map(|d| d.clone().into_bytes()));
+        let fields = crate::manage::changed_fields(baseline.as_deref(), value.as_deref());
+        let change = Change {
+            tenant_id: key.clone(),
+            tenant_name: name,
+            at: crate::now_rfc3339(),
+            principal: self.principal.clone(),
+            subject: Subject::Config,
+            action: match (&before, &value) {
+                (_, None) => "deleted",
+                (None, Some(_)) => "created",
+                (Some(_), Some(_)) => "updated",
+            }
+            .into(),
+            fields,
+            before,
+        };
+        let store = self.shared.store.clone();
+        async move {
+            blocking(&store, move |s| {
+                s.write_recorded(
+                    Bucket::Configs.name(),
+                    &key,
+                    expected,
+                    value.as_deref(),
+                    &change,
+                )
+            })
+            .await
+            .map(|v| v.is_some())
+        }
+    }
+}
+
 impl store::Host for ApiState {
     async fn open(
         &mut self,
@@ -124,10 +178,14 @@ impl store::HostBucket for ApiState {
         if let Err(e) = Self::ensure_writable(bucket) {
             return Ok(Err(e));
         }
-        Ok(blocking(&self.shared.store, move |s| {
-            s.set(bucket.name(), &key, &value)
-        })
-        .await)
+        let before = match self.read(bucket, key.clone()).await {
+            Ok(v) => v.map(|v| v.value),
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(self
+            .write_config(key, Expect::Any, before, Some(value))
+            .await
+            .map(drop))
     }
 
     async fn delete(
@@ -139,7 +197,15 @@ impl store::HostBucket for ApiState {
         if let Err(e) = Self::ensure_writable(bucket) {
             return Ok(Err(e));
         }
-        Ok(blocking(&self.shared.store, move |s| s.delete(bucket.name(), &key)).await)
+        let before = match self.read(bucket, key.clone()).await {
+            Ok(Some(v)) => v.value,
+            Ok(None) => return Ok(Ok(())),
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(self
+            .write_config(key, Expect::Any, Some(before), None)
+            .await
+            .map(drop))
     }
 
     async fn exists(
@@ -209,12 +275,14 @@ impl atomics::Host for ApiState {
         if let Err(e) = Self::ensure_writable(cas.bucket) {
             return Ok(Err(atomics::CasError::StoreError(e)));
         }
-        let expected = cas.current.as_ref().map(|v| v.version);
-        let (bucket, key) = (cas.bucket, cas.key.clone());
-        let swapped = blocking(&self.shared.store, move |s| {
-            s.swap(bucket.name(), &key, expected, &value)
-        })
-        .await;
+        let expected = cas
+            .current
+            .as_ref()
+            .map_or(Expect::Absent, |v| Expect::Version(v.version));
+        let before = cas.current.as_ref().map(|v| v.value.clone());
+        let swapped = self
+            .write_config(cas.key.clone(), expected, before, Some(value))
+            .await;
         Ok(match swapped {
             Ok(true) => Ok(()),
             Ok(false) => {

@@ -169,6 +169,8 @@ pub struct ApiState {
     limits: StoreLimits,
     snapshot: Arc<Snapshot>,
     shared: Arc<Shared>,
+    /// Who the request is from, as the change history records it.
+    principal: String,
 }
 
 impl WasiView for ApiState {
@@ -196,6 +198,23 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     /// Current tenants.
     pub directory: ArcSwap<Directory>,
+    /// Held while a new directory is built and published, so two publishers
+    /// (a settings reload, a tenant change) never overwrite each other's work.
+    pub publishing: std::sync::Mutex<()>,
+    /// The store's change sequence the current directory reflects.
+    pub seen_seq: std::sync::atomic::AtomicI64,
+}
+
+impl Shared {
+    /// Shared state over `store`, with an empty directory.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            directory: ArcSwap::from_pointee(Directory::default()),
+            publishing: std::sync::Mutex::new(()),
+            seen_seq: std::sync::atomic::AtomicI64::new(0),
+        }
+    }
 }
 
 /// One loaded set of components, ready to serve.
@@ -417,6 +436,28 @@ impl Runtime {
             .map_err(CallError::Guest)
     }
 
+    /// Validates a whole configuration with the validator component.
+    pub async fn validate_config(
+        &self,
+        config: &str,
+    ) -> Result<Result<(), Vec<Violation>>, CallError> {
+        let snapshot = self.snapshot.load_full();
+        plugins::validate_config(&snapshot, config)
+            .await
+            .map_err(CallError::Guest)
+    }
+
+    /// Validates a Hono tenant information document with the validator component.
+    pub async fn validate_tenant_info(
+        &self,
+        document: &str,
+    ) -> Result<Result<(), Vec<Violation>>, CallError> {
+        let snapshot = self.snapshot.load_full();
+        plugins::validate_tenant_info(&snapshot, document)
+            .await
+            .map_err(CallError::Guest)
+    }
+
     /// Lists a tenant's features with the feature-gate component.
     pub async fn list_features(
         &self,
@@ -432,9 +473,11 @@ impl Runtime {
 
     /// Serves one HTTP request with the config API component. The body has already
     /// been read (and size-checked) by the server.
+    /// `principal`: who sent it, for the change history.
     pub async fn serve_config_api(
         &self,
         req: http::Request<Bytes>,
+        principal: String,
     ) -> Result<http::Response<Bytes>, CallError> {
         let snapshot = self.snapshot.load_full();
         let data = ApiState {
@@ -444,6 +487,7 @@ impl Runtime {
             limits: store_limits(&self.loader.limits),
             snapshot: snapshot.clone(),
             shared: self.shared.clone(),
+            principal,
         };
         self.serve_http(snapshot.config_api.clone(), data, req)
             .await
@@ -618,13 +662,9 @@ async fn warm_up(snapshot: &Snapshot) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crate::store::SqliteStore;
-    use crate::tenants::Directory;
 
     fn runtime(dir: &std::path::Path) -> Arc<Runtime> {
-        let shared = Arc::new(Shared {
-            store: Arc::new(SqliteStore::open(dir).unwrap()),
-            directory: ArcSwap::from_pointee(Directory::default()),
-        });
+        let shared = Arc::new(Shared::new(Arc::new(SqliteStore::open(dir).unwrap())));
         let limits = Limits {
             component_timeout_ms: 500,
             ..Limits::default()

@@ -66,6 +66,36 @@ pub(super) async fn apply_patch(
         .map_err(violations))
 }
 
+/// Calls the validator's `validate-config` (a whole configuration).
+pub(super) async fn validate_config(
+    snapshot: &Snapshot,
+    config: &str,
+) -> wasmtime::Result<Result<(), Vec<Violation>>> {
+    let mut w = snapshot.validator.acquire().await?;
+    let out = w
+        .instance
+        .tenant_gateway_plugins_validator()
+        .call_validate_config(&mut w.store, config)
+        .await?;
+    snapshot.validator.release(w);
+    Ok(out.map_err(violations))
+}
+
+/// Calls the validator's `validate-tenant-info` (a Hono tenant document).
+pub(super) async fn validate_tenant_info(
+    snapshot: &Snapshot,
+    document: &str,
+) -> wasmtime::Result<Result<(), Vec<Violation>>> {
+    let mut w = snapshot.validator.acquire().await?;
+    let out = w
+        .instance
+        .tenant_gateway_plugins_documents()
+        .call_validate_tenant_info(&mut w.store, document)
+        .await?;
+    snapshot.validator.release(w);
+    Ok(out.map_err(violations))
+}
+
 /// Calls the feature gate's `list-features`; returns the number of enabled features.
 pub(super) async fn count_features(
     snapshot: &Snapshot,
@@ -112,15 +142,8 @@ impl api::validator::Host for ApiState {
         &mut self,
         config: String,
     ) -> wasmtime::Result<Result<(), Vec<api::types::Violation>>> {
-        let snapshot = self.snapshot.clone();
-        let mut w = snapshot.validator.acquire().await?;
-        let out = w
-            .instance
-            .tenant_gateway_plugins_validator()
-            .call_validate_config(&mut w.store, &config)
-            .await?;
-        snapshot.validator.release(w);
-        Ok(out.map_err(|v| violations(v).into_iter().map(to_api).collect()))
+        let out = validate_config(&self.snapshot, &config).await?;
+        Ok(out.map_err(|v| v.into_iter().map(to_api).collect()))
     }
 
     async fn apply_patch(

@@ -15,19 +15,151 @@ pub struct Versioned {
     pub version: i64,
 }
 
-/// A tenant as the store keeps it (settings-defined fields are refreshed on start).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a tenant came from: the settings file (which then owns its name, tier
+/// and connection settings) or a management API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Seeded from the settings file.
+    Settings,
+    /// Created through a management API.
+    Api,
+}
+
+impl Origin {
+    /// Stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Settings => "settings",
+            Origin::Api => "api",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        if s == "settings" {
+            Origin::Settings
+        } else {
+            Origin::Api
+        }
+    }
+}
+
+/// The parts of a tenant the management APIs own, stored as one JSON document.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TenantDoc {
+    /// Tenant users: name → Argon2id PHC hash (never a password).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub users: std::collections::BTreeMap<String, String>,
+    /// Tenant options (Doradus `options`), e.g. `ReplicationFactor`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub options: std::collections::BTreeMap<String, String>,
+    /// Hono tenant information, minus `tenant-id` and `enabled` (kept in the row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hono: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A tenant as the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TenantRow {
     /// Stable UUID, hyphenated lower case.
     pub id: String,
-    /// Name as configured.
+    /// Name as configured or created.
     pub name: String,
     /// Tier name.
     pub tier: String,
     /// Whether the tenant is served.
     pub enabled: bool,
+    /// Who owns it.
+    pub origin: Origin,
     /// First time the store saw the tenant (RFC 3339).
     pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+    /// When it was deleted; a deleted tenant is kept for a grace period, restorable.
+    pub deleted_at: Option<String>,
+    /// Incremented by every write of the row (optimistic concurrency).
+    pub version: i64,
+    /// Users, options, Hono information.
+    pub doc: TenantDoc,
+}
+
+/// What a change was about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Subject {
+    /// The tenant itself (users, options, Hono information, existence).
+    Tenant,
+    /// The tenant's configuration (config API).
+    Config,
+}
+
+impl Subject {
+    fn as_str(self) -> &'static str {
+        match self {
+            Subject::Tenant => "tenant",
+            Subject::Config => "config",
+        }
+    }
+}
+
+/// One recorded change, as written with the change itself (same transaction).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The tenant changed.
+    pub tenant_id: String,
+    /// Its name at the time.
+    pub tenant_name: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Who: `super-user:NAME`, `client:ID`, `user:TENANT/NAME`, `settings`.
+    pub principal: String,
+    /// What kind of thing changed.
+    pub subject: Subject,
+    /// `created`, `updated`, `deleted`, `restored`, `purged`, `rolled-back`.
+    pub action: String,
+    /// What changed: dotted field names, never secret values.
+    pub fields: Vec<String>,
+    /// For configuration changes, the configuration before (absent for a first write).
+    pub before: Option<Vec<u8>>,
+}
+
+/// A change as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    /// Position in the store's change sequence (grows with every change).
+    pub seq: i64,
+    /// The change.
+    pub change: Change,
+    /// Configuration changes: the configuration version written.
+    pub version: Option<i64>,
+}
+
+/// Outcome of [`Store::write_tenant`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum TenantWrite {
+    /// Written; the row as stored now.
+    Written(TenantRow),
+    /// Create: a tenant with that name exists (possibly deleted).
+    Exists(TenantRow),
+    /// Update: the row changed since it was read.
+    Stale,
+    /// A trusted-CA subject DN is already another tenant's.
+    DnTaken {
+        /// The canonical DN.
+        dn: String,
+        /// The tenant that has it.
+        tenant: String,
+    },
+}
+
+/// What a key-value write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Anything.
+    Any,
+    /// Nothing: create only.
+    Absent,
+    /// The key at this version.
+    Version(i64),
 }
 
 /// A store failure; the request that met it gets a 500.
@@ -57,7 +189,8 @@ pub struct KeyPage {
 /// them on the blocking pool.
 pub trait Store: Send + Sync + 'static {
     /// Records a tenant from the settings file: inserted on first sight (keeping its
-    /// creation time forever after), name and tier refreshed on later starts.
+    /// creation time forever after, and recording its creation), name and tier
+    /// refreshed on later starts. A tenant deleted through an API stays deleted.
     fn seed_tenant(
         &self,
         id: &str,
@@ -65,6 +198,32 @@ pub trait Store: Send + Sync + 'static {
         tier: &str,
         now: &str,
     ) -> Result<TenantRow, StoreError>;
+    /// Every tenant, deleted ones included, by name.
+    fn tenant_rows(&self) -> Result<Vec<TenantRow>, StoreError>;
+    /// One tenant by id, deleted or not.
+    fn tenant_row(&self, id: &str) -> Result<Option<TenantRow>, StoreError>;
+    /// Creates (`expected` `None`) or updates (`expected` = the version read) a
+    /// tenant, sets the trusted-CA DNs it owns to `dns` (canonical forms, unique
+    /// across tenants) and records `change`, all in one transaction.
+    fn write_tenant(
+        &self,
+        row: &TenantRow,
+        expected: Option<i64>,
+        dns: &[String],
+        change: &Change,
+    ) -> Result<TenantWrite, StoreError>;
+    /// Removes a tenant for good: its row, DNs and configuration; records `change`.
+    /// `Ok(false)`: no such tenant.
+    fn purge_tenant(&self, id: &str, change: &Change) -> Result<bool, StoreError>;
+    /// The tenant owning a trusted-CA DN (canonical form), if any.
+    fn tenant_by_dn(&self, dn: &str) -> Result<Option<String>, StoreError>;
+    /// A tenant's recorded changes, newest first, at most `limit`.
+    fn history(&self, tenant_id: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
+    /// The configuration a tenant had at `version`, from its history.
+    fn config_at(&self, tenant_id: &str, version: i64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The newest change's sequence number (0 when none): a cheap way for an
+    /// instance to learn that another one changed tenants.
+    fn change_seq(&self) -> Result<i64, StoreError>;
     /// Reads a key.
     fn get(&self, bucket: &str, key: &str) -> Result<Option<Versioned>, StoreError>;
     /// Writes a key unconditionally.
@@ -87,4 +246,15 @@ pub trait Store: Send + Sync + 'static {
         expected: Option<i64>,
         value: &[u8],
     ) -> Result<bool, StoreError>;
+    /// Writes (`Some`) or removes (`None`) a key if it is as `expected`, and records
+    /// `change` with the version written, in one transaction. `Ok(None)`: not as
+    /// expected, nothing written.
+    fn write_recorded(
+        &self,
+        bucket: &str,
+        key: &str,
+        expected: Expect,
+        value: Option<&[u8]>,
+        change: &Change,
+    ) -> Result<Option<i64>, StoreError>;
 }

@@ -1,7 +1,10 @@
 //! The embedded store: one SQLite file in the data directory, WAL journal,
 //! synchronous commits (a write answered 200 survives a crash of the process).
 
-use super::{KeyPage, Store, StoreError, TenantRow, Versioned};
+use super::{
+    Change, Expect, HistoryEntry, KeyPage, Origin, Store, StoreError, Subject, TenantDoc,
+    TenantRow, TenantWrite, Versioned,
+};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{OptionalExtension, params};
 use std::path::Path;
@@ -29,7 +32,83 @@ CREATE TABLE IF NOT EXISTS kv (
     version INTEGER NOT NULL,
     PRIMARY KEY (bucket, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tenant_dns (
+    dn        TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tenant_dns_tenant ON tenant_dns (tenant_id);
+CREATE TABLE IF NOT EXISTS history (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id   TEXT NOT NULL,
+    tenant_name TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    principal   TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    fields      TEXT NOT NULL,
+    version     INTEGER,
+    before      BLOB,
+    after       BLOB
+);
+CREATE INDEX IF NOT EXISTS history_tenant ON history (tenant_id, seq);
 ";
+
+/// Columns added to `tenants` after its first release, with their definitions:
+/// added to older files on open.
+const TENANT_COLUMNS: [(&str, &str); 4] = [
+    ("origin", "TEXT NOT NULL DEFAULT 'settings'"),
+    ("deleted_at", "TEXT"),
+    ("version", "INTEGER NOT NULL DEFAULT 1"),
+    ("doc", "TEXT NOT NULL DEFAULT '{}'"),
+];
+
+const TENANT_SELECT: &str = "SELECT id, name, tier, enabled, origin, created_at, updated_at, \
+     deleted_at, version, doc FROM tenants";
+
+fn tenant_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<TenantRow> {
+    let doc: String = r.get(9)?;
+    let doc: TenantDoc = serde_json::from_str(&doc).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(TenantRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        tier: r.get(2)?,
+        enabled: r.get(3)?,
+        origin: Origin::parse(&r.get::<_, String>(4)?),
+        created_at: r.get(5)?,
+        updated_at: r.get(6)?,
+        deleted_at: r.get(7)?,
+        version: r.get(8)?,
+        doc,
+    })
+}
+
+fn record(
+    tx: &rusqlite::Connection,
+    change: &Change,
+    version: Option<i64>,
+    after: Option<&[u8]>,
+) -> rusqlite::Result<()> {
+    let fields = serde_json::to_string(&change.fields).expect("strings serialize");
+    tx.prepare_cached(
+        "INSERT INTO history (tenant_id, tenant_name, at, principal, subject, action, fields, \
+         version, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        change.tenant_id,
+        change.tenant_name,
+        change.at,
+        change.principal,
+        change.subject.as_str(),
+        change.action,
+        fields,
+        version,
+        change.before,
+        after,
+    ])?;
+    Ok(())
+}
 
 impl SqliteStore {
     /// Opens (creating if needed) `gateway.db` in `dir`.
@@ -46,7 +125,20 @@ impl SqliteStore {
             .max_size(8)
             .connection_timeout(Duration::from_secs(5))
             .build(manager)?;
-        pool.get()?.execute_batch(SCHEMA)?;
+        let conn = pool.get()?;
+        conn.execute_batch(SCHEMA)?;
+        let existing: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('tenants')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for (column, definition) in TENANT_COLUMNS {
+            if !existing.iter().any(|c| c == column) {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE tenants ADD COLUMN {column} {definition}"
+                ))?;
+            }
+        }
+        drop(conn);
         Ok(Self { pool })
     }
 }
@@ -59,24 +151,219 @@ impl Store for SqliteStore {
         tier: &str,
         now: &str,
     ) -> Result<TenantRow, StoreError> {
-        let conn = self.pool.get()?;
-        let row = conn.query_row(
-            "INSERT INTO tenants (id, name, name_key, tier, enabled, created_at, updated_at)
-             VALUES (?1, ?2, lower(?2), ?3, 1, ?4, ?4)
-             ON CONFLICT(id) DO UPDATE SET name = excluded.name, tier = excluded.tier
-             RETURNING id, name, tier, enabled, created_at",
-            params![id, name, tier, now],
-            |r| {
-                Ok(TenantRow {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    tier: r.get(2)?,
-                    enabled: r.get(3)?,
-                    created_at: r.get(4)?,
-                })
-            },
-        )?;
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO tenants (id, name, name_key, tier, enabled, created_at, updated_at, \
+                 origin, version, doc) VALUES (?1, ?2, lower(?2), ?3, 1, ?4, ?4, 'settings', 1, '{}')
+                 ON CONFLICT(id) DO NOTHING",
+            )?
+            .execute(params![id, name, tier, now])?;
+        if inserted == 1 {
+            let change = Change {
+                tenant_id: id.to_owned(),
+                tenant_name: name.to_owned(),
+                at: now.to_owned(),
+                principal: "settings".into(),
+                subject: Subject::Tenant,
+                action: "created".into(),
+                fields: vec!["name".into(), "tier".into()],
+                before: None,
+            };
+            record(&tx, &change, None, None)?;
+        } else {
+            tx.prepare_cached(
+                "UPDATE tenants SET name = ?2, tier = ?3, origin = 'settings' \
+                 WHERE id = ?1 AND (name <> ?2 OR tier <> ?3 OR origin <> 'settings')",
+            )?
+            .execute(params![id, name, tier])?;
+        }
+        let row = tx.query_row(&format!("{TENANT_SELECT} WHERE id = ?1"), [id], tenant_from)?;
+        tx.commit()?;
         Ok(row)
+    }
+
+    fn tenant_rows(&self) -> Result<Vec<TenantRow>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(&format!("{TENANT_SELECT} ORDER BY name_key"))?;
+        let rows = stmt.query_map([], tenant_from)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn tenant_row(&self, id: &str) -> Result<Option<TenantRow>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(&format!("{TENANT_SELECT} WHERE id = ?1"))?;
+        Ok(stmt.query_row([id], tenant_from).optional()?)
+    }
+
+    fn write_tenant(
+        &self,
+        row: &TenantRow,
+        expected: Option<i64>,
+        dns: &[String],
+        change: &Change,
+    ) -> Result<TenantWrite, StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let doc = serde_json::to_string(&row.doc).expect("a tenant document serializes");
+        match expected {
+            None => {
+                let existing = tx
+                    .query_row(
+                        &format!("{TENANT_SELECT} WHERE id = ?1 OR name_key = lower(?2)"),
+                        params![row.id, row.name],
+                        tenant_from,
+                    )
+                    .optional()?;
+                if let Some(existing) = existing {
+                    return Ok(TenantWrite::Exists(existing));
+                }
+                tx.prepare_cached(
+                    "INSERT INTO tenants (id, name, name_key, tier, enabled, created_at, \
+                     updated_at, origin, deleted_at, version, doc) \
+                     VALUES (?1, ?2, lower(?2), ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9)",
+                )?
+                .execute(params![
+                    row.id,
+                    row.name,
+                    row.tier,
+                    row.enabled,
+                    row.created_at,
+                    row.updated_at,
+                    row.origin.as_str(),
+                    row.deleted_at,
+                    doc
+                ])?;
+            }
+            Some(version) => {
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE tenants SET tier = ?2, enabled = ?3, updated_at = ?4, \
+                         deleted_at = ?5, doc = ?6, version = version + 1 \
+                         WHERE id = ?1 AND version = ?7",
+                    )?
+                    .execute(params![
+                        row.id,
+                        row.tier,
+                        row.enabled,
+                        row.updated_at,
+                        row.deleted_at,
+                        doc,
+                        version
+                    ])?;
+                if n != 1 {
+                    return Ok(TenantWrite::Stale);
+                }
+            }
+        }
+        for dn in dns {
+            let owner: Option<String> = tx
+                .prepare_cached("SELECT tenant_id FROM tenant_dns WHERE dn = ?1")?
+                .query_row([dn], |r| r.get(0))
+                .optional()?;
+            if let Some(owner) = owner.filter(|o| *o != row.id) {
+                let tenant = tx
+                    .query_row("SELECT name FROM tenants WHERE id = ?1", [&owner], |r| {
+                        r.get(0)
+                    })
+                    .optional()?
+                    .unwrap_or(owner);
+                return Ok(TenantWrite::DnTaken {
+                    dn: dn.clone(),
+                    tenant,
+                });
+            }
+        }
+        tx.prepare_cached("DELETE FROM tenant_dns WHERE tenant_id = ?1")?
+            .execute([&row.id])?;
+        for dn in dns {
+            tx.prepare_cached("INSERT OR IGNORE INTO tenant_dns (dn, tenant_id) VALUES (?1, ?2)")?
+                .execute(params![dn, row.id])?;
+        }
+        record(&tx, change, None, None)?;
+        let stored = tx.query_row(
+            &format!("{TENANT_SELECT} WHERE id = ?1"),
+            [&row.id],
+            tenant_from,
+        )?;
+        tx.commit()?;
+        Ok(TenantWrite::Written(stored))
+    }
+
+    fn purge_tenant(&self, id: &str, change: &Change) -> Result<bool, StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = tx.execute("DELETE FROM tenants WHERE id = ?1", [id])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        tx.execute("DELETE FROM tenant_dns WHERE tenant_id = ?1", [id])?;
+        tx.execute("DELETE FROM kv WHERE bucket = 'configs' AND key = ?1", [id])?;
+        record(&tx, change, None, None)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn tenant_by_dn(&self, dn: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.pool.get()?;
+        Ok(conn
+            .prepare_cached("SELECT tenant_id FROM tenant_dns WHERE dn = ?1")?
+            .query_row([dn], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn history(&self, tenant_id: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, tenant_id, tenant_name, at, principal, subject, action, fields, \
+             version, before FROM history WHERE tenant_id = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![tenant_id, limit], |r| {
+                let fields: String = r.get(7)?;
+                Ok(HistoryEntry {
+                    seq: r.get(0)?,
+                    change: Change {
+                        tenant_id: r.get(1)?,
+                        tenant_name: r.get(2)?,
+                        at: r.get(3)?,
+                        principal: r.get(4)?,
+                        subject: if r.get::<_, String>(5)? == "config" {
+                            Subject::Config
+                        } else {
+                            Subject::Tenant
+                        },
+                        action: r.get(6)?,
+                        fields: serde_json::from_str(&fields).unwrap_or_default(),
+                        before: r.get(9)?,
+                    },
+                    version: r.get(8)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn config_at(&self, tenant_id: &str, version: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let conn = self.pool.get()?;
+        Ok(conn
+            .prepare_cached(
+                "SELECT after FROM history WHERE tenant_id = ?1 AND subject = 'config' \
+                 AND version = ?2 AND after IS NOT NULL ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row(params![tenant_id, version], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn change_seq(&self) -> Result<i64, StoreError> {
+        let conn = self.pool.get()?;
+        Ok(
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM history", [], |r| {
+                r.get(0)
+            })?,
+        )
     }
 
     fn get(&self, bucket: &str, key: &str) -> Result<Option<Versioned>, StoreError> {
@@ -158,6 +445,48 @@ impl Store for SqliteStore {
                 .execute(params![bucket, key, value, version])?,
         };
         Ok(changed == 1)
+    }
+
+    fn write_recorded(
+        &self,
+        bucket: &str,
+        key: &str,
+        expected: Expect,
+        value: Option<&[u8]>,
+        change: &Change,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current: Option<i64> = tx
+            .prepare_cached("SELECT version FROM kv WHERE bucket = ?1 AND key = ?2")?
+            .query_row(params![bucket, key], |r| r.get(0))
+            .optional()?;
+        let as_expected = match expected {
+            Expect::Any => true,
+            Expect::Absent => current.is_none(),
+            Expect::Version(v) => current == Some(v),
+        };
+        if !as_expected {
+            return Ok(None);
+        }
+        let version = current.unwrap_or(0) + 1;
+        match value {
+            Some(value) => {
+                tx.prepare_cached(
+                    "INSERT INTO kv (bucket, key, value, version) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(bucket, key) DO UPDATE SET value = excluded.value, \
+                     version = excluded.version",
+                )?
+                .execute(params![bucket, key, value, version])?;
+            }
+            None => {
+                tx.prepare_cached("DELETE FROM kv WHERE bucket = ?1 AND key = ?2")?
+                    .execute(params![bucket, key])?;
+            }
+        }
+        record(&tx, change, Some(version), value)?;
+        tx.commit()?;
+        Ok(Some(version))
     }
 }
 
