@@ -17,6 +17,7 @@ pub mod server;
 pub mod settings;
 pub mod store;
 pub mod tenants;
+mod vespa;
 
 use anyhow::Context;
 use std::net::SocketAddr;

@@ -279,6 +279,10 @@ async fn route(
         }
         _ => {}
     }
+    if path == crate::vespa::PREFIX || path.starts_with("/application/v2/tenant/") {
+        served.route = "tenants";
+        return crate::vespa::serve(gw, &req).await;
+    }
     if path == "/swagger" || path.starts_with("/swagger/") {
         served.route = "swagger";
         return swagger(gw, path);

@@ -10,3 +10,4 @@ mod persistence;
 mod routing;
 mod tenancy;
 mod validation;
+mod vespa;
