@@ -479,16 +479,8 @@ pub async fn update(
                 fields,
                 before: None,
             };
-            match store.write_tenant(&row, Some(row.version), &dns, &change)? {
-                TenantWrite::Written(_) => {
-                    publish(shared)?;
-                    return live_tenant(&shared.directory.load(), &tenant.name.key());
-                }
-                TenantWrite::Stale => continue,
-                TenantWrite::DnTaken { dn, tenant } => {
-                    return Err(ManageError::DnTaken { dn, tenant });
-                }
-                TenantWrite::Exists(_) => unreachable!("an update never reports Exists"),
+            if commit_update(shared, &row, &dns, &change)? {
+                return live_tenant(&shared.directory.load(), &tenant.name.key());
             }
         }
         Err(ManageError::Failed(anyhow::anyhow!(
@@ -496,6 +488,28 @@ pub async fn update(
         )))
     })
     .await
+}
+
+/// Writes an updated row (read at `row.version`) and publishes the result.
+/// `Ok(false)`: another change got in first; read again and retry.
+fn commit_update(
+    shared: &Shared,
+    row: &TenantRow,
+    dns: &[String],
+    change: &Change,
+) -> Result<bool, ManageError> {
+    match shared
+        .store
+        .write_tenant(row, Some(row.version), dns, change)?
+    {
+        TenantWrite::Written(_) => {
+            publish(shared)?;
+            Ok(true)
+        }
+        TenantWrite::Stale => Ok(false),
+        TenantWrite::DnTaken { dn, tenant } => Err(ManageError::DnTaken { dn, tenant }),
+        TenantWrite::Exists(_) => unreachable!("an update never reports Exists"),
+    }
 }
 
 /// The leaf fields (dotted) that differ between two configuration documents
@@ -622,16 +636,8 @@ async fn set_deleted(
                 before: None,
             };
             let dns = current_dns(&row)?;
-            match store.write_tenant(&row, Some(row.version), &dns, &change)? {
-                TenantWrite::Written(_) => {
-                    publish(shared)?;
-                    return Ok(shared.directory.load().get(&row.id).cloned());
-                }
-                TenantWrite::Stale => continue,
-                TenantWrite::DnTaken { dn, tenant } => {
-                    return Err(ManageError::DnTaken { dn, tenant });
-                }
-                TenantWrite::Exists(_) => unreachable!("an update never reports Exists"),
+            if commit_update(shared, &row, &dns, &change)? {
+                return Ok(shared.directory.load().get(&row.id).cloned());
             }
         }
         Err(ManageError::Failed(anyhow::anyhow!(

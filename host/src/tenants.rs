@@ -36,12 +36,8 @@ pub struct Tenant {
     pub created_at: String,
     /// Connection settings; never serialized into a response or a log line.
     pub connection_strings: BTreeMap<String, Secret>,
-    /// Last change (RFC 3339).
-    pub updated_at: String,
     /// Who owns it: the settings file or the management APIs.
     pub origin: Origin,
-    /// Version of the stored row (optimistic concurrency of updates).
-    pub version: i64,
     /// Users (hashed), options, Hono information.
     pub doc: TenantDoc,
     /// Where the tenant's traffic is proxied, if anywhere.
@@ -187,9 +183,7 @@ impl Directory {
             tier,
             enabled: row.enabled,
             created_at: row.created_at,
-            updated_at: row.updated_at,
             origin: row.origin,
-            version: row.version,
             doc: row.doc,
             connection_strings: settings
                 .map(|t| t.connection_strings.clone())

@@ -217,7 +217,8 @@ pub trait Store: Send + Sync + 'static {
     fn purge_tenant(&self, id: &str, change: &Change) -> Result<bool, StoreError>;
     /// The tenant owning a trusted-CA DN (canonical form), if any.
     fn tenant_by_dn(&self, dn: &str) -> Result<Option<String>, StoreError>;
-    /// A tenant's recorded changes, newest first, at most `limit`.
+    /// A tenant's recorded changes, newest first, at most `limit` (without the
+    /// stored configurations: `before` is `None`).
     fn history(&self, tenant_id: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
     /// The configuration a tenant had at `version`, from its history.
     fn config_at(&self, tenant_id: &str, version: i64) -> Result<Option<Vec<u8>>, StoreError>;

@@ -317,7 +317,7 @@ impl Store for SqliteStore {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
             "SELECT seq, tenant_id, tenant_name, at, principal, subject, action, fields, \
-             version, before FROM history WHERE tenant_id = ?1 ORDER BY seq DESC LIMIT ?2",
+             version FROM history WHERE tenant_id = ?1 ORDER BY seq DESC LIMIT ?2",
         )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt
@@ -337,7 +337,8 @@ impl Store for SqliteStore {
                         },
                         action: r.get(6)?,
                         fields: serde_json::from_str(&fields).unwrap_or_default(),
-                        before: r.get(9)?,
+                        // Listings never show stored configurations.
+                        before: None,
                     },
                     version: r.get(8)?,
                 })
