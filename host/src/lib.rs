@@ -5,7 +5,9 @@
 pub mod auth;
 mod connect;
 pub mod dn;
+mod doradus;
 mod history;
+pub mod hono;
 pub mod manage;
 pub mod metrics;
 pub mod openapi;

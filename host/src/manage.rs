@@ -61,6 +61,33 @@ pub enum ManageError {
     Failed(anyhow::Error),
 }
 
+impl ManageError {
+    /// The HTTP status the management APIs answer with (Vespa maps its own).
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode;
+        match self {
+            ManageError::NotFound(_) => StatusCode::NOT_FOUND,
+            ManageError::Exists { .. } | ManageError::DnTaken { .. } => StatusCode::CONFLICT,
+            ManageError::Invalid(_) | ManageError::Violations(_) | ManageError::SingleTenant => {
+                StatusCode::BAD_REQUEST
+            }
+            ManageError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What a caller is told: the reason, except for internal failures, which
+    /// are logged and answered without detail.
+    pub fn public_message(&self) -> String {
+        match self {
+            ManageError::Failed(e) => {
+                tracing::error!(error = %format!("{e:#}"), "tenant management failed");
+                "Internal server error".into()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 fn exists_message(name: &str, deleted: bool) -> String {
     if deleted {
         format!(
@@ -78,7 +105,7 @@ impl From<StoreError> for ManageError {
 }
 
 /// A user named in a request, with the password in clear (hashed before storing).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewUser {
     /// User name.
     pub name: String,

@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 const CONFIG_SCHEMA: &str = include_str!("../../schemas/tenant-config.schema.json");
 const PATCH_SCHEMA: &str = include_str!("../../schemas/tenant-config-patch.schema.json");
 const SETTINGS_SCHEMA: &str = include_str!("../../schemas/gateway-settings.schema.json");
+const HONO_SCHEMA: &str = include_str!("../../schemas/hono-tenant.schema.json");
 
 fn pascal(name: &str) -> String {
     name.split('_')
@@ -40,29 +41,26 @@ fn rewrite(value: &mut Value, prefix: &str) {
     }
 }
 
+/// Adds a schema file as `name`, its `$defs` as `prefix` + their names.
+fn add_schema_file(out: &mut Map<String, Value>, text: &str, name: &str, prefix: &str) {
+    let mut schema: Value = serde_json::from_str(text).expect("schema is JSON");
+    if let Some(Value::Object(defs)) = schema.as_object_mut().and_then(|m| m.remove("$defs")) {
+        for (def_name, mut def) in defs {
+            rewrite(&mut def, prefix);
+            out.insert(format!("{prefix}{}", pascal(&def_name)), def);
+        }
+    }
+    rewrite(&mut schema, prefix);
+    out.insert(name.into(), schema);
+}
+
 fn schemas() -> Map<String, Value> {
     let mut out = Map::new();
-    let mut config: Value = serde_json::from_str(CONFIG_SCHEMA).expect("schema is JSON");
-    if let Some(Value::Object(defs)) = config.as_object_mut().and_then(|m| m.remove("$defs")) {
-        for (name, mut def) in defs {
-            rewrite(&mut def, "");
-            out.insert(pascal(&name), def);
-        }
-    }
-    rewrite(&mut config, "");
-    out.insert("TenantConfig".into(), config);
-    let mut patch: Value = serde_json::from_str(PATCH_SCHEMA).expect("schema is JSON");
-    rewrite(&mut patch, "");
-    out.insert("TenantConfigPatch".into(), patch);
-    let mut settings: Value = serde_json::from_str(SETTINGS_SCHEMA).expect("schema is JSON");
-    if let Some(Value::Object(defs)) = settings.as_object_mut().and_then(|m| m.remove("$defs")) {
-        for (name, mut def) in defs {
-            rewrite(&mut def, "Settings");
-            out.insert(format!("Settings{}", pascal(&name)), def);
-        }
-    }
-    rewrite(&mut settings, "Settings");
-    out.insert("Settings".into(), settings);
+    add_schema_file(&mut out, CONFIG_SCHEMA, "TenantConfig", "");
+    add_schema_file(&mut out, PATCH_SCHEMA, "TenantConfigPatch", "");
+    add_schema_file(&mut out, SETTINGS_SCHEMA, "Settings", "Settings");
+    add_schema_file(&mut out, HONO_SCHEMA, "HonoTenant", "Hono");
+    out.extend(management_schemas());
     out.insert(
         "TenantConfigDocument".into(),
         json!({
@@ -167,6 +165,363 @@ fn schemas() -> Map<String, Value> {
         }),
     );
     out
+}
+
+/// The bodies of the tenant management APIs (Doradus, Vespa, Hono) and history.
+fn management_schemas() -> Map<String, Value> {
+    let mut out = Map::new();
+    let object = |props: Value, required: Value| json!({"type": "object", "properties": props, "required": required});
+    out.insert(
+        "DoradusTenant".into(),
+        json!({
+            "description": "One member named after the tenant (XML: <tenant name=\"...\"><users><user name password/></users><options><option name>value</option></options></tenant>). Passwords appear only in requests and in the create response of a generated user.",
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": 1,
+            "additionalProperties": {
+                "type": ["object", "null"],
+                "additionalProperties": false,
+                "properties": {
+                    "users": {"type": "object", "additionalProperties": {
+                        "type": "object", "properties": {"password": {"type": "string", "minLength": 1, "maxLength": 256}}
+                    }},
+                    "options": {"type": "object", "properties": {
+                        "ReplicationFactor": {"type": ["string", "integer"], "description": "1-100"},
+                        "Tier": {"enum": ["Basic", "Pro", "Enterprise"]}
+                    }, "additionalProperties": false}
+                }
+            },
+            "example": {"HelloKitty": {"users": {"Katniss": {"password": "Everdeen-1"}}, "options": {"ReplicationFactor": "3"}}}
+        }),
+    );
+    out.insert(
+        "DoradusTenantList".into(),
+        object(
+            json!({"tenants": {"type": "object", "additionalProperties":
+                object(json!({"applications": {"type": "array", "items": {"type": "string"}}}), json!(["applications"]))
+            }}),
+            json!(["tenants"]),
+        ),
+    );
+    out.insert(
+        "DoradusError".into(),
+        json!({"description": "XML: <error>message</error>", "type": "object",
+            "required": ["error"], "properties": {"error": {"type": "string"}}}),
+    );
+    out.insert(
+        "VespaMessage".into(),
+        object(
+            json!({"message": {"type": "string", "examples": ["Tenant 'mytenant' exists."]}}),
+            json!(["message"]),
+        ),
+    );
+    out.insert(
+        "VespaError".into(),
+        object(
+            json!({"error-code": {"type": "string", "examples": ["NOT_FOUND"]}, "message": {"type": "string"}}),
+            json!(["error-code", "message"]),
+        ),
+    );
+    out.insert(
+        "HonoError".into(),
+        object(json!({"error": {"type": "string"}}), json!(["error"])),
+    );
+    out.insert(
+        "History".into(),
+        object(
+            json!({
+                "tenant_id": {"type": "string", "format": "uuid"},
+                "tenant": {"type": "string"},
+                "history": {"type": "array", "description": "Newest first", "items": object(json!({
+                    "seq": {"type": "integer"},
+                    "at": {"type": "string", "format": "date-time"},
+                    "principal": {"type": "string", "examples": ["super-user", "client:my-client", "user:Tenant1/ops", "settings"]},
+                    "subject": {"enum": ["tenant", "config"]},
+                    "action": {"type": "string", "examples": ["created", "updated", "deleted", "restored", "purged", "rolled-back"]},
+                    "fields": {"type": "array", "items": {"type": "string"}},
+                    "version": {"type": "integer", "description": "The configuration version written (config changes)"}
+                }), json!(["seq", "at", "principal", "subject", "action", "fields"]))}
+            }),
+            json!(["tenant_id", "tenant", "history"]),
+        ),
+    );
+    out.insert(
+        "RollbackResult".into(),
+        object(
+            json!({
+                "tenant_id": {"type": "string", "format": "uuid"},
+                "message": {"type": "string"},
+                "version": {"type": "integer", "description": "The new configuration version"},
+                "updated_fields": {"type": "array", "items": {"type": "string"}},
+                "updated_at": {"type": "string", "format": "date-time"}
+            }),
+            json!([
+                "tenant_id",
+                "message",
+                "version",
+                "updated_fields",
+                "updated_at"
+            ]),
+        ),
+    );
+    out
+}
+
+/// Responses with a body of schema `schema` in each of `media` types.
+fn responses(codes: &[(&str, &str)], schema: &str, media: &[&str]) -> Map<String, Value> {
+    let content: Map<String, Value> = media
+        .iter()
+        .map(|m| {
+            (
+                (*m).to_owned(),
+                json!({"schema": {"$ref": format!("#/components/schemas/{schema}")}}),
+            )
+        })
+        .collect();
+    codes
+        .iter()
+        .map(|(code, description)| {
+            (
+                (*code).to_owned(),
+                json!({"description": description, "content": content}),
+            )
+        })
+        .collect()
+}
+
+/// The paths of tenant management: Doradus `/_tenants`, Vespa, Hono, history.
+fn management_paths(paths: &mut Map<String, Value>, tenant_id_param: &Value, secured: &Value) {
+    let su = json!([{"superUser": []}]);
+    let both = ["application/xml", "application/json"];
+    let doradus_errors = |codes: &[(&str, &str)]| {
+        let mut all = vec![
+            (
+                "401",
+                "Not the super-user's Basic credentials (see WWW-Authenticate)",
+            ),
+            ("403", "Valid credentials, but not the super-user's"),
+        ];
+        all.extend_from_slice(codes);
+        responses(&all, "DoradusError", &both)
+    };
+    let doradus_ok = |code: &str, description: &str, schema: &str| {
+        responses(&[(code, description)], schema, &both)
+    };
+    let format_param = json!({"name": "format", "in": "query", "required": false,
+        "description": "Answer format; without it, Accept decides, else XML",
+        "schema": {"enum": ["xml", "json"]}});
+    let doradus_name = json!({"name": "tenant", "in": "path", "required": true,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,50}$"}});
+    let body = json!({"required": true, "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/DoradusTenant"}},
+        "application/xml": {"schema": {"type": "string"},
+            "example": "<tenant name=\"HelloKitty\"><users><user name=\"Katniss\" password=\"Everdeen-1\"/></users></tenant>"}
+    }});
+    let mut create = doradus_ok(
+        "201",
+        "Created: the definition, with the generated user's password when none was given (shown this once)",
+        "DoradusTenant",
+    );
+    create.extend(doradus_errors(&[
+        ("400", "Invalid definition"),
+        (
+            "409",
+            "The tenant exists, or was deleted and can still be restored",
+        ),
+        ("415", "Neither XML nor JSON"),
+    ]));
+    let mut list = doradus_ok(
+        "200",
+        "Every tenant with its applications",
+        "DoradusTenantList",
+    );
+    list.extend(doradus_errors(&[]));
+    paths.insert(
+        "/_tenants".into(),
+        json!({
+            "parameters": [format_param],
+            "get": {"tags": ["Tenants (Doradus)"], "operationId": "doradusListTenants",
+                "summary": "Every tenant with its applications (the apps its routes lead to, and upstream)",
+                "security": su, "responses": list},
+            "post": {"tags": ["Tenants (Doradus)"], "operationId": "doradusCreateTenant",
+                "summary": "Creates a tenant; with no users given, makes one up and returns its password once",
+                "security": su, "requestBody": body, "responses": create}
+        }),
+    );
+    let mut one = doradus_ok(
+        "200",
+        "Name, user names (never passwords), options",
+        "DoradusTenant",
+    );
+    one.extend(doradus_errors(&[("404", "No such tenant")]));
+    let mut update = one.clone();
+    update.extend(doradus_errors(&[
+        ("400", "Invalid definition"),
+        ("415", "Neither XML nor JSON"),
+    ]));
+    let mut delete = doradus_errors(&[("404", "No such tenant")]);
+    delete.insert(
+        "204".into(),
+        json!({"description": "Deleted (restorable for 72 hours unless purge=true)"}),
+    );
+    paths.insert(
+        "/_tenants/{tenant}".into(),
+        json!({
+            "parameters": [doradus_name, format_param],
+            "get": {"tags": ["Tenants (Doradus)"], "operationId": "doradusGetTenant",
+                "summary": "One tenant", "security": su, "responses": one},
+            "put": {"tags": ["Tenants (Doradus)"], "operationId": "doradusUpdateTenant",
+                "summary": "Adds users, changes passwords, sets options",
+                "security": su, "requestBody": body, "responses": update},
+            "delete": {"tags": ["Tenants (Doradus)"], "operationId": "doradusDeleteTenant",
+                "summary": "Stops serving the tenant; restorable with its configuration for 72 hours",
+                "security": su,
+                "parameters": [{"name": "purge", "in": "query", "required": false,
+                    "description": "Remove it and its configuration for good now",
+                    "schema": {"type": "boolean"}}],
+                "responses": delete}
+        }),
+    );
+    let mut restore = one.clone();
+    restore.insert(
+        "404".into(),
+        json!({"description": "No deleted tenant of that name"}),
+    );
+    paths.insert(
+        "/_tenants/{tenant}/_restore".into(),
+        json!({
+            "parameters": [doradus_name, format_param],
+            "post": {"tags": ["Tenants (Doradus)"], "operationId": "doradusRestoreTenant",
+                "summary": "Brings a deleted tenant back with its users, options and configuration",
+                "security": su, "responses": restore}
+        }),
+    );
+
+    let json_only = ["application/json"];
+    let vespa_errors = |codes: &[(&str, &str)]| {
+        let mut all = vec![
+            ("401", "Not the super-user's Basic credentials"),
+            ("403", "Not the super-user"),
+            ("405", "Method not supported"),
+        ];
+        all.extend_from_slice(codes);
+        responses(&all, "VespaError", &json_only)
+    };
+    let mut names = vespa_errors(&[]);
+    names.insert("200".into(), json!({"description": "Tenant names",
+        "content": {"application/json": {"schema": {"type": "array", "items": {"type": "string"}}}}}));
+    paths.insert(
+        "/application/v2/tenant/".into(),
+        json!({"get": {"tags": ["Tenants (Vespa)"], "operationId": "vespaListTenants",
+            "summary": "Tenant names", "security": su, "responses": names}}),
+    );
+    let vespa_op = |id: &str, summary: &str, example: &str, errors: &[(&str, &str)]| {
+        let mut r = responses(&[("200", example)], "VespaMessage", &json_only);
+        r.extend(vespa_errors(errors));
+        json!({"tags": ["Tenants (Vespa)"], "operationId": id, "summary": summary, "security": su, "responses": r})
+    };
+    paths.insert(
+        "/application/v2/tenant/{name}".into(),
+        json!({
+            "parameters": [{"name": "name", "in": "path", "required": true,
+                "schema": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,50}$"}}],
+            "get": vespa_op("vespaGetTenant", "Whether the tenant exists", "Tenant 'name' exists.", &[("400", "Illegal name"), ("404", "No such tenant")]),
+            "put": vespa_op("vespaCreateTenant", "Creates a tenant", "Tenant name created.", &[("400", "Illegal name, or the tenant exists")]),
+            "delete": vespa_op("vespaDeleteTenant", "Deletes a tenant (restorable through /_tenants/{tenant}/_restore)", "Tenant name deleted.", &[("400", "Illegal name"), ("404", "No such tenant")])
+        }),
+    );
+
+    let hono_read = |id: &str, summary: &str, params: Value| {
+        let mut r = responses(
+            &[(
+                "200",
+                "The tenant's information (Cache-Control: max-age=60)",
+            )],
+            "HonoTenant",
+            &json_only,
+        );
+        r.extend(responses(
+            &[
+                (
+                    "400",
+                    "Not exactly one of tenant-id and subject-dn, or a malformed DN",
+                ),
+                ("401", "Missing or invalid credentials"),
+                ("403", "The caller may not read this tenant's information"),
+                ("404", "No tenant matches"),
+            ],
+            "HonoError",
+            &json_only,
+        ));
+        json!({"tags": ["Tenants (Hono)"], "operationId": id, "summary": summary,
+            "parameters": params, "security": secured, "responses": r})
+    };
+    paths.insert(
+        "/hono/v1/tenants".into(),
+        json!({"get": hono_read("honoFindTenant",
+            "Tenant information by tenant-id or by the subject DN of a trusted CA (RFC 2253 comparison): exactly one",
+            json!([
+                {"name": "tenant-id", "in": "query", "required": false, "schema": {"type": "string"}},
+                {"name": "subject-dn", "in": "query", "required": false, "schema": {"type": "string"},
+                    "example": "CN=devices,O=ACME Corporation"}
+            ]))}),
+    );
+    let mut put = responses(
+        &[
+            ("200", "Replaced"),
+            ("201", "Created the tenant with this information"),
+        ],
+        "HonoTenant",
+        &json_only,
+    );
+    put.extend(responses(&[
+        ("400", "Breaks the schema or its rules (one adapter per type, tenant-id matching the path)"),
+        ("401", "Not the super-user's Basic credentials"),
+        ("403", "Not the super-user"),
+        ("409", "A trusted CA's subject DN belongs to another tenant"),
+        ("415", "Not application/json"),
+    ], "HonoError", &json_only));
+    paths.insert(
+        "/hono/v1/tenants/{id}".into(),
+        json!({
+            "get": hono_read("honoGetTenant", "Tenant information by tenant-id",
+                json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}])),
+            "put": {"tags": ["Tenants (Hono)"], "operationId": "honoSetTenant",
+                "summary": "Sets a tenant's information, creating the tenant when new; validated by the validator component",
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,50}$"}}],
+                "security": su,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HonoTenant"}}}},
+                "responses": put}
+        }),
+    );
+
+    paths.insert(
+        "/api/v1/tenants/{id}/history".into(),
+        json!({
+            "parameters": [tenant_id_param],
+            "get": {"tags": ["Configuration"], "operationId": "getTenantHistory",
+                "summary": "Changes of the tenant and its configuration, newest first",
+                "parameters": [{"name": "limit", "in": "query", "required": false,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+                "security": secured,
+                "responses": with_errors(ok_json("History", "The history"), &[("400", "Bad limit")])}
+        }),
+    );
+    paths.insert(
+        "/api/v1/tenants/{id}/config/rollback".into(),
+        json!({
+            "parameters": [tenant_id_param],
+            "post": {"tags": ["Configuration"], "operationId": "rollbackTenantConfig",
+                "summary": "Restores the configuration of an earlier version (validated again, recorded in history)",
+                "security": secured,
+                "requestBody": {"required": true, "content": {"application/json": {"schema":
+                    {"type": "object", "required": ["version"], "properties": {"version": {"type": "integer", "minimum": 1}}}}}},
+                "responses": with_errors(ok_json("RollbackResult", "Rolled back"), &[
+                    ("400", "Bad body, or the old configuration breaks today's rules"),
+                    ("409", "Concurrent updates kept conflicting")
+                ])}
+        }),
+    );
 }
 
 fn error_responses(codes: &[(&str, &str)]) -> Map<String, Value> {
@@ -341,6 +696,7 @@ pub fn document(dir: &Directory) -> Value {
         json!({"get": {"tags": ["Operations"], "summary": "This document", "security": [{}],
             "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}}}),
     );
+    management_paths(&mut paths, &tenant_id_param, &secured);
     let mut routes: Vec<&str> = dir.routes.iter().map(|r| r.path.as_str()).collect();
     routes.extend(
         dir.iter()
@@ -428,7 +784,26 @@ mod tests {
             json!(100000)
         );
         assert!(schemas["TenantConfigPatch"]["properties"]["security"].is_object());
-        for path in ["/api/v1/tenants/{id}/config", "/connect/token", "/metrics"] {
+        // The Hono document is the schema validator writes are checked against.
+        assert!(schemas["HonoTenant"]["properties"]["trusted-ca"].is_object());
+        assert_eq!(
+            doc["paths"]["/hono/v1/tenants/{id}"]["put"]["requestBody"]["content"]["application/json"]
+                ["schema"]["$ref"],
+            "#/components/schemas/HonoTenant"
+        );
+        for path in [
+            "/api/v1/tenants/{id}/config",
+            "/api/v1/tenants/{id}/history",
+            "/api/v1/tenants/{id}/config/rollback",
+            "/connect/token",
+            "/metrics",
+            "/_tenants",
+            "/_tenants/{tenant}",
+            "/_tenants/{tenant}/_restore",
+            "/application/v2/tenant/{name}",
+            "/hono/v1/tenants",
+            "/hono/v1/tenants/{id}",
+        ] {
             assert!(doc["paths"][path].is_object(), "{path}");
         }
     }

@@ -283,6 +283,14 @@ async fn route(
         served.route = "tenants";
         return crate::vespa::serve(gw, &req).await;
     }
+    if path == crate::doradus::PREFIX || path.starts_with("/_tenants/") {
+        served.route = "tenants";
+        return crate::doradus::serve(gw, req, id).await;
+    }
+    if path == crate::hono::PREFIX || path.starts_with("/hono/v1/tenants/") {
+        served.route = "hono";
+        return crate::hono::serve(gw, req, id).await;
+    }
     if path == "/swagger" || path.starts_with("/swagger/") {
         served.route = "swagger";
         return swagger(gw, path);
@@ -407,22 +415,43 @@ fn authorize(
     Ok(principal)
 }
 
-/// Reads a whole request body up to the size limit.
-#[allow(clippy::result_large_err)]
-async fn read_body(
+/// Why a request body could not be read.
+pub(crate) enum BodyError {
+    /// Over the size limit (counted in metrics).
+    TooLarge(usize),
+    /// The connection failed while reading.
+    Unreadable,
+}
+
+impl BodyError {
+    /// The status to answer with.
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Unreadable => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::TooLarge(max) => write!(f, "Request body exceeds the limit of {max} bytes"),
+            BodyError::Unreadable => f.write_str("The request body could not be read"),
+        }
+    }
+}
+
+/// Reads a whole request body up to the size limit (GET and HEAD: none).
+pub(crate) async fn read_limited(
     gw: &Gateway,
     req: Request<Incoming>,
     id: u64,
-    tenant: Option<&str>,
-) -> Result<Request<Bytes>, Response<Body>> {
+) -> Result<Request<Bytes>, BodyError> {
     let max = gw.limits.max_body_bytes;
     let too_large = || {
         gw.metrics.reject(Rejection::BodyTooLarge);
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("Request body exceeds the limit of {max} bytes"),
-            tenant,
-        )
+        BodyError::TooLarge(max)
     };
     let declared = req
         .headers()
@@ -446,15 +475,74 @@ async fn read_body(
             }
             Err(e) => {
                 tracing::debug!(request_id = id, error = %e, "reading request body failed");
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    "The request body could not be read",
-                    tenant,
-                ));
+                return Err(BodyError::Unreadable);
             }
         }
     };
     Ok(Request::from_parts(parts, body))
+}
+
+/// [`read_limited`] answering failures in the config API's error format.
+#[allow(clippy::result_large_err)]
+async fn read_body(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    id: u64,
+    tenant: Option<&str>,
+) -> Result<Request<Bytes>, Response<Body>> {
+    read_limited(gw, req, id)
+        .await
+        .map_err(|e| error(e.status(), &e.to_string(), tenant))
+}
+
+/// Why a management request (Doradus, Vespa, Hono writes) is refused.
+pub(crate) struct Denied {
+    /// 401 or 403.
+    pub(crate) status: StatusCode,
+    /// What to tell the caller.
+    pub(crate) message: &'static str,
+}
+
+impl Denied {
+    /// Adds the Basic challenge a 401 carries.
+    pub(crate) fn challenge(&self, mut resp: Response<Body>) -> Response<Body> {
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Basic realm="tenant-gateway""#),
+            );
+        }
+        resp
+    }
+}
+
+/// The management APIs' gate: the super-user's Basic credentials.
+pub(crate) fn require_super_user(gw: &Gateway, headers: &http::HeaderMap) -> Result<(), Denied> {
+    let dir = gw.runtime.shared().directory.load();
+    match gw.auth.authenticate(
+        headers.get(http::header::AUTHORIZATION),
+        dir.auth.super_user.as_ref(),
+        None,
+    ) {
+        Ok(Principal::SuperUser) => Ok(()),
+        Ok(_) => {
+            gw.metrics.reject(Rejection::Forbidden);
+            Err(Denied {
+                status: StatusCode::FORBIDDEN,
+                message: "Managing tenants needs the super-user's credentials",
+            })
+        }
+        Err(refusal) => {
+            gw.metrics.reject(Rejection::Unauthenticated);
+            Err(Denied {
+                status: StatusCode::UNAUTHORIZED,
+                message: match refusal {
+                    Refusal::BadCredentials => "The user name or password is incorrect",
+                    _ => "This API needs the super-user's Basic credentials",
+                },
+            })
+        }
+    }
 }
 
 /// Maps a failed component call to its answer, counting it.

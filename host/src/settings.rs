@@ -338,6 +338,16 @@ struct GatewaySection {
     apps: BTreeMap<String, AppSection>,
     #[serde(default)]
     routes: Vec<RouteSection>,
+    #[serde(default)]
+    new_tenants: NewTenantsSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct NewTenantsSection {
+    #[serde(default)]
+    connection_strings: BTreeMap<String, String>,
+    upstream: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -394,6 +404,41 @@ pub struct Settings {
     pub apps: BTreeMap<String, AppSource>,
     /// `TenantGateway.Routes`: routes of every tenant.
     pub routes: Vec<Route>,
+    /// `TenantGateway.NewTenants`: the connection settings of tenants created
+    /// through the management APIs.
+    pub new_tenants: NewTenants,
+}
+
+/// What a tenant created through a management API is connected to: templates in
+/// which `{tenant}` stands for the tenant's name (`TenantGateway.NewTenants`).
+/// They stay in the settings file; the store holds no connection string.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewTenants {
+    connection_strings: BTreeMap<String, Secret>,
+    upstream: Option<String>,
+}
+
+/// The placeholder of [`NewTenants`] templates.
+pub const TENANT_PLACEHOLDER: &str = "{tenant}";
+
+impl NewTenants {
+    /// The connection strings of tenant `name`.
+    pub fn connection_strings(&self, name: &TenantName) -> BTreeMap<String, Secret> {
+        self.connection_strings
+            .iter()
+            .map(|(k, v)| {
+                let value = v.expose().replace(TENANT_PLACEHOLDER, name.as_str());
+                (k.clone(), Secret::new(value))
+            })
+            .collect()
+    }
+
+    /// The upstream of tenant `name`.
+    pub fn upstream(&self, name: &TenantName) -> Option<http::Uri> {
+        let template = self.upstream.as_deref()?;
+        // Checked at load with a sample name; a tenant name ([A-Za-z0-9_-]) keeps it valid.
+        upstream(&template.replace(TENANT_PLACEHOLDER, name.as_str())).ok()
+    }
 }
 
 /// Name of the one tenant in single-tenant mode unless `TenantGateway.SingleTenantName` says otherwise.
@@ -650,6 +695,19 @@ impl Settings {
             }
         }
         let shared_routes = routes(&gateway.routes, "TenantGateway.Routes", &apps)?;
+        let new_tenants = NewTenants {
+            connection_strings: gateway
+                .new_tenants
+                .connection_strings
+                .iter()
+                .map(|(k, v)| (k.clone(), Secret::new(v.clone())))
+                .collect(),
+            upstream: gateway.new_tenants.upstream.clone(),
+        };
+        if let Some(template) = &new_tenants.upstream {
+            upstream(&template.replace(TENANT_PLACEHOLDER, "tenant"))
+                .map_err(|p| err("TenantGateway.NewTenants.Upstream", p))?;
+        }
 
         let (swagger_enabled, default_tenant) = match get(root, "SwaggerSettings") {
             None => (false, None),
@@ -706,6 +764,7 @@ impl Settings {
             rate_limits: gateway.rate_limits,
             apps,
             routes: shared_routes,
+            new_tenants,
         })
     }
 }
@@ -1062,6 +1121,31 @@ mod tests {
         .unwrap();
         assert!(!single.multi_tenancy);
         assert_eq!(single.tenants[0].name.as_str(), SINGLE_TENANT_NAME);
+    }
+
+    #[test]
+    fn new_tenants_are_connected_by_template() {
+        let s = Settings::parse(SAMPLE).unwrap();
+        let name = TenantName::parse("Acme").unwrap();
+        let cs = s.new_tenants.connection_strings(&name);
+        assert!(
+            cs["EdFi_Admin"]
+                .expose()
+                .contains("Database=EdFi_Admin_Acme;"),
+            "{:?}",
+            cs["EdFi_Admin"].expose()
+        );
+        assert_eq!(s.new_tenants.upstream(&name), None);
+        let text = r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"a":{}},
+            "TenantGateway":{"NewTenants":{"Upstream":"http://10.0.0.5:8080/{tenant}/api"}}}"#;
+        let s = Settings::parse(text).unwrap();
+        assert_eq!(
+            s.new_tenants.upstream(&name).unwrap().to_string(),
+            "http://10.0.0.5:8080/Acme/api"
+        );
+        assert!(s.new_tenants.connection_strings(&name).is_empty());
+        let e = Settings::parse(&text.replace("http://10", "ftp://10")).unwrap_err();
+        assert_eq!(e.key, "TenantGateway.NewTenants.Upstream");
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct Tenant {
 #[derive(Debug, Default)]
 pub struct Directory {
     by_key: HashMap<String, Arc<Tenant>>,
+    /// Tenants by the canonical subject DN of each trusted CA (Hono).
+    by_dn: HashMap<String, Arc<Tenant>>,
     tenants: Vec<Arc<Tenant>>,
     /// How requests find their tenant.
     pub resolver: Resolver,
@@ -150,7 +152,7 @@ impl Directory {
             {
                 continue;
             }
-            if let Some(t) = Self::tenant(row, from_settings) {
+            if let Some(t) = Self::tenant(row, from_settings, &settings.new_tenants) {
                 dir.insert(t);
             }
         }
@@ -160,6 +162,7 @@ impl Directory {
     fn tenant(
         row: TenantRow,
         settings: Option<&crate::settings::TenantSettings>,
+        new_tenants: &crate::settings::NewTenants,
     ) -> Option<Tenant> {
         let Ok(name) = TenantName::parse(&row.name) else {
             tracing::warn!(id = %row.id, "stored tenant has an invalid name; skipped");
@@ -177,6 +180,14 @@ impl Directory {
             "enabled": row.enabled,
             "created_at": row.created_at,
         });
+        // A tenant created through an API is connected as `NewTenants` says.
+        let (connection_strings, upstream) = match settings {
+            Some(t) => (t.connection_strings.clone(), t.upstream.clone()),
+            None => (
+                new_tenants.connection_strings(&name),
+                new_tenants.upstream(&name),
+            ),
+        };
         Some(Tenant {
             name,
             id,
@@ -185,10 +196,8 @@ impl Directory {
             created_at: row.created_at,
             origin: row.origin,
             doc: row.doc,
-            connection_strings: settings
-                .map(|t| t.connection_strings.clone())
-                .unwrap_or_default(),
-            upstream: settings.and_then(|t| t.upstream.clone()),
+            connection_strings,
+            upstream,
             routes: settings.map(|t| t.routes.clone()).unwrap_or_default(),
             record: Bytes::from(record.to_string()),
         })
@@ -198,6 +207,9 @@ impl Directory {
         let tenant = Arc::new(tenant);
         self.by_key.insert(tenant.name.key(), tenant.clone());
         self.by_key.insert(tenant.id.to_string(), tenant.clone());
+        for dn in trusted_dns(&tenant.doc) {
+            self.by_dn.insert(dn, tenant.clone());
+        }
         self.tenants.push(tenant);
     }
 
@@ -210,6 +222,34 @@ impl Directory {
             return self.by_key.get(&name_or_id.to_ascii_lowercase());
         }
         None
+    }
+
+    /// The tenant whose trusted CA has this subject DN (any RFC 2253 spelling).
+    pub fn by_subject_dn(&self, dn: &str) -> Option<&Arc<Tenant>> {
+        self.by_dn.get(&crate::dn::canonical(dn).ok()?)
+    }
+
+    /// What serves a tenant's traffic, by name, sorted: the apps its routes and
+    /// the shared routes lead to, and `upstream` when it has one (Doradus calls
+    /// these a tenant's applications).
+    pub fn applications(&self, tenant: &Tenant) -> Vec<String> {
+        let mut out: Vec<String> = tenant
+            .routes
+            .iter()
+            .chain(&self.routes)
+            .filter_map(|r| match &r.target {
+                crate::settings::Target::App(name) if self.apps.contains_key(name) => {
+                    Some(name.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        if tenant.upstream.is_some() {
+            out.push("upstream".into());
+        }
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Where a request of `tenant` for `path` goes: the longest matching route of
@@ -238,6 +278,16 @@ impl Directory {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Tenant>> {
         self.tenants.iter()
     }
+}
+
+/// The canonical subject DNs of a tenant's trusted CAs (unparseable ones, which
+/// writes refuse, are skipped).
+fn trusted_dns(doc: &TenantDoc) -> impl Iterator<Item = String> + '_ {
+    doc.hono
+        .iter()
+        .filter_map(|h| h.get("trusted-ca")?.as_array())
+        .flatten()
+        .filter_map(|ca| crate::dn::canonical(ca.get("subject-dn")?.as_str()?).ok())
 }
 
 #[cfg(test)]

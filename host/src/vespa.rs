@@ -8,7 +8,7 @@
 //! 404 (unknown), 405 (wrong method), 401/403 (super-user only), 500.
 
 use crate::manage::{self, ManageError, TenantSpec};
-use crate::server::{Body, Gateway, json_value};
+use crate::server::{Body, Gateway, json_value, require_super_user};
 use http::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
@@ -60,34 +60,15 @@ fn failure(e: ManageError) -> Response<Body> {
 
 /// Serves one request under [`PREFIX`] (super-user only).
 pub(crate) async fn serve(gw: &Gateway, req: &Request<hyper::body::Incoming>) -> Response<Body> {
-    let dir = gw.runtime.shared().directory.load_full();
-    match gw.auth.authenticate(
-        req.headers().get(http::header::AUTHORIZATION),
-        dir.auth.super_user.as_ref(),
-        None,
-    ) {
-        Ok(crate::auth::Principal::SuperUser) => {}
-        Ok(_) => {
-            return vespa_error(
-                StatusCode::FORBIDDEN,
-                "FORBIDDEN",
-                "Managing tenants needs the super-user",
-            );
-        }
-        Err(refusal) => {
-            let mut resp = vespa_error(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                &refusal.to_string(),
-            );
-            resp.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static(r#"Basic realm="tenant-gateway""#),
-            );
-            return resp;
-        }
+    if let Err(denied) = require_super_user(gw, req.headers()) {
+        let code = denied
+            .status
+            .canonical_reason()
+            .unwrap_or("ERROR")
+            .to_ascii_uppercase();
+        let resp = vespa_error(denied.status, &code, denied.message);
+        return denied.challenge(resp);
     }
-    drop(dir);
     let rest = req.uri().path()[PREFIX.len()..].trim_start_matches('/');
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.is_empty() {

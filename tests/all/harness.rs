@@ -190,7 +190,8 @@ impl Gateway {
     }
 
     /// Sends one request with `Content-Length` and reads the whole response.
-    /// Config API requests carry the super-user's credentials unless `headers`
+    /// Config API and tenant management requests carry the super-user's
+    /// credentials unless `headers`
     /// has an `Authorization` of its own (see [`Gateway::anonymous`]).
     pub fn request(
         &self,
@@ -202,7 +203,10 @@ impl Gateway {
         let has_auth = headers
             .iter()
             .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
-        if path.starts_with("/api/") && !has_auth {
+        let managed = ["/api/", "/_tenants", "/hono/", "/application/v2/tenant"]
+            .iter()
+            .any(|p| path.starts_with(p));
+        if managed && !has_auth {
             let credentials = basic(SUPER_USER.0, SUPER_USER.1);
             let mut with = headers.to_vec();
             with.push(("Authorization", &credentials));

@@ -3,9 +3,11 @@
 
 mod browser;
 mod config_api;
+mod doradus;
 mod failures;
 mod harness;
 mod history;
+mod hono;
 mod persistence;
 mod routing;
 mod tenancy;

@@ -29,7 +29,7 @@ fn urlencode(v: &str) -> String {
 }
 
 /// Registers `client` for `tenant` and returns a token for it.
-fn token_for(gw: &Gateway, tenant: &str, client: &str) -> String {
+pub(crate) fn token_for(gw: &Gateway, tenant: &str, client: &str) -> String {
     let r = form(
         gw,
         "/connect/register",
