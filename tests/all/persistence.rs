@@ -1,4 +1,5 @@
-//! Durability and concurrency: restarts, kill -9, concurrent updates, stable ids.
+//! Durability and concurrency: restarts, kill -9, concurrent updates, stable ids,
+//! tenant changes reaching another instance that shares the store.
 
 use crate::harness::Gateway;
 use serde_json::json;
@@ -83,4 +84,65 @@ fn concurrent_updates_lose_no_write() {
         }
     }
     assert_eq!(custom.len(), WRITERS * EACH);
+}
+
+/// Polls `f` until it holds or `within` passes.
+fn eventually(within: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn tenant_changes_reach_another_instance_sharing_the_store() {
+    let data = tempfile::tempdir().unwrap();
+    let a = Gateway::launch().data_dir(data.path()).start();
+    let b = Gateway::launch().data_dir(data.path()).start();
+    let routed = |gw: &Gateway| {
+        gw.anonymous("GET", "/db-info", &[("Tenant", "Shared")], b"")
+            .status
+    };
+    assert_eq!(routed(&b), 400);
+    let r = a.request(
+        "POST",
+        "/_tenants",
+        &[("Content-Type", "application/xml")],
+        br#"<tenant name="Shared"/>"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    // A knows at once; B within its one-second follow of the store.
+    assert_eq!(routed(&a), 200);
+    let started = std::time::Instant::now();
+    assert!(eventually(std::time::Duration::from_secs(5), || routed(&b) == 200));
+    eprintln!(
+        "the tenant reached the other instance in {:?}",
+        started.elapsed()
+    );
+    let names = b.get("/application/v2/tenant/").json();
+    assert!(
+        names.as_array().unwrap().contains(&json!("Shared")),
+        "{names}"
+    );
+    let r = a.put_json(
+        "/api/v1/tenants/Shared/config",
+        r#"{"performance":{"cache_size_mb":1536}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        b.get("/api/v1/tenants/Shared/config").json()["performance"]["cache_size_mb"],
+        1536
+    );
+    // Deleted on B, gone from A.
+    assert_eq!(
+        b.request("DELETE", "/_tenants/Shared", &[], b"").status,
+        204
+    );
+    assert!(eventually(std::time::Duration::from_secs(5), || routed(&a) == 400));
 }
