@@ -222,7 +222,7 @@ fn main() {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 data_dir: data.path().join("data"),
                 cache_dir: Some(data.path().join("cache")),
-                components: tenant_gateway::runtime::ComponentSet::builtin(),
+                components_dir: None,
                 watch: None,
             },
             std::future::pending(),

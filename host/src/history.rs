@@ -129,7 +129,10 @@ pub(crate) async fn rollback(
     // The rules may have changed since: an old configuration is checked again.
     match gw
         .runtime
-        .validate_config(&Value::Object(sections.clone()).to_string())
+        .validate_config(
+            &Value::Object(sections.clone()).to_string(),
+            Some(&tenant.name.key()),
+        )
         .await
     {
         Ok(Ok(())) => {}

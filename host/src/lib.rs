@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+mod components_api;
 mod connect;
 pub mod dn;
 mod doradus;
@@ -13,6 +14,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod proxy;
 pub mod rate;
+pub mod registry;
 pub mod routing;
 pub mod runtime;
 pub mod server;
@@ -37,8 +39,10 @@ pub struct Options {
     pub data_dir: PathBuf,
     /// Directory of precompiled components; `None` compiles on every start.
     pub cache_dir: Option<PathBuf>,
-    /// The components to run.
-    pub components: runtime::ComponentSet,
+    /// The components directory: `validator.wasm`, `feature-gate.wasm`,
+    /// `config-api.wasm` and tenants' own `validator@{tenant}.wasm` /
+    /// `feature-gate@{tenant}.wasm`, watched while running.
+    pub components_dir: Option<PathBuf>,
     /// The settings file to watch: a changed file is applied while running. The
     /// environment overrides are applied again on every reload.
     pub watch: Option<Watch>,
@@ -162,6 +166,9 @@ fn restart_only(a: &settings::Settings, b: &settings::Settings) -> Vec<&'static 
     if a.data_dir != b.data_dir {
         keys.push("TenantGateway.DataDir");
     }
+    if a.components_dir != b.components_dir {
+        keys.push("TenantGateway.ComponentsDir");
+    }
     if a.limits != b.limits {
         keys.push("TenantGateway.Limits");
     }
@@ -253,13 +260,17 @@ pub async fn start(
     let shared = Arc::new(runtime::Shared::new(store));
     let limits = options.settings.limits.clone();
     let cache_dir = options.cache_dir.clone();
-    let components = options.components.clone();
-    let rt = tokio::task::spawn_blocking(move || {
-        runtime::Runtime::new(&components, shared, limits, cache_dir)
-    })
-    .await??;
+    let rt = tokio::task::spawn_blocking(move || runtime::Runtime::new(shared, limits, cache_dir))
+        .await??;
     apply_settings(&rt, options.settings.clone()).await?;
     rt.warm_up().await.context("warming up the components")?;
+    let registry = registry::Registry::open(
+        rt.clone(),
+        &options.data_dir,
+        options.components_dir.clone(),
+    )
+    .await
+    .context("opening the component registry")?;
 
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -271,7 +282,9 @@ pub async fn start(
         &options.settings.limits,
         auth,
         metrics.clone(),
+        registry.clone(),
     ));
+    let components_watcher = tokio::spawn(registry.watch());
     let watcher = options.watch.clone().map(|w| {
         tokio::spawn(watch_settings(
             w,
@@ -294,6 +307,7 @@ pub async fn start(
             w.abort();
         }
         follower.abort();
+        components_watcher.abort();
     };
     let task = tokio::spawn(server::serve(listener, gateway, stop));
     Ok(Running {

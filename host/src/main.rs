@@ -48,8 +48,10 @@ struct Serve {
     /// Directory for precompiled components. Default: <data-dir>/cache.
     #[arg(long, env = "TENANT_GATEWAY_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
-    /// Directory of component overrides: `validator.wasm`, `feature-gate.wasm`,
-    /// `config-api.wasm` found there replace the built-in ones.
+    /// The watched components directory: `validator.wasm`, `feature-gate.wasm`,
+    /// `config-api.wasm`, `validator@{tenant}.wasm`, `feature-gate@{tenant}.wasm`
+    /// dropped, replaced or removed there are loaded or unloaded while running.
+    /// Default: TenantGateway.ComponentsDir, else <data-dir>/components.
     #[arg(long, env = "TENANT_GATEWAY_COMPONENTS")]
     components: Option<PathBuf>,
     /// Log line format.
@@ -130,15 +132,14 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         .or_else(|| settings.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("data"));
     let cache_dir = args.cache_dir.unwrap_or_else(|| data_dir.join("cache"));
+    let components_dir = args
+        .components
+        .or_else(|| settings.components_dir.clone())
+        .unwrap_or_else(|| data_dir.join("components"));
     let source = source_path
         .as_ref()
         .map_or_else(|| "built-in sample".to_owned(), |p| p.display().to_string());
     tracing::info!(settings = %source, tenants = settings.tenants.len(), data_dir = %data_dir.display(), "starting");
-    let components = match &args.components {
-        Some(dir) => tenant_gateway::runtime::ComponentSet::with_overrides(dir)
-            .with_context(|| format!("reading components from {}", dir.display()))?,
-        None => tenant_gateway::runtime::ComponentSet::builtin(),
-    };
     let watch = source_path.map(|path| tenant_gateway::Watch {
         path,
         env: std::env::vars().collect(),
@@ -149,7 +150,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
             listen,
             data_dir,
             cache_dir: Some(cache_dir),
-            components,
+            components_dir: Some(components_dir),
             watch,
         },
         shutdown_signal(),

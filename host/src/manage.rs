@@ -310,7 +310,7 @@ async fn validated_hono(
     }
     doc.entry("enabled").or_insert(Value::Bool(enabled));
     let text = Value::Object(doc.clone()).to_string();
-    match rt.validate_tenant_info(&text).await {
+    match rt.validate_tenant_info(&text, Some(&name.key())).await {
         Ok(Ok(())) => Ok(doc),
         Ok(Err(violations)) => Err(ManageError::Violations(violations)),
         Err(e) => Err(ManageError::Failed(anyhow::anyhow!("validator: {e}"))),

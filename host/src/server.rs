@@ -48,6 +48,7 @@ pub struct Gateway {
     pub(crate) auth: Arc<Authenticator>,
     rate: RateLimiter,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) registry: Arc<crate::registry::Registry>,
     draining: AtomicBool,
     swagger: Arc<utoipa_swagger_ui::Config<'static>>,
 }
@@ -60,6 +61,7 @@ impl Gateway {
         limits: &Limits,
         auth: Arc<Authenticator>,
         metrics: Arc<Metrics>,
+        registry: Arc<crate::registry::Registry>,
     ) -> Self {
         Self {
             runtime,
@@ -69,6 +71,7 @@ impl Gateway {
             auth,
             rate: RateLimiter::default(),
             metrics,
+            registry,
             draining: AtomicBool::new(false),
             swagger: Arc::new(
                 utoipa_swagger_ui::Config::from("/openapi.json")
@@ -287,6 +290,10 @@ async fn route(
         served.route = "tenants";
         return crate::doradus::serve(gw, req, id).await;
     }
+    if path == crate::components_api::PREFIX || path.starts_with("/_components/") {
+        served.route = "components";
+        return crate::components_api::serve(gw, req, id).await;
+    }
     if path == crate::hono::PREFIX || path.starts_with("/hono/v1/tenants/") {
         served.route = "hono";
         return crate::hono::serve(gw, req, id).await;
@@ -448,7 +455,16 @@ pub(crate) async fn read_limited(
     req: Request<Incoming>,
     id: u64,
 ) -> Result<Request<Bytes>, BodyError> {
-    let max = gw.limits.max_body_bytes;
+    read_limited_to(gw, req, id, gw.limits.max_body_bytes).await
+}
+
+/// Reads a whole request body of at most `max` bytes (GET and HEAD: none).
+pub(crate) async fn read_limited_to(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    id: u64,
+    max: usize,
+) -> Result<Request<Bytes>, BodyError> {
     let too_large = || {
         gw.metrics.reject(Rejection::BodyTooLarge);
         BodyError::TooLarge(max)
@@ -561,6 +577,11 @@ fn component_failure(
             tenant,
         );
     }
+    // A plugin the component called is the one to name.
+    let component = match &e {
+        CallError::Plugin { component, .. } => component.as_str(),
+        _ => component,
+    };
     tracing::error!(request_id = id, component, error = %e, "component failed");
     error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -757,10 +778,15 @@ async fn config_api(
     // The component needs no credentials.
     req.headers_mut().remove(http::header::AUTHORIZATION);
     let started = Instant::now();
-    let result = gw.runtime.serve_config_api(req, principal).await;
+    let key = tenant.as_ref().map(|t| t.name.key());
+    let result = gw.runtime.serve_config_api(req, principal, key).await;
     let failed = matches!(&result, Err(e) if !matches!(e, CallError::Busy));
     gw.metrics
         .component_call("config-api", started.elapsed(), failed);
+    if let Err(CallError::Plugin { component, .. }) = &result {
+        gw.metrics
+            .component_call(component, started.elapsed(), true);
+    }
     match result {
         Ok(resp) => resp.map(full),
         Err(e) => component_failure(gw, e, "config-api", id, label),

@@ -306,6 +306,8 @@ pub struct Limits {
     pub max_concurrent_component_calls: usize,
     /// Longest wait for an upstream's response headers; then 504.
     pub upstream_timeout_ms: u64,
+    /// Largest component accepted by the registry (API uploads, directory files).
+    pub max_component_bytes: usize,
 }
 
 impl Default for Limits {
@@ -316,6 +318,7 @@ impl Default for Limits {
             component_timeout_ms: 2_000,
             max_concurrent_component_calls: 64,
             upstream_timeout_ms: 30_000,
+            max_component_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -325,6 +328,7 @@ impl Default for Limits {
 struct GatewaySection {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    components_dir: Option<PathBuf>,
     #[serde(default)]
     limits: Limits,
     #[serde(default)]
@@ -386,6 +390,9 @@ pub struct Settings {
     pub listen: Option<SocketAddr>,
     /// `TenantGateway.DataDir`.
     pub data_dir: Option<PathBuf>,
+    /// `TenantGateway.ComponentsDir`: the watched components directory
+    /// (default `<DataDir>/components`).
+    pub components_dir: Option<PathBuf>,
     /// `TenantGateway.Limits`.
     pub limits: Limits,
     /// `SwaggerSettings.EnableSwagger`.
@@ -756,6 +763,7 @@ impl Settings {
             tenants,
             listen: gateway.listen,
             data_dir: gateway.data_dir,
+            components_dir: gateway.components_dir,
             limits: gateway.limits,
             swagger_enabled,
             default_tenant,

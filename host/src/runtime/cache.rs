@@ -15,9 +15,10 @@ pub fn compile(
     name: &str,
     bytes: &[u8],
     cache_dir: Option<&Path>,
-) -> wasmtime::Result<Component> {
+) -> wasmtime::Result<(Component, bool)> {
     let Some(dir) = cache_dir else {
-        return Component::new(engine, bytes).with_context(|| format!("compiling {name}"));
+        let c = Component::new(engine, bytes).with_context(|| format!("compiling {name}"))?;
+        return Ok((c, true));
     };
     let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
     engine
@@ -35,7 +36,7 @@ pub fn compile(
         // its own cache directory; its name binds it to the source's digest.
         #[allow(unsafe_code)]
         match unsafe { Component::deserialize_file(engine, &file) } {
-            Ok(c) => return Ok(c),
+            Ok(c) => return Ok((c, false)),
             Err(e) => {
                 tracing::warn!(file = %file.display(), error = %e, "ignoring unusable cached component")
             }
@@ -51,5 +52,5 @@ pub fn compile(
     // SAFETY: `compiled` was produced just now by this engine.
     #[allow(unsafe_code)]
     let component = unsafe { Component::deserialize(engine, &compiled) }?;
-    Ok(component)
+    Ok((component, true))
 }

@@ -108,9 +108,12 @@ impl ApiState {
             .get(&key)
             .map(|t| t.name.to_string())
             .unwrap_or_else(|| key.clone());
-        let baseline = before
-            .clone()
-            .or_else(|| self.snapshot.defaults.get().map(|d| d.clone().into_bytes()));
+        let baseline = before.clone().or_else(|| {
+            self.validator()
+                .defaults
+                .get()
+                .map(|d| d.clone().into_bytes())
+        });
         let fields = crate::manage::changed_fields(baseline.as_deref(), value.as_deref());
         let change = Change {
             tenant_id: key.clone(),

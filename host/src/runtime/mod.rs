@@ -8,7 +8,8 @@
 
 mod apps;
 mod bindings;
-mod cache;
+pub mod cache;
+pub mod components;
 mod kv;
 mod plugins;
 mod pool;
@@ -19,6 +20,7 @@ use crate::tenants::Directory;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,7 +36,11 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub use apps::App;
+pub use components::{ComponentInfo, Kind, LoadError, Slot, Source};
 pub use pool::WarmPool;
+
+/// The header of config API answers naming the component versions that served them.
+pub const COMPONENTS_HEADER: http::HeaderName = http::HeaderName::from_static("x-tg-components");
 
 /// How often the epoch ticks; deadlines are whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -53,55 +59,6 @@ pub mod builtin {
     pub const CONFIG_API: &[u8] = include_bytes!(env!("TG_CONFIG_API_WASM"));
     /// The sample tenant app (`builtin:tenant-app`).
     pub const TENANT_APP: &[u8] = include_bytes!(env!("TG_TENANT_APP_WASM"));
-}
-
-/// The bytes of the three components making up one snapshot.
-#[derive(Clone)]
-pub struct ComponentSet {
-    /// Validator component.
-    pub validator: Bytes,
-    /// Feature-gate component.
-    pub feature_gate: Bytes,
-    /// Config API component.
-    pub config_api: Bytes,
-}
-
-impl std::fmt::Debug for ComponentSet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ComponentSet")
-            .field("validator", &self.validator.len())
-            .field("feature_gate", &self.feature_gate.len())
-            .field("config_api", &self.config_api.len())
-            .finish()
-    }
-}
-
-impl ComponentSet {
-    /// The built-in components, each replaced by `<dir>/<name>.wasm` where that file
-    /// exists (`validator.wasm`, `feature-gate.wasm`, `config-api.wasm`).
-    pub fn with_overrides(dir: &std::path::Path) -> std::io::Result<Self> {
-        let mut set = Self::builtin();
-        for (name, slot) in [
-            ("validator", &mut set.validator),
-            ("feature-gate", &mut set.feature_gate),
-            ("config-api", &mut set.config_api),
-        ] {
-            let file = dir.join(format!("{name}.wasm"));
-            if file.exists() {
-                *slot = Bytes::from(std::fs::read(&file)?);
-            }
-        }
-        Ok(set)
-    }
-
-    /// The components built into the binary.
-    pub fn builtin() -> Self {
-        Self {
-            validator: Bytes::from_static(builtin::VALIDATOR),
-            feature_gate: Bytes::from_static(builtin::FEATURE_GATE),
-            config_api: Bytes::from_static(builtin::CONFIG_API),
-        }
-    }
 }
 
 /// Which instance serves a plugin call.
@@ -140,6 +97,14 @@ pub enum CallError {
     /// The component trapped, ran out of time or memory, or gave no response.
     #[error("component failed: {0:#}")]
     Guest(wasmtime::Error),
+    /// A plugin the component called (validator, feature gate) failed.
+    #[error("component {component} failed: {error:#}")]
+    Plugin {
+        /// The plugin's slot (`validator`, `validator@tenant1`, …).
+        component: String,
+        /// What happened.
+        error: wasmtime::Error,
+    },
     /// The request exceeded its deadline in the host.
     #[error("component call timed out")]
     Timeout,
@@ -171,6 +136,30 @@ pub struct ApiState {
     shared: Arc<Shared>,
     /// Who the request is from, as the change history records it.
     principal: String,
+    /// The tenant the request is for (lower-case name): whose policy modules serve it.
+    tenant: Option<String>,
+    /// The slot of a plugin whose call failed, for the error answer.
+    failed: Arc<std::sync::OnceLock<String>>,
+}
+
+impl ApiState {
+    /// The validator serving this request's tenant.
+    fn validator(&self) -> Arc<ValidatorPlugin> {
+        self.snapshot.validator_for(self.tenant.as_deref()).clone()
+    }
+
+    /// The feature gate serving this request's tenant.
+    fn gate(&self) -> Arc<GatePlugin> {
+        self.snapshot.gate_for(self.tenant.as_deref()).clone()
+    }
+
+    /// Passes a plugin call's result on, remembering which plugin failed.
+    fn noted<T>(&self, slot: &Slot, r: wasmtime::Result<T>) -> wasmtime::Result<T> {
+        if r.is_err() {
+            let _ = self.failed.set(slot.to_string());
+        }
+        r
+    }
 }
 
 impl WasiView for ApiState {
@@ -217,14 +206,163 @@ impl Shared {
     }
 }
 
-/// One loaded set of components, ready to serve.
-pub struct Snapshot {
-    /// The validator's default configuration, asked once per snapshot (a pure
-    /// function of the validator component).
+/// A loaded plugin component (validator or feature gate) and its warm instances.
+pub struct Plugin<P: pool::Instantiate> {
+    /// What it is.
+    pub info: ComponentInfo,
+    pool: WarmPool<P>,
+    /// The validator's default configuration, asked once (a pure function of it).
     defaults: std::sync::OnceLock<String>,
-    config_api: ProxyPre<ApiState>,
-    validator: WarmPool<bindings::validator::ValidatorComponentPre<PluginState>>,
-    gate: WarmPool<bindings::gate::FeatureGateComponentPre<PluginState>>,
+}
+
+/// The loaded config API component.
+pub struct ApiComponent {
+    /// What it is.
+    pub info: ComponentInfo,
+    pre: ProxyPre<ApiState>,
+}
+
+type ValidatorPlugin = Plugin<bindings::validator::ValidatorComponentPre<PluginState>>;
+type GatePlugin = Plugin<bindings::gate::FeatureGateComponentPre<PluginState>>;
+
+/// A component made ready for a slot, not yet published.
+enum Prepared {
+    Validator(ValidatorPlugin),
+    Gate(GatePlugin),
+    Api(ApiComponent),
+}
+
+impl Prepared {
+    fn info(&self) -> &ComponentInfo {
+        match self {
+            Prepared::Validator(p) => &p.info,
+            Prepared::Gate(p) => &p.info,
+            Prepared::Api(a) => &a.info,
+        }
+    }
+}
+
+/// The components serving requests, published as one immutable snapshot: a
+/// request keeps the snapshot it started with to its end, so a swap never
+/// changes a component under a running call.
+#[derive(Clone)]
+pub struct Snapshot {
+    config_api: Arc<ApiComponent>,
+    validator: Arc<ValidatorPlugin>,
+    gate: Arc<GatePlugin>,
+    /// Tenants' own validators, by lower-case tenant name.
+    tenant_validators: HashMap<String, Arc<ValidatorPlugin>>,
+    /// Tenants' own feature gates, by lower-case tenant name.
+    tenant_gates: HashMap<String, Arc<GatePlugin>>,
+    /// `x-tg-components` header values: everyone's, and each tenant's with a
+    /// component of its own.
+    versions: HashMap<Option<String>, http::HeaderValue>,
+}
+
+impl Snapshot {
+    fn new(config_api: ApiComponent, validator: ValidatorPlugin, gate: GatePlugin) -> Self {
+        let mut s = Self {
+            config_api: Arc::new(config_api),
+            validator: Arc::new(validator),
+            gate: Arc::new(gate),
+            tenant_validators: HashMap::new(),
+            tenant_gates: HashMap::new(),
+            versions: HashMap::new(),
+        };
+        s.versions = s.version_headers();
+        s
+    }
+
+    /// The validator serving `tenant` (lower-case name): its own, else everyone's.
+    fn validator_for(&self, tenant: Option<&str>) -> &Arc<ValidatorPlugin> {
+        tenant
+            .and_then(|t| self.tenant_validators.get(t))
+            .unwrap_or(&self.validator)
+    }
+
+    /// The feature gate serving `tenant` (lower-case name).
+    fn gate_for(&self, tenant: Option<&str>) -> &Arc<GatePlugin> {
+        tenant
+            .and_then(|t| self.tenant_gates.get(t))
+            .unwrap_or(&self.gate)
+    }
+
+    /// Every loaded component, by slot.
+    pub fn components(&self) -> Vec<ComponentInfo> {
+        let mut out = vec![
+            self.config_api.info.clone(),
+            self.validator.info.clone(),
+            self.gate.info.clone(),
+        ];
+        out.extend(self.tenant_validators.values().map(|p| p.info.clone()));
+        out.extend(self.tenant_gates.values().map(|p| p.info.clone()));
+        out.sort_by(|a, b| a.slot.cmp(&b.slot));
+        out
+    }
+
+    /// The versions serving `tenant` (lower-case name), as the `x-tg-components`
+    /// header of config API answers names them.
+    pub fn versions(&self, tenant: Option<&str>) -> &http::HeaderValue {
+        tenant
+            .and_then(|t| self.versions.get(&Some(t.to_owned())))
+            .unwrap_or_else(|| &self.versions[&None])
+    }
+
+    fn version_header(&self, tenant: Option<&str>) -> http::HeaderValue {
+        let text = format!(
+            "config-api={}, validator={}, feature-gate={}",
+            self.config_api.info.short_sha(),
+            self.validator_for(tenant).info.short_sha(),
+            self.gate_for(tenant).info.short_sha()
+        );
+        http::HeaderValue::from_str(&text).expect("hex and punctuation")
+    }
+
+    fn version_headers(&self) -> HashMap<Option<String>, http::HeaderValue> {
+        let mut out = HashMap::new();
+        out.insert(None, self.version_header(None));
+        for t in self
+            .tenant_validators
+            .keys()
+            .chain(self.tenant_gates.keys())
+        {
+            out.insert(Some(t.clone()), self.version_header(Some(t)));
+        }
+        out
+    }
+
+    /// This snapshot with `prepared` in its slot.
+    fn with(&self, prepared: Prepared) -> Snapshot {
+        let mut next = self.clone();
+        let tenant = prepared.info().slot.tenant.clone();
+        match (prepared, tenant) {
+            (Prepared::Validator(p), None) => next.validator = Arc::new(p),
+            (Prepared::Validator(p), Some(t)) => {
+                next.tenant_validators.insert(t, Arc::new(p));
+            }
+            (Prepared::Gate(p), None) => next.gate = Arc::new(p),
+            (Prepared::Gate(p), Some(t)) => {
+                next.tenant_gates.insert(t, Arc::new(p));
+            }
+            (Prepared::Api(a), _) => next.config_api = Arc::new(a),
+        }
+        next.versions = next.version_headers();
+        next
+    }
+
+    /// This snapshot without a tenant's own component in `slot`.
+    fn without(&self, slot: &Slot) -> Snapshot {
+        let mut next = self.clone();
+        if let Some(t) = &slot.tenant {
+            match slot.kind {
+                Kind::Validator => drop(next.tenant_validators.remove(t)),
+                Kind::FeatureGate => drop(next.tenant_gates.remove(t)),
+                Kind::ConfigApi => {}
+            }
+        }
+        next.versions = next.version_headers();
+        next
+    }
 }
 
 /// Compiles and links components: what every load needs, made once.
@@ -244,6 +382,8 @@ pub struct Runtime {
     shared: Arc<Shared>,
     permits: tokio::sync::Semaphore,
     ticker: Arc<AtomicBool>,
+    /// Held through a load: one component is prepared and published at a time.
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Runtime {
@@ -288,40 +428,94 @@ fn deadline_ticks(limits: &Limits) -> u64 {
 }
 
 impl Loader {
-    fn compile(&self, name: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+    /// Compiles `bytes` (or loads its precompiled artifact); `true` if it compiled.
+    fn compile(&self, name: &str, bytes: &[u8]) -> wasmtime::Result<(Component, bool)> {
         cache::compile(&self.engine, name, bytes, self.cache_dir.as_deref())
     }
 
-    /// Compiles, pre-instantiates and type-checks a set of components.
-    fn prepare(&self, set: &ComponentSet) -> anyhow::Result<Snapshot> {
-        use wasmtime::error::Context;
-        let api = self.compile("config-api", &set.config_api)?;
-        let validator = self.compile("validator", &set.validator)?;
-        let gate = self.compile("feature-gate", &set.feature_gate)?;
-        let config_api = ProxyPre::new(
-            self.api_linker
-                .instantiate_pre(&api)
-                .context("config-api imports")?,
-        )
-        .context("config-api does not export wasi:http/incoming-handler")?;
-        let validator = bindings::validator::ValidatorComponentPre::new(
-            self.plugin_linker
-                .instantiate_pre(&validator)
-                .context("validator imports")?,
-        )
-        .context("validator exports")?;
-        let gate = bindings::gate::FeatureGateComponentPre::new(
-            self.plugin_linker
-                .instantiate_pre(&gate)
-                .context("feature-gate imports")?,
-        )
-        .context("feature-gate exports")?;
-        Ok(Snapshot {
-            defaults: std::sync::OnceLock::new(),
-            config_api,
-            validator: self.pool(validator),
-            gate: self.pool(gate),
+    /// Checks, compiles, links and type-checks a component for `slot`
+    /// (blocking). Its self-test is [`Runtime::self_test`].
+    fn prepare(&self, slot: &Slot, bytes: &[u8], source: Source) -> Result<Prepared, LoadError> {
+        use sha2::Digest;
+        let max = self.limits.max_component_bytes;
+        if bytes.len() > max {
+            return Err(LoadError::TooLarge {
+                size: bytes.len(),
+                max,
+            });
+        }
+        components::check_header(bytes)?;
+        let name = slot.to_string();
+        let (component, compiled) = self
+            .compile(&name, bytes)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let ty = component.component_type();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        let shape = |why: String| LoadError::WrongShape {
+            slot: name.clone(),
+            why,
+        };
+        for needed in slot.kind.required_exports() {
+            if !exports.iter().any(|e| e.starts_with(needed)) {
+                return Err(shape(format!(
+                    "it does not export {needed}* (it exports: {})",
+                    if exports.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        exports.join(", ")
+                    }
+                )));
+            }
+        }
+        let info = ComponentInfo {
+            slot: slot.clone(),
+            sha256: hex::encode(sha2::Sha256::digest(bytes)),
+            size: bytes.len(),
+            loaded_at: crate::now_rfc3339(),
+            source,
+            exports,
+            compiled,
+        };
+        let imports = |e: wasmtime::Error| shape(format!("{e:#}"));
+        Ok(match slot.kind {
+            Kind::Validator => {
+                let pre = self
+                    .plugin_linker
+                    .instantiate_pre(&component)
+                    .map_err(imports)?;
+                let pre = bindings::validator::ValidatorComponentPre::new(pre).map_err(imports)?;
+                Prepared::Validator(self.plugin(info, pre))
+            }
+            Kind::FeatureGate => {
+                let pre = self
+                    .plugin_linker
+                    .instantiate_pre(&component)
+                    .map_err(imports)?;
+                let pre = bindings::gate::FeatureGateComponentPre::new(pre).map_err(imports)?;
+                Prepared::Gate(self.plugin(info, pre))
+            }
+            Kind::ConfigApi => {
+                let pre = self
+                    .api_linker
+                    .instantiate_pre(&component)
+                    .map_err(imports)?;
+                Prepared::Api(ApiComponent {
+                    info,
+                    pre: ProxyPre::new(pre).map_err(imports)?,
+                })
+            }
         })
+    }
+
+    fn plugin<P: pool::Instantiate>(&self, info: ComponentInfo, pre: P) -> Plugin<P> {
+        Plugin {
+            info,
+            pool: self.pool(pre),
+            defaults: std::sync::OnceLock::new(),
+        }
     }
 
     fn pool<P: pool::Instantiate>(&self, pre: P) -> WarmPool<P> {
@@ -336,10 +530,9 @@ impl Loader {
 }
 
 impl Runtime {
-    /// Builds the engine and linkers, starts the epoch ticker and loads `components`
-    /// (without warming them: call [`Runtime::warm_up`]).
+    /// Builds the engine and linkers, starts the epoch ticker and loads the
+    /// built-in components (without warming them: call [`Runtime::warm_up`]).
     pub fn new(
-        components: &ComponentSet,
         shared: Arc<Shared>,
         limits: Limits,
         cache_dir: Option<PathBuf>,
@@ -387,13 +580,26 @@ impl Runtime {
             cache_dir,
             limits,
         };
-        let snapshot = loader.prepare(components)?;
+        let builtin = |kind: Kind| {
+            loader
+                .prepare(&Slot::global(kind), kind.builtin(), Source::Builtin)
+                .map_err(|e| anyhow::anyhow!("built-in {}: {e}", kind.as_str()))
+        };
+        let snapshot = match (
+            builtin(Kind::ConfigApi)?,
+            builtin(Kind::Validator)?,
+            builtin(Kind::FeatureGate)?,
+        ) {
+            (Prepared::Api(a), Prepared::Validator(v), Prepared::Gate(g)) => Snapshot::new(a, v, g),
+            _ => unreachable!("each kind prepares its own variant"),
+        };
         Ok(Arc::new(Self {
             permits: tokio::sync::Semaphore::new(loader.limits.max_concurrent_component_calls),
             loader,
             snapshot: ArcSwap::from_pointee(snapshot),
             shared,
             ticker,
+            loading: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -402,23 +608,152 @@ impl Runtime {
         &self.shared
     }
 
-    /// Loads a new set of components and, only if every one of them compiles,
-    /// links and answers a first call, publishes it atomically. On error the
-    /// running set stays.
-    pub async fn swap(self: &Arc<Self>, set: &ComponentSet) -> anyhow::Result<()> {
-        let this = self.clone();
-        let set = set.clone();
-        let snapshot = tokio::task::spawn_blocking(move || this.loader.prepare(&set)).await??;
-        let snapshot = Arc::new(snapshot);
-        warm_up(&snapshot).await?;
-        self.snapshot.store(snapshot);
-        Ok(())
+    /// `TenantGateway.Limits.MaxComponentBytes`.
+    pub fn max_component_bytes(&self) -> usize {
+        self.loader.limits.max_component_bytes
     }
 
-    /// Runs a first call through each plugin of the running set, so the first
-    /// request does not pay for instantiation and schema compilation.
+    /// The components serving now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Loads `bytes` into `slot`: checks its size and header, compiles it (or
+    /// loads its precompiled artifact), type-checks its exports and imports,
+    /// instantiates it and runs its self-test; only then publishes it in one
+    /// atomic swap. Calls in flight finish on the version they started with. On
+    /// any error the running component stays.
+    pub async fn load(
+        self: &Arc<Self>,
+        slot: Slot,
+        bytes: Bytes,
+        source: Source,
+    ) -> Result<ComponentInfo, LoadError> {
+        let _one = self.loading.lock().await;
+        let this = self.clone();
+        let prepared =
+            tokio::task::spawn_blocking(move || this.loader.prepare(&slot, &bytes, source))
+                .await
+                .map_err(|e| LoadError::Compile(format!("compilation task failed: {e}")))??;
+        self.self_test(&prepared).await?;
+        let info = prepared.info().clone();
+        let next = self.snapshot.load().with(prepared);
+        self.snapshot.store(Arc::new(next));
+        Ok(info)
+    }
+
+    /// Empties `slot`: a tenant's own component is dropped (everyone's serves the
+    /// tenant again); everyone's goes back to the built-in one. Returns what now
+    /// serves the slot.
+    pub async fn unload(self: &Arc<Self>, slot: Slot) -> Result<ComponentInfo, LoadError> {
+        if slot.tenant.is_none() {
+            let bytes = Bytes::from_static(slot.kind.builtin());
+            return self.load(slot, bytes, Source::Builtin).await;
+        }
+        let _one = self.loading.lock().await;
+        let next = self.snapshot.load().without(&slot);
+        let serving = match slot.kind {
+            Kind::Validator => next.validator.info.clone(),
+            Kind::FeatureGate => next.gate.info.clone(),
+            Kind::ConfigApi => next.config_api.info.clone(),
+        };
+        self.snapshot.store(Arc::new(next));
+        Ok(serving)
+    }
+
+    /// Calls a prepared component the way requests will, under the same limits:
+    /// a component that cannot answer its first call is never published.
+    async fn self_test(&self, prepared: &Prepared) -> Result<(), LoadError> {
+        let failed = |what: &str, e: wasmtime::Error| LoadError::SelfTest(format!("{what}: {e:#}"));
+        match prepared {
+            Prepared::Validator(v) => {
+                let defaults = plugins::default_config(v)
+                    .await
+                    .map_err(|e| failed("default-config", e))?;
+                if !defaults.trim_start().starts_with('{')
+                    || serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&defaults)
+                        .is_err()
+                {
+                    return Err(LoadError::SelfTest(
+                        "default-config did not return a JSON object".into(),
+                    ));
+                }
+                let own = plugins::validate_config(v, &defaults)
+                    .await
+                    .map_err(|e| failed("validate-config", e))?;
+                if let Err(violations) = own {
+                    return Err(LoadError::SelfTest(format!(
+                        "its default configuration breaks its own rules: {}",
+                        violations[0].message
+                    )));
+                }
+                plugins::validate_tenant_info(v, r#"{"tenant-id":"self-test","enabled":true}"#)
+                    .await
+                    .map_err(|e| failed("validate-tenant-info", e))?
+                    .map_err(|v| {
+                        LoadError::SelfTest(format!(
+                            "validate-tenant-info refused a minimal document: {}",
+                            v[0].message
+                        ))
+                    })
+            }
+            Prepared::Gate(g) => {
+                let validator = self.snapshot.load().validator.clone();
+                let defaults = plugins::default_config(&validator)
+                    .await
+                    .map_err(|e| failed("the validator's default-config", e))?;
+                let n = plugins::count_features(
+                    g,
+                    crate::settings::Tier::Basic,
+                    &defaults,
+                    Instance::Warm,
+                )
+                .await
+                .map_err(|e| failed("list-features", e))?;
+                if n.listed == 0 {
+                    return Err(LoadError::SelfTest(
+                        "list-features listed no feature".into(),
+                    ));
+                }
+                Ok(())
+            }
+            Prepared::Api(a) => {
+                let data = self.api_state(self.snapshot.load_full(), String::new(), None);
+                let req = http::Request::get("/_self-test")
+                    .body(Bytes::new())
+                    .expect("a valid request");
+                match self.serve_http(a.pre.clone(), data, req).await {
+                    Ok(resp) if resp.status().is_server_error() => Err(LoadError::SelfTest(
+                        format!("it answered a request with {}", resp.status()),
+                    )),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(LoadError::SelfTest(e.to_string())),
+                }
+            }
+        }
+    }
+
+    /// Runs the self-test of each component of everyone's, so the first request
+    /// does not pay for instantiation and schema compilation.
     pub async fn warm_up(&self) -> anyhow::Result<()> {
-        warm_up(&self.snapshot.load_full()).await
+        let snapshot = self.snapshot.load_full();
+        let defaults = plugins::default_config(&snapshot.validator).await?;
+        anyhow::ensure!(
+            defaults.starts_with('{'),
+            "validator returned no default configuration"
+        );
+        let n = plugins::count_features(
+            &snapshot.gate,
+            crate::settings::Tier::Basic,
+            &defaults,
+            Instance::Warm,
+        )
+        .await?;
+        anyhow::ensure!(
+            n.enabled > 0,
+            "feature gate enables nothing for the default configuration"
+        );
+        Ok(())
     }
 
     /// Validates a partial update with the validator component and applies it to
@@ -431,29 +766,33 @@ impl Runtime {
         instance: Instance,
     ) -> Result<Result<Patched, Vec<Violation>>, CallError> {
         let snapshot = self.snapshot.load_full();
-        plugins::apply_patch(&snapshot, current, patch, instance)
+        plugins::apply_patch(&snapshot.validator, current, patch, instance)
             .await
             .map_err(CallError::Guest)
     }
 
-    /// Validates a whole configuration with the validator component.
+    /// Validates a whole configuration with the validator serving `tenant`
+    /// (lower-case name; its own, else everyone's).
     pub async fn validate_config(
         &self,
         config: &str,
+        tenant: Option<&str>,
     ) -> Result<Result<(), Vec<Violation>>, CallError> {
         let snapshot = self.snapshot.load_full();
-        plugins::validate_config(&snapshot, config)
+        plugins::validate_config(snapshot.validator_for(tenant), config)
             .await
             .map_err(CallError::Guest)
     }
 
-    /// Validates a Hono tenant information document with the validator component.
+    /// Validates a Hono tenant information document with the validator serving
+    /// `tenant` (lower-case name).
     pub async fn validate_tenant_info(
         &self,
         document: &str,
+        tenant: Option<&str>,
     ) -> Result<Result<(), Vec<Violation>>, CallError> {
         let snapshot = self.snapshot.load_full();
-        plugins::validate_tenant_info(&snapshot, document)
+        plugins::validate_tenant_info(snapshot.validator_for(tenant), document)
             .await
             .map_err(CallError::Guest)
     }
@@ -466,31 +805,60 @@ impl Runtime {
         instance: Instance,
     ) -> Result<usize, CallError> {
         let snapshot = self.snapshot.load_full();
-        plugins::count_features(&snapshot, tier, config, instance)
+        plugins::count_features(&snapshot.gate, tier, config, instance)
             .await
+            .map(|n| n.enabled)
             .map_err(CallError::Guest)
     }
 
-    /// Serves one HTTP request with the config API component. The body has already
-    /// been read (and size-checked) by the server.
-    /// `principal`: who sent it, for the change history.
-    pub async fn serve_config_api(
+    fn api_state(
         &self,
-        req: http::Request<Bytes>,
+        snapshot: Arc<Snapshot>,
         principal: String,
-    ) -> Result<http::Response<Bytes>, CallError> {
-        let snapshot = self.snapshot.load_full();
-        let data = ApiState {
+        tenant: Option<String>,
+    ) -> ApiState {
+        ApiState {
             wasi: WasiCtx::builder().build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limits: store_limits(&self.loader.limits),
-            snapshot: snapshot.clone(),
+            snapshot,
             shared: self.shared.clone(),
             principal,
-        };
-        self.serve_http(snapshot.config_api.clone(), data, req)
+            tenant,
+            failed: Arc::new(std::sync::OnceLock::new()),
+        }
+    }
+
+    /// Serves one HTTP request with the config API component. The body has already
+    /// been read (and size-checked) by the server.
+    /// `principal`: who sent it, for the change history; `tenant`: the tenant it
+    /// is for (lower-case name), whose own policy components serve it. The
+    /// answer names the component versions that served it (`x-tg-components`).
+    pub async fn serve_config_api(
+        &self,
+        req: http::Request<Bytes>,
+        principal: String,
+        tenant: Option<String>,
+    ) -> Result<http::Response<Bytes>, CallError> {
+        let snapshot = self.snapshot.load_full();
+        let versions = snapshot.versions(tenant.as_deref()).clone();
+        let data = self.api_state(snapshot.clone(), principal, tenant);
+        let failed = data.failed.clone();
+        match self
+            .serve_http(snapshot.config_api.pre.clone(), data, req)
             .await
+        {
+            Ok(mut resp) => {
+                resp.headers_mut().insert(COMPONENTS_HEADER, versions);
+                Ok(resp)
+            }
+            Err(CallError::Guest(error)) if failed.get().is_some() => Err(CallError::Plugin {
+                component: failed.get().cloned().unwrap_or_default(),
+                error,
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// Compiles a tenant app (blocking: run it off the async threads). Fails when
@@ -504,7 +872,7 @@ impl Runtime {
     ) -> anyhow::Result<Arc<App>> {
         use sha2::Digest;
         use wasmtime::error::Context;
-        let component = self.loader.compile(&format!("app-{name}"), bytes)?;
+        let (component, _) = self.loader.compile(&format!("app-{name}"), bytes)?;
         let pre = ProxyPre::new(
             self.loader
                 .app_linker
@@ -636,28 +1004,6 @@ impl LimitedState for apps::AppState {
     }
 }
 
-/// Runs one call through each plugin of a snapshot: proves the components answer
-/// before they are published and leaves a warm instance of each in its pool.
-async fn warm_up(snapshot: &Snapshot) -> anyhow::Result<()> {
-    let defaults = plugins::default_config(snapshot).await?;
-    anyhow::ensure!(
-        defaults.starts_with('{'),
-        "validator returned no default configuration"
-    );
-    let enabled = plugins::count_features(
-        snapshot,
-        crate::settings::Tier::Basic,
-        &defaults,
-        Instance::Warm,
-    )
-    .await?;
-    anyhow::ensure!(
-        enabled > 0,
-        "feature gate enables nothing for the default configuration"
-    );
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -671,7 +1017,7 @@ mod tests {
         };
         // Compiled components are cached by content and engine hash: safe to share.
         let cache = std::env::temp_dir().join("tenant-gateway-unit-test-cache");
-        Runtime::new(&ComponentSet::builtin(), shared, limits, Some(cache)).unwrap()
+        Runtime::new(shared, limits, Some(cache)).unwrap()
     }
 
     const BAD_CACHE: &str = r#"{"performance":{"cache_size_mb":200000}}"#;
@@ -684,12 +1030,21 @@ mod tests {
         let rt = runtime(dir.path());
         rt.warm_up().await.unwrap();
 
-        let mut garbage = ComponentSet::builtin();
-        garbage.validator = Bytes::from_static(b"\0asm not really");
-        assert!(rt.swap(&garbage).await.is_err());
-        let mut wrong_world = ComponentSet::builtin();
-        wrong_world.validator = wrong_world.feature_gate.clone();
-        assert!(rt.swap(&wrong_world).await.is_err());
+        let validator = || Slot::global(Kind::Validator);
+        let garbage = Bytes::from_static(b"\0asm\x0d\0\x01\0 not really");
+        let e = rt
+            .load(validator(), garbage, Source::Api)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, LoadError::Compile(_)), "{e}");
+        let gate = Bytes::from_static(builtin::FEATURE_GATE);
+        let e = rt.load(validator(), gate, Source::Api).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("does not export tenant-gateway:plugins/validator"),
+            "{e}"
+        );
+        let builtin_sha = rt.snapshot().validator.info.sha256.clone();
         let out = rt
             .apply_patch(None, BAD_CACHE, Instance::Warm)
             .await
@@ -701,9 +1056,11 @@ mod tests {
 
         // The fault-injecting validator is a valid validator: the swap succeeds and
         // the next call runs it (its marker now traps instead of validating).
-        let mut faulty = ComponentSet::builtin();
-        faulty.validator = Bytes::from(std::fs::read(env!("TG_FAULTY_VALIDATOR_WASM")).unwrap());
-        rt.swap(&faulty).await.unwrap();
+        assert_eq!(rt.snapshot().validator.info.sha256, builtin_sha);
+        let faulty = Bytes::from(std::fs::read(env!("TG_FAULTY_VALIDATOR_WASM")).unwrap());
+        let info = rt.load(validator(), faulty, Source::Api).await.unwrap();
+        assert_ne!(info.sha256, builtin_sha);
+        assert_eq!(rt.snapshot().validator.info.sha256, info.sha256);
         let marker = r#"{"custom_settings":{"x":"fault:trap"}}"#;
         assert!(matches!(
             rt.apply_patch(None, marker, Instance::Warm).await,
@@ -722,9 +1079,10 @@ mod tests {
     async fn deadline_stops_an_endless_call() {
         let dir = tempfile::tempdir().unwrap();
         let rt = runtime(dir.path());
-        let mut faulty = ComponentSet::builtin();
-        faulty.validator = Bytes::from(std::fs::read(env!("TG_FAULTY_VALIDATOR_WASM")).unwrap());
-        rt.swap(&faulty).await.unwrap();
+        let faulty = Bytes::from(std::fs::read(env!("TG_FAULTY_VALIDATOR_WASM")).unwrap());
+        rt.load(Slot::global(Kind::Validator), faulty, Source::Api)
+            .await
+            .unwrap();
         let started = std::time::Instant::now();
         let r = rt
             .apply_patch(

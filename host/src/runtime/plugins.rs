@@ -3,7 +3,7 @@
 
 use super::bindings::api::tenant_gateway::plugins as api;
 use super::bindings::gate::exports::tenant_gateway::plugins::types as gate_types;
-use super::{ApiState, Instance, Patched, Snapshot, Violation};
+use super::{ApiState, GatePlugin, Instance, Patched, ValidatorPlugin, Violation};
 
 fn gate_tier(t: api::types::Tier) -> gate_types::Tier {
     match t {
@@ -29,35 +29,36 @@ fn api_tier(t: gate_types::Tier) -> api::types::Tier {
     }
 }
 
-/// The validator's `default-config`, called once per snapshot and then remembered.
-pub(super) async fn default_config(snapshot: &Snapshot) -> wasmtime::Result<String> {
-    if let Some(d) = snapshot.defaults.get() {
+/// The validator's `default-config`, called once per loaded validator and then
+/// remembered.
+pub(super) async fn default_config(v: &ValidatorPlugin) -> wasmtime::Result<String> {
+    if let Some(d) = v.defaults.get() {
         return Ok(d.clone());
     }
-    let mut w = snapshot.validator.acquire().await?;
+    let mut w = v.pool.acquire().await?;
     let out = w
         .instance
         .tenant_gateway_plugins_validator()
         .call_default_config(&mut w.store)
         .await?;
-    snapshot.validator.release(w);
-    Ok(snapshot.defaults.get_or_init(|| out).clone())
+    v.pool.release(w);
+    Ok(v.defaults.get_or_init(|| out).clone())
 }
 
 /// Calls the validator's `apply-patch` on the kind of instance asked for.
 pub(super) async fn apply_patch(
-    snapshot: &Snapshot,
+    v: &ValidatorPlugin,
     current: Option<&str>,
     patch: &str,
     kind: Instance,
 ) -> wasmtime::Result<Result<Patched, Vec<Violation>>> {
-    let mut w = snapshot.validator.get(kind).await?;
+    let mut w = v.pool.get(kind).await?;
     let out = w
         .instance
         .tenant_gateway_plugins_validator()
         .call_apply_patch(&mut w.store, current, patch)
         .await?;
-    snapshot.validator.release(w);
+    v.pool.release(w);
     Ok(out
         .map(|o| Patched {
             config: o.config,
@@ -68,66 +69,75 @@ pub(super) async fn apply_patch(
 
 /// Calls the validator's `validate-config` (a whole configuration).
 pub(super) async fn validate_config(
-    snapshot: &Snapshot,
+    v: &ValidatorPlugin,
     config: &str,
 ) -> wasmtime::Result<Result<(), Vec<Violation>>> {
-    let mut w = snapshot.validator.acquire().await?;
+    let mut w = v.pool.acquire().await?;
     let out = w
         .instance
         .tenant_gateway_plugins_validator()
         .call_validate_config(&mut w.store, config)
         .await?;
-    snapshot.validator.release(w);
+    v.pool.release(w);
     Ok(out.map_err(violations))
 }
 
 /// Calls the validator's `validate-tenant-info` (a Hono tenant document).
 pub(super) async fn validate_tenant_info(
-    snapshot: &Snapshot,
+    v: &ValidatorPlugin,
     document: &str,
 ) -> wasmtime::Result<Result<(), Vec<Violation>>> {
-    let mut w = snapshot.validator.acquire().await?;
+    let mut w = v.pool.acquire().await?;
     let out = w
         .instance
         .tenant_gateway_plugins_documents()
         .call_validate_tenant_info(&mut w.store, document)
         .await?;
-    snapshot.validator.release(w);
+    v.pool.release(w);
     Ok(out.map_err(violations))
 }
 
-/// Calls the feature gate's `list-features`; returns the number of enabled features.
+/// How many features a feature gate lists, and enables.
+pub(super) struct FeatureCount {
+    pub(super) listed: usize,
+    pub(super) enabled: usize,
+}
+
+/// Calls the feature gate's `list-features` for a tier.
 pub(super) async fn count_features(
-    snapshot: &Snapshot,
+    g: &GatePlugin,
     tier: crate::settings::Tier,
     config: &str,
     kind: Instance,
-) -> wasmtime::Result<usize> {
+) -> wasmtime::Result<FeatureCount> {
     let ctx = gate_types::TenantContext {
         tenant_id: String::new(),
         name: String::new(),
         tier: settings_tier(tier),
     };
-    let list = list_features(snapshot, &ctx, config, kind).await?;
-    Ok(list.total_enabled as usize)
+    let list = list_features(g, &ctx, config, kind).await?;
+    Ok(FeatureCount {
+        listed: list.features.len(),
+        enabled: list.total_enabled as usize,
+    })
 }
 
 /// Calls the feature gate's `list-features` on the kind of instance asked for.
 async fn list_features(
-    snapshot: &Snapshot,
+    g: &GatePlugin,
     ctx: &gate_types::TenantContext,
     config: &str,
     kind: Instance,
 ) -> wasmtime::Result<
     super::bindings::gate::exports::tenant_gateway::plugins::feature_gate::FeatureList,
 > {
-    let mut w = snapshot.gate.get(kind).await?;
+    let mut w = g.pool.get(kind).await?;
     let list = w
         .instance
         .tenant_gateway_plugins_feature_gate()
         .call_list_features(&mut w.store, ctx, config)
         .await?;
-    snapshot.gate.release(w);
+    g.pool.release(w);
     Ok(list)
 }
 
@@ -135,14 +145,18 @@ impl api::types::Host for ApiState {}
 
 impl api::validator::Host for ApiState {
     async fn default_config(&mut self) -> wasmtime::Result<String> {
-        default_config(&self.snapshot).await
+        let v = self.validator();
+        let r = default_config(&v).await;
+        self.noted(&v.info.slot, r)
     }
 
     async fn validate_config(
         &mut self,
         config: String,
     ) -> wasmtime::Result<Result<(), Vec<api::types::Violation>>> {
-        let out = validate_config(&self.snapshot, &config).await?;
+        let v = self.validator();
+        let r = validate_config(&v, &config).await;
+        let out = self.noted(&v.info.slot, r)?;
         Ok(out.map_err(|v| v.into_iter().map(to_api).collect()))
     }
 
@@ -151,7 +165,9 @@ impl api::validator::Host for ApiState {
         current: Option<String>,
         patch: String,
     ) -> wasmtime::Result<Result<api::validator::PatchOutcome, Vec<api::types::Violation>>> {
-        let out = apply_patch(&self.snapshot, current.as_deref(), &patch, Instance::Warm).await?;
+        let v = self.validator();
+        let r = apply_patch(&v, current.as_deref(), &patch, Instance::Warm).await;
+        let out = self.noted(&v.info.slot, r)?;
         Ok(out
             .map(|p| api::validator::PatchOutcome {
                 config: p.config,
@@ -194,8 +210,9 @@ impl api::feature_gate::Host for ApiState {
         tenant: api::types::TenantContext,
         config: String,
     ) -> wasmtime::Result<api::feature_gate::FeatureList> {
-        let list =
-            list_features(&self.snapshot, &context(&tenant), &config, Instance::Warm).await?;
+        let g = self.gate();
+        let r = list_features(&g, &context(&tenant), &config, Instance::Warm).await;
+        let list = self.noted(&g.info.slot, r)?;
         Ok(api::feature_gate::FeatureList {
             features: list
                 .features
@@ -219,14 +236,18 @@ impl api::feature_gate::Host for ApiState {
         config: String,
         feature: String,
     ) -> wasmtime::Result<Option<bool>> {
-        let snapshot = self.snapshot.clone();
-        let mut w = snapshot.gate.acquire().await?;
-        let out = w
-            .instance
-            .tenant_gateway_plugins_feature_gate()
-            .call_is_enabled(&mut w.store, &context(&tenant), &config, &feature)
-            .await?;
-        snapshot.gate.release(w);
-        Ok(out)
+        let g = self.gate();
+        let r = async {
+            let mut w = g.pool.acquire().await?;
+            let out = w
+                .instance
+                .tenant_gateway_plugins_feature_gate()
+                .call_is_enabled(&mut w.store, &context(&tenant), &config, &feature)
+                .await?;
+            g.pool.release(w);
+            Ok(out)
+        }
+        .await;
+        self.noted(&g.info.slot, r)
     }
 }

@@ -1,0 +1,403 @@
+//! The component registry: which component serves each slot, where it came
+//! from and the version before it, kept in the store so a restart serves the
+//! same. Components arrive three ways: built in, as files of the watched
+//! components directory, and through `/_components` ([`crate::components_api`]).
+//!
+//! Every arrival goes through [`Runtime::load`] (checks, compile or cached
+//! artifact, type check, self-test, one atomic swap); a refused component
+//! leaves the running one in place. The bytes of every version loaded from a
+//! file or an upload are kept by hash under `<data-dir>/registry/`, so a
+//! rollback or a restart never needs the original file.
+
+use crate::runtime::{ComponentInfo, LoadError, Runtime, Slot, Source};
+use crate::store::Store;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Store bucket and key of the registry's state (not reachable by components).
+const BUCKET: &str = "_registry";
+const KEY: &str = "state";
+
+/// How often the components directory is looked at. A file is read once two
+/// looks agree on its size and modification time (never half-written).
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// One version of a slot, as the registry remembers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// SHA-256 of the bytes, hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: usize,
+    /// `builtin`, `api` or `directory:<file>`.
+    pub source: String,
+    /// When it was loaded (RFC 3339).
+    pub loaded_at: String,
+}
+
+impl Version {
+    fn of(info: &ComponentInfo) -> Self {
+        Self {
+            sha256: info.sha256.clone(),
+            size: info.size,
+            source: info.source.to_string(),
+            loaded_at: info.loaded_at.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SlotState {
+    /// What serves the slot (`None`: a tenant slot emptied; everyone's serves).
+    current: Option<Version>,
+    /// What served it before, for rollback.
+    previous: Option<Version>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    /// By slot name (`validator`, `validator@tenant1`, …).
+    slots: BTreeMap<String, SlotState>,
+    /// Files of the components directory already acted on: name → SHA-256.
+    files: BTreeMap<String, String>,
+}
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The component was refused; the running one stays.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// Nothing to roll back to.
+    #[error("{0} has no previous version to roll back to")]
+    NoPrevious(String),
+    /// The bytes of a remembered version are gone.
+    #[error("the bytes of version {0} are no longer kept")]
+    Missing(String),
+    /// Reading or writing the registry's files or state failed.
+    #[error("registry storage failed: {0}")]
+    Storage(String),
+}
+
+/// A slot as `GET /_components` shows it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// What serves it.
+    pub info: ComponentInfo,
+    /// What served it before (rollback target).
+    pub previous: Option<Version>,
+}
+
+/// The registry of one gateway.
+pub struct Registry {
+    rt: Arc<Runtime>,
+    store: Arc<dyn Store>,
+    blobs: PathBuf,
+    dir: Option<PathBuf>,
+    state: tokio::sync::Mutex<State>,
+}
+
+fn storage(e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Storage(e.to_string())
+}
+
+impl Registry {
+    /// Opens the registry: loads what it served before the last stop, then the
+    /// components directory's new or changed files. Refused components are
+    /// logged and the built-in ones serve their slots.
+    pub async fn open(
+        rt: Arc<Runtime>,
+        data_dir: &Path,
+        dir: Option<PathBuf>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let store = rt.shared().store.clone();
+        let state: State = match store.get(BUCKET, KEY)? {
+            Some(v) => serde_json::from_slice(&v.value).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "component registry state unreadable; starting afresh");
+                State::default()
+            }),
+            None => State::default(),
+        };
+        if let Some(d) = &dir {
+            std::fs::create_dir_all(d)
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", d.display()))?;
+        }
+        let registry = Arc::new(Self {
+            rt,
+            store,
+            blobs: data_dir.join("registry"),
+            dir,
+            state: tokio::sync::Mutex::new(state.clone()),
+        });
+        for (name, slot_state) in &state.slots {
+            let (Ok(slot), Some(v)) = (Slot::parse(name), &slot_state.current) else {
+                continue;
+            };
+            if v.source == "builtin" {
+                continue;
+            }
+            let result = match registry.bytes_of(&slot, v) {
+                Ok(bytes) => registry
+                    .rt
+                    .load(slot, bytes, source_of(&v.source))
+                    .await
+                    .map_err(RegistryError::from),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                tracing::warn!(slot = %name, error = %e, "could not load the registered component; the default serves");
+            }
+        }
+        registry.scan(None).await;
+        Ok(registry)
+    }
+
+    fn blob(&self, sha256: &str) -> PathBuf {
+        self.blobs.join(format!("{sha256}.wasm"))
+    }
+
+    fn keep(&self, sha256: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+        let file = self.blob(sha256);
+        if file.exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.blobs).map_err(storage)?;
+        let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes).map_err(storage)?;
+        std::fs::rename(&tmp, &file).map_err(storage)
+    }
+
+    /// The bytes of a remembered version.
+    fn bytes_of(&self, slot: &Slot, v: &Version) -> Result<Bytes, RegistryError> {
+        if v.source == "builtin" {
+            return Ok(Bytes::from_static(slot.kind.builtin()));
+        }
+        let bytes = std::fs::read(self.blob(&v.sha256))
+            .map_err(|_| RegistryError::Missing(v.sha256.clone()))?;
+        if hex::encode(sha2::Sha256::digest(&bytes)) != v.sha256 {
+            return Err(RegistryError::Missing(v.sha256.clone()));
+        }
+        Ok(Bytes::from(bytes))
+    }
+
+    fn save(&self, state: &State) -> Result<(), RegistryError> {
+        let text = serde_json::to_vec(state).map_err(storage)?;
+        self.store.set(BUCKET, KEY, &text).map_err(storage)
+    }
+
+    /// Records that `info` now serves its slot (the old current becomes previous).
+    fn record(state: &mut State, info: &ComponentInfo) {
+        let entry = state.slots.entry(info.slot.to_string()).or_default();
+        let next = Version::of(info);
+        if entry.current.as_ref().map(|c| &c.sha256) != Some(&next.sha256) {
+            entry.previous = entry.current.take();
+        }
+        entry.current = Some(next);
+    }
+
+    /// Loads `bytes` into `slot` and records it.
+    pub async fn put(
+        &self,
+        slot: Slot,
+        bytes: Bytes,
+        source: Source,
+    ) -> Result<ComponentInfo, RegistryError> {
+        let mut state = self.state.lock().await;
+        self.put_locked(&mut state, slot, bytes, source).await
+    }
+
+    async fn put_locked(
+        &self,
+        state: &mut State,
+        slot: Slot,
+        bytes: Bytes,
+        source: Source,
+    ) -> Result<ComponentInfo, RegistryError> {
+        let info = self.rt.load(slot, bytes.clone(), source).await?;
+        if info.source != Source::Builtin {
+            self.keep(&info.sha256, &bytes)?;
+        }
+        Self::record(state, &info);
+        self.save(state)?;
+        tracing::info!(slot = %info.slot, sha256 = info.short_sha(), source = %info.source, compiled = info.compiled, "component loaded");
+        Ok(info)
+    }
+
+    /// Empties `slot`: back to the built-in component (a tenant's: back to
+    /// everyone's). Returns what serves it now.
+    pub async fn remove(&self, slot: Slot) -> Result<ComponentInfo, RegistryError> {
+        let mut state = self.state.lock().await;
+        self.remove_locked(&mut state, slot).await
+    }
+
+    async fn remove_locked(
+        &self,
+        state: &mut State,
+        slot: Slot,
+    ) -> Result<ComponentInfo, RegistryError> {
+        let name = slot.to_string();
+        let serving = self.rt.unload(slot.clone()).await?;
+        if slot.tenant.is_some() {
+            let entry = state.slots.entry(name.clone()).or_default();
+            entry.previous = entry.current.take().or(entry.previous.take());
+        } else {
+            Self::record(state, &serving);
+        }
+        self.save(state)?;
+        tracing::info!(slot = %name, "component removed; the default serves");
+        Ok(serving)
+    }
+
+    /// Brings back the version that served `slot` before the current one.
+    pub async fn rollback(&self, slot: Slot) -> Result<ComponentInfo, RegistryError> {
+        let mut state = self.state.lock().await;
+        let name = slot.to_string();
+        let previous = state
+            .slots
+            .get(&name)
+            .and_then(|s| s.previous.clone())
+            .ok_or_else(|| RegistryError::NoPrevious(name.clone()))?;
+        let bytes = self.bytes_of(&slot, &previous)?;
+        let source = source_of(&previous.source);
+        self.put_locked(&mut state, slot, bytes, source).await
+    }
+
+    /// Every slot that has a component, with its previous version.
+    pub async fn entries(&self) -> Vec<Entry> {
+        let state = self.state.lock().await;
+        self.rt
+            .snapshot()
+            .components()
+            .into_iter()
+            .map(|info| Entry {
+                previous: state
+                    .slots
+                    .get(&info.slot.to_string())
+                    .and_then(|s| s.previous.clone()),
+                info,
+            })
+            .collect()
+    }
+
+    /// Looks at the components directory once and acts on what changed since
+    /// the last look. `settled`: sizes and times of the last look; a file is
+    /// read only when they agree (`None`: read every file now, as at start).
+    async fn scan(&self, settled: Option<&mut HashMap<String, (u64, SystemTime)>>) {
+        let Some(dir) = &self.dir else { return };
+        let mut now: HashMap<String, (u64, SystemTime)> = HashMap::new();
+        match std::fs::read_dir(dir) {
+            Ok(entries) => {
+                for e in entries.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if !name.ends_with(".wasm") {
+                        continue;
+                    }
+                    if let Ok(m) = e.metadata()
+                        && m.is_file()
+                    {
+                        now.insert(
+                            name,
+                            (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)),
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot read the components directory");
+                return;
+            }
+        }
+        let ready: Vec<String> = match &settled {
+            None => now.keys().cloned().collect(),
+            Some(last) => now
+                .iter()
+                .filter(|(n, stamp)| last.get(*n) == Some(stamp))
+                .map(|(n, _)| n.clone())
+                .collect(),
+        };
+        let mut state = self.state.lock().await;
+        for name in ready {
+            let path = dir.join(&name);
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let sha = hex::encode(sha2::Sha256::digest(&bytes));
+            if state.files.get(&name) == Some(&sha) {
+                continue;
+            }
+            state.files.insert(name.clone(), sha);
+            let Some(slot) = slot_of_file(&name) else {
+                tracing::warn!(file = %path.display(), "ignoring a file that names no component slot (validator.wasm, feature-gate.wasm, config-api.wasm, validator@TENANT.wasm, feature-gate@TENANT.wasm)");
+                let _ = self.save(&state);
+                continue;
+            };
+            let source = Source::Directory(PathBuf::from(&name));
+            if let Err(e) = self
+                .put_locked(&mut state, slot, Bytes::from(bytes), source)
+                .await
+            {
+                tracing::warn!(file = %path.display(), error = %e, "component refused; the running one stays");
+                let _ = self.save(&state);
+            }
+        }
+        // Files gone: their slots go back to the default if a file still serves them.
+        let gone: Vec<String> = state
+            .files
+            .keys()
+            .filter(|n| !now.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            state.files.remove(&name);
+            let Some(slot) = slot_of_file(&name) else {
+                continue;
+            };
+            let serving_source = state
+                .slots
+                .get(&slot.to_string())
+                .and_then(|s| s.current.as_ref())
+                .map(|v| v.source.clone());
+            if serving_source.as_deref() == Some(&format!("directory:{name}")) {
+                if let Err(e) = self.remove_locked(&mut state, slot).await {
+                    tracing::warn!(file = %name, error = %e, "could not unload a removed component");
+                }
+            } else {
+                let _ = self.save(&state);
+            }
+        }
+        if let Some(last) = settled {
+            *last = now;
+        }
+    }
+
+    /// Watches the components directory until the task is aborted.
+    pub async fn watch(self: Arc<Self>) {
+        let mut last = HashMap::new();
+        // The start-up scan read every file; settle on what is there now.
+        self.scan(Some(&mut last)).await;
+        loop {
+            tokio::time::sleep(WATCH_INTERVAL).await;
+            self.scan(Some(&mut last)).await;
+        }
+    }
+}
+
+/// The slot a components-directory file loads into, by its name.
+fn slot_of_file(name: &str) -> Option<Slot> {
+    Slot::parse(name.strip_suffix(".wasm")?).ok()
+}
+
+fn source_of(text: &str) -> Source {
+    match text {
+        "builtin" => Source::Builtin,
+        "api" => Source::Api,
+        other => Source::Directory(PathBuf::from(
+            other.strip_prefix("directory:").unwrap_or(other),
+        )),
+    }
+}
