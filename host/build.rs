@@ -8,17 +8,23 @@ use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
 /// Each group is one cargo invocation: (package, env var naming the built file).
-/// The failure-test fixture links the validator crate without its exports, so it
-/// is built on its own (in one invocation cargo would unify the crate's features).
-/// The fixture goes first: should its build touch the validator's own artifact,
-/// the main group's build, which comes after, leaves the exporting one in place.
+/// The failure-test fixture and the policy example link the validator crate
+/// without its exports, so they are built apart (in one invocation cargo would
+/// unify the crate's features). They go first: should their build touch the
+/// validator's own artifact, the main group's build, which comes after, leaves
+/// the exporting one in place. The fixtures are test components: the binary
+/// embeds only the four of the main group.
 const GROUPS: [&[(&str, &str)]; 2] = [
-    &[("tg-faulty-validator", "TG_FAULTY_VALIDATOR_WASM")],
+    &[
+        ("tg-faulty-validator", "TG_FAULTY_VALIDATOR_WASM"),
+        ("tg-policy-validator", "TG_POLICY_VALIDATOR_WASM"),
+    ],
     &[
         ("tg-validator", "TG_VALIDATOR_WASM"),
         ("tg-feature-gate", "TG_FEATURE_GATE_WASM"),
         ("tg-config-api", "TG_CONFIG_API_WASM"),
         ("tg-tenant-app", "TG_TENANT_APP_WASM"),
+        ("tg-broken-validator", "TG_BROKEN_VALIDATOR_WASM"),
     ],
 ];
 

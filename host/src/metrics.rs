@@ -226,6 +226,27 @@ impl Metrics {
                 e.value().load(Ordering::Relaxed)
             );
         }
+        let cache = crate::runtime::cache::stats();
+        out.push_str("# HELP tg_component_artifacts_total How components were made ready: compiled, loaded precompiled from the cache, or cache entries refused.\n");
+        out.push_str("# TYPE tg_component_artifacts_total counter\n");
+        for (how, n) in [
+            ("compiled", cache.compiled),
+            ("cached", cache.cached),
+            ("rejected", cache.rejected),
+        ] {
+            let _ = writeln!(out, "tg_component_artifacts_total{{how=\"{how}\"}} {n}");
+        }
+        let (loaded, refused) = crate::runtime::load_stats();
+        out.push_str("# HELP tg_component_loads_total Component loads (swaps), by result.\n");
+        out.push_str("# TYPE tg_component_loads_total counter\n");
+        let _ = writeln!(
+            out,
+            "tg_component_loads_total{{result=\"loaded\"}} {loaded}"
+        );
+        let _ = writeln!(
+            out,
+            "tg_component_loads_total{{result=\"refused\"}} {refused}"
+        );
         out
     }
 }

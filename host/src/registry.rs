@@ -190,14 +190,26 @@ impl Registry {
         self.store.set(BUCKET, KEY, &text).map_err(storage)
     }
 
-    /// Records that `info` now serves its slot (the old current becomes previous).
-    fn record(state: &mut State, info: &ComponentInfo) {
+    /// Records that `info` now serves its slot; what served it before
+    /// (`before`, when the registry had no record of it) becomes the previous.
+    fn record(state: &mut State, info: &ComponentInfo, before: Option<&ComponentInfo>) {
         let entry = state.slots.entry(info.slot.to_string()).or_default();
         let next = Version::of(info);
-        if entry.current.as_ref().map(|c| &c.sha256) != Some(&next.sha256) {
-            entry.previous = entry.current.take();
+        let current = entry.current.take().or_else(|| before.map(Version::of));
+        match current {
+            Some(c) if c.sha256 != next.sha256 => entry.previous = Some(c),
+            _ => {}
         }
         entry.current = Some(next);
+    }
+
+    /// What serves exactly `slot` now (not everyone's for a tenant slot).
+    fn serving(&self, slot: &Slot) -> Option<ComponentInfo> {
+        self.rt
+            .snapshot()
+            .components()
+            .into_iter()
+            .find(|c| &c.slot == slot)
     }
 
     /// Loads `bytes` into `slot` and records it.
@@ -218,11 +230,12 @@ impl Registry {
         bytes: Bytes,
         source: Source,
     ) -> Result<ComponentInfo, RegistryError> {
+        let before = self.serving(&slot);
         let info = self.rt.load(slot, bytes.clone(), source).await?;
         if info.source != Source::Builtin {
             self.keep(&info.sha256, &bytes)?;
         }
-        Self::record(state, &info);
+        Self::record(state, &info, before.as_ref());
         self.save(state)?;
         tracing::info!(slot = %info.slot, sha256 = info.short_sha(), source = %info.source, compiled = info.compiled, "component loaded");
         Ok(info)
@@ -241,12 +254,19 @@ impl Registry {
         slot: Slot,
     ) -> Result<ComponentInfo, RegistryError> {
         let name = slot.to_string();
+        let before = self.serving(&slot);
         let serving = self.rt.unload(slot.clone()).await?;
         if slot.tenant.is_some() {
             let entry = state.slots.entry(name.clone()).or_default();
-            entry.previous = entry.current.take().or(entry.previous.take());
+            let current = entry
+                .current
+                .take()
+                .or_else(|| before.as_ref().map(Version::of));
+            if current.is_some() {
+                entry.previous = current;
+            }
         } else {
-            Self::record(state, &serving);
+            Self::record(state, &serving, before.as_ref());
         }
         self.save(state)?;
         tracing::info!(slot = %name, "component removed; the default serves");

@@ -24,6 +24,15 @@ fn assert_internal_error(r: &crate::harness::Reply) {
     let b = r.json();
     assert_eq!(b["error"], "Internal Server Error");
     assert_eq!(b["code"], 500);
+    // The answer names the component that failed: the validator, not the config
+    // API that called it.
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("in component validator"),
+        "{b}"
+    );
     // No guest detail (panic text, backtrace) leaks to the client.
     assert!(!r.body.contains("fault injected"), "{}", r.body);
 }
@@ -50,6 +59,28 @@ fn trap_deadline_and_memory_cap_fail_only_their_request() {
     }
     let log = gw.log();
     assert!(log.contains("component failed"), "{log}");
+    let metrics = gw.get("/metrics").body;
+    assert!(
+        metrics.contains("tg_component_failures_total{component=\"validator\"} 3"),
+        "{metrics}"
+    );
+    // The gateway keeps serving everyone: 10,000 following requests succeed.
+    let gw = std::sync::Arc::new(gw);
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let gw = gw.clone();
+            std::thread::spawn(move || {
+                let path = if w % 2 == 0 {
+                    PATH
+                } else {
+                    "/api/v1/tenants/Tenant2/features"
+                };
+                (0..2_500).filter(|_| gw.get(path).status != 200).count()
+            })
+        })
+        .collect();
+    let failed: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert_eq!(failed, 0, "of 10,000 requests after the faults");
 }
 
 #[test]

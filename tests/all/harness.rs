@@ -12,6 +12,14 @@ use std::time::Duration;
 pub const BINARY: &str = env!("CARGO_BIN_EXE_tenant-gateway");
 /// The failure-test validator component.
 pub const FAULTY_VALIDATOR: &str = env!("TG_FAULTY_VALIDATOR_WASM");
+/// The built-in validator component, as a file.
+pub const VALIDATOR: &str = env!("TG_VALIDATOR_WASM");
+/// The built-in feature-gate component, as a file.
+pub const FEATURE_GATE: &str = env!("TG_FEATURE_GATE_WASM");
+/// The example tenant policy validator.
+pub const POLICY_VALIDATOR: &str = env!("TG_POLICY_VALIDATOR_WASM");
+/// A validator that traps on every call.
+pub const BROKEN_VALIDATOR: &str = env!("TG_BROKEN_VALIDATOR_WASM");
 /// The sample settings shipped in the repository.
 pub const SAMPLE_SETTINGS: &str = include_str!("../../appsettings.json");
 /// The super-user of the sample settings.
@@ -203,9 +211,15 @@ impl Gateway {
         let has_auth = headers
             .iter()
             .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
-        let managed = ["/api/", "/_tenants", "/hono/", "/application/v2/tenant"]
-            .iter()
-            .any(|p| path.starts_with(p));
+        let managed = [
+            "/api/",
+            "/_tenants",
+            "/_components",
+            "/hono/",
+            "/application/v2/tenant",
+        ]
+        .iter()
+        .any(|p| path.starts_with(p));
         if managed && !has_auth {
             let credentials = basic(SUPER_USER.0, SUPER_USER.1);
             let mut with = headers.to_vec();

@@ -2,6 +2,7 @@
 //! with its own data directory and drives it over HTTP. See tests/README.md.
 
 mod browser;
+mod components;
 mod config_api;
 mod doradus;
 mod failures;

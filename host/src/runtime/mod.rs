@@ -42,6 +42,17 @@ pub use pool::WarmPool;
 /// The header of config API answers naming the component versions that served them.
 pub const COMPONENTS_HEADER: http::HeaderName = http::HeaderName::from_static("x-tg-components");
 
+static LOADED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Component loads since the process started: (published, refused).
+pub fn load_stats() -> (u64, u64) {
+    (
+        LOADED.load(Ordering::Relaxed),
+        REFUSED.load(Ordering::Relaxed),
+    )
+}
+
 /// How often the epoch ticks; deadlines are whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Warm instances kept per plugin component.
@@ -631,11 +642,19 @@ impl Runtime {
     ) -> Result<ComponentInfo, LoadError> {
         let _one = self.loading.lock().await;
         let this = self.clone();
-        let prepared =
-            tokio::task::spawn_blocking(move || this.loader.prepare(&slot, &bytes, source))
-                .await
-                .map_err(|e| LoadError::Compile(format!("compilation task failed: {e}")))??;
-        self.self_test(&prepared).await?;
+        let prepared = async {
+            let prepared =
+                tokio::task::spawn_blocking(move || this.loader.prepare(&slot, &bytes, source))
+                    .await
+                    .map_err(|e| LoadError::Compile(format!("compilation task failed: {e}")))??;
+            self.self_test(&prepared).await?;
+            Ok(prepared)
+        }
+        .await
+        .inspect_err(|_| {
+            REFUSED.fetch_add(1, Ordering::Relaxed);
+        })?;
+        LOADED.fetch_add(1, Ordering::Relaxed);
         let info = prepared.info().clone();
         let next = self.snapshot.load().with(prepared);
         self.snapshot.store(Arc::new(next));

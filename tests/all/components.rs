@@ -1,0 +1,362 @@
+//! The component registry: swaps through /_components, refused modules, rollback,
+//! tenants' own policy components, the watched components directory, and
+//! restarts that load every component without compiling.
+
+use crate::harness::{
+    BROKEN_VALIDATOR, FAULTY_VALIDATOR, FEATURE_GATE, Gateway, POLICY_VALIDATOR, Reply,
+    SAMPLE_SETTINGS, VALIDATOR,
+};
+use serde_json::{Value, json};
+use sha2::Digest;
+use std::time::{Duration, Instant};
+
+const CONFIG: &str = "/api/v1/tenants/Tenant1/config";
+const WASM: (&str, &str) = ("Content-Type", "application/wasm");
+
+fn sha(path: &str) -> String {
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+fn put(gw: &Gateway, name: &str, bytes: &[u8]) -> Reply {
+    gw.request("PUT", &format!("/_components/{name}"), &[WASM], bytes)
+}
+
+/// The validator version named by a config API answer's `x-tg-components`.
+fn validator_of(r: &Reply) -> String {
+    let header = r
+        .header("x-tg-components")
+        .unwrap_or_else(|| panic!("no x-tg-components: {r:?}"));
+    header
+        .split(", ")
+        .find_map(|p| p.strip_prefix("validator="))
+        .unwrap()
+        .to_owned()
+}
+
+fn entry(gw: &Gateway, name: &str) -> Value {
+    let r = gw.get(&format!("/_components/{name}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+#[test]
+fn bad_components_are_refused_and_the_running_one_keeps_serving() {
+    let mut settings: Value = serde_json::from_str(SAMPLE_SETTINGS).unwrap();
+    settings["TenantGateway"]["Limits"]["MaxComponentBytes"] = json!(6_000_000);
+    let gw = Gateway::launch().settings(&settings.to_string()).start();
+    let builtin = sha(VALIDATOR);
+    let all = gw.get("/_components").json();
+    let names: Vec<&str> = all["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["validator", "feature-gate", "config-api"], "{all}");
+    let v = entry(&gw, "validator");
+    assert_eq!(v["sha256"], builtin.as_str());
+    assert_eq!(v["source"], "builtin");
+    assert_eq!(v["tenants"], json!(["Tenant1", "Tenant2"]));
+    assert!(
+        v["exports"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("tenant-gateway:plugins/validator@0.1.0")),
+        "{v}"
+    );
+
+    let core_module = b"\0asm\x01\0\0\0";
+    let junk = vec![7u8; 7_000_000];
+    let cases: [(&str, Vec<u8>, u16, &str); 5] = [
+        (
+            "text",
+            b"hello, I am not Wasm".to_vec(),
+            400,
+            "not a Wasm component",
+        ),
+        ("core module", core_module.to_vec(), 400, "core Wasm module"),
+        (
+            "wrong exports",
+            std::fs::read(FEATURE_GATE).unwrap(),
+            400,
+            "does not export tenant-gateway:plugins/validator",
+        ),
+        (
+            "traps on self-test",
+            std::fs::read(BROKEN_VALIDATOR).unwrap(),
+            400,
+            "self-test",
+        ),
+        ("too big", junk, 413, "MaxComponentBytes"),
+    ];
+    for (what, bytes, status, expected) in cases {
+        let r = put(&gw, "validator", &bytes);
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        let body = r.json();
+        assert!(
+            body["error"].as_str().unwrap().contains(expected),
+            "{what}: {body}"
+        );
+        assert_eq!(body["component"], "validator");
+        // Still served by the built-in validator.
+        let r = gw.put_json(CONFIG, r#"{"performance":{"cache_size_mb":2048}}"#);
+        assert_eq!(r.status, 200, "{what}: {}", r.body);
+        assert_eq!(validator_of(&r), builtin[..12], "{what}");
+    }
+    assert_eq!(entry(&gw, "validator")["sha256"], builtin.as_str());
+    let metrics = gw.get("/metrics").body;
+    assert!(
+        metrics.contains("tg_component_loads_total{result=\"refused\"} 4"),
+        "{metrics}"
+    );
+
+    // A good one is swapped in; rollback brings the old one back.
+    let faulty = sha(FAULTY_VALIDATOR);
+    let r = put(&gw, "validator", &std::fs::read(FAULTY_VALIDATOR).unwrap());
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["sha256"], faulty.as_str());
+    assert_eq!(v["source"], "api");
+    assert_eq!(v["previous"]["sha256"], builtin.as_str());
+    let r = gw.get(CONFIG);
+    assert_eq!(validator_of(&r), faulty[..12]);
+    let r = gw.request("POST", "/_components/validator/rollback", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["sha256"], builtin.as_str());
+    assert_eq!(r.json()["previous"]["sha256"], faulty.as_str());
+    assert_eq!(validator_of(&gw.get(CONFIG)), builtin[..12]);
+    // Rolling back again returns to the uploaded one (its bytes are kept).
+    let r = gw.request("POST", "/_components/validator/rollback", &[], b"");
+    assert_eq!(r.json()["sha256"], faulty.as_str());
+    // DELETE goes back to the built-in one.
+    let r = gw.request("DELETE", "/_components/validator", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["sha256"], builtin.as_str());
+    assert_eq!(r.json()["source"], "builtin");
+
+    // Nothing to roll back to, unknown names, wrong methods, no credentials.
+    let r = gw.request("POST", "/_components/feature-gate/rollback", &[], b"");
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(gw.get("/_components/router").status, 404);
+    assert_eq!(put(&gw, "validator@nosuch", b"x").status, 404);
+    assert_eq!(put(&gw, "config-api@Tenant1", b"x").status, 404);
+    assert_eq!(
+        gw.request("POST", "/_components/validator", &[], b"")
+            .status,
+        405
+    );
+    assert_eq!(
+        gw.request(
+            "PUT",
+            "/_components/validator",
+            &[("Content-Type", "text/plain")],
+            b"x"
+        )
+        .status,
+        415
+    );
+    assert_eq!(gw.anonymous("GET", "/_components", &[], b"").status, 401);
+}
+
+#[test]
+fn swapping_the_validator_under_load_fails_no_request() {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let gw = Arc::new(Gateway::start());
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let served = Arc::new(Mutex::new(BTreeMap::<String, usize>::new()));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (gw, stop, failures, served) =
+                (gw.clone(), stop.clone(), failures.clone(), served.clone());
+            std::thread::spawn(move || {
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let tenant = if c % 2 == 0 { "Tenant1" } else { "Tenant2" };
+                    let r = gw.put_json(
+                        &format!("/api/v1/tenants/{tenant}/config"),
+                        &format!(
+                            r#"{{"performance":{{"cache_size_mb":{}}}}}"#,
+                            1024 + i % 512
+                        ),
+                    );
+                    if r.status == 200 {
+                        *served.lock().unwrap().entry(validator_of(&r)).or_default() += 1;
+                    } else {
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{}: {}", r.status, r.body));
+                    }
+                }
+            })
+        })
+        .collect();
+    let versions = [
+        std::fs::read(FAULTY_VALIDATOR).unwrap(),
+        std::fs::read(VALIDATOR).unwrap(),
+    ];
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..20 {
+        let r = put(&gw, "validator", &versions[i % 2]);
+        assert_eq!(r.status, 200, "swap {i}: {}", r.body);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    let served = served.lock().unwrap();
+    assert!(
+        served.contains_key(&sha(FAULTY_VALIDATOR)[..12]),
+        "{served:?}"
+    );
+    assert!(served.contains_key(&sha(VALIDATOR)[..12]), "{served:?}");
+    eprintln!("requests served by each validator version: {served:?}");
+}
+
+#[test]
+fn a_tenant_with_its_own_validator_gets_its_own_rules() {
+    let gw = Gateway::start();
+    let policy = sha(POLICY_VALIDATOR);
+    let long_sessions = r#"{"security":{"session_timeout_mins":60}}"#;
+    let r = put(
+        &gw,
+        "validator@tenant1",
+        &std::fs::read(POLICY_VALIDATOR).unwrap(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["name"], "validator@tenant1");
+    assert_eq!(v["tenant"], "Tenant1");
+    assert_eq!(v["tenants"], json!(["Tenant1"]));
+    // Everyone's validator now serves only the others.
+    assert_eq!(entry(&gw, "validator")["tenants"], json!(["Tenant2"]));
+
+    let r = gw.put_json(CONFIG, long_sessions);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.json()["message"],
+        "Tenant policy: sessions must time out within 30 minutes"
+    );
+    assert_eq!(validator_of(&r), policy[..12]);
+    let r = gw.put_json("/api/v1/tenants/Tenant2/config", long_sessions);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(validator_of(&r), sha(VALIDATOR)[..12]);
+    // The default rules still hold for the tenant too.
+    let r = gw.put_json(CONFIG, r#"{"performance":{"cache_size_mb":200000}}"#);
+    assert_eq!(r.json()["message"], "Cache size exceeds maximum (100 GB)");
+
+    // Removed, the tenant is back on everyone's rules.
+    let r = gw.request("DELETE", "/_components/validator@Tenant1", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(gw.get("/_components/validator@tenant1").status, 404);
+    assert_eq!(gw.put_json(CONFIG, long_sessions).status, 200);
+}
+
+#[test]
+fn the_components_directory_is_watched() {
+    let components = tempfile::tempdir().unwrap();
+    let gw = Gateway::launch().components(components.path()).start();
+    let dir = components.path();
+    let own = |gw: &Gateway| gw.get("/_components/validator@tenant2");
+
+    // Dropped in: loaded.
+    std::fs::copy(POLICY_VALIDATOR, dir.join("validator@Tenant2.wasm")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || own(&gw).status == 200),
+        "{}",
+        gw.log()
+    );
+    let v = own(&gw).json();
+    assert_eq!(v["sha256"], sha(POLICY_VALIDATOR).as_str());
+    assert_eq!(v["source"], "directory:validator@Tenant2.wasm");
+    let r = gw.put_json(
+        "/api/v1/tenants/Tenant2/config",
+        r#"{"performance":{"cache_size_mb":16384}}"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    // Replaced: the new version serves.
+    std::fs::copy(FAULTY_VALIDATOR, dir.join("validator@Tenant2.wasm")).unwrap();
+    let faulty = sha(FAULTY_VALIDATOR);
+    assert!(eventually(
+        Duration::from_secs(10),
+        || own(&gw).json()["sha256"] == faulty.as_str()
+    ));
+
+    // A bad file is refused and the running validator stays.
+    std::fs::copy(BROKEN_VALIDATOR, dir.join("validator.wasm")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || gw
+            .log()
+            .contains("component refused")),
+        "{}",
+        gw.log()
+    );
+    assert_eq!(entry(&gw, "validator")["sha256"], sha(VALIDATOR).as_str());
+    assert_eq!(gw.get(CONFIG).status, 200);
+
+    // Removed: the tenant is back on everyone's validator.
+    std::fs::remove_file(dir.join("validator@Tenant2.wasm")).unwrap();
+    assert!(eventually(Duration::from_secs(10), || own(&gw).status == 404));
+    let r = gw.put_json(
+        "/api/v1/tenants/Tenant2/config",
+        r#"{"performance":{"cache_size_mb":16384}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[test]
+fn a_restart_loads_every_component_without_compiling() {
+    let data = tempfile::tempdir().unwrap();
+    let gw = Gateway::launch().data_dir(data.path()).start();
+    let r = put(
+        &gw,
+        "validator@Tenant1",
+        &std::fs::read(POLICY_VALIDATOR).unwrap(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = put(&gw, "feature-gate", &std::fs::read(FEATURE_GATE).unwrap());
+    assert_eq!(r.status, 200, "{}", r.body);
+    gw.stop();
+
+    let gw = Gateway::launch().data_dir(data.path()).start();
+    let all = gw.get("/_components").json();
+    let components = all["components"].as_array().unwrap();
+    assert_eq!(components.len(), 4, "{all}");
+    for c in components {
+        assert_eq!(c["compiled"], false, "{c}");
+    }
+    assert_eq!(entry(&gw, "validator@tenant1")["source"], "api");
+    let metrics = gw.get("/metrics").body;
+    assert!(
+        metrics.contains("tg_component_artifacts_total{how=\"compiled\"} 0"),
+        "{metrics}"
+    );
+    // And the tenant's policy still rules.
+    let r = gw.put_json(CONFIG, r#"{"security":{"session_timeout_mins":60}}"#);
+    assert_eq!(r.status, 400, "{}", r.body);
+}
