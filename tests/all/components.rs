@@ -360,3 +360,29 @@ fn a_restart_loads_every_component_without_compiling() {
     let r = gw.put_json(CONFIG, r#"{"security":{"session_timeout_mins":60}}"#);
     assert_eq!(r.status, 400, "{}", r.body);
 }
+
+#[test]
+fn warm_instances_never_carry_one_tenants_data_to_another() {
+    let components = tempfile::tempdir().unwrap();
+    std::fs::copy(FAULTY_VALIDATOR, components.path().join("validator.wasm")).unwrap();
+    let gw = Gateway::launch().components(components.path()).start();
+    let t2 = "/api/v1/tenants/Tenant2/config";
+    let recall = r#"{"custom_settings":{"x":"probe:recall"}}"#;
+    let r = gw.put_json(
+        CONFIG,
+        r#"{"custom_settings":{"note":"probe:remember:tenant1-secret"}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The probe works: Tenant1's next call runs on the same warm instance,
+    // which kept what it was told.
+    let r = gw.put_json(CONFIG, recall);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["message"], "remembered: tenant1-secret");
+    // Another tenant never runs on that instance.
+    for _ in 0..20 {
+        let r = gw.put_json(t2, recall);
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(!r.body.contains("tenant1-secret"), "{}", r.body);
+        assert_eq!(r.json()["message"], "remembered: ");
+    }
+}

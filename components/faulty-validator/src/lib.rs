@@ -2,6 +2,11 @@
 //! that an update whose text contains a fault marker makes it fail on purpose:
 //! `fault:trap` panics (a trap), `fault:spin` loops forever (hits the deadline),
 //! `fault:hog` allocates without end (hits the memory cap). Never deployed.
+//!
+//! It can also keep state between calls, as a careless component might:
+//! `probe:remember:TEXT` stores TEXT in the instance, and `probe:recall` refuses
+//! the update with the message `remembered: TEXT`. Tests use it to show that a
+//! warm instance never carries one tenant's data to another.
 
 /// What an update asks the fixture to do.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,6 +32,19 @@ pub fn fault(patch: &str) -> Fault {
     } else {
         Fault::None
     }
+}
+
+/// The state-keeping probe: remembers or recalls text in `stash`. Returns the
+/// message to refuse the update with for a recall.
+pub fn probe(patch: &str, stash: &mut String) -> Option<String> {
+    if let Some(at) = patch.find("probe:remember:") {
+        let rest = &patch[at + "probe:remember:".len()..];
+        let end = rest.find('"').unwrap_or(rest.len());
+        *stash = rest[..end].to_owned();
+    }
+    patch
+        .contains("probe:recall")
+        .then(|| format!("remembered: {stash}"))
 }
 
 /// Fails as asked; returns only for [`Fault::None`].
@@ -63,6 +81,11 @@ mod component {
 
     struct Component;
 
+    thread_local! {
+        /// What `probe:remember:` stored in this instance.
+        static STASH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+
     fn to_wit(v: Vec<tg_validator::Violation>) -> Vec<Violation> {
         v.into_iter()
             .map(|v| Violation {
@@ -90,6 +113,13 @@ mod component {
             patch: String,
         ) -> Result<PatchOutcome, Vec<Violation>> {
             super::misbehave(super::fault(&patch));
+            let recalled = STASH.with(|s| super::probe(&patch, &mut s.borrow_mut()));
+            if let Some(message) = recalled {
+                return Err(vec![Violation {
+                    path: "$".into(),
+                    message,
+                }]);
+            }
             tg_validator::shared()
                 .apply_patch(current.as_deref(), &patch)
                 .map(|o| PatchOutcome {
@@ -133,5 +163,23 @@ mod tests {
         );
         assert_eq!(fault(r#"{"custom_settings":{"x":"fine"}}"#), Fault::None);
         misbehave(Fault::None);
+    }
+
+    #[test]
+    fn the_probe_remembers_and_recalls() {
+        let mut stash = String::new();
+        assert_eq!(
+            probe(
+                r#"{"custom_settings":{"x":"probe:remember:abc"}}"#,
+                &mut stash
+            ),
+            None
+        );
+        assert_eq!(stash, "abc");
+        assert_eq!(
+            probe(r#"{"custom_settings":{"x":"probe:recall"}}"#, &mut stash).as_deref(),
+            Some("remembered: abc")
+        );
+        assert_eq!(probe(r#"{"custom_settings":{"x":"y"}}"#, &mut stash), None);
     }
 }

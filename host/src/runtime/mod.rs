@@ -56,7 +56,9 @@ pub fn load_stats() -> (u64, u64) {
 /// How often the epoch ticks; deadlines are whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Warm instances kept per plugin component.
-const WARM_INSTANCES: usize = 8;
+const WARM_PER_TENANT: usize = 4;
+/// Idle warm instances all plugin pools keep together (bounds their memory).
+const IDLE_BUDGET: usize = 64;
 /// Calls served by one warm instance before it is replaced (bounds heap growth).
 const MAX_USES_PER_INSTANCE: u32 = 10_000;
 
@@ -162,6 +164,11 @@ impl ApiState {
     /// The feature gate serving this request's tenant.
     fn gate(&self) -> Arc<GatePlugin> {
         self.snapshot.gate_for(self.tenant.as_deref()).clone()
+    }
+
+    /// The tenant whose warm instances serve this request's plugin calls.
+    fn tenant_key(&self) -> &str {
+        self.tenant.as_deref().unwrap_or("")
     }
 
     /// Passes a plugin call's result on, remembering which plugin failed.
@@ -384,6 +391,7 @@ struct Loader {
     plugin_linker: Linker<PluginState>,
     cache_dir: Option<PathBuf>,
     limits: Limits,
+    idle_budget: Arc<pool::IdleBudget>,
 }
 
 /// The process's Wasm runtime.
@@ -407,7 +415,7 @@ fn engine(limits: &Limits) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
     let instances = (limits.max_concurrent_component_calls as u32)
         .saturating_mul(3)
-        .saturating_add(2 * WARM_INSTANCES as u32 + 8);
+        .saturating_add(IDLE_BUDGET as u32 + 8);
     let memory = limits.component_memory_mib as usize * 1024 * 1024;
     pool.total_component_instances(instances)
         .total_memories(instances * 2)
@@ -534,7 +542,8 @@ impl Loader {
             pre,
             &self.engine,
             &self.limits,
-            WARM_INSTANCES,
+            WARM_PER_TENANT,
+            self.idle_budget.clone(),
             MAX_USES_PER_INSTANCE,
         )
     }
@@ -590,6 +599,7 @@ impl Runtime {
             plugin_linker,
             cache_dir,
             limits,
+            idle_budget: pool::IdleBudget::new(IDLE_BUDGET),
         };
         let builtin = |kind: Kind| {
             loader
@@ -697,7 +707,7 @@ impl Runtime {
                         "default-config did not return a JSON object".into(),
                     ));
                 }
-                let own = plugins::validate_config(v, &defaults)
+                let own = plugins::validate_config(v, "", &defaults)
                     .await
                     .map_err(|e| failed("validate-config", e))?;
                 if let Err(violations) = own {
@@ -706,7 +716,7 @@ impl Runtime {
                         violations[0].message
                     )));
                 }
-                plugins::validate_tenant_info(v, r#"{"tenant-id":"self-test","enabled":true}"#)
+                plugins::validate_tenant_info(v, "", r#"{"tenant-id":"self-test","enabled":true}"#)
                     .await
                     .map_err(|e| failed("validate-tenant-info", e))?
                     .map_err(|v| {
@@ -785,7 +795,7 @@ impl Runtime {
         instance: Instance,
     ) -> Result<Result<Patched, Vec<Violation>>, CallError> {
         let snapshot = self.snapshot.load_full();
-        plugins::apply_patch(&snapshot.validator, current, patch, instance)
+        plugins::apply_patch(&snapshot.validator, "", current, patch, instance)
             .await
             .map_err(CallError::Guest)
     }
@@ -798,7 +808,7 @@ impl Runtime {
         tenant: Option<&str>,
     ) -> Result<Result<(), Vec<Violation>>, CallError> {
         let snapshot = self.snapshot.load_full();
-        plugins::validate_config(snapshot.validator_for(tenant), config)
+        plugins::validate_config(snapshot.validator_for(tenant), tenant.unwrap_or(""), config)
             .await
             .map_err(CallError::Guest)
     }
@@ -811,9 +821,13 @@ impl Runtime {
         tenant: Option<&str>,
     ) -> Result<Result<(), Vec<Violation>>, CallError> {
         let snapshot = self.snapshot.load_full();
-        plugins::validate_tenant_info(snapshot.validator_for(tenant), document)
-            .await
-            .map_err(CallError::Guest)
+        plugins::validate_tenant_info(
+            snapshot.validator_for(tenant),
+            tenant.unwrap_or(""),
+            document,
+        )
+        .await
+        .map_err(CallError::Guest)
     }
 
     /// Lists a tenant's features with the feature-gate component.

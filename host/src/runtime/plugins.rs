@@ -35,30 +35,31 @@ pub(super) async fn default_config(v: &ValidatorPlugin) -> wasmtime::Result<Stri
     if let Some(d) = v.defaults.get() {
         return Ok(d.clone());
     }
-    let mut w = v.pool.acquire().await?;
+    let mut w = v.pool.acquire("").await?;
     let out = w
         .instance
         .tenant_gateway_plugins_validator()
         .call_default_config(&mut w.store)
         .await?;
-    v.pool.release(w);
+    v.pool.release("", w);
     Ok(v.defaults.get_or_init(|| out).clone())
 }
 
 /// Calls the validator's `apply-patch` on the kind of instance asked for.
 pub(super) async fn apply_patch(
     v: &ValidatorPlugin,
+    tenant: &str,
     current: Option<&str>,
     patch: &str,
     kind: Instance,
 ) -> wasmtime::Result<Result<Patched, Vec<Violation>>> {
-    let mut w = v.pool.get(kind).await?;
+    let mut w = v.pool.get(kind, tenant).await?;
     let out = w
         .instance
         .tenant_gateway_plugins_validator()
         .call_apply_patch(&mut w.store, current, patch)
         .await?;
-    v.pool.release(w);
+    v.pool.release(tenant, w);
     Ok(out
         .map(|o| Patched {
             config: o.config,
@@ -70,30 +71,32 @@ pub(super) async fn apply_patch(
 /// Calls the validator's `validate-config` (a whole configuration).
 pub(super) async fn validate_config(
     v: &ValidatorPlugin,
+    tenant: &str,
     config: &str,
 ) -> wasmtime::Result<Result<(), Vec<Violation>>> {
-    let mut w = v.pool.acquire().await?;
+    let mut w = v.pool.acquire(tenant).await?;
     let out = w
         .instance
         .tenant_gateway_plugins_validator()
         .call_validate_config(&mut w.store, config)
         .await?;
-    v.pool.release(w);
+    v.pool.release(tenant, w);
     Ok(out.map_err(violations))
 }
 
 /// Calls the validator's `validate-tenant-info` (a Hono tenant document).
 pub(super) async fn validate_tenant_info(
     v: &ValidatorPlugin,
+    tenant: &str,
     document: &str,
 ) -> wasmtime::Result<Result<(), Vec<Violation>>> {
-    let mut w = v.pool.acquire().await?;
+    let mut w = v.pool.acquire(tenant).await?;
     let out = w
         .instance
         .tenant_gateway_plugins_documents()
         .call_validate_tenant_info(&mut w.store, document)
         .await?;
-    v.pool.release(w);
+    v.pool.release(tenant, w);
     Ok(out.map_err(violations))
 }
 
@@ -115,7 +118,7 @@ pub(super) async fn count_features(
         name: String::new(),
         tier: settings_tier(tier),
     };
-    let list = list_features(g, &ctx, config, kind).await?;
+    let list = list_features(g, "", &ctx, config, kind).await?;
     Ok(FeatureCount {
         listed: list.features.len(),
         enabled: list.total_enabled as usize,
@@ -125,19 +128,20 @@ pub(super) async fn count_features(
 /// Calls the feature gate's `list-features` on the kind of instance asked for.
 async fn list_features(
     g: &GatePlugin,
+    tenant: &str,
     ctx: &gate_types::TenantContext,
     config: &str,
     kind: Instance,
 ) -> wasmtime::Result<
     super::bindings::gate::exports::tenant_gateway::plugins::feature_gate::FeatureList,
 > {
-    let mut w = g.pool.get(kind).await?;
+    let mut w = g.pool.get(kind, tenant).await?;
     let list = w
         .instance
         .tenant_gateway_plugins_feature_gate()
         .call_list_features(&mut w.store, ctx, config)
         .await?;
-    g.pool.release(w);
+    g.pool.release(tenant, w);
     Ok(list)
 }
 
@@ -155,7 +159,7 @@ impl api::validator::Host for ApiState {
         config: String,
     ) -> wasmtime::Result<Result<(), Vec<api::types::Violation>>> {
         let v = self.validator();
-        let r = validate_config(&v, &config).await;
+        let r = validate_config(&v, self.tenant_key(), &config).await;
         let out = self.noted(&v.info.slot, r)?;
         Ok(out.map_err(|v| v.into_iter().map(to_api).collect()))
     }
@@ -166,7 +170,14 @@ impl api::validator::Host for ApiState {
         patch: String,
     ) -> wasmtime::Result<Result<api::validator::PatchOutcome, Vec<api::types::Violation>>> {
         let v = self.validator();
-        let r = apply_patch(&v, current.as_deref(), &patch, Instance::Warm).await;
+        let r = apply_patch(
+            &v,
+            self.tenant_key(),
+            current.as_deref(),
+            &patch,
+            Instance::Warm,
+        )
+        .await;
         let out = self.noted(&v.info.slot, r)?;
         Ok(out
             .map(|p| api::validator::PatchOutcome {
@@ -211,7 +222,14 @@ impl api::feature_gate::Host for ApiState {
         config: String,
     ) -> wasmtime::Result<api::feature_gate::FeatureList> {
         let g = self.gate();
-        let r = list_features(&g, &context(&tenant), &config, Instance::Warm).await;
+        let r = list_features(
+            &g,
+            self.tenant_key(),
+            &context(&tenant),
+            &config,
+            Instance::Warm,
+        )
+        .await;
         let list = self.noted(&g.info.slot, r)?;
         Ok(api::feature_gate::FeatureList {
             features: list
@@ -237,14 +255,15 @@ impl api::feature_gate::Host for ApiState {
         feature: String,
     ) -> wasmtime::Result<Option<bool>> {
         let g = self.gate();
+        let key = self.tenant_key().to_owned();
         let r = async {
-            let mut w = g.pool.acquire().await?;
+            let mut w = g.pool.acquire(&key).await?;
             let out = w
                 .instance
                 .tenant_gateway_plugins_feature_gate()
                 .call_is_enabled(&mut w.store, &context(&tenant), &config, &feature)
                 .await?;
-            g.pool.release(w);
+            g.pool.release(&key, w);
             Ok(out)
         }
         .await;

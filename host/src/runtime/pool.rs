@@ -1,14 +1,21 @@
-//! A bounded pool of warm instances of a state-free component.
+//! A bounded pool of warm instances of a plugin component (validator, feature
+//! gate), so a call does not pay for instantiation and the component's first-call
+//! work (the validator compiles its schemas once per instance).
 //!
-//! Reuse is safe because the pooled components (validator, feature gate) keep no
-//! state between calls that could leak from one tenant to another: their only
-//! retained state is compiled schemas and the static catalog. An instance whose
-//! call failed (trap, deadline, memory cap) is dropped, never returned.
+//! Instances are tenant-affine: one that served a tenant is only ever reused for
+//! that same tenant, so even a component that keeps state between calls (ours do
+//! not; a tenant's or a third party's might) cannot leak it to another tenant.
+//! Idle instances of all pools share one budget ([`IdleBudget`]), which bounds
+//! their memory however many tenants there are. An instance whose call failed
+//! (trap, deadline, memory cap) is dropped, never returned.
 
 use super::{PluginState, bindings, deadline_ticks, store_limits};
 use crate::settings::Limits;
 use crossbeam_queue::ArrayQueue;
+use dashmap::DashMap;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::WasiCtx;
@@ -53,24 +60,72 @@ pub struct Warm<I> {
     uses: u32,
 }
 
-/// Warm instances of one component.
+/// How many idle instances all pools may keep together.
+#[derive(Debug)]
+pub struct IdleBudget {
+    left: AtomicUsize,
+}
+
+impl IdleBudget {
+    /// A budget of `n` idle instances.
+    pub fn new(n: usize) -> Arc<Self> {
+        Arc::new(Self {
+            left: AtomicUsize::new(n),
+        })
+    }
+
+    fn take(&self) -> bool {
+        self.left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn give(&self) {
+        self.left.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Warm instances of one component, kept per tenant.
 pub struct WarmPool<P: Instantiate> {
     pre: P,
     engine: Engine,
     limits: Limits,
-    idle: ArrayQueue<Warm<P::Instance>>,
+    /// Idle instances by the tenant (lower-case name, `""`: none) they served.
+    idle: DashMap<Box<str>, ArrayQueue<Warm<P::Instance>>>,
+    per_tenant: usize,
+    budget: Arc<IdleBudget>,
     max_uses: u32,
     deadline: u64,
 }
 
+impl<P: Instantiate> Drop for WarmPool<P> {
+    fn drop(&mut self) {
+        for q in self.idle.iter() {
+            for _ in 0..q.len() {
+                self.budget.give();
+            }
+        }
+    }
+}
+
 impl<P: Instantiate> WarmPool<P> {
-    /// A pool keeping at most `capacity` idle instances, each reused at most `max_uses` times.
-    pub fn new(pre: P, engine: &Engine, limits: &Limits, capacity: usize, max_uses: u32) -> Self {
+    /// A pool keeping at most `per_tenant` idle instances for each tenant, within
+    /// `budget`; each instance serves at most `max_uses` calls.
+    pub fn new(
+        pre: P,
+        engine: &Engine,
+        limits: &Limits,
+        per_tenant: usize,
+        budget: Arc<IdleBudget>,
+        max_uses: u32,
+    ) -> Self {
         Self {
             pre,
             engine: engine.clone(),
             limits: limits.clone(),
-            idle: ArrayQueue::new(capacity.max(1)),
+            idle: DashMap::new(),
+            per_tenant: per_tenant.max(1),
+            budget,
             max_uses,
             deadline: deadline_ticks(limits),
         }
@@ -102,10 +157,15 @@ impl<P: Instantiate> WarmPool<P> {
         })
     }
 
-    /// Takes an idle instance or makes a new one; its deadline starts now.
-    pub async fn acquire(&self) -> wasmtime::Result<Warm<P::Instance>> {
-        let mut warm = match self.idle.pop() {
-            Some(w) => w,
+    /// Takes an idle instance that served `tenant` before, or makes a new one;
+    /// its deadline starts now.
+    pub async fn acquire(&self, tenant: &str) -> wasmtime::Result<Warm<P::Instance>> {
+        let idle = self.idle.get(tenant).and_then(|q| q.pop());
+        let mut warm = match idle {
+            Some(w) => {
+                self.budget.give();
+                w
+            }
             None => self.instantiate(0).await?,
         };
         warm.uses += 1;
@@ -119,19 +179,36 @@ impl<P: Instantiate> WarmPool<P> {
         self.instantiate(self.max_uses).await
     }
 
-    /// Takes an instance of the kind asked for.
-    pub async fn get(&self, kind: super::Instance) -> wasmtime::Result<Warm<P::Instance>> {
+    /// Takes an instance of the kind asked for, to serve `tenant`.
+    pub async fn get(
+        &self,
+        kind: super::Instance,
+        tenant: &str,
+    ) -> wasmtime::Result<Warm<P::Instance>> {
         match kind {
-            super::Instance::Warm => self.acquire().await,
+            super::Instance::Warm => self.acquire(tenant).await,
             super::Instance::Fresh => self.fresh().await,
         }
     }
 
-    /// Returns an instance whose call succeeded; it is dropped instead when it has
-    /// served its share of calls or the pool is full.
-    pub fn release(&self, warm: Warm<P::Instance>) {
-        if warm.uses < self.max_uses {
-            let _ = self.idle.push(warm);
+    /// Returns an instance whose call for `tenant` succeeded, to serve that
+    /// tenant again; it is dropped instead when it has served its share of calls,
+    /// the tenant has enough idle ones, or the idle budget is spent.
+    pub fn release(&self, tenant: &str, warm: Warm<P::Instance>) {
+        if warm.uses >= self.max_uses || !self.budget.take() {
+            return;
+        }
+        let pushed = match self.idle.get(tenant) {
+            Some(q) => q.push(warm).is_ok(),
+            None => self
+                .idle
+                .entry(tenant.into())
+                .or_insert_with(|| ArrayQueue::new(self.per_tenant))
+                .push(warm)
+                .is_ok(),
+        };
+        if !pushed {
+            self.budget.give();
         }
     }
 }
