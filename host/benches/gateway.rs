@@ -4,10 +4,15 @@
 //! 3. config GET requests/s through the gateway vs a plain hyper server answering
 //!    the same bytes, over loopback with the same client;
 //! 4. tenant traffic requests/s through the gateway's proxy vs straight to the
-//!    upstream vs a minimal hyper proxy (no tenant logic), over loopback.
+//!    upstream vs a minimal hyper proxy (no tenant logic), over loopback;
+//! 5. (`--swap`) config API load while the validator is swapped 20 times through
+//!    `/_components`, vs the same load with no swap: throughput, p99, failures,
+//!    which versions served; compiling a component vs loading its verified
+//!    precompiled artifact; and section 1 (warm instance gain).
 //!
 //! Run: `cargo bench -p tenant-gateway --bench gateway` (add `-- --quick` for a
-//! short run, `-- --proxy` for section 4 alone; scripts/bench-proxy does that).
+//! short run, `-- --proxy` for section 4 alone, `-- --swap` for section 5;
+//! scripts/bench-proxy and scripts/bench-swap do that).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
@@ -194,9 +199,320 @@ async fn proxy_bench(upstream: SocketAddr, body_len: usize, gateway: SocketAddr,
     );
 }
 
+/// Section 1: a plugin call on a fresh store and instance vs a warm pooled one.
+/// Returns the warm validator's stats (section 2 compares them with native code).
+async fn plugin_bench(
+    runtime: &tenant_gateway::runtime::Runtime,
+    defaults: &str,
+    n: usize,
+) -> Stats {
+    println!("\n1. plugin call latency (feature gate list-features, validator apply-patch)");
+    let gate_fresh = time_async(n, || async {
+        runtime
+            .list_features(Tier::Enterprise, defaults, Instance::Fresh)
+            .await
+            .unwrap();
+    })
+    .await;
+    let gate_warm = time_async(n, || async {
+        runtime
+            .list_features(Tier::Enterprise, defaults, Instance::Warm)
+            .await
+            .unwrap();
+    })
+    .await;
+    let val_fresh = time_async(n / 10, || async {
+        runtime
+            .apply_patch(None, PATCH, Instance::Fresh)
+            .await
+            .unwrap()
+            .unwrap();
+    })
+    .await;
+    let val_warm = time_async(n, || async {
+        runtime
+            .apply_patch(None, PATCH, Instance::Warm)
+            .await
+            .unwrap()
+            .unwrap();
+    })
+    .await;
+    show("feature gate: fresh store+instantiate+call", &gate_fresh);
+    show("feature gate: warm instance call", &gate_warm);
+    show("validator: fresh store+instantiate+call", &val_fresh);
+    show("validator: warm instance call", &val_warm);
+    println!(
+        "  warm pool speed-up: feature gate x{:.1}, validator x{:.1} (median)",
+        gate_fresh.median.as_secs_f64() / gate_warm.median.as_secs_f64(),
+        val_fresh.median.as_secs_f64() / val_warm.median.as_secs_f64()
+    );
+    val_warm
+}
+
+/// One request of the swap load: when it ended (since the load began), how
+/// long it took, and whether it got the answer expected.
+struct Sample {
+    at: Duration,
+    took: Duration,
+    ok: bool,
+}
+
+fn window(samples: &[Sample], from: Duration, to: Duration) -> (f64, Duration, usize) {
+    let mut took: Vec<Duration> = samples
+        .iter()
+        .filter(|s| s.at >= from && s.at < to)
+        .map(|s| s.took)
+        .collect();
+    let failed = samples
+        .iter()
+        .filter(|s| s.at >= from && s.at < to && !s.ok)
+        .count();
+    took.sort();
+    let p99 = took
+        .get((took.len() * 99 / 100).min(took.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default();
+    (took.len() as f64 / (to - from).as_secs_f64(), p99, failed)
+}
+
+/// Section 5: 16 keep-alive connections alternate a config update the
+/// validator refuses (400, nothing written: the validator, not the disk, is
+/// measured) and a feature list (200). After a steady phase, the validator is
+/// swapped 20 times through `PUT /_components/validator`, alternating two
+/// versions. Every answer other than the expected one counts as a failure.
+async fn swap_bench(addr: SocketAddr, quick: bool) {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    let (steady, swapping) = if quick {
+        (Duration::from_secs(3), Duration::from_secs(10))
+    } else {
+        (Duration::from_secs(10), Duration::from_secs(30))
+    };
+    println!(
+        "\n5. live validator swaps under load: {}s steady, then 20 swaps in {}s; 16 keep-alive connections",
+        steady.as_secs(),
+        swapping.as_secs()
+    );
+    let credentials = {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("admin:change-me-dev-password")
+        )
+    };
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(32)
+        .build_http();
+    let base = format!("http://{addr}");
+    let versions = [
+        Bytes::from(std::fs::read(env!("TG_FAULTY_VALIDATOR_WASM")).unwrap()),
+        Bytes::from_static(tenant_gateway::runtime::builtin::VALIDATOR),
+    ];
+    let swap = |bytes: Bytes| {
+        let client = client.clone();
+        let (base, credentials) = (base.clone(), credentials.clone());
+        async move {
+            let t = Instant::now();
+            let resp = client
+                .request(
+                    hyper::Request::put(format!("{base}/_components/validator"))
+                        .header("authorization", &credentials)
+                        .header("content-type", "application/wasm")
+                        .body(Full::new(bytes))
+                        .unwrap(),
+                )
+                .await
+                .expect("swap request");
+            assert_eq!(resp.status(), 200, "swap refused");
+            resp.into_body().collect().await.unwrap();
+            t.elapsed()
+        }
+    };
+    // The first upload of a module new to the gateway compiles it (once); the
+    // swaps measured below are of known modules, loaded from the cache.
+    let first = swap(versions[0].clone()).await;
+    swap(versions[1].clone()).await;
+    println!(
+        "  first upload of the second validator (compiled, no load): {:.0} ms",
+        first.as_secs_f64() * 1e3
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let served: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let began = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..16 {
+        let (client, stop, served, base) =
+            (client.clone(), stop.clone(), served.clone(), base.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut i = c;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let update = i % 2 == 0;
+                let req = if update {
+                    hyper::Request::put(format!("{base}/api/v1/tenants/Tenant1/config"))
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from_static(
+                            br#"{"performance":{"cache_size_mb":200000}}"#,
+                        )))
+                } else {
+                    hyper::Request::get(format!("{base}/api/v1/tenants/Tenant2/features"))
+                        .body(Full::new(Bytes::new()))
+                }
+                .unwrap();
+                let t = Instant::now();
+                let (ok, version) = match client.request(req).await {
+                    Ok(resp) => {
+                        let expected = if update { 400 } else { 200 };
+                        let version = resp
+                            .headers()
+                            .get("x-tg-components")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.split(", ").find_map(|p| p.strip_prefix("validator=")))
+                            .map(str::to_owned);
+                        let status = resp.status().as_u16();
+                        let body = resp.into_body().collect().await;
+                        (status == expected && body.is_ok(), version)
+                    }
+                    Err(_) => (false, None),
+                };
+                samples.push(Sample {
+                    at: began.elapsed(),
+                    took: t.elapsed(),
+                    ok,
+                });
+                if update && let Some(v) = version {
+                    *served.lock().unwrap().entry(v).or_default() += 1;
+                }
+            }
+            samples
+        }));
+    }
+    tokio::time::sleep(steady).await;
+    let gap = swapping / 20;
+    let mut swap_times = Vec::new();
+    for k in 0..20 {
+        let next = began + steady + gap * k as u32 + gap / 2;
+        tokio::time::sleep_until(next.into()).await;
+        swap_times.push(swap(versions[k % 2].clone()).await);
+    }
+    tokio::time::sleep_until((began + steady + swapping).into()).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut samples = Vec::new();
+    for t in tasks {
+        samples.extend(t.await.unwrap());
+    }
+    let warm = Duration::from_millis(500);
+    let (steady_rps, steady_p99, steady_failed) = window(&samples, warm, steady);
+    let (swap_rps, swap_p99, swap_failed) = window(&samples, steady, steady + swapping);
+    swap_times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "  steady:        {steady_rps:>9.0} req/s   p99 {:>7.2} ms   failed {steady_failed}",
+        ms(steady_p99)
+    );
+    println!(
+        "  during swaps:  {swap_rps:>9.0} req/s   p99 {:>7.2} ms   failed {swap_failed}",
+        ms(swap_p99)
+    );
+    println!(
+        "  ratios during swaps / steady: throughput {:.3}, p99 {:.2}",
+        swap_rps / steady_rps,
+        swap_p99.as_secs_f64() / steady_p99.as_secs_f64()
+    );
+    println!(
+        "  20 swaps: median {:.1} ms, max {:.1} ms each (check, cached artifact, self-test, publish)",
+        ms(swap_times[10]),
+        ms(swap_times[19])
+    );
+    println!(
+        "  updates answered by each validator version: {:?}",
+        served.lock().unwrap()
+    );
+    println!(
+        "  requests: {} in all, {} failed",
+        samples.len(),
+        samples.iter().filter(|s| !s.ok).count()
+    );
+}
+
+/// Compiling the validator component vs loading its verified precompiled artifact.
+fn cache_bench(quick: bool) {
+    use tenant_gateway::runtime::cache;
+    let bytes = tenant_gateway::runtime::builtin::VALIDATOR;
+    println!(
+        "\n6. component load: compile vs verified precompiled artifact ({:.1} MB validator)",
+        bytes.len() as f64 / 1e6
+    );
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    let engine = wasmtime::Engine::new(&config).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let runs = if quick { 2 } else { 3 };
+    let compile: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            let (_, compiled) = cache::compile(&engine, "validator", bytes, None).unwrap();
+            assert!(compiled);
+            t.elapsed()
+        })
+        .collect();
+    cache::compile(&engine, "validator", bytes, Some(dir.path())).unwrap();
+    let mut load: Vec<Duration> = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            let (_, compiled) =
+                cache::compile(&engine, "validator", bytes, Some(dir.path())).unwrap();
+            assert!(!compiled);
+            t.elapsed()
+        })
+        .collect();
+    load.sort();
+    let compile_median = {
+        let mut c = compile.clone();
+        c.sort();
+        c[c.len() / 2]
+    };
+    println!(
+        "  compile: {:>8.1} ms (median of {runs})",
+        compile_median.as_secs_f64() * 1e3
+    );
+    println!(
+        "  verified artifact load: {:>8.2} ms (median of 20, HMAC check included)",
+        load[10].as_secs_f64() * 1e3
+    );
+    println!(
+        "  ratio compile / cached load: x{:.0}",
+        compile_median.as_secs_f64() / load[10].as_secs_f64()
+    );
+    // What the integrity check costs: one SHA-256 pass over the artifact.
+    let artifact = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .map(|p| std::fs::read(p).unwrap())
+        .unwrap();
+    let mut hashing: Vec<Duration> = (0..20)
+        .map(|_| {
+            use sha2::Digest;
+            let t = Instant::now();
+            std::hint::black_box(sha2::Sha256::digest(&artifact));
+            t.elapsed()
+        })
+        .collect();
+    hashing.sort();
+    println!(
+        "  of which the integrity check (SHA-256 over the {:.1} MB artifact): {:.2} ms",
+        artifact.len() as f64 / 1e6,
+        hashing[10].as_secs_f64() * 1e3
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let proxy_only = std::env::args().any(|a| a == "--proxy");
+    let swap_only = std::env::args().any(|a| a == "--swap");
     let (n, dur) = if quick {
         (300, Duration::from_secs(1))
     } else {
@@ -236,52 +552,22 @@ fn main() {
         }
         let runtime = running.runtime.clone();
         let defaults = tg_validator::shared().default_config().to_string();
+        if swap_only {
+            swap_bench(running.addr, quick).await;
+            tokio::task::spawn_blocking(move || cache_bench(quick))
+                .await
+                .unwrap();
+            plugin_bench(&runtime, &defaults, n).await;
+            running.stop().await.unwrap();
+            return;
+        }
 
         println!(
             "tenant-gateway benchmarks ({} samples per latency, {:?} per load run)",
             n, dur
         );
 
-        println!("\n1. plugin call latency (feature gate list-features, validator apply-patch)");
-        let gate_fresh = time_async(n, || async {
-            runtime
-                .list_features(Tier::Enterprise, &defaults, Instance::Fresh)
-                .await
-                .unwrap();
-        })
-        .await;
-        let gate_warm = time_async(n, || async {
-            runtime
-                .list_features(Tier::Enterprise, &defaults, Instance::Warm)
-                .await
-                .unwrap();
-        })
-        .await;
-        let val_fresh = time_async(n / 10, || async {
-            runtime
-                .apply_patch(None, PATCH, Instance::Fresh)
-                .await
-                .unwrap()
-                .unwrap();
-        })
-        .await;
-        let val_warm = time_async(n, || async {
-            runtime
-                .apply_patch(None, PATCH, Instance::Warm)
-                .await
-                .unwrap()
-                .unwrap();
-        })
-        .await;
-        show("feature gate: fresh store+instantiate+call", &gate_fresh);
-        show("feature gate: warm instance call", &gate_warm);
-        show("validator: fresh store+instantiate+call", &val_fresh);
-        show("validator: warm instance call", &val_warm);
-        println!(
-            "  warm pool speed-up: feature gate x{:.1}, validator x{:.1} (median)",
-            gate_fresh.median.as_secs_f64() / gate_warm.median.as_secs_f64(),
-            val_fresh.median.as_secs_f64() / val_warm.median.as_secs_f64()
-        );
+        let val_warm = plugin_bench(&runtime, &defaults, n).await;
 
         println!("\n2. validation of one update: Wasm (warm instance) vs native Rust");
         let native = {
