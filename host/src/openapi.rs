@@ -222,6 +222,36 @@ fn management_schemas() -> Map<String, Value> {
             json!(["error-code", "message"]),
         ),
     );
+    let version = json!({"type": "object", "properties": {
+        "sha256": {"type": "string"}, "size": {"type": "integer"},
+        "source": {"type": "string"}, "loaded_at": {"type": "string", "format": "date-time"}
+    }});
+    out.insert(
+        "Component".into(),
+        object(
+            json!({
+                "name": {"type": "string", "examples": ["validator", "validator@tenant1"]},
+                "kind": {"enum": ["validator", "feature-gate", "config-api"]},
+                "tenant": {"type": ["string", "null"]},
+                "sha256": {"type": "string"},
+                "size": {"type": "integer"},
+                "loaded_at": {"type": "string", "format": "date-time"},
+                "source": {"type": "string", "examples": ["builtin", "api", "directory:validator.wasm"]},
+                "exports": {"type": "array", "items": {"type": "string"}},
+                "compiled": {"type": "boolean", "description": "false: loaded from a verified precompiled artifact"},
+                "tenants": {"type": "array", "items": {"type": "string"}, "description": "The tenants it serves"},
+                "previous": {"oneOf": [version, {"type": "null"}], "description": "The rollback target"}
+            }),
+            json!(["name", "kind", "sha256", "size", "loaded_at", "source", "exports", "tenants"]),
+        ),
+    );
+    out.insert(
+        "ComponentError".into(),
+        object(
+            json!({"error": {"type": "string"}, "component": {"type": ["string", "null"]}}),
+            json!(["error"]),
+        ),
+    );
     out.insert(
         "HonoError".into(),
         object(json!({"error": {"type": "string"}}), json!(["error"])),
@@ -492,6 +522,65 @@ fn management_paths(paths: &mut Map<String, Value>, tenant_id_param: &Value, sec
                 "security": su,
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HonoTenant"}}}},
                 "responses": put}
+        }),
+    );
+
+    let component_errors = |codes: &[(&str, &str)]| {
+        let mut all = vec![
+            ("401", "Not the super-user's Basic credentials"),
+            ("403", "Not the super-user"),
+            ("404", "No such slot, or no such tenant"),
+        ];
+        all.extend_from_slice(codes);
+        responses(&all, "ComponentError", &json_only)
+    };
+    let component_ok = |description: &str| {
+        let mut r = responses(&[("200", description)], "Component", &json_only);
+        r.extend(component_errors(&[]));
+        r
+    };
+    let mut list = component_errors(&[]);
+    list.insert("200".into(), json!({"description": "Every slot with a component",
+        "content": {"application/json": {"schema": {"type": "object", "properties": {
+            "components": {"type": "array", "items": {"$ref": "#/components/schemas/Component"}}}}}}}));
+    paths.insert(
+        "/_components".into(),
+        json!({"get": {"tags": ["Components"], "operationId": "listComponents",
+            "summary": "The component registry: what serves each slot", "security": su, "responses": list}}),
+    );
+    let mut put_component = component_ok("Loaded, self-tested and swapped in");
+    put_component.extend(component_errors(&[
+        ("400", "Refused (not a component, does not compile, wrong exports or imports, failed its self-test); the running one stays"),
+        ("413", "Over TenantGateway.Limits.MaxComponentBytes"),
+        ("415", "Not application/wasm"),
+    ]));
+    let slot_param = json!({"name": "name", "in": "path", "required": true,
+        "description": "validator, feature-gate, config-api, validator@{tenant} or feature-gate@{tenant}",
+        "schema": {"type": "string"}});
+    paths.insert(
+        "/_components/{name}".into(),
+        json!({
+            "parameters": [slot_param],
+            "get": {"tags": ["Components"], "operationId": "getComponent", "summary": "One slot",
+                "security": su, "responses": component_ok("The slot")},
+            "put": {"tags": ["Components"], "operationId": "putComponent",
+                "summary": "Loads a component into the slot while traffic is served",
+                "security": su,
+                "requestBody": {"required": true, "content": {"application/wasm": {"schema": {"type": "string", "format": "binary"}}}},
+                "responses": put_component},
+            "delete": {"tags": ["Components"], "operationId": "deleteComponent",
+                "summary": "Back to the built-in component (a tenant's: back to everyone's)",
+                "security": su, "responses": component_ok("What serves the slot now")}
+        }),
+    );
+    let mut rollback = component_ok("The previous version serves again");
+    rollback.extend(component_errors(&[("409", "No previous version")]));
+    paths.insert(
+        "/_components/{name}/rollback".into(),
+        json!({
+            "parameters": [slot_param],
+            "post": {"tags": ["Components"], "operationId": "rollbackComponent",
+                "summary": "Back to the version before", "security": su, "responses": rollback}
         }),
     );
 
@@ -803,6 +892,9 @@ mod tests {
             "/application/v2/tenant/{name}",
             "/hono/v1/tenants",
             "/hono/v1/tenants/{id}",
+            "/_components",
+            "/_components/{name}",
+            "/_components/{name}/rollback",
         ] {
             assert!(doc["paths"][path].is_object(), "{path}");
         }

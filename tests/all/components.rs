@@ -4,11 +4,11 @@
 
 use crate::harness::{
     BROKEN_VALIDATOR, FAULTY_VALIDATOR, FEATURE_GATE, Gateway, POLICY_VALIDATOR, Reply,
-    SAMPLE_SETTINGS, VALIDATOR,
+    SAMPLE_SETTINGS, VALIDATOR, eventually,
 };
 use serde_json::{Value, json};
 use sha2::Digest;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CONFIG: &str = "/api/v1/tenants/Tenant1/config";
 const WASM: (&str, &str) = ("Content-Type", "application/wasm");
@@ -37,17 +37,6 @@ fn entry(gw: &Gateway, name: &str) -> Value {
     let r = gw.get(&format!("/_components/{name}"));
     assert_eq!(r.status, 200, "{}", r.body);
     r.json()
-}
-
-fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
 }
 
 #[test]

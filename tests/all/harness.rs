@@ -25,6 +25,20 @@ pub const SAMPLE_SETTINGS: &str = include_str!("../../appsettings.json");
 /// The super-user of the sample settings.
 pub const SUPER_USER: (&str, &str) = ("admin", "change-me-dev-password");
 
+/// Polls `f` every 50 ms until it holds (true) or `within` has passed (false).
+pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `Authorization` value of HTTP Basic credentials.
 pub fn basic(user: &str, password: &str) -> String {
     use base64::Engine as _;

@@ -1,7 +1,7 @@
 //! Durability and concurrency: restarts, kill -9, concurrent updates, stable ids,
 //! tenant changes reaching another instance that shares the store.
 
-use crate::harness::Gateway;
+use crate::harness::{Gateway, eventually};
 use serde_json::json;
 
 const PATH: &str = "/api/v1/tenants/Tenant1/config";
@@ -84,20 +84,6 @@ fn concurrent_updates_lose_no_write() {
         }
     }
     assert_eq!(custom.len(), WRITERS * EACH);
-}
-
-/// Polls `f` until it holds or `within` passes.
-fn eventually(within: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        if f() {
-            return true;
-        }
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
 }
 
 #[test]
