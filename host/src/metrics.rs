@@ -236,6 +236,13 @@ impl Metrics {
         ] {
             let _ = writeln!(out, "tg_component_artifacts_total{{how=\"{how}\"}} {n}");
         }
+        out.push_str("# HELP tg_component_cold_instances_total Plugin instances made on the request path (no warm or primed one was ready).\n");
+        out.push_str("# TYPE tg_component_cold_instances_total counter\n");
+        let _ = writeln!(
+            out,
+            "tg_component_cold_instances_total {}",
+            crate::runtime::cold_starts()
+        );
         let (loaded, refused) = crate::runtime::load_stats();
         out.push_str("# HELP tg_component_loads_total Component loads (swaps), by result.\n");
         out.push_str("# TYPE tg_component_loads_total counter\n");

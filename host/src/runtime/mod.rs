@@ -37,7 +37,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub use apps::App;
 pub use components::{ComponentInfo, Kind, LoadError, Slot, Source};
-pub use pool::WarmPool;
+pub use pool::{WarmPool, cold_starts};
 
 /// The header of config API answers naming the component versions that served them.
 pub const COMPONENTS_HEADER: http::HeaderName = http::HeaderName::from_static("x-tg-components");
@@ -658,6 +658,13 @@ impl Runtime {
                     .await
                     .map_err(|e| LoadError::Compile(format!("compilation task failed: {e}")))??;
             self.self_test(&prepared).await?;
+            // Its first requests are served by primed instances.
+            let primed = match &prepared {
+                Prepared::Validator(v) => v.pool.prime().await,
+                Prepared::Gate(g) => g.pool.prime().await,
+                Prepared::Api(_) => Ok(()),
+            };
+            primed.map_err(|e| LoadError::SelfTest(format!("priming: {e:#}")))?;
             Ok(prepared)
         }
         .await
@@ -782,6 +789,8 @@ impl Runtime {
             n.enabled > 0,
             "feature gate enables nothing for the default configuration"
         );
+        snapshot.validator.pool.prime().await?;
+        snapshot.gate.pool.prime().await?;
         Ok(())
     }
 
@@ -1130,6 +1139,29 @@ mod tests {
             took >= Duration::from_millis(400) && took < Duration::from_secs(5),
             "{took:?}"
         );
+    }
+
+    /// Tenants new to the validator are served by primed instances: no instance
+    /// is made, and no schema compiled, on the request path.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn new_tenants_get_primed_instances() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime(dir.path());
+        rt.warm_up().await.unwrap();
+        let defaults = tg_validator::shared().default_config().to_string();
+        let validator = rt.snapshot().validator.clone();
+        // Warming up itself started the first instance cold.
+        let before = validator.pool.cold_starts();
+        for tenant in ["a", "b", "c", "d", "e", "f"] {
+            rt.validate_config(&defaults, Some(tenant))
+                .await
+                .unwrap()
+                .unwrap();
+            // The background refill makes the next primed instance.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        // Without primed instances each of the six would have started one cold.
+        assert_eq!(validator.pool.cold_starts(), before);
     }
 
     fn imports(bytes: &[u8]) -> Vec<String> {

@@ -5,9 +5,13 @@
 //! Instances are tenant-affine: one that served a tenant is only ever reused for
 //! that same tenant, so even a component that keeps state between calls (ours do
 //! not; a tenant's or a third party's might) cannot leak it to another tenant.
-//! Idle instances of all pools share one budget ([`IdleBudget`]), which bounds
-//! their memory however many tenants there are. An instance whose call failed
-//! (trap, deadline, memory cap) is dropped, never returned.
+//! A tenant without an idle instance of its own takes a *primed* one: made and
+//! put through its first-call work with inputs that carry no tenant's data, off
+//! the request path (a background refill keeps a few ready), so no request pays
+//! for schema compilation. Idle and primed instances of all pools share one
+//! budget ([`IdleBudget`]), which bounds their memory however many tenants there
+//! are. An instance whose call failed (trap, deadline, memory cap) is dropped,
+//! never returned.
 
 use super::{PluginState, bindings, deadline_ticks, store_limits};
 use crate::settings::Limits;
@@ -15,7 +19,7 @@ use crossbeam_queue::ArrayQueue;
 use dashmap::DashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::WasiCtx;
@@ -29,6 +33,13 @@ pub trait Instantiate: Send + Sync + 'static {
         &self,
         store: &mut Store<PluginState>,
     ) -> impl Future<Output = wasmtime::Result<Self::Instance>> + Send;
+
+    /// Does an instance's first-call work (the validator compiles its schemas)
+    /// with inputs that carry no tenant's data.
+    fn prime(
+        instance: &Self::Instance,
+        store: &mut Store<PluginState>,
+    ) -> impl Future<Output = wasmtime::Result<()>> + Send;
 }
 
 impl Instantiate for bindings::validator::ValidatorComponentPre<PluginState> {
@@ -39,6 +50,17 @@ impl Instantiate for bindings::validator::ValidatorComponentPre<PluginState> {
     ) -> impl Future<Output = wasmtime::Result<Self::Instance>> + Send {
         self.instantiate_async(store)
     }
+
+    async fn prime(
+        instance: &Self::Instance,
+        store: &mut Store<PluginState>,
+    ) -> wasmtime::Result<()> {
+        instance
+            .tenant_gateway_plugins_validator()
+            .call_default_config(store)
+            .await
+            .map(drop)
+    }
 }
 
 impl Instantiate for bindings::gate::FeatureGateComponentPre<PluginState> {
@@ -48,6 +70,23 @@ impl Instantiate for bindings::gate::FeatureGateComponentPre<PluginState> {
         store: &mut Store<PluginState>,
     ) -> impl Future<Output = wasmtime::Result<Self::Instance>> + Send {
         self.instantiate_async(store)
+    }
+
+    async fn prime(
+        instance: &Self::Instance,
+        store: &mut Store<PluginState>,
+    ) -> wasmtime::Result<()> {
+        use bindings::gate::exports::tenant_gateway::plugins::types::{TenantContext, Tier};
+        let ctx = TenantContext {
+            tenant_id: String::new(),
+            name: String::new(),
+            tier: Tier::Basic,
+        };
+        instance
+            .tenant_gateway_plugins_feature_gate()
+            .call_list_features(store, &ctx, "{}")
+            .await
+            .map(drop)
     }
 }
 
@@ -85,52 +124,49 @@ impl IdleBudget {
     }
 }
 
-/// Warm instances of one component, kept per tenant.
+/// Primed instances a pool keeps ready.
+const PRIMED: usize = 2;
+
+static COLD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Instances made on the request path (no idle or primed one was ready) since
+/// the process started.
+pub fn cold_starts() -> u64 {
+    COLD.load(Ordering::Relaxed)
+}
+
+/// Warm instances of one component: per tenant, and primed ones for anyone.
 pub struct WarmPool<P: Instantiate> {
+    inner: Arc<Inner<P>>,
+}
+
+struct Inner<P: Instantiate> {
     pre: P,
     engine: Engine,
     limits: Limits,
     /// Idle instances by the tenant (lower-case name, `""`: none) they served.
     idle: DashMap<Box<str>, ArrayQueue<Warm<P::Instance>>>,
+    /// Primed instances that served no one.
+    primed: ArrayQueue<Warm<P::Instance>>,
+    refilling: AtomicBool,
+    /// Instances this pool made on the request path.
+    cold: std::sync::atomic::AtomicU64,
     per_tenant: usize,
     budget: Arc<IdleBudget>,
     max_uses: u32,
     deadline: u64,
 }
 
-impl<P: Instantiate> Drop for WarmPool<P> {
+impl<P: Instantiate> Drop for Inner<P> {
     fn drop(&mut self) {
-        for q in self.idle.iter() {
-            for _ in 0..q.len() {
-                self.budget.give();
-            }
+        let kept = self.primed.len() + self.idle.iter().map(|q| q.len()).sum::<usize>();
+        for _ in 0..kept {
+            self.budget.give();
         }
     }
 }
 
-impl<P: Instantiate> WarmPool<P> {
-    /// A pool keeping at most `per_tenant` idle instances for each tenant, within
-    /// `budget`; each instance serves at most `max_uses` calls.
-    pub fn new(
-        pre: P,
-        engine: &Engine,
-        limits: &Limits,
-        per_tenant: usize,
-        budget: Arc<IdleBudget>,
-        max_uses: u32,
-    ) -> Self {
-        Self {
-            pre,
-            engine: engine.clone(),
-            limits: limits.clone(),
-            idle: DashMap::new(),
-            per_tenant: per_tenant.max(1),
-            budget,
-            max_uses,
-            deadline: deadline_ticks(limits),
-        }
-    }
-
+impl<P: Instantiate> Inner<P> {
     fn store(&self) -> Store<PluginState> {
         let mut store = Store::new(
             &self.engine,
@@ -157,26 +193,121 @@ impl<P: Instantiate> WarmPool<P> {
         })
     }
 
-    /// Takes an idle instance that served `tenant` before, or makes a new one;
-    /// its deadline starts now.
+    /// Makes primed instances until [`PRIMED`] are ready or the budget is spent.
+    async fn refill(&self) -> wasmtime::Result<()> {
+        while self.primed.len() < PRIMED {
+            if !self.budget.take() {
+                break;
+            }
+            let made = async {
+                let mut w = self.instantiate(0).await?;
+                w.store.set_epoch_deadline(self.deadline);
+                P::prime(&w.instance, &mut w.store).await?;
+                wasmtime::Result::<_>::Ok(w)
+            }
+            .await;
+            match made {
+                Ok(w) => {
+                    if self.primed.push(w).is_err() {
+                        self.budget.give();
+                        break;
+                    }
+                }
+                Err(e) => {
+                    self.budget.give();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<P: Instantiate> WarmPool<P> {
+    /// A pool keeping at most `per_tenant` idle instances for each tenant, within
+    /// `budget`; each instance serves at most `max_uses` calls.
+    pub fn new(
+        pre: P,
+        engine: &Engine,
+        limits: &Limits,
+        per_tenant: usize,
+        budget: Arc<IdleBudget>,
+        max_uses: u32,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                pre,
+                engine: engine.clone(),
+                limits: limits.clone(),
+                idle: DashMap::new(),
+                primed: ArrayQueue::new(PRIMED),
+                refilling: AtomicBool::new(false),
+                cold: std::sync::atomic::AtomicU64::new(0),
+                per_tenant: per_tenant.max(1),
+                budget,
+                max_uses,
+                deadline: deadline_ticks(limits),
+            }),
+        }
+    }
+
+    /// Instances this pool made on the request path.
+    pub fn cold_starts(&self) -> u64 {
+        self.inner.cold.load(Ordering::Relaxed)
+    }
+
+    /// Makes the primed instances ready (before a component is published, so its
+    /// first requests are served warm).
+    pub async fn prime(&self) -> wasmtime::Result<()> {
+        self.inner.refill().await
+    }
+
+    /// Refills the primed instances in the background (one refill at a time).
+    fn refill_later(&self) {
+        if self.inner.refilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            if let Err(e) = inner.refill().await {
+                tracing::warn!(error = %e, "priming a component instance failed");
+            }
+            inner.refilling.store(false, Ordering::Release);
+        });
+    }
+
+    /// Takes an idle instance that served `tenant` before, else a primed one, else
+    /// makes a new one; its deadline starts now.
     pub async fn acquire(&self, tenant: &str) -> wasmtime::Result<Warm<P::Instance>> {
-        let idle = self.idle.get(tenant).and_then(|q| q.pop());
+        let inner = &self.inner;
+        let idle = inner.idle.get(tenant).and_then(|q| q.pop());
         let mut warm = match idle {
             Some(w) => {
-                self.budget.give();
+                inner.budget.give();
                 w
             }
-            None => self.instantiate(0).await?,
+            None => match inner.primed.pop() {
+                Some(w) => {
+                    inner.budget.give();
+                    self.refill_later();
+                    w
+                }
+                None => {
+                    COLD.fetch_add(1, Ordering::Relaxed);
+                    inner.cold.fetch_add(1, Ordering::Relaxed);
+                    inner.instantiate(0).await?
+                }
+            },
         };
         warm.uses += 1;
-        warm.store.set_epoch_deadline(self.deadline);
+        warm.store.set_epoch_deadline(inner.deadline);
         Ok(warm)
     }
 
     /// A new instance that [`WarmPool::release`] will not keep: what every call
     /// would cost without the pool.
     pub async fn fresh(&self) -> wasmtime::Result<Warm<P::Instance>> {
-        self.instantiate(self.max_uses).await
+        self.inner.instantiate(self.inner.max_uses).await
     }
 
     /// Takes an instance of the kind asked for, to serve `tenant`.
@@ -195,20 +326,21 @@ impl<P: Instantiate> WarmPool<P> {
     /// tenant again; it is dropped instead when it has served its share of calls,
     /// the tenant has enough idle ones, or the idle budget is spent.
     pub fn release(&self, tenant: &str, warm: Warm<P::Instance>) {
-        if warm.uses >= self.max_uses || !self.budget.take() {
+        let inner = &self.inner;
+        if warm.uses >= inner.max_uses || !inner.budget.take() {
             return;
         }
-        let pushed = match self.idle.get(tenant) {
+        let pushed = match inner.idle.get(tenant) {
             Some(q) => q.push(warm).is_ok(),
-            None => self
+            None => inner
                 .idle
                 .entry(tenant.into())
-                .or_insert_with(|| ArrayQueue::new(self.per_tenant))
+                .or_insert_with(|| ArrayQueue::new(inner.per_tenant))
                 .push(warm)
                 .is_ok(),
         };
         if !pushed {
-            self.budget.give();
+            inner.budget.give();
         }
     }
 }
