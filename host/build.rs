@@ -8,16 +8,17 @@ use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
 /// Each group is one cargo invocation: (package, env var naming the built file).
-/// The failure-test fixture and the policy example link the validator crate
-/// without its exports, so they are built apart (in one invocation cargo would
-/// unify the crate's features). They go first: should their build touch the
-/// validator's own artifact, the main group's build, which comes after, leaves
-/// the exporting one in place. The fixtures are test components: the binary
+/// The failure-test fixture and the policy examples link the validator or
+/// feature-gate crate without its exports, so they are built apart (in one
+/// invocation cargo would unify the crate's features). They go first: should
+/// their build touch those crates' own artifacts, the main group's build, which
+/// comes after, leaves the exporting ones in place. The fixtures are test components: the binary
 /// embeds only the four of the main group.
 const GROUPS: [&[(&str, &str)]; 2] = [
     &[
         ("tg-faulty-validator", "TG_FAULTY_VALIDATOR_WASM"),
         ("tg-policy-validator", "TG_POLICY_VALIDATOR_WASM"),
+        ("tg-policy-feature-gate", "TG_POLICY_FEATURE_GATE_WASM"),
     ],
     &[
         ("tg-validator", "TG_VALIDATOR_WASM"),

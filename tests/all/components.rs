@@ -3,8 +3,8 @@
 //! restarts that load every component without compiling.
 
 use crate::harness::{
-    BROKEN_VALIDATOR, FAULTY_VALIDATOR, FEATURE_GATE, Gateway, POLICY_VALIDATOR, Reply,
-    SAMPLE_SETTINGS, VALIDATOR, eventually,
+    BROKEN_VALIDATOR, FAULTY_VALIDATOR, FEATURE_GATE, Gateway, POLICY_FEATURE_GATE,
+    POLICY_VALIDATOR, Reply, SAMPLE_SETTINGS, VALIDATOR, eventually,
 };
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -263,6 +263,87 @@ fn a_tenant_with_its_own_validator_gets_its_own_rules() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(gw.get("/_components/validator@tenant1").status, 404);
     assert_eq!(gw.put_json(CONFIG, long_sessions).status, 200);
+}
+
+#[test]
+fn a_tenant_with_its_own_feature_gate_gets_its_own_features() {
+    // Both tenants Enterprise, replication switched on for both.
+    let mut settings: Value = serde_json::from_str(SAMPLE_SETTINGS).unwrap();
+    settings["TenantGateway"]["Tenants"]["Tenant2"]["Tier"] = json!("Enterprise");
+    let gw = Gateway::launch().settings(&settings.to_string()).start();
+    let replication = r#"{"replication":{"enabled":true,"regions":["us-east-1","eu-west-1"],"enable_auto_failover":true}}"#;
+    for tenant in ["Tenant1", "Tenant2"] {
+        let r = gw.put_json(&format!("/api/v1/tenants/{tenant}/config"), replication);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let features = |tenant: &str| {
+        let r = gw.get(&format!("/api/v1/tenants/{tenant}/features"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let gate = r
+            .header("x-tg-components")
+            .unwrap()
+            .split(", ")
+            .find_map(|p| p.strip_prefix("feature-gate="))
+            .unwrap()
+            .to_owned();
+        (r.json(), gate)
+    };
+    let state = |list: &Value, name: &str| {
+        let f = list["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {list}"));
+        (f["available"].clone(), f["enabled"].clone())
+    };
+    let (before, _) = features("Tenant1");
+    assert_eq!(
+        state(&before, "multi_region_replication"),
+        (json!(true), json!(true))
+    );
+
+    let r = put(
+        &gw,
+        "feature-gate@Tenant1",
+        &std::fs::read(POLICY_FEATURE_GATE).unwrap(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["tenants"], json!(["Tenant1"]));
+    let (own, gate) = features("Tenant1");
+    assert_eq!(gate, sha(POLICY_FEATURE_GATE)[..12]);
+    for withheld in [
+        "multi_region_replication",
+        "automatic_failover",
+        "ml_features",
+    ] {
+        assert_eq!(state(&own, withheld), (json!(false), json!(false)), "{own}");
+    }
+    assert_eq!(
+        own["total_enabled"],
+        before["total_enabled"].as_u64().unwrap() - 2
+    );
+    assert_eq!(
+        own["total_available"],
+        before["total_available"].as_u64().unwrap() - 3
+    );
+    // The tenant's other features are everyone's rules.
+    assert_eq!(
+        state(&own, "audit_logging"),
+        state(&before, "audit_logging")
+    );
+    // The other tenant keeps everyone's gate.
+    let (other, gate) = features("Tenant2");
+    assert_eq!(gate, sha(FEATURE_GATE)[..12]);
+    assert_eq!(
+        state(&other, "multi_region_replication"),
+        (json!(true), json!(true))
+    );
+    assert_eq!(other["total_enabled"], before["total_enabled"]);
+
+    let r = gw.request("DELETE", "/_components/feature-gate@tenant1", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(features("Tenant1").0, before);
 }
 
 #[test]

@@ -18,6 +18,8 @@ pub const VALIDATOR: &str = env!("TG_VALIDATOR_WASM");
 pub const FEATURE_GATE: &str = env!("TG_FEATURE_GATE_WASM");
 /// The example tenant policy validator.
 pub const POLICY_VALIDATOR: &str = env!("TG_POLICY_VALIDATOR_WASM");
+/// The example tenant policy feature gate.
+pub const POLICY_FEATURE_GATE: &str = env!("TG_POLICY_FEATURE_GATE_WASM");
 /// A validator that traps on every call.
 pub const BROKEN_VALIDATOR: &str = env!("TG_BROKEN_VALIDATOR_WASM");
 /// The sample settings shipped in the repository.

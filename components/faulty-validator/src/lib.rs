@@ -69,43 +69,24 @@ pub fn misbehave(fault: Fault) {
 }
 
 #[cfg(target_arch = "wasm32")]
-#[allow(unsafe_code)]
 mod component {
-    wit_bindgen::generate!({
-        path: "../../wit",
-        world: "tenant-gateway:plugins/validator-component",
-    });
+    use tg_validator::component::{DocumentsGuest, Guest, PatchOutcome, Violation};
 
-    use exports::tenant_gateway::plugins::types::Violation;
-    use exports::tenant_gateway::plugins::validator::{Guest, PatchOutcome};
-
-    struct Component;
+    struct Faulty;
 
     thread_local! {
         /// What `probe:remember:` stored in this instance.
         static STASH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
     }
 
-    fn to_wit(v: Vec<tg_validator::Violation>) -> Vec<Violation> {
-        v.into_iter()
-            .map(|v| Violation {
-                path: v.path,
-                message: v.message,
-            })
-            .collect()
-    }
-
-    impl Guest for Component {
+    impl Guest for Faulty {
         fn default_config() -> String {
-            tg_validator::shared().default_config().to_string()
+            tg_validator::component::default_config()
         }
 
         fn validate_config(config: String) -> Result<(), Vec<Violation>> {
             super::misbehave(super::fault(&config));
-            tg_validator::shared()
-                .validate_config(&config)
-                .map(drop)
-                .map_err(to_wit)
+            tg_validator::component::validate_config(&config)
         }
 
         fn apply_patch(
@@ -120,27 +101,18 @@ mod component {
                     message,
                 }]);
             }
-            tg_validator::shared()
-                .apply_patch(current.as_deref(), &patch)
-                .map(|o| PatchOutcome {
-                    config: o.config.to_string(),
-                    updated_fields: o.updated_fields,
-                })
-                .map_err(to_wit)
+            tg_validator::component::apply_patch(current.as_deref(), &patch)
         }
     }
 
-    impl exports::tenant_gateway::plugins::documents::Guest for Component {
+    impl DocumentsGuest for Faulty {
         fn validate_tenant_info(document: String) -> Result<(), Vec<Violation>> {
             super::misbehave(super::fault(&document));
-            tg_validator::shared()
-                .validate_tenant_info(&document)
-                .map(drop)
-                .map_err(to_wit)
+            tg_validator::component::validate_tenant_info(&document)
         }
     }
 
-    export!(Component);
+    tg_validator::component::export!(Faulty);
 }
 
 #[cfg(test)]

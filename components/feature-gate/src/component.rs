@@ -1,18 +1,27 @@
-//! The Wasm component shell: WIT exports mapped onto the plain functions.
+//! The Wasm component shell: the WIT bindings, conversions between them and the
+//! plain types, and (feature `export`) this crate's gate exported onto them.
+//! Crates with a gate of their own (a tenant's policy) use the bindings and
+//! conversions, and export with `tg_feature_gate::component::export!(TheirGate)`.
 #![allow(unsafe_code)]
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "tenant-gateway:plugins/feature-gate-component",
-});
+/// The generated bindings of the `feature-gate-component` world.
+#[allow(missing_docs)]
+pub mod wit {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "tenant-gateway:plugins/feature-gate-component",
+        pub_export_macro: true,
+        default_bindings_module: "tg_feature_gate::component::wit",
+    });
+}
 
-use exports::tenant_gateway::plugins::feature_gate::{FeatureList, Guest};
-use exports::tenant_gateway::plugins::types::{Feature, TenantContext, Tier};
 use serde_json::Value;
+pub use wit::export;
+pub use wit::exports::tenant_gateway::plugins::feature_gate::{FeatureList, Guest};
+pub use wit::exports::tenant_gateway::plugins::types::{Feature, TenantContext, Tier};
 
-struct Component;
-
-fn tier(t: Tier) -> crate::Tier {
+/// The tier a WIT tier names.
+pub fn tier(t: Tier) -> crate::Tier {
     match t {
         Tier::Basic => crate::Tier::Basic,
         Tier::Pro => crate::Tier::Pro,
@@ -28,34 +37,46 @@ fn wit_tier(t: crate::Tier) -> Tier {
     }
 }
 
-/// An unreadable configuration gates everything off rather than failing the call.
-fn parse(config: &str) -> Value {
+/// A configuration as passed to the gate; an unreadable one gates everything off
+/// rather than failing the call.
+pub fn parse(config: &str) -> Value {
     serde_json::from_str(config).unwrap_or(Value::Null)
 }
 
-impl Guest for Component {
-    fn list_features(tenant: TenantContext, config: String) -> FeatureList {
-        let list = crate::list_features(tier(tenant.tier), &parse(&config));
-        FeatureList {
-            features: list
-                .features
-                .into_iter()
-                .map(|f| Feature {
-                    name: f.name.to_owned(),
-                    description: f.description.to_owned(),
-                    tier_required: wit_tier(f.tier_required),
-                    available: f.available,
-                    enabled: f.enabled,
-                })
-                .collect(),
-            total_enabled: list.total_enabled,
-            total_available: list.total_available,
-        }
-    }
-
-    fn is_enabled(tenant: TenantContext, config: String, feature: String) -> Option<bool> {
-        crate::is_enabled(tier(tenant.tier), &parse(&config), &feature)
+/// A feature list as the WIT returns it.
+pub fn to_wit(list: crate::FeatureList) -> FeatureList {
+    FeatureList {
+        features: list
+            .features
+            .into_iter()
+            .map(|f| Feature {
+                name: f.name.to_owned(),
+                description: f.description.to_owned(),
+                tier_required: wit_tier(f.tier_required),
+                available: f.available,
+                enabled: f.enabled,
+            })
+            .collect(),
+        total_enabled: list.total_enabled,
+        total_available: list.total_available,
     }
 }
 
-export!(Component);
+#[cfg(feature = "export")]
+mod gate {
+    use super::{FeatureList, Guest, TenantContext, parse, tier, to_wit};
+
+    struct Gate;
+
+    impl Guest for Gate {
+        fn list_features(tenant: TenantContext, config: String) -> FeatureList {
+            to_wit(crate::list_features(tier(tenant.tier), &parse(&config)))
+        }
+
+        fn is_enabled(tenant: TenantContext, config: String, feature: String) -> Option<bool> {
+            crate::is_enabled(tier(tenant.tier), &parse(&config), &feature)
+        }
+    }
+
+    super::export!(Gate with_types_in super::wit);
+}

@@ -3,8 +3,8 @@
 //! natively, with a thin Wasm component shell.
 #![deny(missing_docs)]
 
-#[cfg(target_arch = "wasm32")]
-mod component;
+#[cfg(all(target_arch = "wasm32", feature = "bindings"))]
+pub mod component;
 
 use serde_json::Value;
 

@@ -58,30 +58,16 @@ pub fn apply_patch(
 }
 
 #[cfg(target_arch = "wasm32")]
-#[allow(unsafe_code)]
 mod component {
-    wit_bindgen::generate!({
-        path: "../../wit",
-        world: "tenant-gateway:plugins/validator-component",
-    });
+    use tg_validator::component::{
+        DocumentsGuest, Guest, PatchOutcome, Violation, outcome, to_wit,
+    };
 
-    use exports::tenant_gateway::plugins::types::Violation;
-    use exports::tenant_gateway::plugins::validator::{Guest, PatchOutcome};
+    struct Policy;
 
-    struct Component;
-
-    fn to_wit(v: Vec<tg_validator::Violation>) -> Vec<Violation> {
-        v.into_iter()
-            .map(|v| Violation {
-                path: v.path,
-                message: v.message,
-            })
-            .collect()
-    }
-
-    impl Guest for Component {
+    impl Guest for Policy {
         fn default_config() -> String {
-            tg_validator::shared().default_config().to_string()
+            tg_validator::component::default_config()
         }
 
         fn validate_config(config: String) -> Result<(), Vec<Violation>> {
@@ -93,24 +79,18 @@ mod component {
             patch: String,
         ) -> Result<PatchOutcome, Vec<Violation>> {
             super::apply_patch(current.as_deref(), &patch)
-                .map(|o| PatchOutcome {
-                    config: o.config.to_string(),
-                    updated_fields: o.updated_fields,
-                })
+                .map(outcome)
                 .map_err(to_wit)
         }
     }
 
-    impl exports::tenant_gateway::plugins::documents::Guest for Component {
+    impl DocumentsGuest for Policy {
         fn validate_tenant_info(document: String) -> Result<(), Vec<Violation>> {
-            tg_validator::shared()
-                .validate_tenant_info(&document)
-                .map(drop)
-                .map_err(to_wit)
+            tg_validator::component::validate_tenant_info(&document)
         }
     }
 
-    export!(Component);
+    tg_validator::component::export!(Policy);
 }
 
 #[cfg(test)]

@@ -1,17 +1,27 @@
-//! The Wasm component shell: WIT exports mapped onto the plain functions.
+//! The Wasm component shell: the WIT bindings, the validator's calls in WIT
+//! types, and (feature `export`) the validator exported onto them. Crates with a
+//! validator of their own (a tenant's policy, test fixtures) use the bindings and
+//! calls, and export with `tg_validator::component::export!(TheirValidator)`.
 #![allow(unsafe_code)]
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "tenant-gateway:plugins/validator-component",
-});
+/// The generated bindings of the `validator-component` world.
+#[allow(missing_docs)]
+pub mod wit {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "tenant-gateway:plugins/validator-component",
+        pub_export_macro: true,
+        default_bindings_module: "tg_validator::component::wit",
+    });
+}
 
-use exports::tenant_gateway::plugins::types::Violation;
-use exports::tenant_gateway::plugins::validator::{Guest, PatchOutcome};
+pub use wit::export;
+pub use wit::exports::tenant_gateway::plugins::documents::Guest as DocumentsGuest;
+pub use wit::exports::tenant_gateway::plugins::types::Violation;
+pub use wit::exports::tenant_gateway::plugins::validator::{Guest, PatchOutcome};
 
-struct Component;
-
-fn to_wit(v: Vec<crate::Violation>) -> Vec<Violation> {
+/// Violations as the WIT returns them.
+pub fn to_wit(v: Vec<crate::Violation>) -> Vec<Violation> {
     v.into_iter()
         .map(|v| Violation {
             path: v.path,
@@ -20,36 +30,71 @@ fn to_wit(v: Vec<crate::Violation>) -> Vec<Violation> {
         .collect()
 }
 
-impl Guest for Component {
-    fn default_config() -> String {
-        crate::shared().default_config().to_string()
-    }
-
-    fn validate_config(config: String) -> Result<(), Vec<Violation>> {
-        crate::shared()
-            .validate_config(&config)
-            .map(drop)
-            .map_err(to_wit)
-    }
-
-    fn apply_patch(current: Option<String>, patch: String) -> Result<PatchOutcome, Vec<Violation>> {
-        crate::shared()
-            .apply_patch(current.as_deref(), &patch)
-            .map(|o| PatchOutcome {
-                config: o.config.to_string(),
-                updated_fields: o.updated_fields,
-            })
-            .map_err(to_wit)
+/// An update's outcome as the WIT returns it.
+pub fn outcome(o: crate::PatchOutcome) -> PatchOutcome {
+    PatchOutcome {
+        config: o.config.to_string(),
+        updated_fields: o.updated_fields,
     }
 }
 
-impl exports::tenant_gateway::plugins::documents::Guest for Component {
-    fn validate_tenant_info(document: String) -> Result<(), Vec<Violation>> {
-        crate::shared()
-            .validate_tenant_info(&document)
-            .map(drop)
-            .map_err(to_wit)
-    }
+/// `default-config`: the configuration derived from the schema's defaults.
+pub fn default_config() -> String {
+    crate::shared().default_config().to_string()
 }
 
-export!(Component);
+/// `validate-config` with everyone's rules.
+pub fn validate_config(config: &str) -> Result<(), Vec<Violation>> {
+    crate::shared()
+        .validate_config(config)
+        .map(drop)
+        .map_err(to_wit)
+}
+
+/// `apply-patch` with everyone's rules.
+pub fn apply_patch(current: Option<&str>, patch: &str) -> Result<PatchOutcome, Vec<Violation>> {
+    crate::shared()
+        .apply_patch(current, patch)
+        .map(outcome)
+        .map_err(to_wit)
+}
+
+/// `validate-tenant-info`.
+pub fn validate_tenant_info(document: &str) -> Result<(), Vec<Violation>> {
+    crate::shared()
+        .validate_tenant_info(document)
+        .map(drop)
+        .map_err(to_wit)
+}
+
+#[cfg(feature = "export")]
+mod validator {
+    use super::{DocumentsGuest, Guest, PatchOutcome, Violation};
+
+    struct Validator;
+
+    impl Guest for Validator {
+        fn default_config() -> String {
+            super::default_config()
+        }
+
+        fn validate_config(config: String) -> Result<(), Vec<Violation>> {
+            super::validate_config(&config)
+        }
+
+        fn apply_patch(
+            current: Option<String>,
+            patch: String,
+        ) -> Result<PatchOutcome, Vec<Violation>> {
+            super::apply_patch(current.as_deref(), &patch)
+        }
+    }
+
+    impl DocumentsGuest for Validator {
+        fn validate_tenant_info(document: String) -> Result<(), Vec<Violation>> {
+            super::validate_tenant_info(&document)
+        }
+    }
+
+    super::export!(Validator with_types_in super::wit);
+}

@@ -7,8 +7,8 @@ mod model;
 mod rules;
 mod schema;
 
-#[cfg(all(target_arch = "wasm32", feature = "export"))]
-mod component;
+#[cfg(all(target_arch = "wasm32", feature = "bindings"))]
+pub mod component;
 
 use serde_json::{Map, Value};
 use std::sync::LazyLock;
