@@ -61,7 +61,8 @@ pub struct Watch {
 /// two checks agree on it: within 2 intervals and the time to apply it).
 const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// How often the store is asked whether another instance changed tenants.
+/// How often the store is asked whether another instance changed tenants (a
+/// shared store also wakes the follower as soon as a change is committed).
 const STORE_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A started gateway.
@@ -166,6 +167,9 @@ fn restart_only(a: &settings::Settings, b: &settings::Settings) -> Vec<&'static 
     if a.data_dir != b.data_dir {
         keys.push("TenantGateway.DataDir");
     }
+    if a.store != b.store {
+        keys.push("TenantGateway.Store");
+    }
     if a.components_dir != b.components_dir {
         keys.push("TenantGateway.ComponentsDir");
     }
@@ -246,9 +250,28 @@ pub async fn start(
     options: Options,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
-    let store: Arc<dyn store::Store> = Arc::new(
-        store::SqliteStore::open(&options.data_dir)
-            .with_context(|| format!("opening the store in {}", options.data_dir.display()))?,
+    let store: Arc<dyn store::Store> = match &options.settings.store {
+        settings::StoreSettings::Sqlite => Arc::new(
+            store::SqliteStore::open(&options.data_dir)
+                .with_context(|| format!("opening the store in {}", options.data_dir.display()))?,
+        ),
+        settings::StoreSettings::Postgres(connection) => {
+            let connection = connection.clone();
+            Arc::new(
+                tokio::task::spawn_blocking(move || {
+                    store::PostgresStore::open(connection.expose())
+                })
+                .await?
+                .context("opening the PostgreSQL store (TenantGateway.Store)")?,
+            )
+        }
+    };
+    tracing::info!(
+        engine = match options.settings.store {
+            settings::StoreSettings::Sqlite => "sqlite",
+            settings::StoreSettings::Postgres(_) => "postgresql",
+        },
+        "store opened"
     );
     let auth = {
         let store = store.clone();
@@ -293,9 +316,17 @@ pub async fn start(
             options.settings.clone(),
         ))
     });
+    let changed = Arc::new(tokio::sync::Notify::new());
+    {
+        let changed = changed.clone();
+        rt.shared()
+            .store
+            .on_change(Arc::new(move || changed.notify_one()));
+    }
     let follower = tokio::spawn(manage::follow_store(
         rt.shared().clone(),
         STORE_POLL_INTERVAL,
+        changed,
     ));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let stop = async move {

@@ -729,14 +729,22 @@ pub fn purge_expired(shared: &Shared, grace: std::time::Duration) -> Result<usiz
 }
 
 /// Keeps this instance's directory in step with tenant changes other instances
-/// make in a shared store, and purges expired deletions. Polls the store's change
-/// sequence every `interval`; a change rebuilds the directory.
-pub async fn follow_store(shared: Arc<Shared>, interval: std::time::Duration) {
+/// make in a shared store, and purges expired deletions. Looks at the store's
+/// change number every `interval`, and at once when `changed` is notified (a
+/// shared store's change signal); a new number rebuilds the directory.
+pub async fn follow_store(
+    shared: Arc<Shared>,
+    interval: std::time::Duration,
+    changed: Arc<tokio::sync::Notify>,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sweep = std::time::Instant::now() - RESTORE_GRACE;
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = changed.notified() => {}
+        }
         let s = shared.clone();
         let sweep = last_sweep.elapsed() >= std::time::Duration::from_secs(600);
         if sweep {

@@ -8,9 +8,13 @@
 //! leaves the running one in place. The bytes of every version loaded from a
 //! file or an upload are kept by hash under `<data-dir>/registry/`, so a
 //! rollback or a restart never needs the original file.
+//!
+//! The registry belongs to one instance: its state sits beside those bytes, in
+//! `<data-dir>/registry/state.json`, not in the store, which several instances
+//! may share (each instance has its own data directory and components
+//! directory; point them at one shared directory to serve the same components).
 
 use crate::runtime::{ComponentInfo, LoadError, Runtime, Slot, Source};
-use crate::store::Store;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
@@ -19,9 +23,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// Store bucket and key of the registry's state (not reachable by components).
-const BUCKET: &str = "_registry";
-const KEY: &str = "state";
+/// Store bucket and key where earlier versions kept the registry's state: read
+/// once when `state.json` does not exist yet.
+const LEGACY_BUCKET: &str = "_registry";
+const LEGACY_KEY: &str = "state";
+/// The registry's state file, under the blobs directory.
+const STATE_FILE: &str = "state.json";
 
 /// How often the components directory is looked at. A file is read once two
 /// looks agree on its size and modification time (never half-written).
@@ -96,7 +103,6 @@ pub struct Entry {
 /// The registry of one gateway.
 pub struct Registry {
     rt: Arc<Runtime>,
-    store: Arc<dyn Store>,
     blobs: PathBuf,
     dir: Option<PathBuf>,
     state: tokio::sync::Mutex<State>,
@@ -115,9 +121,19 @@ impl Registry {
         data_dir: &Path,
         dir: Option<PathBuf>,
     ) -> anyhow::Result<Arc<Self>> {
-        let store = rt.shared().store.clone();
-        let state: State = match store.get(BUCKET, KEY)? {
-            Some(v) => serde_json::from_slice(&v.value).unwrap_or_else(|e| {
+        let blobs = data_dir.join("registry");
+        let saved = match std::fs::read(blobs.join(STATE_FILE)) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let store = rt.shared().store.clone();
+                tokio::task::spawn_blocking(move || store.get(LEGACY_BUCKET, LEGACY_KEY))
+                    .await??
+                    .map(|v| v.value)
+            }
+            Err(e) => anyhow::bail!("reading the component registry state: {e}"),
+        };
+        let state: State = match saved {
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "component registry state unreadable; starting afresh");
                 State::default()
             }),
@@ -129,8 +145,7 @@ impl Registry {
         }
         let registry = Arc::new(Self {
             rt,
-            store,
-            blobs: data_dir.join("registry"),
+            blobs,
             dir,
             state: tokio::sync::Mutex::new(state.clone()),
         });
@@ -185,9 +200,14 @@ impl Registry {
         Ok(Bytes::from(bytes))
     }
 
+    /// Writes the state file whole (a new file renamed over the old one).
     fn save(&self, state: &State) -> Result<(), RegistryError> {
-        let text = serde_json::to_vec(state).map_err(storage)?;
-        self.store.set(BUCKET, KEY, &text).map_err(storage)
+        let text = serde_json::to_vec_pretty(state).map_err(storage)?;
+        std::fs::create_dir_all(&self.blobs).map_err(storage)?;
+        let file = self.blobs.join(STATE_FILE);
+        let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, text).map_err(storage)?;
+        std::fs::rename(&tmp, &file).map_err(storage)
     }
 
     /// Records that `info` now serves its slot; what served it before

@@ -344,6 +344,65 @@ struct GatewaySection {
     routes: Vec<RouteSection>,
     #[serde(default)]
     new_tenants: NewTenantsSection,
+    #[serde(default)]
+    store: StoreSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct StoreSection {
+    engine: Option<String>,
+    connection_string: Option<String>,
+}
+
+/// Where the gateway keeps its state (`TenantGateway.Store`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum StoreSettings {
+    /// The embedded SQLite file in the data directory (`Engine: "Sqlite"`, the default).
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database shared by several instances (`Engine: "PostgreSql"`),
+    /// reached with this connection string.
+    Postgres(Secret),
+}
+
+impl StoreSection {
+    fn parse(&self) -> Result<StoreSettings, SettingsError> {
+        let engine = self.engine.as_deref().unwrap_or("Sqlite");
+        if engine.eq_ignore_ascii_case("sqlite") {
+            if self.connection_string.is_some() {
+                return Err(err(
+                    "TenantGateway.Store.ConnectionString",
+                    "applies only to Engine PostgreSql (the SQLite file lives in DataDir)",
+                ));
+            }
+            return Ok(StoreSettings::Sqlite);
+        }
+        if !["postgresql", "postgres"]
+            .iter()
+            .any(|e| engine.eq_ignore_ascii_case(e))
+        {
+            return Err(err(
+                "TenantGateway.Store.Engine",
+                format!("must be Sqlite or PostgreSql, not {engine}"),
+            ));
+        }
+        let Some(connection) = self.connection_string.as_deref().filter(|c| !c.is_empty()) else {
+            return Err(err(
+                "TenantGateway.Store.ConnectionString",
+                "is required when Engine is PostgreSql",
+            ));
+        };
+        // Checked here so that a typo stops start-up with the key named; the
+        // value itself is never repeated (it may hold a password).
+        if connection.parse::<postgres::Config>().is_err() {
+            return Err(err(
+                "TenantGateway.Store.ConnectionString",
+                "is not a valid PostgreSQL connection string (a postgresql:// URL or key=value pairs)",
+            ));
+        }
+        Ok(StoreSettings::Postgres(Secret::new(connection.to_owned())))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -414,6 +473,8 @@ pub struct Settings {
     /// `TenantGateway.NewTenants`: the connection settings of tenants created
     /// through the management APIs.
     pub new_tenants: NewTenants,
+    /// `TenantGateway.Store`.
+    pub store: StoreSettings,
 }
 
 /// What a tenant created through a management API is connected to: templates in
@@ -773,6 +834,7 @@ impl Settings {
             apps,
             routes: shared_routes,
             new_tenants,
+            store: gateway.store.parse()?,
         })
     }
 }
@@ -995,10 +1057,50 @@ mod tests {
         bad["TenantGateway"]["Bogus"] = 1.into();
         assert!(!validator.is_valid(&bad));
         assert!(Settings::parse(&bad.to_string()).is_err());
-        let mut bad = sample;
+        let mut bad = sample.clone();
         bad["TenantGateway"]["Routes"] = serde_json::json!([{"Path": "/x"}]);
         assert!(!validator.is_valid(&bad));
         assert!(Settings::parse(&bad.to_string()).is_err());
+        // The store: both engines, and what each refuses.
+        for (store, ok) in [
+            (serde_json::json!({"Engine": "Sqlite"}), true),
+            (
+                serde_json::json!({"Engine": "PostgreSql", "ConnectionString": "host=db user=gw"}),
+                true,
+            ),
+            (serde_json::json!({"Engine": "PostgreSql"}), false),
+            (
+                serde_json::json!({"Engine": "Sqlite", "ConnectionString": "host=db"}),
+                false,
+            ),
+            (serde_json::json!({"Engine": "Oracle"}), false),
+        ] {
+            let mut doc = sample.clone();
+            doc["TenantGateway"]["Store"] = store.clone();
+            assert_eq!(validator.is_valid(&doc), ok, "{store}");
+            let parsed = Settings::parse(&doc.to_string());
+            assert_eq!(parsed.is_ok(), ok, "{store}: {parsed:?}");
+        }
+    }
+
+    #[test]
+    fn the_store_connection_string_is_a_secret() {
+        let s = Settings::parse(
+            r#"{"TenantGateway":{"Store":{"Engine":"postgresql","ConnectionString":"postgresql://gw:hunter2@db/tenants"}}}"#,
+        )
+        .unwrap();
+        let StoreSettings::Postgres(connection) = &s.store else {
+            panic!("{:?}", s.store);
+        };
+        assert_eq!(connection.expose(), "postgresql://gw:hunter2@db/tenants");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let e = Settings::parse(
+            r#"{"TenantGateway":{"Store":{"Engine":"PostgreSql","ConnectionString":"host=db password=hunter2 port=x"}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "TenantGateway.Store.ConnectionString");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert_eq!(Settings::parse("{}").unwrap().store, StoreSettings::Sqlite);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod history;
 mod hono;
 mod persistence;
 mod routing;
+mod shared_store;
 mod tenancy;
 mod validation;
 mod vespa;

@@ -6,9 +6,14 @@ use crate::harness::{Gateway, Reply, SAMPLE_SETTINGS, SUPER_USER, basic};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "Str0ng!Secret-for-the-tests-0123456789";
+pub(crate) const SECRET: &str = "Str0ng!Secret-for-the-tests-0123456789";
 
-fn form(gw: &Gateway, path: &str, headers: &[(&str, &str)], fields: &[(&str, &str)]) -> Reply {
+pub(crate) fn form(
+    gw: &Gateway,
+    path: &str,
+    headers: &[(&str, &str)],
+    fields: &[(&str, &str)],
+) -> Reply {
     let body: String = fields
         .iter()
         .map(|(k, v)| format!("{k}={}", urlencode(v)))
@@ -64,7 +69,7 @@ pub(crate) fn token_for(gw: &Gateway, tenant: &str, client: &str) -> String {
     body["access_token"].as_str().unwrap().to_owned()
 }
 
-fn bearer(gw: &Gateway, path: &str, token: &str) -> Reply {
+pub(crate) fn bearer(gw: &Gateway, path: &str, token: &str) -> Reply {
     let auth = format!("Bearer {token}");
     gw.anonymous("GET", path, &[("Authorization", &auth)], b"")
 }

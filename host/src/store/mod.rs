@@ -1,10 +1,15 @@
 //! Persistent state behind one interface: tenants and a versioned key-value space
-//! with compare-and-swap. SQLite is the embedded default; a shared backend (e.g.
-//! PostgreSQL) implements the same trait.
+//! with compare-and-swap. SQLite is the embedded default; PostgreSQL is the shared
+//! store for several gateway instances serving the same tenants.
 
+mod postgres;
 mod sqlite;
+#[doc(hidden)]
+pub mod testing;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+use std::sync::Arc;
 
 /// A stored value and the version it had when read; versions only grow.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +104,14 @@ impl Subject {
             Subject::Config => "config",
         }
     }
+
+    fn parse(s: &str) -> Self {
+        if s == "config" {
+            Subject::Config
+        } else {
+            Subject::Tenant
+        }
+    }
 }
 
 /// One recorded change, as written with the change itself (same transaction).
@@ -168,6 +181,15 @@ pub enum StoreError {
     /// The database reported an error.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// PostgreSQL reported an error.
+    #[error("database error: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    /// A stored value could not be read back.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// A write kept meeting concurrent writes of the same key.
+    #[error("too much contention: {0}")]
+    Contended(String),
     /// No connection could be had.
     #[error("connection pool error: {0}")]
     Pool(#[from] r2d2::Error),
@@ -185,9 +207,57 @@ pub struct KeyPage {
     pub cursor: Option<String>,
 }
 
+impl KeyPage {
+    /// A page of at most `limit` keys from up to `limit + 1` fetched (one more
+    /// than fits tells that another page follows).
+    fn of(mut keys: Vec<String>, limit: usize) -> Self {
+        let cursor = if keys.len() > limit {
+            keys.truncate(limit);
+            keys.last().cloned()
+        } else {
+            None
+        };
+        Self { keys, cursor }
+    }
+}
+
+impl Expect {
+    /// Whether a key at `current` (`None`: absent) is as expected.
+    fn holds(self, current: Option<i64>) -> bool {
+        match self {
+            Expect::Any => true,
+            Expect::Absent => current.is_none(),
+            Expect::Version(v) => current == Some(v),
+        }
+    }
+}
+
+impl Change {
+    /// A settings-file tenant seen for the first time.
+    fn seeded(id: &str, name: &str, now: &str) -> Self {
+        Self {
+            tenant_id: id.to_owned(),
+            tenant_name: name.to_owned(),
+            at: now.to_owned(),
+            principal: "settings".into(),
+            subject: Subject::Tenant,
+            action: "created".into(),
+            fields: vec!["name".into(), "tier".into()],
+            before: None,
+        }
+    }
+}
+
 /// What the gateway needs from persistent storage. Calls block: async code runs
 /// them on the blocking pool.
 pub trait Store: Send + Sync + 'static {
+    /// Has `wake` called soon after any process (this one included) changes
+    /// tenants, when the store can tell; a store only this process uses needs
+    /// no such signal (its changes are published where they are made), and
+    /// [`Store::change_seq`] polling stays the fallback either way.
+    fn on_change(&self, wake: Arc<dyn Fn() + Send + Sync>) {
+        let _ = wake;
+    }
     /// Records a tenant from the settings file: inserted on first sight (keeping its
     /// creation time forever after, and recording its creation), name and tier
     /// refreshed on later starts. A tenant deleted through an API stays deleted.
@@ -222,8 +292,9 @@ pub trait Store: Send + Sync + 'static {
     fn history(&self, tenant_id: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
     /// The configuration a tenant had at `version`, from its history.
     fn config_at(&self, tenant_id: &str, version: i64) -> Result<Option<Vec<u8>>, StoreError>;
-    /// The newest change's sequence number (0 when none): a cheap way for an
-    /// instance to learn that another one changed tenants.
+    /// A number that changes whenever tenants change (it may also change for
+    /// other writes): a cheap way for an instance to learn that another one
+    /// changed tenants.
     fn change_seq(&self) -> Result<i64, StoreError>;
     /// Reads a key.
     fn get(&self, bucket: &str, key: &str) -> Result<Option<Versioned>, StoreError>;

@@ -161,16 +161,7 @@ impl Store for SqliteStore {
             )?
             .execute(params![id, name, tier, now])?;
         if inserted == 1 {
-            let change = Change {
-                tenant_id: id.to_owned(),
-                tenant_name: name.to_owned(),
-                at: now.to_owned(),
-                principal: "settings".into(),
-                subject: Subject::Tenant,
-                action: "created".into(),
-                fields: vec!["name".into(), "tier".into()],
-                before: None,
-            };
+            let change = Change::seeded(id, name, now);
             record(&tx, &change, None, None)?;
         } else {
             tx.prepare_cached(
@@ -330,11 +321,7 @@ impl Store for SqliteStore {
                         tenant_name: r.get(2)?,
                         at: r.get(3)?,
                         principal: r.get(4)?,
-                        subject: if r.get::<_, String>(5)? == "config" {
-                            Subject::Config
-                        } else {
-                            Subject::Tenant
-                        },
+                        subject: Subject::parse(&r.get::<_, String>(5)?),
                         action: r.get(6)?,
                         fields: serde_json::from_str(&fields).unwrap_or_default(),
                         // Listings never show stored configurations.
@@ -409,18 +396,12 @@ impl Store for SqliteStore {
             "SELECT key FROM kv WHERE bucket = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
         )?;
         let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-        let mut keys = stmt
+        let keys = stmt
             .query_map(params![bucket, cursor.unwrap_or(""), fetch], |r| {
                 r.get::<_, String>(0)
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        let cursor = if keys.len() > limit {
-            keys.truncate(limit);
-            keys.last().cloned()
-        } else {
-            None
-        };
-        Ok(KeyPage { keys, cursor })
+        Ok(KeyPage::of(keys, limit))
     }
 
     fn swap(
@@ -462,12 +443,7 @@ impl Store for SqliteStore {
             .prepare_cached("SELECT version FROM kv WHERE bucket = ?1 AND key = ?2")?
             .query_row(params![bucket, key], |r| r.get(0))
             .optional()?;
-        let as_expected = match expected {
-            Expect::Any => true,
-            Expect::Absent => current.is_none(),
-            Expect::Version(v) => current == Some(v),
-        };
-        if !as_expected {
+        if !expected.holds(current) {
             return Ok(None);
         }
         let version = current.unwrap_or(0) + 1;
@@ -495,67 +471,23 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, SqliteStore) {
+    #[test]
+    fn the_embedded_store_keeps_the_store_contract() {
         let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(dir.path()).unwrap();
-        (dir, s)
+        super::super::testing::contract(&SqliteStore::open(dir.path()).unwrap());
     }
 
     #[test]
-    fn swap_only_wins_against_the_version_it_read() {
-        let (_d, s) = store();
-        assert!(s.swap("b", "k", None, b"one").unwrap());
-        assert!(!s.swap("b", "k", None, b"again").unwrap());
-        let v = s.get("b", "k").unwrap().unwrap();
-        assert_eq!((v.value.as_slice(), v.version), (&b"one"[..], 1));
-        assert!(s.swap("b", "k", Some(1), b"two").unwrap());
-        assert!(!s.swap("b", "k", Some(1), b"stale").unwrap());
-        assert_eq!(s.get("b", "k").unwrap().unwrap().value, b"two");
-    }
-
-    #[test]
-    fn set_delete_and_paged_listing() {
-        let (_d, s) = store();
-        for k in ["a", "b", "c"] {
-            s.set("bucket", k, b"x").unwrap();
-        }
-        s.set("other", "z", b"x").unwrap();
-        s.set("bucket", "a", b"y").unwrap();
-        assert_eq!(s.get("bucket", "a").unwrap().unwrap().version, 2);
-        let p = s.list_keys("bucket", None, 2).unwrap();
-        assert_eq!(
-            (p.keys.clone(), p.cursor.clone()),
-            (vec!["a".to_owned(), "b".to_owned()], Some("b".to_owned()))
-        );
-        let p = s.list_keys("bucket", p.cursor.as_deref(), 2).unwrap();
-        assert_eq!((p.keys, p.cursor), (vec!["c".to_owned()], None));
-        s.delete("bucket", "b").unwrap();
-        assert!(s.get("bucket", "b").unwrap().is_none());
-    }
-
-    #[test]
-    fn seeding_keeps_creation_time_and_survives_reopen() {
+    fn a_reopened_store_keeps_its_data() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let s = SqliteStore::open(dir.path()).unwrap();
-            let row = s
-                .seed_tenant("id-1", "Acme", "Pro", "2025-01-01T00:00:00Z")
-                .unwrap();
-            assert_eq!(row.created_at, "2025-01-01T00:00:00Z");
-            s.set("configs", "id-1", b"{}").unwrap();
-        }
-        let s = SqliteStore::open(dir.path()).unwrap();
-        let row = s
-            .seed_tenant("id-1", "ACME", "Enterprise", "2026-01-01T00:00:00Z")
-            .unwrap();
-        assert_eq!(
-            (
-                row.created_at.as_str(),
-                row.tier.as_str(),
-                row.name.as_str()
-            ),
-            ("2025-01-01T00:00:00Z", "Enterprise", "ACME")
-        );
-        assert_eq!(s.get("configs", "id-1").unwrap().unwrap().value, b"{}");
+        super::super::testing::seeding_survives_reopen(|| SqliteStore::open(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn concurrent_config_writes_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SqliteStore::open(dir.path()).unwrap();
+        let b = SqliteStore::open(dir.path()).unwrap();
+        super::super::testing::no_lost_writes(&a, &b);
     }
 }

@@ -1,0 +1,335 @@
+//! What every [`Store`] must do, checked against each backend by its tests, and
+//! a throw-away PostgreSQL schema for tests that need the shared store.
+
+#[cfg(test)]
+use super::{Change, Expect, Store, Subject, TenantDoc, TenantRow, TenantWrite};
+
+/// Where tests find PostgreSQL: `TG_TEST_POSTGRES` (`key=value` form), by default
+/// the local server with trust authentication.
+pub fn postgres_base() -> String {
+    std::env::var("TG_TEST_POSTGRES")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
+}
+
+/// A schema of its own in the test database, dropped with everything in it when
+/// the value is dropped, so tests running at once never see each other's rows.
+pub struct TestSchema {
+    name: String,
+    connection: String,
+}
+
+impl TestSchema {
+    /// Creates the schema; panics with a hint when PostgreSQL is not reachable.
+    pub fn new() -> Self {
+        let base = postgres_base();
+        let mut admin = postgres::Client::connect(&base, postgres::NoTls).unwrap_or_else(|e| {
+            panic!(
+                "the tests need PostgreSQL at `{base}` (set TG_TEST_POSTGRES to another \
+                 server): {e}"
+            )
+        });
+        let name = format!("tg_test_{}", uuid::Uuid::new_v4().simple());
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .expect("creating a test schema");
+        let connection = format!("{base} options='-c search_path={name}'");
+        Self { name, connection }
+    }
+
+    /// A connection string whose tables live in this schema.
+    pub fn connection(&self) -> &str {
+        &self.connection
+    }
+}
+
+impl Default for TestSchema {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&postgres_base(), postgres::NoTls) {
+            let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+        }
+    }
+}
+
+/// A configuration change record for `tenant`.
+#[cfg(test)]
+pub fn config_change(tenant: &str) -> Change {
+    Change {
+        tenant_id: tenant.into(),
+        tenant_name: tenant.into(),
+        at: "2025-01-01T00:00:00Z".into(),
+        principal: "test".into(),
+        subject: Subject::Config,
+        action: "updated".into(),
+        fields: vec!["custom_settings".into()],
+        before: None,
+    }
+}
+
+#[cfg(test)]
+fn tenant_change(row: &TenantRow, action: &str) -> Change {
+    Change {
+        subject: Subject::Tenant,
+        action: action.into(),
+        fields: vec!["options".into()],
+        ..config_change(&row.id)
+    }
+}
+
+/// Key-value, compare-and-swap, tenant writes, DNs, history and purging.
+#[cfg(test)]
+pub fn contract(s: &dyn Store) {
+    // Compare-and-swap only wins against the version it read.
+    assert!(s.swap("b", "k", None, b"one").unwrap());
+    assert!(!s.swap("b", "k", None, b"again").unwrap());
+    let v = s.get("b", "k").unwrap().unwrap();
+    assert_eq!((v.value.as_slice(), v.version), (&b"one"[..], 1));
+    assert!(s.swap("b", "k", Some(1), b"two").unwrap());
+    assert!(!s.swap("b", "k", Some(1), b"stale").unwrap());
+    assert_eq!(s.get("b", "k").unwrap().unwrap().value, b"two");
+
+    // Set, delete, and paged listing in byte order, per bucket.
+    for k in ["a", "B", "b", "c"] {
+        s.set("bucket", k, b"x").unwrap();
+    }
+    s.set("other", "z", b"x").unwrap();
+    s.set("bucket", "a", b"y").unwrap();
+    assert_eq!(s.get("bucket", "a").unwrap().unwrap().version, 2);
+    let p = s.list_keys("bucket", None, 3).unwrap();
+    assert_eq!(
+        (p.keys.as_slice(), p.cursor.as_deref()),
+        (&["B".to_owned(), "a".into(), "b".into()][..], Some("b"))
+    );
+    let p = s.list_keys("bucket", p.cursor.as_deref(), 3).unwrap();
+    assert_eq!((p.keys, p.cursor), (vec!["c".to_owned()], None));
+    s.delete("bucket", "b").unwrap();
+    assert!(s.get("bucket", "b").unwrap().is_none());
+
+    // Tenants: create, refuse a duplicate name (any case), update at the version
+    // read only, DNs unique across tenants.
+    let seq = s.change_seq().unwrap();
+    let acme = s
+        .seed_tenant("id-1", "Acme", "Pro", "2025-01-01T00:00:00Z")
+        .unwrap();
+    assert_ne!(s.change_seq().unwrap(), seq, "a new tenant is a change");
+    let other = TenantRow {
+        id: "id-2".into(),
+        name: "ACME".into(),
+        tier: "Basic".into(),
+        enabled: true,
+        origin: super::Origin::Api,
+        created_at: "2025-01-02T00:00:00Z".into(),
+        updated_at: "2025-01-02T00:00:00Z".into(),
+        deleted_at: None,
+        version: 1,
+        doc: TenantDoc::default(),
+    };
+    let w = s
+        .write_tenant(&other, None, &[], &tenant_change(&other, "created"))
+        .unwrap();
+    assert!(
+        matches!(w, TenantWrite::Exists(ref t) if t.id == "id-1"),
+        "{w:?}"
+    );
+    let other = TenantRow {
+        name: "Globex".into(),
+        ..other
+    };
+    let dn = "CN=Globex CA".to_owned();
+    let TenantWrite::Written(globex) = s
+        .write_tenant(
+            &other,
+            None,
+            std::slice::from_ref(&dn),
+            &tenant_change(&other, "created"),
+        )
+        .unwrap()
+    else {
+        panic!("not written");
+    };
+    assert_eq!(s.tenant_by_dn(&dn).unwrap().as_deref(), Some("id-2"));
+    let mut changed = acme.clone();
+    changed
+        .doc
+        .options
+        .insert("ReplicationFactor".into(), "3".into());
+    let taken = s
+        .write_tenant(
+            &changed,
+            Some(acme.version),
+            std::slice::from_ref(&dn),
+            &tenant_change(&changed, "updated"),
+        )
+        .unwrap();
+    assert!(
+        matches!(taken, TenantWrite::DnTaken { ref tenant, .. } if tenant == "Globex"),
+        "{taken:?}"
+    );
+    let TenantWrite::Written(updated) = s
+        .write_tenant(
+            &changed,
+            Some(acme.version),
+            &[],
+            &tenant_change(&changed, "updated"),
+        )
+        .unwrap()
+    else {
+        panic!("not written");
+    };
+    assert_eq!(updated.version, acme.version + 1);
+    assert_eq!(updated.doc.options["ReplicationFactor"], "3");
+    let stale = s
+        .write_tenant(
+            &changed,
+            Some(acme.version),
+            &[],
+            &tenant_change(&changed, "updated"),
+        )
+        .unwrap();
+    assert_eq!(stale, TenantWrite::Stale);
+    let names: Vec<String> = s
+        .tenant_rows()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["Acme", "Globex"]);
+
+    // Recorded configuration writes: versions, expectations, history, config_at.
+    let c = config_change("id-2");
+    assert_eq!(
+        s.write_recorded("configs", "id-2", Expect::Absent, Some(b"{\"a\":1}"), &c)
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        s.write_recorded("configs", "id-2", Expect::Absent, Some(b"{}"), &c)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.write_recorded("configs", "id-2", Expect::Version(7), Some(b"{}"), &c)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.write_recorded(
+            "configs",
+            "id-2",
+            Expect::Version(1),
+            Some(b"{\"a\":2}"),
+            &c
+        )
+        .unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        s.config_at("id-2", 1).unwrap().as_deref(),
+        Some(&b"{\"a\":1}"[..])
+    );
+    let history = s.history("id-2", 10).unwrap();
+    let actions: Vec<(&str, Option<i64>)> = history
+        .iter()
+        .map(|h| (h.change.action.as_str(), h.version))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("updated", Some(2)),
+            ("updated", Some(1)),
+            ("created", None)
+        ]
+    );
+    assert!(history.windows(2).all(|w| w[0].seq > w[1].seq));
+    assert_eq!(s.history("id-2", 1).unwrap().len(), 1);
+
+    // Purging removes the tenant, its DNs and its configuration.
+    assert!(
+        s.purge_tenant(&globex.id, &tenant_change(&globex, "purged"))
+            .unwrap()
+    );
+    assert!(
+        !s.purge_tenant(&globex.id, &tenant_change(&globex, "purged"))
+            .unwrap()
+    );
+    assert!(s.tenant_row("id-2").unwrap().is_none());
+    assert!(s.tenant_by_dn(&dn).unwrap().is_none());
+    assert!(s.get("configs", "id-2").unwrap().is_none());
+}
+
+/// Seeding keeps a tenant's creation time and the data survives reopening.
+#[cfg(test)]
+pub fn seeding_survives_reopen<S: Store>(open: impl Fn() -> S) {
+    {
+        let s = open();
+        let row = s
+            .seed_tenant("id-1", "Acme", "Pro", "2025-01-01T00:00:00Z")
+            .unwrap();
+        assert_eq!(row.created_at, "2025-01-01T00:00:00Z");
+        s.set("configs", "id-1", b"{}").unwrap();
+    }
+    let s = open();
+    let row = s
+        .seed_tenant("id-1", "ACME", "Enterprise", "2026-01-01T00:00:00Z")
+        .unwrap();
+    assert_eq!(
+        (
+            row.created_at.as_str(),
+            row.tier.as_str(),
+            row.name.as_str()
+        ),
+        ("2025-01-01T00:00:00Z", "Enterprise", "ACME")
+    );
+    assert_eq!(s.get("configs", "id-1").unwrap().unwrap().value, b"{}");
+}
+
+/// Read-modify-write loops on one key from two stores (or two handles of one)
+/// at once: every increment lands.
+#[cfg(test)]
+pub fn no_lost_writes(a: &dyn Store, b: &dyn Store) {
+    const EACH: usize = 25;
+    std::thread::scope(|scope| {
+        for store in [a, b, a, b] {
+            scope.spawn(move || {
+                let mut done = 0;
+                while done < EACH {
+                    let current = store.get("configs", "t").unwrap();
+                    let (n, expected) = match &current {
+                        Some(v) => (
+                            std::str::from_utf8(&v.value)
+                                .unwrap()
+                                .parse::<usize>()
+                                .unwrap(),
+                            Expect::Version(v.version),
+                        ),
+                        None => (0, Expect::Absent),
+                    };
+                    let next = (n + 1).to_string();
+                    let written = store
+                        .write_recorded(
+                            "configs",
+                            "t",
+                            expected,
+                            Some(next.as_bytes()),
+                            &config_change("t"),
+                        )
+                        .unwrap();
+                    if written.is_some() {
+                        done += 1;
+                    }
+                }
+            });
+        }
+    });
+    let v = a.get("configs", "t").unwrap().unwrap();
+    assert_eq!(
+        std::str::from_utf8(&v.value).unwrap(),
+        (4 * EACH).to_string()
+    );
+    assert_eq!(v.version, (4 * EACH) as i64);
+}
