@@ -10,9 +10,15 @@
 //!    which versions served; compiling a component vs loading its verified
 //!    precompiled artifact; and section 1 (warm instance gain).
 //!
+//! 6. (`--store`, also part of the full run) the store's reads, recorded writes
+//!    and concurrent writes, embedded SQLite vs shared PostgreSQL (the local
+//!    server, a schema of its own), and how soon a second PostgreSQL instance
+//!    hears of a tenant change.
+//!
 //! Run: `cargo bench -p tenant-gateway --bench gateway` (add `-- --quick` for a
-//! short run, `-- --proxy` for section 4 alone, `-- --swap` for section 5;
-//! scripts/bench-proxy and scripts/bench-swap do that).
+//! short run, `-- --proxy` for section 4 alone, `-- --swap` for section 5,
+//! `-- --store` for section 6; scripts/bench-proxy, scripts/bench-swap and
+//! scripts/bench-store do that).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
@@ -509,8 +515,133 @@ fn cache_bench(quick: bool) {
     );
 }
 
+/// Times `n` calls of `f` (after a tenth as many unmeasured).
+fn time_sync(n: usize, mut f: impl FnMut()) -> Stats {
+    for _ in 0..n / 10 + 1 {
+        f();
+    }
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed());
+    }
+    stats(samples)
+}
+
+/// Section 6: the same store operations on SQLite and on PostgreSQL.
+fn store_bench(quick: bool) {
+    use tenant_gateway::store::testing::TestSchema;
+    use tenant_gateway::store::{Change, Expect, PostgresStore, SqliteStore, Store, Subject};
+    let n = if quick { 200 } else { 2000 };
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestSchema::new();
+    let sqlite = SqliteStore::open(dir.path()).unwrap();
+    let postgres = PostgresStore::open(db.connection()).unwrap();
+    let config = tg_validator::shared().default_config().to_string();
+    let change = |key: &str| Change {
+        tenant_id: key.into(),
+        tenant_name: key.into(),
+        at: "2025-01-01T00:00:00Z".into(),
+        principal: "bench".into(),
+        subject: Subject::Config,
+        action: "updated".into(),
+        fields: vec!["performance.cache_size_mb".into()],
+        before: None,
+    };
+    println!(
+        "\n6. the store: embedded SQLite (WAL, synchronous=FULL) vs shared PostgreSQL (local, loopback); {}-byte configuration, {n} operations",
+        config.len()
+    );
+    let mut results = Vec::new();
+    for (name, store) in [
+        ("SQLite", &sqlite as &dyn Store),
+        ("PostgreSQL", &postgres as &dyn Store),
+    ] {
+        store.set("configs", "bench", config.as_bytes()).unwrap();
+        let read = time_sync(n, || {
+            std::hint::black_box(store.get("configs", "bench").unwrap());
+        });
+        let write = time_sync(n, || {
+            let v = store.get("configs", "bench").unwrap().unwrap().version;
+            let c = change("bench");
+            let done = store.write_recorded(
+                "configs",
+                "bench",
+                Expect::Version(v),
+                Some(config.as_bytes()),
+                &c,
+            );
+            assert!(done.unwrap().is_some());
+        });
+        // Four writers, each on its own tenant's key.
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for w in 0..4 {
+                let config = &config;
+                let change = &change;
+                scope.spawn(move || {
+                    let key = format!("bench-{w}");
+                    for _ in 0..n / 4 {
+                        let c = change(&key);
+                        store
+                            .write_recorded(
+                                "configs",
+                                &key,
+                                Expect::Any,
+                                Some(config.as_bytes()),
+                                &c,
+                            )
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let parallel = (n / 4 * 4) as f64 / started.elapsed().as_secs_f64();
+        show(&format!("{name}: read one configuration"), &read);
+        show(&format!("{name}: read + recorded write"), &write);
+        println!("  {name}: recorded writes by 4 threads: {parallel:>10.0} writes/s");
+        results.push((read, write, parallel));
+    }
+    let (s, p) = (&results[0], &results[1]);
+    println!(
+        "  ratio PostgreSQL / SQLite (median time): read x{:.2}, read + write x{:.2}; 4-thread write rate x{:.2}",
+        p.0.median.as_secs_f64() / s.0.median.as_secs_f64(),
+        p.1.median.as_secs_f64() / s.1.median.as_secs_f64(),
+        p.2 / s.2
+    );
+
+    // How soon another instance hears of a tenant change.
+    let other = PostgresStore::open(db.connection()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Instant>();
+    let tx = std::sync::Mutex::new(tx);
+    other.on_change(Arc::new(move || {
+        let _ = tx.lock().unwrap().send(Instant::now());
+    }));
+    rx.recv_timeout(Duration::from_secs(5)).expect("listening");
+    let rounds = if quick { 20 } else { 200 };
+    let (mut written, mut woken) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for i in 0..rounds {
+        let tier = if i % 2 == 0 { "Pro" } else { "Basic" };
+        let t = Instant::now();
+        postgres
+            .seed_tenant("bench-tenant", "BenchTenant", tier, "2025-01-01T00:00:00Z")
+            .unwrap();
+        written.push(t.elapsed());
+        let heard = rx.recv_timeout(Duration::from_secs(5)).expect("heard");
+        woken.push(heard.duration_since(t));
+    }
+    show("tenant change: write returned (committed)", &stats(written));
+    show("tenant change: other instance woken", &stats(woken));
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    let store_only = std::env::args().any(|a| a == "--store");
+    if store_only {
+        store_bench(quick);
+        return;
+    }
     let proxy_only = std::env::args().any(|a| a == "--proxy");
     let swap_only = std::env::args().any(|a| a == "--swap");
     let (n, dur) = if quick {
@@ -621,5 +752,8 @@ fn main() {
         println!("  ratio gateway / plain hyper: {:.3}", gateway / baseline);
         proxy_bench(upstream, upstream_body.len(), running.addr, dur).await;
         running.stop().await.unwrap();
+        tokio::task::spawn_blocking(move || store_bench(quick))
+            .await
+            .unwrap();
     });
 }

@@ -13,15 +13,98 @@ use super::{
     TenantRow, TenantWrite, Versioned,
 };
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{NoTls, Row, Transaction};
-use r2d2_postgres::PostgresConnectionManager;
+use postgres::types::ToSql;
+use postgres::{Client, GenericClient, NoTls, Row, Statement};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// Statements prepared on one connection, by their text.
+type Prepared = HashMap<&'static str, Statement>;
+
+/// A pooled connection and the statements prepared on it: each statement is
+/// parsed and planned once per connection, then every call is one round trip.
+pub struct Conn {
+    client: Client,
+    prepared: Prepared,
+}
+
+/// Opens connections for the pool. A checked-out connection is not pinged (that
+/// would double the round trips of a read): a connection the server dropped
+/// fails its next use and is discarded, reads are retried once on a fresh one,
+/// and writes ping before they begin.
+struct Manager {
+    config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Conn, postgres::Error> {
+        Ok(Conn {
+            client: self.config.connect(NoTls)?,
+            prepared: Prepared::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// Runs statements by their text on a client or a transaction, preparing each
+/// once per connection.
+struct Run<'a, C> {
+    client: &'a mut C,
+    prepared: &'a mut Prepared,
+}
+
+type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
+
+impl<C: GenericClient> Run<'_, C> {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql)?;
+        self.prepared.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    fn execute(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64, StoreError> {
+        let s = self.statement(sql)?;
+        Ok(self.client.execute(&s, params)?)
+    }
+
+    fn query(&mut self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
+        let s = self.statement(sql)?;
+        Ok(self.client.query(&s, params)?)
+    }
+
+    fn query_one(&mut self, sql: &'static str, params: Params<'_>) -> Result<Row, StoreError> {
+        let s = self.statement(sql)?;
+        Ok(self.client.query_one(&s, params)?)
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, StoreError> {
+        let s = self.statement(sql)?;
+        Ok(self.client.query_opt(&s, params)?)
+    }
+}
+
 /// PostgreSQL-backed [`Store`].
 pub struct PostgresStore {
-    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    pool: r2d2::Pool<Manager>,
     config: postgres::Config,
     /// `NOTIFY` channel of this schema's tenant changes.
     channel: String,
@@ -76,8 +159,16 @@ CREATE TABLE IF NOT EXISTS tenant_changes (
 INSERT INTO tenant_changes (id, seq) VALUES (1, 0) ON CONFLICT DO NOTHING;
 "#;
 
-const TENANT_SELECT: &str = "SELECT id, name, tier, enabled, origin, created_at, updated_at, \
-     deleted_at, version, doc FROM tenants";
+macro_rules! tenant_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, name, tier, enabled, origin, created_at, updated_at, deleted_at, \
+             version, doc FROM tenants ",
+            $rest
+        )
+    };
+}
+const TENANT_BY_ID: &str = tenant_select!("WHERE id = $1");
 
 /// How often the listener checks whether the store was closed, and waits before
 /// reconnecting after losing its connection.
@@ -104,14 +195,14 @@ fn tenant_from(r: &Row) -> Result<TenantRow, StoreError> {
     })
 }
 
-fn record(
-    tx: &mut Transaction<'_>,
+fn record<C: GenericClient>(
+    run: &mut Run<'_, C>,
     change: &Change,
     version: Option<i64>,
     after: Option<&[u8]>,
 ) -> Result<(), StoreError> {
     let fields = serde_json::to_string(&change.fields).expect("strings serialize");
-    tx.execute(
+    run.execute(
         "INSERT INTO history (tenant_id, tenant_name, at, principal, subject, action, fields, \
          version, before, after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         &[
@@ -151,29 +242,33 @@ impl PostgresStore {
     /// creates the tables if they are missing. The error never repeats the
     /// connection string (it may hold a password).
     pub fn open(connection: &str) -> Result<Self, StoreError> {
-        let config: postgres::Config = connection.parse().map_err(|_| {
+        let mut config: postgres::Config = connection.parse().map_err(|_| {
             StoreError::Open("the PostgreSQL connection string is not valid".into())
         })?;
-        let mut config = config;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
         if config.get_application_name().is_none() {
             config.application_name("tenant-gateway");
         }
-        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
         let pool = r2d2::Pool::builder()
             .max_size(8)
             .min_idle(Some(1))
+            .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(5))
-            .build(manager)?;
+            .build(Manager {
+                config: config.clone(),
+            })?;
         let mut conn = pool.get()?;
-        let schema: Option<String> = conn.query_one("SELECT current_schema()", &[])?.get(0);
+        let schema: Option<String> = conn
+            .client
+            .query_one("SELECT current_schema()", &[])?
+            .get(0);
         let schema = schema.ok_or_else(|| {
             StoreError::Open("the connection's search_path names no existing schema".into())
         })?;
         // Two gateways starting together must not both create the tables.
-        let mut tx = conn.transaction()?;
+        let mut tx = conn.client.transaction()?;
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtext('tenant-gateway:' || current_schema()))",
             &[],
@@ -189,25 +284,76 @@ impl PostgresStore {
         })
     }
 
+    /// Runs a read. A pooled connection the server has dropped since its last
+    /// use fails the read and is discarded; the read is then run once more on
+    /// another connection.
+    fn read<T>(
+        &self,
+        f: impl Fn(&mut Run<'_, Client>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.pool.get()?;
+        let Conn { client, prepared } = &mut *conn;
+        match f(&mut Run { client, prepared }) {
+            Err(_) if client.is_closed() => {
+                drop(conn);
+                let mut conn = self.live()?;
+                let Conn { client, prepared } = &mut *conn;
+                f(&mut Run { client, prepared })
+            }
+            result => result,
+        }
+    }
+
+    /// A pooled connection that answered a ping; dropped ones met on the way
+    /// (after a server restart, every idle one) are discarded.
+    fn live(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
+        let mut tries = self.pool.max_size();
+        loop {
+            let mut conn = self.pool.get()?;
+            match conn.client.simple_query("") {
+                Ok(_) => return Ok(conn),
+                Err(e) if tries == 0 => return Err(e.into()),
+                Err(_) => tries -= 1,
+            }
+        }
+    }
+
+    /// Runs `f` in a transaction on a connection that answered a ping (a write is
+    /// never retried, so it must not start on a dropped connection). `f` says
+    /// whether to commit; an error rolls back.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Run<'_, postgres::Transaction<'_>>) -> Result<(T, bool), StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.live()?;
+        let Conn { client, prepared } = &mut *conn;
+        let mut tx = client.transaction()?;
+        let (value, commit) = f(&mut Run {
+            client: &mut tx,
+            prepared,
+        })?;
+        if commit {
+            tx.commit()?;
+        } else {
+            tx.rollback()?;
+        }
+        Ok(value)
+    }
+
     /// Takes the tenant-change row (held until the transaction ends), numbers the
     /// change and has PostgreSQL notify the listeners when it commits.
-    fn tenant_change(&self, tx: &mut Transaction<'_>) -> Result<i64, StoreError> {
-        let seq: i64 = tx
+    fn tenant_change<C: GenericClient>(&self, run: &mut Run<'_, C>) -> Result<i64, StoreError> {
+        let seq: i64 = run
             .query_one(
                 "UPDATE tenant_changes SET seq = seq + 1 WHERE id = 1 RETURNING seq",
                 &[],
             )?
             .try_get(0)?;
-        tx.execute(
+        run.execute(
             "SELECT pg_notify($1, $2)",
             &[&self.channel, &seq.to_string()],
         )?;
         Ok(seq)
-    }
-
-    fn tenant_in(tx: &mut Transaction<'_>, id: &str) -> Result<TenantRow, StoreError> {
-        let row = tx.query_one(&format!("{TENANT_SELECT} WHERE id = $1"), &[&id])?;
-        tenant_from(&row)
     }
 }
 
@@ -282,50 +428,47 @@ impl Store for PostgresStore {
         tier: &str,
         now: &str,
     ) -> Result<TenantRow, StoreError> {
-        let mut conn = self.pool.get()?;
-        let mut tx = conn.transaction()?;
-        self.tenant_change(&mut tx)?;
-        let inserted = tx.execute(
-            "INSERT INTO tenants (id, name, name_key, tier, enabled, created_at, updated_at, \
-             origin, version, doc) VALUES ($1, $2, lower($2), $3, TRUE, $4, $4, 'settings', 1, '{}') \
-             ON CONFLICT (id) DO NOTHING",
-            &[&id, &name, &tier, &now],
-        )?;
-        let changed = if inserted == 1 {
-            let change = Change::seeded(id, name, now);
-            record(&mut tx, &change, None, None)?;
-            true
-        } else {
-            tx.execute(
-                "UPDATE tenants SET name = $2, tier = $3, origin = 'settings' \
-                 WHERE id = $1 AND (name <> $2 OR tier <> $3 OR origin <> 'settings')",
-                &[&id, &name, &tier],
-            )? == 1
-        };
-        let row = Self::tenant_in(&mut tx, id)?;
-        if changed {
-            tx.commit()?;
-        } else {
-            // Nothing changed: no change number spent, nobody woken.
-            tx.rollback()?;
-        }
-        Ok(row)
+        self.write(|run| {
+            self.tenant_change(run)?;
+            let inserted = run.execute(
+                "INSERT INTO tenants (id, name, name_key, tier, enabled, created_at, updated_at, \
+                 origin, version, doc) VALUES ($1, $2, lower($2), $3, TRUE, $4, $4, 'settings', \
+                 1, '{}') ON CONFLICT (id) DO NOTHING",
+                &[&id, &name, &tier, &now],
+            )?;
+            let changed = if inserted == 1 {
+                record(run, &Change::seeded(id, name, now), None, None)?;
+                true
+            } else {
+                run.execute(
+                    "UPDATE tenants SET name = $2, tier = $3, origin = 'settings' \
+                     WHERE id = $1 AND (name <> $2 OR tier <> $3 OR origin <> 'settings')",
+                    &[&id, &name, &tier],
+                )? == 1
+            };
+            let row = tenant_from(&run.query_one(TENANT_BY_ID, &[&id])?)?;
+            // Nothing changed: roll back, so no change number is spent and
+            // nobody is woken.
+            Ok((row, changed))
+        })
     }
 
     fn tenant_rows(&self) -> Result<Vec<TenantRow>, StoreError> {
-        let mut conn = self.pool.get()?;
-        conn.query(&format!("{TENANT_SELECT} ORDER BY name_key"), &[])?
-            .iter()
-            .map(tenant_from)
-            .collect()
+        self.read(|run| {
+            run.query(tenant_select!("ORDER BY name_key"), &[])?
+                .iter()
+                .map(tenant_from)
+                .collect()
+        })
     }
 
     fn tenant_row(&self, id: &str) -> Result<Option<TenantRow>, StoreError> {
-        let mut conn = self.pool.get()?;
-        conn.query_opt(&format!("{TENANT_SELECT} WHERE id = $1"), &[&id])?
-            .as_ref()
-            .map(tenant_from)
-            .transpose()
+        self.read(|run| {
+            run.query_opt(TENANT_BY_ID, &[&id])?
+                .as_ref()
+                .map(tenant_from)
+                .transpose()
+        })
     }
 
     fn write_tenant(
@@ -335,193 +478,199 @@ impl Store for PostgresStore {
         dns: &[String],
         change: &Change,
     ) -> Result<TenantWrite, StoreError> {
-        let mut conn = self.pool.get()?;
-        let mut tx = conn.transaction()?;
-        self.tenant_change(&mut tx)?;
         let doc = serde_json::to_string(&row.doc).expect("a tenant document serializes");
-        match expected {
-            None => {
-                let existing = tx.query_opt(
-                    &format!("{TENANT_SELECT} WHERE id = $1 OR name_key = lower($2)"),
-                    &[&row.id, &row.name],
-                )?;
-                if let Some(existing) = existing {
-                    return Ok(TenantWrite::Exists(tenant_from(&existing)?));
+        self.write(|run| {
+            self.tenant_change(run)?;
+            match expected {
+                None => {
+                    let existing = run.query_opt(
+                        tenant_select!("WHERE id = $1 OR name_key = lower($2)"),
+                        &[&row.id, &row.name],
+                    )?;
+                    if let Some(existing) = existing {
+                        return Ok((TenantWrite::Exists(tenant_from(&existing)?), false));
+                    }
+                    run.execute(
+                        "INSERT INTO tenants (id, name, name_key, tier, enabled, created_at, \
+                         updated_at, origin, deleted_at, version, doc) \
+                         VALUES ($1, $2, lower($2), $3, $4, $5, $6, $7, $8, 1, $9)",
+                        &[
+                            &row.id,
+                            &row.name,
+                            &row.tier,
+                            &row.enabled,
+                            &row.created_at,
+                            &row.updated_at,
+                            &row.origin.as_str(),
+                            &row.deleted_at,
+                            &doc,
+                        ],
+                    )?;
                 }
-                tx.execute(
-                    "INSERT INTO tenants (id, name, name_key, tier, enabled, created_at, \
-                     updated_at, origin, deleted_at, version, doc) \
-                     VALUES ($1, $2, lower($2), $3, $4, $5, $6, $7, $8, 1, $9)",
-                    &[
-                        &row.id,
-                        &row.name,
-                        &row.tier,
-                        &row.enabled,
-                        &row.created_at,
-                        &row.updated_at,
-                        &row.origin.as_str(),
-                        &row.deleted_at,
-                        &doc,
-                    ],
-                )?;
-            }
-            Some(version) => {
-                let n = tx.execute(
-                    "UPDATE tenants SET tier = $2, enabled = $3, updated_at = $4, \
-                     deleted_at = $5, doc = $6, version = version + 1 \
-                     WHERE id = $1 AND version = $7",
-                    &[
-                        &row.id,
-                        &row.tier,
-                        &row.enabled,
-                        &row.updated_at,
-                        &row.deleted_at,
-                        &doc,
-                        &version,
-                    ],
-                )?;
-                if n != 1 {
-                    return Ok(TenantWrite::Stale);
+                Some(version) => {
+                    let n = run.execute(
+                        "UPDATE tenants SET tier = $2, enabled = $3, updated_at = $4, \
+                         deleted_at = $5, doc = $6, version = version + 1 \
+                         WHERE id = $1 AND version = $7",
+                        &[
+                            &row.id,
+                            &row.tier,
+                            &row.enabled,
+                            &row.updated_at,
+                            &row.deleted_at,
+                            &doc,
+                            &version,
+                        ],
+                    )?;
+                    if n != 1 {
+                        return Ok((TenantWrite::Stale, false));
+                    }
                 }
             }
-        }
-        for dn in dns {
-            let owner: Option<String> = tx
-                .query_opt("SELECT tenant_id FROM tenant_dns WHERE dn = $1", &[dn])?
-                .map(|r| r.try_get(0))
-                .transpose()?;
-            if let Some(owner) = owner.filter(|o| *o != row.id) {
-                let tenant = tx
-                    .query_opt("SELECT name FROM tenants WHERE id = $1", &[&owner])?
+            for dn in dns {
+                let owner: Option<String> = run
+                    .query_opt("SELECT tenant_id FROM tenant_dns WHERE dn = $1", &[dn])?
                     .map(|r| r.try_get(0))
-                    .transpose()?
-                    .unwrap_or(owner);
-                return Ok(TenantWrite::DnTaken {
-                    dn: dn.clone(),
-                    tenant,
-                });
+                    .transpose()?;
+                if let Some(owner) = owner.filter(|o| *o != row.id) {
+                    let tenant = run
+                        .query_opt("SELECT name FROM tenants WHERE id = $1", &[&owner])?
+                        .map(|r| r.try_get(0))
+                        .transpose()?
+                        .unwrap_or(owner);
+                    let taken = TenantWrite::DnTaken {
+                        dn: dn.clone(),
+                        tenant,
+                    };
+                    return Ok((taken, false));
+                }
             }
-        }
-        tx.execute("DELETE FROM tenant_dns WHERE tenant_id = $1", &[&row.id])?;
-        for dn in dns {
-            tx.execute(
-                "INSERT INTO tenant_dns (dn, tenant_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[dn, &row.id],
-            )?;
-        }
-        record(&mut tx, change, None, None)?;
-        let stored = Self::tenant_in(&mut tx, &row.id)?;
-        tx.commit()?;
-        Ok(TenantWrite::Written(stored))
+            run.execute("DELETE FROM tenant_dns WHERE tenant_id = $1", &[&row.id])?;
+            for dn in dns {
+                run.execute(
+                    "INSERT INTO tenant_dns (dn, tenant_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[dn, &row.id],
+                )?;
+            }
+            record(run, change, None, None)?;
+            let stored = tenant_from(&run.query_one(TENANT_BY_ID, &[&row.id])?)?;
+            Ok((TenantWrite::Written(stored), true))
+        })
     }
 
     fn purge_tenant(&self, id: &str, change: &Change) -> Result<bool, StoreError> {
-        let mut conn = self.pool.get()?;
-        let mut tx = conn.transaction()?;
-        self.tenant_change(&mut tx)?;
-        if tx.execute("DELETE FROM tenants WHERE id = $1", &[&id])? == 0 {
-            return Ok(false);
-        }
-        tx.execute("DELETE FROM tenant_dns WHERE tenant_id = $1", &[&id])?;
-        tx.execute(
-            "DELETE FROM kv WHERE bucket = 'configs' AND key = $1",
-            &[&id],
-        )?;
-        record(&mut tx, change, None, None)?;
-        tx.commit()?;
-        Ok(true)
+        self.write(|run| {
+            self.tenant_change(run)?;
+            if run.execute("DELETE FROM tenants WHERE id = $1", &[&id])? == 0 {
+                return Ok((false, false));
+            }
+            run.execute("DELETE FROM tenant_dns WHERE tenant_id = $1", &[&id])?;
+            run.execute(
+                "DELETE FROM kv WHERE bucket = 'configs' AND key = $1",
+                &[&id],
+            )?;
+            record(run, change, None, None)?;
+            Ok((true, true))
+        })
     }
 
     fn tenant_by_dn(&self, dn: &str) -> Result<Option<String>, StoreError> {
-        let mut conn = self.pool.get()?;
-        Ok(conn
-            .query_opt("SELECT tenant_id FROM tenant_dns WHERE dn = $1", &[&dn])?
-            .map(|r| r.try_get(0))
-            .transpose()?)
+        self.read(|run| {
+            Ok(run
+                .query_opt("SELECT tenant_id FROM tenant_dns WHERE dn = $1", &[&dn])?
+                .map(|r| r.try_get(0))
+                .transpose()?)
+        })
     }
 
     fn history(&self, tenant_id: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
-        let mut conn = self.pool.get()?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        conn.query(
-            "SELECT seq, tenant_id, tenant_name, at, principal, subject, action, fields, \
-             version FROM history WHERE tenant_id = $1 ORDER BY seq DESC LIMIT $2",
-            &[&tenant_id, &limit],
-        )?
-        .iter()
-        .map(|r| {
-            let fields: String = r.try_get(7)?;
-            Ok(HistoryEntry {
-                seq: r.try_get(0)?,
-                change: Change {
-                    tenant_id: r.try_get(1)?,
-                    tenant_name: r.try_get(2)?,
-                    at: r.try_get(3)?,
-                    principal: r.try_get(4)?,
-                    subject: Subject::parse(r.try_get(5)?),
-                    action: r.try_get(6)?,
-                    fields: serde_json::from_str(&fields).unwrap_or_default(),
-                    // Listings never show stored configurations.
-                    before: None,
-                },
-                version: r.try_get(8)?,
+        self.read(|run| {
+            run.query(
+                "SELECT seq, tenant_id, tenant_name, at, principal, subject, action, fields, \
+                 version FROM history WHERE tenant_id = $1 ORDER BY seq DESC LIMIT $2",
+                &[&tenant_id, &limit],
+            )?
+            .iter()
+            .map(|r| {
+                let fields: String = r.try_get(7)?;
+                Ok(HistoryEntry {
+                    seq: r.try_get(0)?,
+                    change: Change {
+                        tenant_id: r.try_get(1)?,
+                        tenant_name: r.try_get(2)?,
+                        at: r.try_get(3)?,
+                        principal: r.try_get(4)?,
+                        subject: Subject::parse(r.try_get(5)?),
+                        action: r.try_get(6)?,
+                        fields: serde_json::from_str(&fields).unwrap_or_default(),
+                        // Listings never show stored configurations.
+                        before: None,
+                    },
+                    version: r.try_get(8)?,
+                })
             })
+            .collect()
         })
-        .collect()
     }
 
     fn config_at(&self, tenant_id: &str, version: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut conn = self.pool.get()?;
-        Ok(conn
-            .query_opt(
-                "SELECT after FROM history WHERE tenant_id = $1 AND subject = 'config' \
-                 AND version = $2 AND after IS NOT NULL ORDER BY seq DESC LIMIT 1",
-                &[&tenant_id, &version],
-            )?
-            .map(|r| r.try_get(0))
-            .transpose()?)
+        self.read(|run| {
+            Ok(run
+                .query_opt(
+                    "SELECT after FROM history WHERE tenant_id = $1 AND subject = 'config' \
+                     AND version = $2 AND after IS NOT NULL ORDER BY seq DESC LIMIT 1",
+                    &[&tenant_id, &version],
+                )?
+                .map(|r| r.try_get(0))
+                .transpose()?)
+        })
     }
 
     fn change_seq(&self) -> Result<i64, StoreError> {
-        let mut conn = self.pool.get()?;
-        Ok(conn
-            .query_one("SELECT seq FROM tenant_changes WHERE id = 1", &[])?
-            .try_get(0)?)
+        self.read(|run| {
+            Ok(run
+                .query_one("SELECT seq FROM tenant_changes WHERE id = 1", &[])?
+                .try_get(0)?)
+        })
     }
 
     fn get(&self, bucket: &str, key: &str) -> Result<Option<Versioned>, StoreError> {
-        let mut conn = self.pool.get()?;
-        conn.query_opt(
-            "SELECT value, version FROM kv WHERE bucket = $1 AND key = $2",
-            &[&bucket, &key],
-        )?
-        .map(|r| {
-            Ok(Versioned {
-                value: r.try_get(0)?,
-                version: r.try_get(1)?,
+        self.read(|run| {
+            run.query_opt(
+                "SELECT value, version FROM kv WHERE bucket = $1 AND key = $2",
+                &[&bucket, &key],
+            )?
+            .map(|r| {
+                Ok(Versioned {
+                    value: r.try_get(0)?,
+                    version: r.try_get(1)?,
+                })
             })
+            .transpose()
         })
-        .transpose()
     }
 
     fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let mut conn = self.pool.get()?;
-        conn.execute(
-            "INSERT INTO kv (bucket, key, value, version) VALUES ($1, $2, $3, 1) \
-             ON CONFLICT (bucket, key) DO UPDATE SET value = excluded.value, \
-             version = kv.version + 1",
-            &[&bucket, &key, &value],
-        )?;
-        Ok(())
+        self.write(|run| {
+            run.execute(
+                "INSERT INTO kv (bucket, key, value, version) VALUES ($1, $2, $3, 1) \
+                 ON CONFLICT (bucket, key) DO UPDATE SET value = excluded.value, \
+                 version = kv.version + 1",
+                &[&bucket, &key, &value],
+            )?;
+            Ok(((), true))
+        })
     }
 
     fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
-        let mut conn = self.pool.get()?;
-        conn.execute(
-            "DELETE FROM kv WHERE bucket = $1 AND key = $2",
-            &[&bucket, &key],
-        )?;
-        Ok(())
+        self.write(|run| {
+            run.execute(
+                "DELETE FROM kv WHERE bucket = $1 AND key = $2",
+                &[&bucket, &key],
+            )?;
+            Ok(((), true))
+        })
     }
 
     fn list_keys(
@@ -530,16 +679,17 @@ impl Store for PostgresStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<KeyPage, StoreError> {
-        let mut conn = self.pool.get()?;
         let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-        let keys = conn
-            .query(
+        let after = cursor.unwrap_or("");
+        let keys = self.read(|run| {
+            run.query(
                 "SELECT key FROM kv WHERE bucket = $1 AND key > $2 ORDER BY key LIMIT $3",
-                &[&bucket, &cursor.unwrap_or(""), &fetch],
+                &[&bucket, &after, &fetch],
             )?
             .iter()
-            .map(|r| r.try_get::<_, String>(0))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|r| Ok(r.try_get::<_, String>(0)?))
+            .collect::<Result<Vec<_>, StoreError>>()
+        })?;
         Ok(KeyPage::of(keys, limit))
     }
 
@@ -550,20 +700,21 @@ impl Store for PostgresStore {
         expected: Option<i64>,
         value: &[u8],
     ) -> Result<bool, StoreError> {
-        let mut conn = self.pool.get()?;
-        let changed = match expected {
-            None => conn.execute(
-                "INSERT INTO kv (bucket, key, value, version) VALUES ($1, $2, $3, 1) \
-                 ON CONFLICT (bucket, key) DO NOTHING",
-                &[&bucket, &key, &value],
-            )?,
-            Some(version) => conn.execute(
-                "UPDATE kv SET value = $3, version = version + 1 \
-                 WHERE bucket = $1 AND key = $2 AND version = $4",
-                &[&bucket, &key, &value, &version],
-            )?,
-        };
-        Ok(changed == 1)
+        self.write(|run| {
+            let changed = match expected {
+                None => run.execute(
+                    "INSERT INTO kv (bucket, key, value, version) VALUES ($1, $2, $3, 1) \
+                     ON CONFLICT (bucket, key) DO NOTHING",
+                    &[&bucket, &key, &value],
+                )?,
+                Some(version) => run.execute(
+                    "UPDATE kv SET value = $3, version = version + 1 \
+                     WHERE bucket = $1 AND key = $2 AND version = $4",
+                    &[&bucket, &key, &value, &version],
+                )?,
+            };
+            Ok((changed == 1, changed == 1))
+        })
     }
 
     fn write_recorded(
@@ -574,52 +725,54 @@ impl Store for PostgresStore {
         value: Option<&[u8]>,
         change: &Change,
     ) -> Result<Option<i64>, StoreError> {
-        let mut conn = self.pool.get()?;
         for _ in 0..WRITE_TRIES {
-            let mut tx = conn.transaction()?;
-            // The key's row stays locked until commit: no other write of it
-            // can come between this read and the write below.
-            let current: Option<i64> = tx
-                .query_opt(
-                    "SELECT version FROM kv WHERE bucket = $1 AND key = $2 FOR UPDATE",
-                    &[&bucket, &key],
-                )?
-                .map(|r| r.try_get(0))
-                .transpose()?;
-            if !expected.holds(current) {
-                return Ok(None);
-            }
-            let version = current.unwrap_or(0) + 1;
-            match (value, current) {
-                (Some(value), None) => {
-                    let n = tx.execute(
-                        "INSERT INTO kv (bucket, key, value, version) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (bucket, key) DO NOTHING",
-                        &[&bucket, &key, &value, &version],
-                    )?;
-                    if n == 0 {
-                        // Another writer created the key since it was read
-                        // (there was no row to lock): read it again.
-                        tx.rollback()?;
-                        continue;
+            // `None`: another writer created the key between the read and the
+            // insert (there was no row to lock yet); read it again.
+            let outcome = self.write(|run| {
+                // The key's row stays locked until commit: no other write of it
+                // can come between this read and the write below.
+                let current: Option<i64> = run
+                    .query_opt(
+                        "SELECT version FROM kv WHERE bucket = $1 AND key = $2 FOR UPDATE",
+                        &[&bucket, &key],
+                    )?
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
+                if !expected.holds(current) {
+                    return Ok((Some(None), false));
+                }
+                let version = current.unwrap_or(0) + 1;
+                match (value, current) {
+                    (Some(value), None) => {
+                        let n = run.execute(
+                            "INSERT INTO kv (bucket, key, value, version) \
+                             VALUES ($1, $2, $3, $4) ON CONFLICT (bucket, key) DO NOTHING",
+                            &[&bucket, &key, &value, &version],
+                        )?;
+                        if n == 0 {
+                            return Ok((None, false));
+                        }
+                    }
+                    (Some(value), Some(_)) => {
+                        run.execute(
+                            "UPDATE kv SET value = $3, version = $4 \
+                             WHERE bucket = $1 AND key = $2",
+                            &[&bucket, &key, &value, &version],
+                        )?;
+                    }
+                    (None, _) => {
+                        run.execute(
+                            "DELETE FROM kv WHERE bucket = $1 AND key = $2",
+                            &[&bucket, &key],
+                        )?;
                     }
                 }
-                (Some(value), Some(_)) => {
-                    tx.execute(
-                        "UPDATE kv SET value = $3, version = $4 WHERE bucket = $1 AND key = $2",
-                        &[&bucket, &key, &value, &version],
-                    )?;
-                }
-                (None, _) => {
-                    tx.execute(
-                        "DELETE FROM kv WHERE bucket = $1 AND key = $2",
-                        &[&bucket, &key],
-                    )?;
-                }
+                record(run, change, Some(version), value)?;
+                Ok((Some(Some(version)), true))
+            })?;
+            if let Some(written) = outcome {
+                return Ok(written);
             }
-            record(&mut tx, change, Some(version), value)?;
-            tx.commit()?;
-            return Ok(Some(version));
         }
         Err(StoreError::Contended(format!(
             "a write of {bucket}/{key} met {WRITE_TRIES} concurrent first writes"
@@ -697,6 +850,41 @@ mod tests {
             .unwrap();
         assert_eq!(a.change_seq().unwrap(), seq);
         assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+    }
+
+    #[test]
+    fn connections_the_server_drops_are_replaced() {
+        let db = super::super::testing::TestSchema::new();
+        let store = PostgresStore::open(db.connection()).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        store.on_change(Arc::new(move || {
+            let _ = tx.lock().unwrap().send(());
+        }));
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("the listener started");
+        // Several pooled connections, all idle.
+        std::thread::scope(|scope| {
+            for _ in 0..3 {
+                scope.spawn(|| store.set("b", "k", b"v").unwrap());
+            }
+        });
+        // As after a server restart: every connection is gone.
+        assert!(db.drop_connections() >= 2);
+        assert_eq!(store.get("b", "k").unwrap().unwrap().value, b"v");
+        db.drop_connections();
+        store.set("b", "k", b"w").unwrap();
+        assert_eq!(store.get("b", "k").unwrap().unwrap().value, b"w");
+        // The listener reconnected (and woke, as a change may have been missed),
+        // and hears changes again.
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("the listener came back");
+        while rx.try_recv().is_ok() {}
+        store
+            .seed_tenant("id-1", "Acme", "Pro", "2025-01-01T00:00:00Z")
+            .unwrap();
+        rx.recv_timeout(Duration::from_secs(2))
+            .expect("woken after reconnecting");
     }
 
     #[test]

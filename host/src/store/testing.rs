@@ -32,8 +32,26 @@ impl TestSchema {
         admin
             .batch_execute(&format!("CREATE SCHEMA {name}"))
             .expect("creating a test schema");
-        let connection = format!("{base} options='-c search_path={name}'");
+        // The application name marks this test's connections (see
+        // `drop_connections`).
+        let connection = format!("{base} application_name={name} options='-c search_path={name}'");
         Self { name, connection }
+    }
+
+    /// Has the server end every connection made with [`Self::connection`], as a
+    /// restart would; returns how many there were.
+    pub fn drop_connections(&self) -> usize {
+        let mut admin = postgres::Client::connect(&postgres_base(), postgres::NoTls)
+            .expect("connecting to the test database");
+        let rows = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                &[&self.name],
+            )
+            .expect("ending connections");
+        // Let the ended backends go.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        rows.len()
     }
 
     /// A connection string whose tables live in this schema.
