@@ -537,7 +537,7 @@ fn store_bench(quick: bool) {
     let dir = tempfile::tempdir().unwrap();
     let db = TestSchema::new();
     let sqlite = SqliteStore::open(dir.path()).unwrap();
-    let postgres = PostgresStore::open(db.connection()).unwrap();
+    let postgres = PostgresStore::open(db.connection(), None).unwrap();
     let config = tg_validator::shared().default_config().to_string();
     let change = |key: &str| Change {
         tenant_id: key.into(),
@@ -612,7 +612,7 @@ fn store_bench(quick: bool) {
     );
 
     // How soon another instance hears of a tenant change.
-    let other = PostgresStore::open(db.connection()).unwrap();
+    let other = PostgresStore::open(db.connection(), None).unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<Instant>();
     let tx = std::sync::Mutex::new(tx);
     other.on_change(Arc::new(move || {

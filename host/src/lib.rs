@@ -255,11 +255,14 @@ pub async fn start(
             store::SqliteStore::open(&options.data_dir)
                 .with_context(|| format!("opening the store in {}", options.data_dir.display()))?,
         ),
-        settings::StoreSettings::Postgres(connection) => {
-            let connection = connection.clone();
+        settings::StoreSettings::Postgres {
+            connection,
+            root_certificate,
+        } => {
+            let (connection, root) = (connection.clone(), root_certificate.clone());
             Arc::new(
                 tokio::task::spawn_blocking(move || {
-                    store::PostgresStore::open(connection.expose())
+                    store::PostgresStore::open(connection.expose(), root.as_deref())
                 })
                 .await?
                 .context("opening the PostgreSQL store (TenantGateway.Store)")?,
@@ -269,7 +272,7 @@ pub async fn start(
     tracing::info!(
         engine = match options.settings.store {
             settings::StoreSettings::Sqlite => "sqlite",
-            settings::StoreSettings::Postgres(_) => "postgresql",
+            settings::StoreSettings::Postgres { .. } => "postgresql",
         },
         "store opened"
     );

@@ -353,6 +353,7 @@ struct GatewaySection {
 struct StoreSection {
     engine: Option<String>,
     connection_string: Option<String>,
+    root_certificate: Option<PathBuf>,
 }
 
 /// Where the gateway keeps its state (`TenantGateway.Store`).
@@ -361,9 +362,14 @@ pub enum StoreSettings {
     /// The embedded SQLite file in the data directory (`Engine: "Sqlite"`, the default).
     #[default]
     Sqlite,
-    /// A PostgreSQL database shared by several instances (`Engine: "PostgreSql"`),
-    /// reached with this connection string.
-    Postgres(Secret),
+    /// A PostgreSQL database shared by several instances (`Engine: "PostgreSql"`).
+    Postgres {
+        /// How to reach it.
+        connection: Secret,
+        /// PEM file of the certificate authorities the server's certificate must
+        /// chain to (`RootCertificate`); none: encrypted but not authenticated.
+        root_certificate: Option<PathBuf>,
+    },
 }
 
 impl StoreSection {
@@ -374,6 +380,12 @@ impl StoreSection {
                 return Err(err(
                     "TenantGateway.Store.ConnectionString",
                     "applies only to Engine PostgreSql (the SQLite file lives in DataDir)",
+                ));
+            }
+            if self.root_certificate.is_some() {
+                return Err(err(
+                    "TenantGateway.Store.RootCertificate",
+                    "applies only to Engine PostgreSql",
                 ));
             }
             return Ok(StoreSettings::Sqlite);
@@ -401,7 +413,10 @@ impl StoreSection {
                 "is not a valid PostgreSQL connection string (a postgresql:// URL or key=value pairs)",
             ));
         }
-        Ok(StoreSettings::Postgres(Secret::new(connection.to_owned())))
+        Ok(StoreSettings::Postgres {
+            connection: Secret::new(connection.to_owned()),
+            root_certificate: self.root_certificate.clone(),
+        })
     }
 }
 
@@ -1074,6 +1089,14 @@ mod tests {
                 false,
             ),
             (serde_json::json!({"Engine": "Oracle"}), false),
+            (
+                serde_json::json!({"Engine": "PostgreSql", "ConnectionString": "host=db", "RootCertificate": "/etc/ca.pem"}),
+                true,
+            ),
+            (
+                serde_json::json!({"Engine": "Sqlite", "RootCertificate": "/etc/ca.pem"}),
+                false,
+            ),
         ] {
             let mut doc = sample.clone();
             doc["TenantGateway"]["Store"] = store.clone();
@@ -1089,7 +1112,7 @@ mod tests {
             r#"{"TenantGateway":{"Store":{"Engine":"postgresql","ConnectionString":"postgresql://gw:hunter2@db/tenants"}}}"#,
         )
         .unwrap();
-        let StoreSettings::Postgres(connection) = &s.store else {
+        let StoreSettings::Postgres { connection, .. } = &s.store else {
             panic!("{:?}", s.store);
         };
         assert_eq!(connection.expose(), "postgresql://gw:hunter2@db/tenants");

@@ -182,7 +182,7 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
     /// PostgreSQL reported an error.
-    #[error("database error: {0}")]
+    #[error("database error: {}", chain(.0))]
     Postgres(#[from] ::postgres::Error),
     /// A stored value could not be read back.
     #[error("stored data is corrupt: {0}")]
@@ -196,6 +196,21 @@ pub enum StoreError {
     /// The store could not be opened.
     #[error("cannot open store: {0}")]
     Open(String),
+}
+
+/// An error's text followed by its causes', `: `-separated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// One page of keys.

@@ -7,18 +7,32 @@
 //!
 //! The tables live in the connection's current schema (`search_path`), so several
 //! gateways, or test runs, can share one database under different schemas.
+//!
+//! Connections use TLS as libpq does: `sslmode=prefer` (the default) encrypts
+//! when the server offers TLS, `require` insists, `disable` never. With a root
+//! certificate the server must present a certificate that chains to it and names
+//! the host (libpq's `verify-full`), and TLS is required; without one the
+//! connection is encrypted but the server is not authenticated (libpq's
+//! `prefer`/`require`), which the gateway logs as a warning.
 
 use super::{
     Change, Expect, HistoryEntry, KeyPage, Origin, Store, StoreError, Subject, TenantDoc,
     TenantRow, TenantWrite, Versioned,
 };
+use postgres::config::SslMode;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
-use postgres::{Client, GenericClient, NoTls, Row, Statement};
+use postgres::{Client, GenericClient, Row, Statement};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Statements prepared on one connection, by their text.
 type Prepared = HashMap<&'static str, Statement>;
@@ -36,21 +50,42 @@ pub struct Conn {
 /// and writes ping before they begin.
 struct Manager {
     config: postgres::Config,
+    tls: MakeRustlsConnect,
+}
+
+/// A connection failure with its causes spelt out (the pool keeps only the
+/// text of an error, and a driver error's own text omits its cause, e.g. which
+/// certificate check failed).
+#[derive(Debug)]
+pub struct ConnectError(String);
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+impl From<postgres::Error> for ConnectError {
+    fn from(e: postgres::Error) -> Self {
+        Self(super::chain(&e))
+    }
 }
 
 impl r2d2::ManageConnection for Manager {
     type Connection = Conn;
-    type Error = postgres::Error;
+    type Error = ConnectError;
 
-    fn connect(&self) -> Result<Conn, postgres::Error> {
+    fn connect(&self) -> Result<Conn, ConnectError> {
         Ok(Conn {
-            client: self.config.connect(NoTls)?,
+            client: self.config.connect(self.tls.clone())?,
             prepared: Prepared::new(),
         })
     }
 
-    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
-        conn.client.simple_query("").map(|_| ())
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), ConnectError> {
+        Ok(conn.client.simple_query("").map(|_| ())?)
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
@@ -102,10 +137,112 @@ impl<C: GenericClient> Run<'_, C> {
     }
 }
 
+/// Accepts any server certificate while still checking the handshake's
+/// signatures: encryption without authentication, as libpq's `sslmode=require`
+/// without a root certificate.
+#[derive(Debug)]
+struct EncryptOnly(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The TLS side of connections: verified against `root_certificate` when given
+/// (TLS then required), encrypt-only otherwise.
+fn tls(
+    config: &mut postgres::Config,
+    root_certificate: Option<&Path>,
+) -> Result<MakeRustlsConnect, StoreError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Open(format!("TLS: {e}")))?;
+    let client = match root_certificate {
+        Some(file) => {
+            if config.get_ssl_mode() == SslMode::Disable {
+                return Err(StoreError::Open(
+                    "a root certificate is set but the connection string says sslmode=disable"
+                        .into(),
+                ));
+            }
+            config.ssl_mode(SslMode::Require);
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(file)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    StoreError::Open(format!("root certificate {}: {e}", file.display()))
+                })?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(StoreError::Open(format!(
+                    "root certificate {}: no certificate in it",
+                    file.display()
+                )));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => {
+            if config.get_ssl_mode() != SslMode::Disable {
+                tracing::warn!(
+                    "connections to PostgreSQL are encrypted when the server offers TLS, but the \
+                     server is not authenticated: set TenantGateway.Store.RootCertificate"
+                );
+            }
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+                .with_no_client_auth()
+        }
+    };
+    Ok(MakeRustlsConnect::new(client))
+}
+
 /// PostgreSQL-backed [`Store`].
 pub struct PostgresStore {
     pool: r2d2::Pool<Manager>,
     config: postgres::Config,
+    tls: MakeRustlsConnect,
     /// `NOTIFY` channel of this schema's tenant changes.
     channel: String,
     /// Tells the listener thread to end.
@@ -238,10 +375,11 @@ fn channel_for(schema: &str) -> String {
 }
 
 impl PostgresStore {
-    /// Connects with `connection` (a `postgresql://` URL or `key=value` pairs) and
-    /// creates the tables if they are missing. The error never repeats the
-    /// connection string (it may hold a password).
-    pub fn open(connection: &str) -> Result<Self, StoreError> {
+    /// Connects with `connection` (a `postgresql://` URL or `key=value` pairs),
+    /// verifying the server against `root_certificate` if given (see the module
+    /// documentation), and creates the tables if they are missing. The error
+    /// never repeats the connection string (it may hold a password).
+    pub fn open(connection: &str, root_certificate: Option<&Path>) -> Result<Self, StoreError> {
         let mut config: postgres::Config = connection.parse().map_err(|_| {
             StoreError::Open("the PostgreSQL connection string is not valid".into())
         })?;
@@ -251,6 +389,7 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("tenant-gateway");
         }
+        let tls = tls(&mut config, root_certificate)?;
         let pool = r2d2::Pool::builder()
             .max_size(8)
             .min_idle(Some(1))
@@ -258,6 +397,7 @@ impl PostgresStore {
             .connection_timeout(Duration::from_secs(5))
             .build(Manager {
                 config: config.clone(),
+                tls: tls.clone(),
             })?;
         let mut conn = pool.get()?;
         let schema: Option<String> = conn
@@ -279,6 +419,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             config,
+            tls,
             channel: channel_for(&schema),
             closed: Arc::new(AtomicBool::new(false)),
         })
@@ -368,17 +509,18 @@ impl Drop for PostgresStore {
 /// missed meanwhile). Ends once `closed` is set.
 fn listen(
     config: postgres::Config,
+    tls: MakeRustlsConnect,
     channel: String,
     closed: Arc<AtomicBool>,
     wake: Arc<dyn Fn() + Send + Sync>,
 ) {
     let mut failing = false;
     while !closed.load(Ordering::Relaxed) {
-        let mut client = match config.connect(NoTls) {
+        let mut client = match config.connect(tls.clone()) {
             Ok(c) => c,
             Err(e) => {
                 if !failing {
-                    tracing::warn!(error = %e, "cannot listen for tenant changes; retrying");
+                    tracing::warn!(error = %super::chain(&e), "cannot listen for tenant changes; retrying");
                     failing = true;
                 }
                 std::thread::sleep(LISTEN_TICK);
@@ -401,7 +543,7 @@ fn listen(
                 Ok(Some(_)) => wake(),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "lost the tenant-change listener connection");
+                    tracing::warn!(error = %super::chain(&e), "lost the tenant-change listener connection");
                     failing = true;
                     break;
                 }
@@ -413,11 +555,12 @@ fn listen(
 impl Store for PostgresStore {
     fn on_change(&self, wake: Arc<dyn Fn() + Send + Sync>) {
         let config = self.config.clone();
+        let tls = self.tls.clone();
         let channel = self.channel.clone();
         let closed = self.closed.clone();
         std::thread::Builder::new()
             .name("tg-pg-listen".into())
-            .spawn(move || listen(config, channel, closed, wake))
+            .spawn(move || listen(config, tls, channel, closed, wake))
             .expect("spawning a thread");
     }
 
@@ -795,7 +938,7 @@ mod tests {
     #[test]
     fn the_shared_store_keeps_the_store_contract() {
         let db = super::super::testing::TestSchema::new();
-        let store = PostgresStore::open(db.connection()).unwrap();
+        let store = PostgresStore::open(db.connection(), None).unwrap();
         super::super::testing::contract(&store);
     }
 
@@ -803,23 +946,23 @@ mod tests {
     fn a_reopened_store_keeps_its_data() {
         let db = super::super::testing::TestSchema::new();
         super::super::testing::seeding_survives_reopen(|| {
-            PostgresStore::open(db.connection()).unwrap()
+            PostgresStore::open(db.connection(), None).unwrap()
         });
     }
 
     #[test]
     fn concurrent_config_writes_from_two_instances_lose_nothing() {
         let db = super::super::testing::TestSchema::new();
-        let a = PostgresStore::open(db.connection()).unwrap();
-        let b = PostgresStore::open(db.connection()).unwrap();
+        let a = PostgresStore::open(db.connection(), None).unwrap();
+        let b = PostgresStore::open(db.connection(), None).unwrap();
         super::super::testing::no_lost_writes(&a, &b);
     }
 
     #[test]
     fn another_instance_hears_of_tenant_changes_at_once() {
         let db = super::super::testing::TestSchema::new();
-        let a = PostgresStore::open(db.connection()).unwrap();
-        let b = PostgresStore::open(db.connection()).unwrap();
+        let a = PostgresStore::open(db.connection(), None).unwrap();
+        let b = PostgresStore::open(db.connection(), None).unwrap();
         let (tx, rx) = mpsc::channel();
         let tx = std::sync::Mutex::new(tx);
         b.on_change(Arc::new(move || {
@@ -855,7 +998,7 @@ mod tests {
     #[test]
     fn connections_the_server_drops_are_replaced() {
         let db = super::super::testing::TestSchema::new();
-        let store = PostgresStore::open(db.connection()).unwrap();
+        let store = PostgresStore::open(db.connection(), None).unwrap();
         let (tx, rx) = mpsc::channel();
         let tx = std::sync::Mutex::new(tx);
         store.on_change(Arc::new(move || {
@@ -887,9 +1030,70 @@ mod tests {
             .expect("woken after reconnecting");
     }
 
+    fn server_certificate() -> std::path::PathBuf {
+        super::super::testing::TestSchema::server_certificate()
+            .expect("these tests need the test server to offer TLS (ssl = on)")
+    }
+
+    #[test]
+    fn connections_are_encrypted_unless_disabled() {
+        server_certificate();
+        let db = super::super::testing::TestSchema::new();
+        let store = PostgresStore::open(db.connection(), None).unwrap();
+        store.set("b", "k", b"v").unwrap();
+        let (encrypted, plain) = db.connections_by_tls();
+        assert!(encrypted >= 1 && plain == 0, "{encrypted} / {plain}");
+        drop(store);
+        db.drop_connections();
+        let store =
+            PostgresStore::open(&format!("{} sslmode=disable", db.connection()), None).unwrap();
+        assert_eq!(store.get("b", "k").unwrap().unwrap().value, b"v");
+        let (encrypted, plain) = db.connections_by_tls();
+        assert!(encrypted == 0 && plain >= 1, "{encrypted} / {plain}");
+    }
+
+    #[test]
+    fn a_root_certificate_authenticates_the_server() {
+        let cert = server_certificate();
+        let db = super::super::testing::TestSchema::new();
+        // The server's certificate names localhost.
+        let by_name = db
+            .connection()
+            .replace("host=127.0.0.1", "host=localhost hostaddr=127.0.0.1");
+        assert_ne!(by_name, db.connection());
+        let store = PostgresStore::open(&by_name, Some(&cert)).unwrap();
+        store.set("b", "k", b"v").unwrap();
+        assert!(db.connections_by_tls().0 >= 1);
+        drop(store);
+        // Refused: a certificate for another name, another authority, no
+        // certificate at all, and TLS turned off.
+        let refused = |connection: &str, root: &Path| {
+            let Err(e) = PostgresStore::open(connection, Some(root)) else {
+                panic!("connected with {}", root.display());
+            };
+            eprintln!("refused: {e}");
+            e.to_string()
+        };
+        let e = refused(db.connection(), &cert);
+        assert!(e.contains("certificate"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("other.pem");
+        let bundle = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap();
+        let first = &bundle[..bundle.find("-----END CERTIFICATE-----").unwrap() + 25];
+        std::fs::write(&other, first).unwrap();
+        let e = refused(&by_name, &other);
+        assert!(e.contains("certificate"), "{e}");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "hello").unwrap();
+        assert!(refused(&by_name, &junk).contains("no certificate"));
+        let e = refused(&format!("{by_name} sslmode=disable"), &cert);
+        assert!(e.contains("sslmode=disable"), "{e}");
+    }
+
     #[test]
     fn a_bad_connection_string_is_refused_without_repeating_it() {
-        let Err(e) = PostgresStore::open("host=127.0.0.1 password=hunter2 port=notaport") else {
+        let Err(e) = PostgresStore::open("host=127.0.0.1 password=hunter2 port=notaport", None)
+        else {
             panic!("opened");
         };
         let text = e.to_string();

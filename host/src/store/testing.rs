@@ -38,6 +38,29 @@ impl TestSchema {
         Self { name, connection }
     }
 
+    /// How many of this schema's connections are encrypted, and how many not.
+    pub fn connections_by_tls(&self) -> (i64, i64) {
+        let mut admin = postgres::Client::connect(&postgres_base(), postgres::NoTls)
+            .expect("connecting to the test database");
+        let row = admin
+            .query_one(
+                "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) \
+                 FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.application_name = $1",
+                &[&self.name],
+            )
+            .expect("reading pg_stat_ssl");
+        (row.get(0), row.get(1))
+    }
+
+    /// The server's own certificate file, when it offers TLS.
+    pub fn server_certificate() -> Option<std::path::PathBuf> {
+        let mut admin = postgres::Client::connect(&postgres_base(), postgres::NoTls).ok()?;
+        let on: String = admin.query_one("SHOW ssl", &[]).ok()?.get(0);
+        let file: String = admin.query_one("SHOW ssl_cert_file", &[]).ok()?.get(0);
+        (on == "on").then(|| file.into())
+    }
+
     /// Has the server end every connection made with [`Self::connection`], as a
     /// restart would; returns how many there were.
     pub fn drop_connections(&self) -> usize {
