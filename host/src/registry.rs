@@ -1,6 +1,6 @@
 //! The component registry: which component serves each slot, where it came
-//! from and the version before it, kept in the store so a restart serves the
-//! same. Components arrive three ways: built in, as files of the watched
+//! from and the version before it, kept so a restart serves the same.
+//! Components arrive three ways: built in, as files of the watched
 //! components directory, and through `/_components` ([`crate::components_api`]).
 //!
 //! Every arrival goes through [`Runtime::load`] (checks, compile or cached
@@ -9,10 +9,13 @@
 //! file or an upload are kept by hash under `<data-dir>/registry/`, so a
 //! rollback or a restart never needs the original file.
 //!
-//! The registry belongs to one instance: its state sits beside those bytes, in
-//! `<data-dir>/registry/state.json`, not in the store, which several instances
-//! may share (each instance has its own data directory and components
-//! directory; point them at one shared directory to serve the same components).
+//! The registry's own record sits beside those bytes, in
+//! `<data-dir>/registry/state.json`: each instance has its data directory and
+//! its components directory. What operators do through `/_components`, though,
+//! is shared through the store, so every instance sharing it follows: each
+//! upload, delete or rollback writes the slot's wanted component (its bytes kept
+//! in the store by hash) to one shared record, and each instance looks at that
+//! record on every watch tick and loads what changed, through the same checks.
 
 use crate::runtime::{ComponentInfo, LoadError, Runtime, Slot, Source};
 use bytes::Bytes;
@@ -72,6 +75,27 @@ struct State {
     slots: BTreeMap<String, SlotState>,
     /// Files of the components directory already acted on: name → SHA-256.
     files: BTreeMap<String, String>,
+    /// Version of the shared record last looked at (not kept: a restart looks
+    /// at the whole record again and loads only what differs).
+    #[serde(skip)]
+    shared_version: i64,
+    /// The shared record's wanted component per slot as last acted on.
+    #[serde(skip)]
+    shared: BTreeMap<String, Option<String>>,
+}
+
+/// Store bucket of what `/_components` changes: `wanted` (the shared record)
+/// and the uploaded bytes by SHA-256.
+const SHARED_BUCKET: &str = "_components";
+const WANTED_KEY: &str = "wanted";
+/// Tries of the shared record's compare-and-swap before giving up.
+const SHARE_TRIES: usize = 16;
+
+/// The shared record: per slot, the SHA-256 of the component wanted, or `None`
+/// for the default (built-in, or everyone's for a tenant slot).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Wanted {
+    slots: BTreeMap<String, Option<String>>,
 }
 
 /// Why a registry operation failed.
@@ -103,6 +127,7 @@ pub struct Entry {
 /// The registry of one gateway.
 pub struct Registry {
     rt: Arc<Runtime>,
+    store: Arc<dyn crate::store::Store>,
     blobs: PathBuf,
     dir: Option<PathBuf>,
     state: tokio::sync::Mutex<State>,
@@ -144,6 +169,7 @@ impl Registry {
                 .map_err(|e| anyhow::anyhow!("creating {}: {e}", d.display()))?;
         }
         let registry = Arc::new(Self {
+            store: rt.shared().store.clone(),
             rt,
             blobs,
             dir,
@@ -169,6 +195,7 @@ impl Registry {
             }
         }
         registry.scan(None).await;
+        registry.follow_shared().await;
         Ok(registry)
     }
 
@@ -240,7 +267,15 @@ impl Registry {
         source: Source,
     ) -> Result<ComponentInfo, RegistryError> {
         let mut state = self.state.lock().await;
-        self.put_locked(&mut state, slot, bytes, source).await
+        let shared = source == Source::Api;
+        let info = self
+            .put_locked(&mut state, slot, bytes.clone(), source)
+            .await?;
+        if shared {
+            self.share(&mut state, &info.slot, Some((&info.sha256, bytes)))
+                .await?;
+        }
+        Ok(info)
     }
 
     async fn put_locked(
@@ -265,7 +300,9 @@ impl Registry {
     /// everyone's). Returns what serves it now.
     pub async fn remove(&self, slot: Slot) -> Result<ComponentInfo, RegistryError> {
         let mut state = self.state.lock().await;
-        self.remove_locked(&mut state, slot).await
+        let serving = self.remove_locked(&mut state, slot.clone()).await?;
+        self.share(&mut state, &slot, None).await?;
+        Ok(serving)
     }
 
     async fn remove_locked(
@@ -304,7 +341,148 @@ impl Registry {
             .ok_or_else(|| RegistryError::NoPrevious(name.clone()))?;
         let bytes = self.bytes_of(&slot, &previous)?;
         let source = source_of(&previous.source);
-        self.put_locked(&mut state, slot, bytes, source).await
+        let builtin = source == Source::Builtin;
+        let info = self
+            .put_locked(&mut state, slot, bytes.clone(), source)
+            .await?;
+        let wanted = (!builtin).then_some((info.sha256.as_str(), bytes));
+        self.share(&mut state, &info.slot, wanted).await?;
+        Ok(info)
+    }
+
+    /// Writes `slot`'s wanted component (`None`: the default) to the shared
+    /// record, with its bytes, for the other instances sharing the store.
+    async fn share(
+        &self,
+        state: &mut State,
+        slot: &Slot,
+        wanted: Option<(&str, Bytes)>,
+    ) -> Result<(), RegistryError> {
+        let name = slot.to_string();
+        let sha = wanted.as_ref().map(|(sha, _)| (*sha).to_owned());
+        let store = self.store.clone();
+        let (slot_name, wanted_sha) = (name.clone(), sha.clone());
+        let bytes = wanted.map(|(_, b)| b);
+        tokio::task::spawn_blocking(move || -> Result<(), RegistryError> {
+            if let (Some(sha), Some(bytes)) = (&wanted_sha, &bytes) {
+                // Content-addressed: whoever stored it first stored the same.
+                store
+                    .swap(SHARED_BUCKET, sha, None, bytes)
+                    .map_err(storage)?;
+            }
+            for _ in 0..SHARE_TRIES {
+                let current = store.get(SHARED_BUCKET, WANTED_KEY).map_err(storage)?;
+                let mut record: Wanted = current
+                    .as_ref()
+                    .and_then(|v| serde_json::from_slice(&v.value).ok())
+                    .unwrap_or_default();
+                record.slots.insert(slot_name.clone(), wanted_sha.clone());
+                let text = serde_json::to_vec(&record).map_err(storage)?;
+                let expected = current.map(|v| v.version);
+                if store
+                    .swap(SHARED_BUCKET, WANTED_KEY, expected, &text)
+                    .map_err(storage)?
+                {
+                    return Ok(());
+                }
+            }
+            Err(RegistryError::Storage(
+                "the shared component record kept changing".into(),
+            ))
+        })
+        .await
+        .map_err(storage)??;
+        // This instance already serves it: following the record must not load
+        // it again.
+        state.shared.insert(name, sha);
+        Ok(())
+    }
+
+    /// Loads what the shared record wants and this instance has not acted on
+    /// yet (another instance's upload, delete or rollback). A component this
+    /// instance refuses is logged, and the running one stays.
+    async fn follow_shared(&self) {
+        let store = self.store.clone();
+        let current =
+            match tokio::task::spawn_blocking(move || store.get(SHARED_BUCKET, WANTED_KEY)).await {
+                Ok(Ok(current)) => current,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot read the shared component record");
+                    return;
+                }
+                Err(_) => return,
+            };
+        let Some(current) = current else { return };
+        let mut state = self.state.lock().await;
+        if current.version == state.shared_version {
+            return;
+        }
+        let record: Wanted = match serde_json::from_slice(&current.value) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "the shared component record is unreadable");
+                return;
+            }
+        };
+        for (name, wanted) in record.slots {
+            if state.shared.get(&name) == Some(&wanted) {
+                continue;
+            }
+            state.shared.insert(name.clone(), wanted.clone());
+            let Ok(slot) = Slot::parse(&name) else {
+                continue;
+            };
+            let serving = state
+                .slots
+                .get(&name)
+                .and_then(|s| s.current.as_ref())
+                .map(|v| (v.sha256.clone(), v.source.clone()));
+            let result = match &wanted {
+                Some(sha) if serving.as_ref().map(|(s, _)| s) == Some(sha) => continue,
+                Some(sha) => match self.shared_bytes(sha).await {
+                    Ok(bytes) => self
+                        .put_locked(&mut state, slot, bytes, Source::Api)
+                        .await
+                        .map(|_| ()),
+                    Err(e) => Err(e),
+                },
+                // Back to the default, unless this instance serves the slot from
+                // its own components directory.
+                None if serving.as_ref().is_some_and(|(_, src)| src == "api") => {
+                    self.remove_locked(&mut state, slot).await.map(|_| ())
+                }
+                None => continue,
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(slot = %name, "followed a component change made on another instance")
+                }
+                Err(e) => {
+                    tracing::warn!(slot = %name, error = %e, "could not follow a component change made on another instance; the running one stays")
+                }
+            }
+        }
+        state.shared_version = current.version;
+    }
+
+    /// The bytes of a shared component: kept here already, or from the store.
+    async fn shared_bytes(&self, sha: &str) -> Result<Bytes, RegistryError> {
+        if let Ok(bytes) = std::fs::read(self.blob(sha))
+            && hex::encode(sha2::Sha256::digest(&bytes)) == sha
+        {
+            return Ok(Bytes::from(bytes));
+        }
+        let store = self.store.clone();
+        let key = sha.to_owned();
+        let stored = tokio::task::spawn_blocking(move || store.get(SHARED_BUCKET, &key))
+            .await
+            .map_err(storage)?
+            .map_err(storage)?
+            .ok_or_else(|| RegistryError::Missing(sha.to_owned()))?;
+        if hex::encode(sha2::Sha256::digest(&stored.value)) != sha {
+            return Err(RegistryError::Missing(sha.to_owned()));
+        }
+        Ok(Bytes::from(stored.value))
     }
 
     /// Every slot that has a component, with its previous version.
@@ -415,7 +593,8 @@ impl Registry {
         }
     }
 
-    /// Watches the components directory until the task is aborted.
+    /// Watches the components directory and the shared record until the task is
+    /// aborted.
     pub async fn watch(self: Arc<Self>) {
         let mut last = HashMap::new();
         // The start-up scan read every file; settle on what is there now.
@@ -423,6 +602,7 @@ impl Registry {
         loop {
             tokio::time::sleep(WATCH_INTERVAL).await;
             self.scan(Some(&mut last)).await;
+            self.follow_shared().await;
         }
     }
 }

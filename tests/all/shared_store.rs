@@ -169,3 +169,55 @@ fn a_bad_or_unreachable_store_stops_start_up_naming_the_setting() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_component_uploaded_to_one_instance_serves_on_every_instance() {
+    use crate::harness::{POLICY_VALIDATOR, eventually};
+    use sha2::Digest;
+    let db = TestSchema::new();
+    let (a, b) = (on(&db), on(&db));
+    let config = "/api/v1/tenants/Tenant1/config";
+    let long_sessions = r#"{"security":{"session_timeout_mins":60}}"#;
+    assert_eq!(b.put_json(config, long_sessions).status, 200);
+    let policy = std::fs::read(POLICY_VALIDATOR).unwrap();
+    let r = a.request(
+        "PUT",
+        "/_components/validator@Tenant1",
+        &[("Content-Type", "application/wasm")],
+        &policy,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // B loads it (through its own checks) and rules Tenant1 by it.
+    let started = std::time::Instant::now();
+    assert!(eventually(Duration::from_secs(10), || {
+        b.put_json(config, long_sessions).status == 400
+    }));
+    eprintln!(
+        "the component reached the other instance in {:?}",
+        started.elapsed()
+    );
+    let on_b = b.get("/_components/validator@tenant1").json();
+    assert_eq!(on_b["source"], "api", "{on_b}");
+    assert_eq!(on_b["sha256"], hex::encode(sha2::Sha256::digest(&policy)));
+    assert!(
+        b.log()
+            .contains("followed a component change made on another instance")
+    );
+    // Deleted on B: A is back on everyone's rules.
+    let r = b.request("DELETE", "/_components/validator@Tenant1", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(eventually(Duration::from_secs(10), || {
+        a.get("/_components/validator@tenant1").status == 404
+    }));
+    assert_eq!(a.put_json(config, long_sessions).status, 200);
+    // A refused upload changes nothing anywhere.
+    let r = a.request(
+        "PUT",
+        "/_components/validator",
+        &[("Content-Type", "application/wasm")],
+        b"not a component",
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(b.get("/_components/validator").json()["source"], "builtin");
+}
