@@ -17,8 +17,9 @@
 //!
 //! Run: `cargo bench -p tenant-gateway --bench gateway` (add `-- --quick` for a
 //! short run, `-- --proxy` for section 4 alone, `-- --swap` for section 5,
-//! `-- --store` for section 6; scripts/bench-proxy, scripts/bench-swap and
-//! scripts/bench-store do that).
+//! `-- --store` for section 6, `-- --config-get` for the gateway half of section 3,
+//! e.g. under `perf`; scripts/bench-proxy, scripts/bench-swap and
+//! scripts/bench-store do the first three).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
@@ -676,6 +677,13 @@ fn main() {
         )
         .await
         .unwrap();
+        if std::env::args().any(|a| a == "--config-get") {
+            // Section 3 alone (e.g. under a profiler).
+            let r = load(running.addr, "/api/v1/tenants/Tenant1/config", &[], 16, dur).await;
+            println!("GET /api/v1/tenants/Tenant1/config: {r:.0} req/s");
+            running.stop().await.unwrap();
+            return;
+        }
         if proxy_only {
             proxy_bench(upstream, upstream_body.len(), running.addr, dur).await;
             running.stop().await.unwrap();
