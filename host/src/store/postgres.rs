@@ -1091,6 +1091,18 @@ mod tests {
     }
 
     #[test]
+    fn a_search_path_naming_no_schema_is_refused() {
+        let base = super::super::testing::postgres_base();
+        let Err(e) = PostgresStore::open(
+            &format!("{base} options='-c search_path=tg_no_such_schema'"),
+            None,
+        ) else {
+            panic!("opened");
+        };
+        assert!(e.to_string().contains("no existing schema"), "{e}");
+    }
+
+    #[test]
     fn a_bad_connection_string_is_refused_without_repeating_it() {
         let Err(e) = PostgresStore::open("host=127.0.0.1 password=hunter2 port=notaport", None)
         else {
