@@ -402,6 +402,9 @@ impl Registry {
     /// yet (another instance's upload, delete or rollback). A component this
     /// instance refuses is logged, and the running one stays.
     async fn follow_shared(&self) {
+        // Read under the lock: a record read before this instance's own upload,
+        // delete or rollback would otherwise be acted on after it, undoing it.
+        let mut state = self.state.lock().await;
         let store = self.store.clone();
         let current =
             match tokio::task::spawn_blocking(move || store.get(SHARED_BUCKET, WANTED_KEY)).await {
@@ -413,7 +416,6 @@ impl Registry {
                 Err(_) => return,
             };
         let Some(current) = current else { return };
-        let mut state = self.state.lock().await;
         if current.version == state.shared_version {
             return;
         }
