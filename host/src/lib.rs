@@ -93,6 +93,17 @@ impl Running {
     }
 }
 
+/// Writes `file` whole: the bytes go to a file beside it, renamed over it, so a
+/// reader never sees half of them (the directory is created if missing).
+pub(crate) fn write_whole(file: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, file)
+}
+
 /// The current time as RFC 3339 UTC, seconds precision.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()

@@ -208,10 +208,14 @@ impl Registry {
         if file.exists() {
             return Ok(());
         }
-        std::fs::create_dir_all(&self.blobs).map_err(storage)?;
-        let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes).map_err(storage)?;
-        std::fs::rename(&tmp, &file).map_err(storage)
+        crate::write_whole(&file, bytes).map_err(storage)
+    }
+
+    /// The kept bytes of `sha256`, if they are there and still hash to it.
+    fn kept(&self, sha256: &str) -> Result<Bytes, RegistryError> {
+        let bytes = std::fs::read(self.blob(sha256))
+            .map_err(|_| RegistryError::Missing(sha256.to_owned()))?;
+        hashing_to(sha256, bytes)
     }
 
     /// The bytes of a remembered version.
@@ -219,22 +223,12 @@ impl Registry {
         if v.source == "builtin" {
             return Ok(Bytes::from_static(slot.kind.builtin()));
         }
-        let bytes = std::fs::read(self.blob(&v.sha256))
-            .map_err(|_| RegistryError::Missing(v.sha256.clone()))?;
-        if hex::encode(sha2::Sha256::digest(&bytes)) != v.sha256 {
-            return Err(RegistryError::Missing(v.sha256.clone()));
-        }
-        Ok(Bytes::from(bytes))
+        self.kept(&v.sha256)
     }
 
-    /// Writes the state file whole (a new file renamed over the old one).
     fn save(&self, state: &State) -> Result<(), RegistryError> {
         let text = serde_json::to_vec_pretty(state).map_err(storage)?;
-        std::fs::create_dir_all(&self.blobs).map_err(storage)?;
-        let file = self.blobs.join(STATE_FILE);
-        let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, text).map_err(storage)?;
-        std::fs::rename(&tmp, &file).map_err(storage)
+        crate::write_whole(&self.blobs.join(STATE_FILE), &text).map_err(storage)
     }
 
     /// Records that `info` now serves its slot; what served it before
@@ -359,12 +353,11 @@ impl Registry {
         wanted: Option<(&str, Bytes)>,
     ) -> Result<(), RegistryError> {
         let name = slot.to_string();
-        let sha = wanted.as_ref().map(|(sha, _)| (*sha).to_owned());
-        let store = self.store.clone();
-        let (slot_name, wanted_sha) = (name.clone(), sha.clone());
-        let bytes = wanted.map(|(_, b)| b);
+        let wanted = wanted.map(|(sha, bytes)| (sha.to_owned(), bytes));
+        let sha = wanted.as_ref().map(|(sha, _)| sha.clone());
+        let (store, slot_name, wanted_sha) = (self.store.clone(), name.clone(), sha.clone());
         tokio::task::spawn_blocking(move || -> Result<(), RegistryError> {
-            if let (Some(sha), Some(bytes)) = (&wanted_sha, &bytes) {
+            if let Some((sha, bytes)) = &wanted {
                 // Content-addressed: whoever stored it first stored the same.
                 store
                     .swap(SHARED_BUCKET, sha, None, bytes)
@@ -469,10 +462,8 @@ impl Registry {
 
     /// The bytes of a shared component: kept here already, or from the store.
     async fn shared_bytes(&self, sha: &str) -> Result<Bytes, RegistryError> {
-        if let Ok(bytes) = std::fs::read(self.blob(sha))
-            && hex::encode(sha2::Sha256::digest(&bytes)) == sha
-        {
-            return Ok(Bytes::from(bytes));
+        if let Ok(bytes) = self.kept(sha) {
+            return Ok(bytes);
         }
         let store = self.store.clone();
         let key = sha.to_owned();
@@ -481,10 +472,7 @@ impl Registry {
             .map_err(storage)?
             .map_err(storage)?
             .ok_or_else(|| RegistryError::Missing(sha.to_owned()))?;
-        if hex::encode(sha2::Sha256::digest(&stored.value)) != sha {
-            return Err(RegistryError::Missing(sha.to_owned()));
-        }
-        Ok(Bytes::from(stored.value))
+        hashing_to(sha, stored.value)
     }
 
     /// Every slot that has a component, with its previous version.
@@ -612,6 +600,14 @@ impl Registry {
 /// The slot a components-directory file loads into, by its name.
 fn slot_of_file(name: &str) -> Option<Slot> {
     Slot::parse(name.strip_suffix(".wasm")?).ok()
+}
+
+/// `bytes`, if they hash to `sha256`.
+fn hashing_to(sha256: &str, bytes: Vec<u8>) -> Result<Bytes, RegistryError> {
+    if hex::encode(sha2::Sha256::digest(&bytes)) != sha256 {
+        return Err(RegistryError::Missing(sha256.to_owned()));
+    }
+    Ok(Bytes::from(bytes))
 }
 
 fn source_of(text: &str) -> Source {

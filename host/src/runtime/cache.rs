@@ -163,10 +163,7 @@ pub fn compile(
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&tag);
     out.extend_from_slice(&compiled);
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, &out).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &file).with_context(|| format!("writing {}", file.display()))?;
+    crate::write_whole(&file, &out).with_context(|| format!("writing {}", file.display()))?;
     // SAFETY: `compiled` was produced just now by this engine.
     #[allow(unsafe_code)]
     let component = unsafe { Component::deserialize(engine, &compiled) }?;
