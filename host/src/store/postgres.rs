@@ -73,6 +73,13 @@ impl From<postgres::Error> for ConnectError {
     }
 }
 
+impl Conn {
+    /// One round trip that the server answers only on a live connection.
+    fn ping(&mut self) -> Result<(), postgres::Error> {
+        self.client.simple_query("").map(|_| ())
+    }
+}
+
 impl r2d2::ManageConnection for Manager {
     type Connection = Conn;
     type Error = ConnectError;
@@ -85,7 +92,7 @@ impl r2d2::ManageConnection for Manager {
     }
 
     fn is_valid(&self, conn: &mut Conn) -> Result<(), ConnectError> {
-        Ok(conn.client.simple_query("").map(|_| ())?)
+        Ok(conn.ping()?)
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
@@ -451,8 +458,8 @@ impl PostgresStore {
         let mut tries = self.pool.max_size();
         loop {
             let mut conn = self.pool.get()?;
-            match conn.client.simple_query("") {
-                Ok(_) => return Ok(conn),
+            match conn.ping() {
+                Ok(()) => return Ok(conn),
                 Err(e) if tries == 0 => return Err(e.into()),
                 Err(_) => tries -= 1,
             }
@@ -479,6 +486,14 @@ impl PostgresStore {
             tx.rollback()?;
         }
         Ok(value)
+    }
+
+    /// Runs one statement on its own (it commits by itself) on a connection
+    /// that answered a ping; returns the rows it changed.
+    fn write_one(&self, sql: &'static str, params: Params<'_>) -> Result<u64, StoreError> {
+        let mut conn = self.live()?;
+        let Conn { client, prepared } = &mut *conn;
+        Run { client, prepared }.execute(sql, params)
     }
 
     /// Takes the tenant-change row (held until the transaction ends), numbers the
@@ -795,25 +810,21 @@ impl Store for PostgresStore {
     }
 
     fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.write(|run| {
-            run.execute(
-                "INSERT INTO kv (bucket, key, value, version) VALUES ($1, $2, $3, 1) \
-                 ON CONFLICT (bucket, key) DO UPDATE SET value = excluded.value, \
-                 version = kv.version + 1",
-                &[&bucket, &key, &value],
-            )?;
-            Ok(((), true))
-        })
+        self.write_one(
+            "INSERT INTO kv (bucket, key, value, version) VALUES ($1, $2, $3, 1) \
+             ON CONFLICT (bucket, key) DO UPDATE SET value = excluded.value, \
+             version = kv.version + 1",
+            &[&bucket, &key, &value],
+        )?;
+        Ok(())
     }
 
     fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
-        self.write(|run| {
-            run.execute(
-                "DELETE FROM kv WHERE bucket = $1 AND key = $2",
-                &[&bucket, &key],
-            )?;
-            Ok(((), true))
-        })
+        self.write_one(
+            "DELETE FROM kv WHERE bucket = $1 AND key = $2",
+            &[&bucket, &key],
+        )?;
+        Ok(())
     }
 
     fn list_keys(
@@ -843,21 +854,19 @@ impl Store for PostgresStore {
         expected: Option<i64>,
         value: &[u8],
     ) -> Result<bool, StoreError> {
-        self.write(|run| {
-            let changed = match expected {
-                None => run.execute(
-                    "INSERT INTO kv (bucket, key, value, version) VALUES ($1, $2, $3, 1) \
-                     ON CONFLICT (bucket, key) DO NOTHING",
-                    &[&bucket, &key, &value],
-                )?,
-                Some(version) => run.execute(
-                    "UPDATE kv SET value = $3, version = version + 1 \
-                     WHERE bucket = $1 AND key = $2 AND version = $4",
-                    &[&bucket, &key, &value, &version],
-                )?,
-            };
-            Ok((changed == 1, changed == 1))
-        })
+        let changed = match expected {
+            None => self.write_one(
+                "INSERT INTO kv (bucket, key, value, version) VALUES ($1, $2, $3, 1) \
+                 ON CONFLICT (bucket, key) DO NOTHING",
+                &[&bucket, &key, &value],
+            )?,
+            Some(version) => self.write_one(
+                "UPDATE kv SET value = $3, version = version + 1 \
+                 WHERE bucket = $1 AND key = $2 AND version = $4",
+                &[&bucket, &key, &value, &version],
+            )?,
+        };
+        Ok(changed == 1)
     }
 
     fn write_recorded(
