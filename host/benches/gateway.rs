@@ -532,24 +532,14 @@ fn time_sync(n: usize, mut f: impl FnMut()) -> Stats {
 
 /// Section 6: the same store operations on SQLite and on PostgreSQL.
 fn store_bench(quick: bool) {
-    use tenant_gateway::store::testing::TestSchema;
-    use tenant_gateway::store::{Change, Expect, PostgresStore, SqliteStore, Store, Subject};
+    use tenant_gateway::store::testing::{TestSchema, config_change as change};
+    use tenant_gateway::store::{Expect, PostgresStore, SqliteStore, Store};
     let n = if quick { 200 } else { 2000 };
     let dir = tempfile::tempdir().unwrap();
     let db = TestSchema::new();
     let sqlite = SqliteStore::open(dir.path()).unwrap();
     let postgres = PostgresStore::open(db.connection(), None).unwrap();
     let config = tg_validator::shared().default_config().to_string();
-    let change = |key: &str| Change {
-        tenant_id: key.into(),
-        tenant_name: key.into(),
-        at: "2025-01-01T00:00:00Z".into(),
-        principal: "bench".into(),
-        subject: Subject::Config,
-        action: "updated".into(),
-        fields: vec!["performance.cache_size_mb".into()],
-        before: None,
-    };
     println!(
         "\n6. the store: embedded SQLite (WAL, synchronous=FULL) vs shared PostgreSQL (local, loopback); {}-byte configuration, {n} operations",
         config.len()

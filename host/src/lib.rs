@@ -261,32 +261,29 @@ pub async fn start(
     options: Options,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
-    let store: Arc<dyn store::Store> = match &options.settings.store {
-        settings::StoreSettings::Sqlite => Arc::new(
-            store::SqliteStore::open(&options.data_dir)
-                .with_context(|| format!("opening the store in {}", options.data_dir.display()))?,
+    let (store, engine): (Arc<dyn store::Store>, _) = match &options.settings.store {
+        settings::StoreSettings::Sqlite => (
+            Arc::new(
+                store::SqliteStore::open(&options.data_dir).with_context(|| {
+                    format!("opening the store in {}", options.data_dir.display())
+                })?,
+            ),
+            "sqlite",
         ),
         settings::StoreSettings::Postgres {
             connection,
             root_certificate,
         } => {
             let (connection, root) = (connection.clone(), root_certificate.clone());
-            Arc::new(
-                tokio::task::spawn_blocking(move || {
-                    store::PostgresStore::open(connection.expose(), root.as_deref())
-                })
-                .await?
-                .context("opening the PostgreSQL store (TenantGateway.Store)")?,
-            )
+            let store = tokio::task::spawn_blocking(move || {
+                store::PostgresStore::open(connection.expose(), root.as_deref())
+            })
+            .await?
+            .context("opening the PostgreSQL store (TenantGateway.Store)")?;
+            (Arc::new(store), "postgresql")
         }
     };
-    tracing::info!(
-        engine = match options.settings.store {
-            settings::StoreSettings::Sqlite => "sqlite",
-            settings::StoreSettings::Postgres { .. } => "postgresql",
-        },
-        "store opened"
-    );
+    tracing::info!(engine, "store opened");
     let auth = {
         let store = store.clone();
         Arc::new(

@@ -165,12 +165,7 @@ fn bad_settings_stop_start_up_with_one_line_naming_the_key() {
         r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"bad name!":{}}}"#,
     )
     .unwrap();
-    let out = std::process::Command::new(crate::harness::BINARY)
-        .arg("serve")
-        .arg("--settings")
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
+    let out = crate::harness::serve(&file, &dir.path().join("data"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -27,6 +27,18 @@ pub const SAMPLE_SETTINGS: &str = include_str!("../../appsettings.json");
 /// The super-user of the sample settings.
 pub const SUPER_USER: (&str, &str) = ("admin", "change-me-dev-password");
 
+/// `tenant-gateway serve` with `settings` and `data_dir`, for a run expected to
+/// end by itself (bad settings, an unreachable store).
+pub fn serve(settings: &Path, data_dir: &Path) -> Command {
+    let mut cmd = Command::new(BINARY);
+    cmd.arg("serve")
+        .arg("--settings")
+        .arg(settings)
+        .arg("--data-dir")
+        .arg(data_dir);
+    cmd
+}
+
 /// Polls `f` every 50 ms until it holds (true) or `within` has passed (false).
 pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + within;

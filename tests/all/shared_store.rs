@@ -129,12 +129,7 @@ fn a_bad_or_unreachable_store_stops_start_up_naming_the_setting() {
     let file = dir.path().join("appsettings.json");
     std::fs::write(&file, SAMPLE_SETTINGS).unwrap();
     let run = |engine: &str, connection: &str| {
-        let out = std::process::Command::new(crate::harness::BINARY)
-            .arg("serve")
-            .arg("--settings")
-            .arg(&file)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
+        let out = crate::harness::serve(&file, &dir.path().join("data"))
             .args(["--listen", "127.0.0.1:0"])
             .env("TenantGateway__Store__Engine", engine)
             .env("TenantGateway__Store__ConnectionString", connection)

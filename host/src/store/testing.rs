@@ -1,8 +1,9 @@
 //! What every [`Store`] must do, checked against each backend by its tests, and
 //! a throw-away PostgreSQL schema for tests that need the shared store.
 
+use super::{Change, Subject};
 #[cfg(test)]
-use super::{Change, Expect, Store, Subject, TenantDoc, TenantRow, TenantWrite};
+use super::{Expect, Store, TenantDoc, TenantRow, TenantWrite};
 
 /// Where tests find PostgreSQL: `TG_TEST_POSTGRES` (`key=value` form), by default
 /// the local server with trust authentication.
@@ -18,11 +19,16 @@ pub struct TestSchema {
     connection: String,
 }
 
+/// A plain connection to the test database, outside any test schema.
+fn admin() -> Result<postgres::Client, postgres::Error> {
+    postgres::Client::connect(&postgres_base(), postgres::NoTls)
+}
+
 impl TestSchema {
     /// Creates the schema; panics with a hint when PostgreSQL is not reachable.
     pub fn new() -> Self {
         let base = postgres_base();
-        let mut admin = postgres::Client::connect(&base, postgres::NoTls).unwrap_or_else(|e| {
+        let mut admin = admin().unwrap_or_else(|e| {
             panic!(
                 "the tests need PostgreSQL at `{base}` (set TG_TEST_POSTGRES to another \
                  server): {e}"
@@ -40,9 +46,8 @@ impl TestSchema {
 
     /// How many of this schema's connections are encrypted, and how many not.
     pub fn connections_by_tls(&self) -> (i64, i64) {
-        let mut admin = postgres::Client::connect(&postgres_base(), postgres::NoTls)
-            .expect("connecting to the test database");
-        let row = admin
+        let row = admin()
+            .expect("connecting to the test database")
             .query_one(
                 "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) \
                  FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
@@ -55,7 +60,7 @@ impl TestSchema {
 
     /// The server's own certificate file, when it offers TLS.
     pub fn server_certificate() -> Option<std::path::PathBuf> {
-        let mut admin = postgres::Client::connect(&postgres_base(), postgres::NoTls).ok()?;
+        let mut admin = admin().ok()?;
         let on: String = admin.query_one("SHOW ssl", &[]).ok()?.get(0);
         let file: String = admin.query_one("SHOW ssl_cert_file", &[]).ok()?.get(0);
         (on == "on").then(|| file.into())
@@ -64,9 +69,8 @@ impl TestSchema {
     /// Has the server end every connection made with [`Self::connection`], as a
     /// restart would; returns how many there were.
     pub fn drop_connections(&self) -> usize {
-        let mut admin = postgres::Client::connect(&postgres_base(), postgres::NoTls)
-            .expect("connecting to the test database");
-        let rows = admin
+        let rows = admin()
+            .expect("connecting to the test database")
             .query(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
                 &[&self.name],
@@ -91,14 +95,13 @@ impl Default for TestSchema {
 
 impl Drop for TestSchema {
     fn drop(&mut self) {
-        if let Ok(mut admin) = postgres::Client::connect(&postgres_base(), postgres::NoTls) {
+        if let Ok(mut admin) = admin() {
             let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
         }
     }
 }
 
-/// A configuration change record for `tenant`.
-#[cfg(test)]
+/// A configuration change record for `tenant` (tests and the store benchmark).
 pub fn config_change(tenant: &str) -> Change {
     Change {
         tenant_id: tenant.into(),
