@@ -19,6 +19,7 @@ pub mod routing;
 pub mod runtime;
 pub mod server;
 pub mod settings;
+pub mod spin_seed;
 pub mod store;
 pub mod tenants;
 mod vespa;

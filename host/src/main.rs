@@ -25,6 +25,22 @@ enum Command {
     /// Print the Argon2 hash of a password read from standard input, for
     /// `TenantGateway.Auth.SuperUser.PasswordHash`.
     HashPassword,
+    /// Fill the `tenants` key-value store of the Spin application (`spin.toml`)
+    /// with the settings file's tenants, as the config API on Spin reads them.
+    SpinSeed(SpinSeed),
+}
+
+#[derive(Parser)]
+struct SpinSeed {
+    /// Settings file. Default: ./appsettings.json if present, else the built-in sample.
+    #[arg(long, env = "TENANT_GATEWAY_SETTINGS")]
+    settings: Option<PathBuf>,
+    /// The runtime config file `spin up` is given (`--runtime-config-file`).
+    #[arg(long, default_value = "runtime-config.toml")]
+    runtime_config: PathBuf,
+    /// The key-value store label the config API reads tenants from.
+    #[arg(long, default_value = "tenants")]
+    store: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -175,6 +191,28 @@ fn main() -> anyhow::Result<()> {
             let password = password.trim_end_matches(['\r', '\n']);
             anyhow::ensure!(!password.is_empty(), "the password is empty");
             println!("{}", tenant_gateway::auth::hash_password(password));
+            Ok(())
+        }
+        Command::SpinSeed(args) => {
+            let (settings, _) = match load_settings(args.settings.as_deref()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("tenant-gateway: {e}");
+                    std::process::exit(2);
+                }
+            };
+            let out =
+                tenant_gateway::spin_seed::seed(&settings, &args.runtime_config, &args.store)?;
+            println!(
+                "seeded {} tenant(s) into Spin key-value store `{}` ({}); {} stale record(s) removed",
+                out.tenants.len(),
+                args.store,
+                out.path.display(),
+                out.removed
+            );
+            for (name, id) in &out.tenants {
+                println!("  {name} {id}");
+            }
             Ok(())
         }
         Command::Serve(args) => {

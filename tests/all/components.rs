@@ -61,7 +61,7 @@ fn bad_components_are_refused_and_the_running_one_keeps_serving() {
         v["exports"]
             .as_array()
             .unwrap()
-            .contains(&json!("tenant-gateway:plugins/validator@0.1.0")),
+            .contains(&json!("tenant-gateway:validator/validator@0.2.0")),
         "{v}"
     );
 
@@ -79,7 +79,7 @@ fn bad_components_are_refused_and_the_running_one_keeps_serving() {
             "wrong exports",
             std::fs::read(FEATURE_GATE).unwrap(),
             400,
-            "does not export tenant-gateway:plugins/validator",
+            "does not export tenant-gateway:validator/validator",
         ),
         (
             "traps on self-test",

@@ -20,6 +20,10 @@ pub const FEATURE_GATE: &str = env!("TG_FEATURE_GATE_WASM");
 pub const POLICY_VALIDATOR: &str = env!("TG_POLICY_VALIDATOR_WASM");
 /// The example tenant policy feature gate.
 pub const POLICY_FEATURE_GATE: &str = env!("TG_POLICY_FEATURE_GATE_WASM");
+/// The built-in config API component, as a file.
+pub const CONFIG_API: &str = env!("TG_CONFIG_API_WASM");
+/// The sample tenant app, as a file.
+pub const TENANT_APP: &str = env!("TG_TENANT_APP_WASM");
 /// A validator that traps on every call.
 pub const BROKEN_VALIDATOR: &str = env!("TG_BROKEN_VALIDATOR_WASM");
 /// The sample settings shipped in the repository.
@@ -265,17 +269,7 @@ impl Gateway {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Reply {
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
-        for (n, v) in headers {
-            head.push_str(&format!("{n}: {v}\r\n"));
-        }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-        let mut raw = head.into_bytes();
-        raw.extend_from_slice(body);
-        self.raw(&raw)
+        request_to(self.addr, method, path, headers, body)
     }
 
     /// Sends raw bytes and parses the response (the gateway closes after it).
@@ -326,6 +320,25 @@ pub fn raw_to(addr: SocketAddr, request: &[u8]) -> Reply {
     let mut buf = Vec::new();
     let _ = stream.read_to_end(&mut buf);
     parse(&buf)
+}
+
+/// Sends one request with `Content-Length` to any HTTP server on loopback and
+/// reads the whole response.
+pub fn request_to(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(body);
+    raw_to(addr, &raw)
 }
 
 /// A `GET` to any HTTP server on loopback.

@@ -9,6 +9,7 @@ mod failures;
 mod harness;
 mod history;
 mod hono;
+mod hosts;
 mod persistence;
 mod routing;
 mod shared_store;

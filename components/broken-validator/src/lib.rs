@@ -12,11 +12,10 @@ pub fn fail() -> ! {
 mod component {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "tenant-gateway:plugins/validator-component",
+        world: "tenant-gateway:gateway/validator-component",
     });
 
-    use exports::tenant_gateway::plugins::types::Violation;
-    use exports::tenant_gateway::plugins::validator::{Guest, PatchOutcome};
+    use exports::tenant_gateway::validator::validator::{Guest, PatchOutcome, Violation};
 
     struct Component;
 
@@ -37,7 +36,7 @@ mod component {
         }
     }
 
-    impl exports::tenant_gateway::plugins::documents::Guest for Component {
+    impl exports::tenant_gateway::validator::documents::Guest for Component {
         fn validate_tenant_info(_document: String) -> Result<(), Vec<Violation>> {
             super::fail()
         }

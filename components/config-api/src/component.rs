@@ -5,14 +5,15 @@
 
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "tenant-gateway:plugins/config-api-imports",
+    world: "tenant-gateway:gateway/config-api-imports",
     generate_all,
 });
 
 use crate::{Fault, Features, Outcome, Platform, TenantRecord, Violation};
 use spin_sdk::http::{IntoResponse, Request, Response};
 use spin_sdk::http_component;
-use tenant_gateway::plugins::{feature_gate, types, validator};
+use tenant_gateway::feature_gate::feature_gate::{self, Tier};
+use tenant_gateway::validator::validator;
 use wasi::keyvalue::{atomics, store};
 
 struct Spin {
@@ -52,7 +53,9 @@ impl Platform for Spin {
     fn tenant(&mut self, id: &str) -> Result<Option<TenantRecord>, Fault> {
         Self::bucket(&mut self.tenants, crate::TENANTS_BUCKET)?;
         let bucket = self.tenants.as_ref().expect("opened above");
-        match bucket.get(id).map_err(fault)? {
+        // Keys are lower case (a UUID's canonical form, and names are
+        // case-insensitive): look up the path segment in the same case.
+        match bucket.get(&id.to_ascii_lowercase()).map_err(fault)? {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
@@ -107,13 +110,13 @@ impl Platform for Spin {
     }
 
     fn list_features(&mut self, tenant: &TenantRecord, config: &str) -> Features {
-        let ctx = types::TenantContext {
+        let ctx = feature_gate::TenantContext {
             tenant_id: tenant.id.clone(),
             name: tenant.name.clone(),
             tier: match tenant.tier.as_str() {
-                "Enterprise" => types::Tier::Enterprise,
-                "Pro" => types::Tier::Pro,
-                _ => types::Tier::Basic,
+                "Enterprise" => Tier::Enterprise,
+                "Pro" => Tier::Pro,
+                _ => Tier::Basic,
             },
         };
         let list = feature_gate::list_features(&ctx, config);
@@ -127,9 +130,9 @@ impl Platform for Spin {
                     available: f.available,
                     description: f.description,
                     tier_required: match f.tier_required {
-                        types::Tier::Basic => "Basic",
-                        types::Tier::Pro => "Pro",
-                        types::Tier::Enterprise => "Enterprise",
+                        Tier::Basic => "Basic",
+                        Tier::Pro => "Pro",
+                        Tier::Enterprise => "Enterprise",
                     }
                     .into(),
                 })

@@ -9,7 +9,7 @@
 pub mod wit {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "tenant-gateway:plugins/feature-gate-component",
+        world: "tenant-gateway:gateway/feature-gate-component",
         pub_export_macro: true,
         default_bindings_module: "tg_feature_gate::component::wit",
     });
@@ -17,8 +17,9 @@ pub mod wit {
 
 use serde_json::Value;
 pub use wit::export;
-pub use wit::exports::tenant_gateway::plugins::feature_gate::{FeatureList, Guest};
-pub use wit::exports::tenant_gateway::plugins::types::{Feature, TenantContext, Tier};
+pub use wit::exports::tenant_gateway::feature_gate::feature_gate::{
+    Feature, FeatureList, Guest, TenantContext, Tier,
+};
 
 /// The tier a WIT tier names.
 pub fn tier(t: Tier) -> crate::Tier {

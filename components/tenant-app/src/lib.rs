@@ -1,11 +1,20 @@
-//! A sample tenant app: one Spin HTTP component serving every tenant. Each tenant's
-//! instance reads that tenant's connection settings through Spin variables and
-//! reports which database they name, never the connection string itself.
+//! A sample tenant app: one `wasi:http` component (built with spin-sdk) serving
+//! every tenant. Each tenant's instance reads that tenant's connection settings
+//! from its environment and reports which database they name, never the
+//! connection string itself.
 //!
-//! Variables it reads (the gateway provides them per tenant; on Spin, declare them
-//! in `spin.toml`): `tenant_name`, and one variable per connection string, named
-//! after it in lower case (`EdFi_Admin` → `edfi_admin`). `?connection=EdFi_Security`
-//! picks another connection string than `EdFi_Admin`.
+//! It reads its settings from environment variables (`wasi:cli/environment`)
+//! because that is the one settings interface every host it runs on provides in
+//! the same version: the gateway (each request gets the resolved tenant's own),
+//! Spin (`spin up -e`, or `environment` in `spin.toml`) and `wasmtime serve`
+//! (`-S cli --env`). `wasi:config/store` would be the natural one, but Spin 3.x
+//! provides `@0.2.0-draft-2024-09-27` and wasmtime 48 `@0.2.0-rc.1`, and the
+//! component model matches no pre-release version to another.
+//!
+//! Variables: `TENANT_NAME`, and one per connection string, named after it in
+//! upper case with anything outside `[A-Z0-9]` as `_` (`EdFi_Admin` →
+//! `EDFI_ADMIN`). `?connection=EdFi_Security` picks another connection string
+//! than `EdFi_Admin`.
 
 #[cfg(target_arch = "wasm32")]
 mod component;
@@ -40,20 +49,22 @@ pub fn database_name(connection_string: &str) -> Option<String> {
     find(&mut cs.split(';')).or_else(|| find(&mut cs.split_whitespace()))
 }
 
-/// The variable name of a connection string: lower case, anything outside
-/// `[a-z0-9]` replaced by `_` (Spin variable names are `[a-z0-9_]`).
-pub fn variable_name(connection_name: &str) -> String {
-    connection_name
+/// The environment variable of a connection string: upper case, anything
+/// outside `[A-Z0-9]` replaced by `_`. `None` for a name that would read one of
+/// the tenant's own variables (`TENANT_*`) instead of a connection string.
+pub fn variable_name(connection_name: &str) -> Option<String> {
+    let name: String = connection_name
         .chars()
         .map(|c| {
-            let c = c.to_ascii_lowercase();
-            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            let c = c.to_ascii_uppercase();
+            if c.is_ascii_uppercase() || c.is_ascii_digit() {
                 c
             } else {
                 '_'
             }
         })
-        .collect()
+        .collect();
+    (!name.starts_with("TENANT_")).then_some(name)
 }
 
 /// The first value of `key` in a query string (no percent-decoding: connection
@@ -120,9 +131,13 @@ mod tests {
     }
 
     #[test]
-    fn variable_names_follow_spin_rules() {
-        assert_eq!(variable_name("EdFi_Admin"), "edfi_admin");
-        assert_eq!(variable_name("Read-Only DB"), "read_only_db");
+    fn variable_names() {
+        assert_eq!(variable_name("EdFi_Admin").as_deref(), Some("EDFI_ADMIN"));
+        assert_eq!(
+            variable_name("Read-Only DB").as_deref(),
+            Some("READ_ONLY_DB")
+        );
+        assert_eq!(variable_name("tenant_name"), None);
     }
 
     #[test]

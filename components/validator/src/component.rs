@@ -9,16 +9,15 @@
 pub mod wit {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "tenant-gateway:plugins/validator-component",
+        world: "tenant-gateway:gateway/validator-component",
         pub_export_macro: true,
         default_bindings_module: "tg_validator::component::wit",
     });
 }
 
 pub use wit::export;
-pub use wit::exports::tenant_gateway::plugins::documents::Guest as DocumentsGuest;
-pub use wit::exports::tenant_gateway::plugins::types::Violation;
-pub use wit::exports::tenant_gateway::plugins::validator::{Guest, PatchOutcome};
+pub use wit::exports::tenant_gateway::validator::documents::Guest as DocumentsGuest;
+pub use wit::exports::tenant_gateway::validator::validator::{Guest, PatchOutcome, Violation};
 
 /// Violations as the WIT returns them.
 pub fn to_wit(v: Vec<crate::Violation>) -> Vec<Violation> {

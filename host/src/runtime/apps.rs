@@ -1,11 +1,16 @@
 //! Tenant apps: `wasi:http` components (Spin HTTP components) that serve tenant
 //! traffic. One compiled app serves every tenant routed to it; each request gets
-//! a fresh instance whose Spin variables are the resolved tenant's own
-//! connection settings, so an instance can never see another tenant's.
+//! a fresh instance whose settings are the resolved tenant's own connection
+//! settings, so an instance can never see another tenant's.
 //!
-//! Variables: `tenant_name`, `tenant_id`, `tenant_tier`, and one per connection
-//! string, named after it in lower case with anything outside `[a-z0-9]` as `_`
-//! (`EdFi_Admin` → `edfi_admin`).
+//! The settings reach the app two ways, with the same values: as environment
+//! variables (`wasi:cli/environment`, which every host provides: the sample app
+//! reads these, so it runs unchanged on Spin and `wasmtime serve` too) and as
+//! Spin variables (`fermyon:spin/variables`, for apps written against Spin's
+//! own interface). Variables: `tenant_name`, `tenant_id`, `tenant_tier`, and one
+//! per connection string, named after it in lower case with anything outside
+//! `[a-z0-9]` as `_` (`EdFi_Admin` → `edfi_admin`); the environment has the same
+//! names in upper case (`TENANT_NAME`, `EDFI_ADMIN`).
 
 use super::bindings::app::fermyon::spin::variables;
 use crate::tenants::Tenant;
@@ -74,6 +79,19 @@ pub fn variable_name(connection_name: &str) -> String {
             _ => '_',
         })
         .collect()
+}
+
+/// The environment of one tenant's app instance: the same settings as its
+/// variables, under upper-case names.
+pub fn environment(tenant: &Tenant) -> WasiCtx {
+    let mut wasi = WasiCtx::builder();
+    wasi.env("TENANT_NAME", tenant.name.as_str())
+        .env("TENANT_ID", tenant.id.to_string())
+        .env("TENANT_TIER", tenant.tier.as_str());
+    for (key, cs) in &tenant.connection_strings {
+        wasi.env(variable_name(key).to_ascii_uppercase(), cs.expose());
+    }
+    wasi.build()
 }
 
 fn valid_name(name: &str) -> bool {

@@ -1,4 +1,4 @@
-//! Host bindings generated from the one WIT package in `wit/`; the only place
+//! Host bindings generated from the WIT in `wit/`; the only place
 //! `bindgen!` runs.
 
 #![allow(missing_docs)]
@@ -7,7 +7,7 @@
 pub mod api {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "tenant-gateway:plugins/config-api-imports",
+        world: "tenant-gateway:gateway/config-api-imports",
         imports: { default: async | trappable },
         with: {
             "wasi:keyvalue/store.bucket": crate::runtime::kv::Bucket,
@@ -20,7 +20,7 @@ pub mod api {
 pub mod validator {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "tenant-gateway:plugins/validator-component",
+        world: "tenant-gateway:gateway/validator-component",
         exports: { default: async },
     });
 }
@@ -29,7 +29,7 @@ pub mod validator {
 pub mod gate {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "tenant-gateway:plugins/feature-gate-component",
+        world: "tenant-gateway:gateway/feature-gate-component",
         exports: { default: async },
     });
 }
@@ -38,6 +38,6 @@ pub mod gate {
 pub mod app {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "tenant-gateway:plugins/tenant-app-imports",
+        world: "tenant-gateway:gateway/tenant-app-imports",
     });
 }

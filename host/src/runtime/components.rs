@@ -8,9 +8,9 @@ use std::fmt;
 /// What a component does, and so which world it must export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
-    /// `tenant-gateway:plugins/validator-component`.
+    /// `tenant-gateway:gateway/validator-component`.
     Validator,
-    /// `tenant-gateway:plugins/feature-gate-component`.
+    /// `tenant-gateway:gateway/feature-gate-component`.
     FeatureGate,
     /// A `wasi:http` handler with the config API's imports.
     ConfigApi,
@@ -33,10 +33,10 @@ impl Kind {
     pub fn required_exports(self) -> &'static [&'static str] {
         match self {
             Kind::Validator => &[
-                "tenant-gateway:plugins/validator@0.1.",
-                "tenant-gateway:plugins/documents@0.1.",
+                "tenant-gateway:validator/validator@0.2.",
+                "tenant-gateway:validator/documents@0.2.",
             ],
-            Kind::FeatureGate => &["tenant-gateway:plugins/feature-gate@0.1."],
+            Kind::FeatureGate => &["tenant-gateway:feature-gate/feature-gate@0.2."],
             Kind::ConfigApi => &["wasi:http/incoming-handler@0.2."],
         }
     }

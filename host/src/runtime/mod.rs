@@ -493,8 +493,19 @@ impl Loader {
         };
         for needed in slot.kind.required_exports() {
             if !exports.iter().any(|e| e.starts_with(needed)) {
+                // 0.1.0 had one package for every plugin interface.
+                let hint = if exports
+                    .iter()
+                    .any(|e| e.starts_with("tenant-gateway:plugins/"))
+                {
+                    "; it was built against tenant-gateway:plugins@0.1, whose interfaces \
+                     moved to one package per plugin in 0.2.0: rebuild it against \
+                     wit/plugins.wit"
+                } else {
+                    ""
+                };
                 return Err(shape(format!(
-                    "it does not export {needed}* (it exports: {})",
+                    "it does not export {needed}* (it exports: {}){hint}",
                     if exports.is_empty() {
                         "nothing".to_owned()
                     } else {
@@ -953,7 +964,7 @@ impl Runtime {
         req: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, CallError> {
         let data = apps::AppState {
-            wasi: WasiCtx::builder().build(),
+            wasi: apps::environment(&tenant),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limits: store_limits(&self.loader.limits),
@@ -1097,7 +1108,22 @@ mod tests {
         let e = rt.load(validator(), gate, Source::Api).await.unwrap_err();
         assert!(
             e.to_string()
-                .contains("does not export tenant-gateway:plugins/validator"),
+                .contains("does not export tenant-gateway:validator/validator@0.2.*"),
+            "{e}"
+        );
+        // A plugin built against 0.1.0 (one package for every plugin interface)
+        // is told what changed.
+        let legacy = wat::parse_str(
+            r#"(component (instance $i) (export "tenant-gateway:plugins/validator@0.1.0" (instance $i)))"#,
+        )
+        .unwrap();
+        let e = rt
+            .load(validator(), Bytes::from(legacy), Source::Api)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("built against tenant-gateway:plugins@0.1"),
             "{e}"
         );
         let builtin_sha = rt.snapshot().validator.info.sha256.clone();
@@ -1200,13 +1226,15 @@ mod tests {
         let names = imports(builtin::CONFIG_API);
         for name in &names {
             assert!(
-                name.starts_with("wasi:") || name.starts_with("tenant-gateway:plugins/"),
+                name.starts_with("wasi:")
+                    || name.starts_with("tenant-gateway:validator/")
+                    || name.starts_with("tenant-gateway:feature-gate/"),
                 "unexpected import {name}"
             );
         }
         for needed in [
-            "tenant-gateway:plugins/validator@0.1.0",
-            "tenant-gateway:plugins/feature-gate@0.1.0",
+            "tenant-gateway:validator/validator@0.2.0",
+            "tenant-gateway:feature-gate/feature-gate@0.2.0",
             "wasi:keyvalue/store@0.2.0-draft2",
             "wasi:keyvalue/atomics@0.2.0-draft2",
         ] {
@@ -1217,18 +1245,17 @@ mod tests {
         }
     }
 
-    /// The sample tenant app imports only what Spin 3.x provides (WASI and Spin's
-    /// variables), so the same file runs on Spin.
+    /// The sample tenant app imports only WASI (its settings come from
+    /// `wasi:cli/environment`), so the same file runs on Spin and on
+    /// `wasmtime serve` as well as here.
     #[test]
-    fn tenant_app_imports_only_spin_interfaces() {
+    fn tenant_app_imports_only_wasi() {
         let names = imports(builtin::TENANT_APP);
+        assert!(names.iter().all(|n| n.starts_with("wasi:")), "{names:?}");
         assert!(
-            names
-                .iter()
-                .all(|n| n.starts_with("wasi:") || n == "fermyon:spin/variables@2.0.0"),
+            names.iter().any(|n| n.starts_with("wasi:cli/environment@")),
             "{names:?}"
         );
-        assert!(names.iter().any(|n| n == "fermyon:spin/variables@2.0.0"));
     }
 
     /// The plugins are self-contained: only WASI imports, so on Spin they can be

@@ -1,15 +1,16 @@
 //! The validator and feature-gate imports of the config API component, served by
 //! calling the validator and feature-gate components (warm pooled instances).
 
-use super::bindings::api::tenant_gateway::plugins as api;
-use super::bindings::gate::exports::tenant_gateway::plugins::types as gate_types;
+use super::bindings::api::tenant_gateway::feature_gate::feature_gate as api_gate;
+use super::bindings::api::tenant_gateway::validator::validator as api_validator;
+use super::bindings::gate::exports::tenant_gateway::feature_gate::feature_gate as gate_types;
 use super::{ApiState, GatePlugin, Instance, Patched, ValidatorPlugin, Violation};
 
-fn gate_tier(t: api::types::Tier) -> gate_types::Tier {
+fn gate_tier(t: api_gate::Tier) -> gate_types::Tier {
     match t {
-        api::types::Tier::Basic => gate_types::Tier::Basic,
-        api::types::Tier::Pro => gate_types::Tier::Pro,
-        api::types::Tier::Enterprise => gate_types::Tier::Enterprise,
+        api_gate::Tier::Basic => gate_types::Tier::Basic,
+        api_gate::Tier::Pro => gate_types::Tier::Pro,
+        api_gate::Tier::Enterprise => gate_types::Tier::Enterprise,
     }
 }
 
@@ -21,11 +22,11 @@ fn settings_tier(t: crate::settings::Tier) -> gate_types::Tier {
     }
 }
 
-fn api_tier(t: gate_types::Tier) -> api::types::Tier {
+fn api_tier(t: gate_types::Tier) -> api_gate::Tier {
     match t {
-        gate_types::Tier::Basic => api::types::Tier::Basic,
-        gate_types::Tier::Pro => api::types::Tier::Pro,
-        gate_types::Tier::Enterprise => api::types::Tier::Enterprise,
+        gate_types::Tier::Basic => api_gate::Tier::Basic,
+        gate_types::Tier::Pro => api_gate::Tier::Pro,
+        gate_types::Tier::Enterprise => api_gate::Tier::Enterprise,
     }
 }
 
@@ -38,7 +39,7 @@ pub(super) async fn default_config(v: &ValidatorPlugin) -> wasmtime::Result<Stri
     let mut w = v.pool.acquire("").await?;
     let out = w
         .instance
-        .tenant_gateway_plugins_validator()
+        .tenant_gateway_validator_validator()
         .call_default_config(&mut w.store)
         .await?;
     v.pool.release("", w);
@@ -56,7 +57,7 @@ pub(super) async fn apply_patch(
     let mut w = v.pool.get(kind, tenant).await?;
     let out = w
         .instance
-        .tenant_gateway_plugins_validator()
+        .tenant_gateway_validator_validator()
         .call_apply_patch(&mut w.store, current, patch)
         .await?;
     v.pool.release(tenant, w);
@@ -77,7 +78,7 @@ pub(super) async fn validate_config(
     let mut w = v.pool.acquire(tenant).await?;
     let out = w
         .instance
-        .tenant_gateway_plugins_validator()
+        .tenant_gateway_validator_validator()
         .call_validate_config(&mut w.store, config)
         .await?;
     v.pool.release(tenant, w);
@@ -93,7 +94,7 @@ pub(super) async fn validate_tenant_info(
     let mut w = v.pool.acquire(tenant).await?;
     let out = w
         .instance
-        .tenant_gateway_plugins_documents()
+        .tenant_gateway_validator_documents()
         .call_validate_tenant_info(&mut w.store, document)
         .await?;
     v.pool.release(tenant, w);
@@ -132,22 +133,18 @@ async fn list_features(
     ctx: &gate_types::TenantContext,
     config: &str,
     kind: Instance,
-) -> wasmtime::Result<
-    super::bindings::gate::exports::tenant_gateway::plugins::feature_gate::FeatureList,
-> {
+) -> wasmtime::Result<gate_types::FeatureList> {
     let mut w = g.pool.get(kind, tenant).await?;
     let list = w
         .instance
-        .tenant_gateway_plugins_feature_gate()
+        .tenant_gateway_feature_gate_feature_gate()
         .call_list_features(&mut w.store, ctx, config)
         .await?;
     g.pool.release(tenant, w);
     Ok(list)
 }
 
-impl api::types::Host for ApiState {}
-
-impl api::validator::Host for ApiState {
+impl api_validator::Host for ApiState {
     async fn default_config(&mut self) -> wasmtime::Result<String> {
         let v = self.validator();
         let r = default_config(&v).await;
@@ -157,7 +154,7 @@ impl api::validator::Host for ApiState {
     async fn validate_config(
         &mut self,
         config: String,
-    ) -> wasmtime::Result<Result<(), Vec<api::types::Violation>>> {
+    ) -> wasmtime::Result<Result<(), Vec<api_validator::Violation>>> {
         let v = self.validator();
         let r = validate_config(&v, self.tenant_key(), &config).await;
         let out = self.noted(&v.info.slot, r)?;
@@ -168,7 +165,7 @@ impl api::validator::Host for ApiState {
         &mut self,
         current: Option<String>,
         patch: String,
-    ) -> wasmtime::Result<Result<api::validator::PatchOutcome, Vec<api::types::Violation>>> {
+    ) -> wasmtime::Result<Result<api_validator::PatchOutcome, Vec<api_validator::Violation>>> {
         let v = self.validator();
         let r = apply_patch(
             &v,
@@ -180,7 +177,7 @@ impl api::validator::Host for ApiState {
         .await;
         let out = self.noted(&v.info.slot, r)?;
         Ok(out
-            .map(|p| api::validator::PatchOutcome {
+            .map(|p| api_validator::PatchOutcome {
                 config: p.config,
                 updated_fields: p.updated_fields,
             })
@@ -188,8 +185,8 @@ impl api::validator::Host for ApiState {
     }
 }
 
-fn to_api(v: Violation) -> api::types::Violation {
-    api::types::Violation {
+fn to_api(v: Violation) -> api_validator::Violation {
+    api_validator::Violation {
         path: v.path,
         message: v.message,
     }
@@ -197,7 +194,7 @@ fn to_api(v: Violation) -> api::types::Violation {
 
 /// Violations from the validator component, as the runtime reports them.
 fn violations(
-    v: Vec<super::bindings::validator::exports::tenant_gateway::plugins::types::Violation>,
+    v: Vec<super::bindings::validator::exports::tenant_gateway::validator::validator::Violation>,
 ) -> Vec<Violation> {
     v.into_iter()
         .map(|v| Violation {
@@ -207,7 +204,7 @@ fn violations(
         .collect()
 }
 
-fn context(t: &api::types::TenantContext) -> gate_types::TenantContext {
+fn context(t: &api_gate::TenantContext) -> gate_types::TenantContext {
     gate_types::TenantContext {
         tenant_id: t.tenant_id.clone(),
         name: t.name.clone(),
@@ -215,12 +212,12 @@ fn context(t: &api::types::TenantContext) -> gate_types::TenantContext {
     }
 }
 
-impl api::feature_gate::Host for ApiState {
+impl api_gate::Host for ApiState {
     async fn list_features(
         &mut self,
-        tenant: api::types::TenantContext,
+        tenant: api_gate::TenantContext,
         config: String,
-    ) -> wasmtime::Result<api::feature_gate::FeatureList> {
+    ) -> wasmtime::Result<api_gate::FeatureList> {
         let g = self.gate();
         let r = list_features(
             &g,
@@ -231,11 +228,11 @@ impl api::feature_gate::Host for ApiState {
         )
         .await;
         let list = self.noted(&g.info.slot, r)?;
-        Ok(api::feature_gate::FeatureList {
+        Ok(api_gate::FeatureList {
             features: list
                 .features
                 .into_iter()
-                .map(|f| api::types::Feature {
+                .map(|f| api_gate::Feature {
                     name: f.name,
                     description: f.description,
                     tier_required: api_tier(f.tier_required),
@@ -250,7 +247,7 @@ impl api::feature_gate::Host for ApiState {
 
     async fn is_enabled(
         &mut self,
-        tenant: api::types::TenantContext,
+        tenant: api_gate::TenantContext,
         config: String,
         feature: String,
     ) -> wasmtime::Result<Option<bool>> {
@@ -260,7 +257,7 @@ impl api::feature_gate::Host for ApiState {
             let mut w = g.pool.acquire(&key).await?;
             let out = w
                 .instance
-                .tenant_gateway_plugins_feature_gate()
+                .tenant_gateway_feature_gate_feature_gate()
                 .call_is_enabled(&mut w.store, &context(&tenant), &config, &feature)
                 .await?;
             g.pool.release(&key, w);

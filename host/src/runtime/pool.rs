@@ -56,7 +56,7 @@ impl Instantiate for bindings::validator::ValidatorComponentPre<PluginState> {
         store: &mut Store<PluginState>,
     ) -> wasmtime::Result<()> {
         instance
-            .tenant_gateway_plugins_validator()
+            .tenant_gateway_validator_validator()
             .call_default_config(store)
             .await
             .map(drop)
@@ -76,14 +76,16 @@ impl Instantiate for bindings::gate::FeatureGateComponentPre<PluginState> {
         instance: &Self::Instance,
         store: &mut Store<PluginState>,
     ) -> wasmtime::Result<()> {
-        use bindings::gate::exports::tenant_gateway::plugins::types::{TenantContext, Tier};
+        use bindings::gate::exports::tenant_gateway::feature_gate::feature_gate::{
+            TenantContext, Tier,
+        };
         let ctx = TenantContext {
             tenant_id: String::new(),
             name: String::new(),
             tier: Tier::Basic,
         };
         instance
-            .tenant_gateway_plugins_feature_gate()
+            .tenant_gateway_feature_gate_feature_gate()
             .call_list_features(store, &ctx, "{}")
             .await
             .map(drop)
