@@ -643,3 +643,64 @@ fn spin_manifest_grants_only_what_the_components_use() {
     }
     assert!(build(&api).contains("--target-dir target/components"));
 }
+
+/// `spin build` with the repository's manifest, where it is, succeeds and
+/// leaves the files the gateway embeds: after the gateway's build (which built
+/// the same packages into the same directory) it has nothing to do, and the
+/// files stay byte for byte the ones the other tests run.
+#[test]
+fn spin_build_makes_the_gateway_files() {
+    let Some(spin) = tool("spin", "TG_SPIN") else {
+        return;
+    };
+    let mut cmd = Command::new(spin);
+    cmd.current_dir(repo())
+        .args(["build", "-f", "spin.toml"])
+        .env("TG_TOOLS_CACHE", tools_cache());
+    // As host/build.rs: the test build's compiler settings must not reach it.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
+        cmd.env_remove(var);
+    }
+    let embedded: Vec<(&str, Vec<u8>)> = [
+        harness::CONFIG_API,
+        harness::VALIDATOR,
+        harness::FEATURE_GATE,
+        harness::TENANT_APP,
+    ]
+    .into_iter()
+    .map(|p| (p, std::fs::read(p).unwrap()))
+    .collect();
+    let out = cmd.output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "spin build failed:\n{said}");
+    assert!(
+        said.contains("Finished building all Spin components"),
+        "{said}"
+    );
+    let built = repo().join("target/components/wasm32-wasip2/component");
+    for (path, bytes) in embedded {
+        let name = Path::new(path).file_name().unwrap();
+        let made = std::fs::read(built.join(name)).unwrap();
+        // Byte for byte when the tests' components are those (cargo's default
+        // target directory); elsewhere spin build made its own.
+        if Path::new(path).starts_with(&built) {
+            assert!(
+                made == bytes,
+                "spin build changed {}",
+                name.to_string_lossy()
+            );
+        }
+    }
+}

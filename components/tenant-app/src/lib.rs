@@ -11,7 +11,7 @@
 //! provides `@0.2.0-draft-2024-09-27` and wasmtime 48 `@0.2.0-rc.1`, and the
 //! component model matches no pre-release version to another.
 //!
-//! Variables: `TENANT_NAME`, and one per connection string, named after it in
+//! Variables: `TENANT_NAME` (`default` when unset), and one per connection string, named after it in
 //! upper case with anything outside `[A-Z0-9]` as `_` (`EdFi_Admin` →
 //! `EDFI_ADMIN`). `?connection=EdFi_Security` picks another connection string
 //! than `EdFi_Admin`.
