@@ -15,6 +15,9 @@
 //!    server, a schema of its own), and how soon a second PostgreSQL instance
 //!    hears of a tenant change.
 //!
+//! 7. (`--isolation`, also part of the full run) another tenant's reads and
+//!    `/healthz` while four requests loop in one tenant's validator, vs alone.
+//!
 //! Run: `cargo bench -p tenant-gateway --bench gateway` (add `-- --quick` for a
 //! short run, `-- --proxy` for section 4 alone, `-- --swap` for section 5,
 //! `-- --store` for section 6, `-- --config-get` for the gateway half of section 3,
@@ -626,8 +629,132 @@ fn store_bench(quick: bool) {
     show("tenant change: other instance woken", &stats(woken));
 }
 
+/// Section 7: one tenant's component that computes without end must not slow
+/// the others. A gateway process (this build's binary) whose Tenant1 has the
+/// fault-injecting validator as its own; one client times Tenant2's config
+/// reads and `/healthz` back to back, first alone, then while four requests
+/// keep Tenant1's validator looping (each until its 2 s deadline, then again).
+fn isolation_bench(quick: bool) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dur = if quick {
+        Duration::from_secs(3)
+    } else {
+        Duration::from_secs(10)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let components = dir.path().join("components");
+    std::fs::create_dir_all(&components).unwrap();
+    std::fs::copy(
+        env!("TG_FAULTY_VALIDATOR_WASM"),
+        components.join("validator@Tenant1.wasm"),
+    )
+    .unwrap();
+    let mut settings: serde_json::Value = serde_json::from_str(SAMPLE).unwrap();
+    settings["TenantGateway"]["Limits"]["ComponentTimeoutMs"] = 2000.into();
+    settings["TenantGateway"]["RateLimits"] = serde_json::json!({"Enabled": false});
+    settings["TenantGateway"]["Auth"]["RequireToken"] = false.into();
+    let file = dir.path().join("appsettings.json");
+    std::fs::write(&file, settings.to_string()).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tenant-gateway"))
+        .arg("serve")
+        .arg("--settings")
+        .arg(&file)
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--components")
+        .arg(&components)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    let request = |method: &str, path: &str, body: &str| -> u16 {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    };
+    let measure = |what: &str| -> Stats {
+        let mut samples = Vec::new();
+        let until = Instant::now() + dur;
+        while Instant::now() < until {
+            for path in ["/api/v1/tenants/Tenant2/config", "/healthz"] {
+                let t = Instant::now();
+                assert_eq!(request("GET", path, ""), 200, "{what}: {path}");
+                samples.push(t.elapsed());
+            }
+        }
+        let s = stats(samples);
+        show(what, &s);
+        s
+    };
+    println!(
+        "\n7. another tenant's requests while 4 requests loop in Tenant1's validator (2 s deadline each), {}s each",
+        dur.as_secs()
+    );
+    let alone = measure("Tenant2 config + /healthz, alone");
+    let stop = AtomicBool::new(false);
+    let looped = AtomicU64::new(0);
+    let during = std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let code = request(
+                        "PUT",
+                        "/api/v1/tenants/Tenant1/config",
+                        r#"{"custom_settings":{"x":"fault:spin"}}"#,
+                    );
+                    assert_eq!(code, 500);
+                    looped.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let during = measure("Tenant2 config + /healthz, 4 loops running");
+        stop.store(true, Ordering::Relaxed);
+        during
+    });
+    println!(
+        "  looping requests ended (each at its deadline): {}",
+        looped.load(Ordering::Relaxed)
+    );
+    println!(
+        "  ratio during / alone: median x{:.2}, p99 x{:.2}",
+        during.median.as_secs_f64() / alone.median.as_secs_f64(),
+        during.p99.as_secs_f64() / alone.p99.as_secs_f64()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--isolation") {
+        isolation_bench(quick);
+        return;
+    }
     let store_only = std::env::args().any(|a| a == "--store");
     if store_only {
         store_bench(quick);
@@ -754,4 +881,5 @@ fn main() {
             .await
             .unwrap();
     });
+    isolation_bench(quick);
 }

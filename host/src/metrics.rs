@@ -243,6 +243,13 @@ impl Metrics {
             "tg_component_cold_instances_total {}",
             crate::runtime::cold_starts()
         );
+        out.push_str("# HELP tg_component_calls_in_flight Config API and tenant app requests running in a component now (at most Limits.MaxConcurrentComponentCalls).\n");
+        out.push_str("# TYPE tg_component_calls_in_flight gauge\n");
+        let _ = writeln!(
+            out,
+            "tg_component_calls_in_flight {}",
+            crate::runtime::calls_in_flight()
+        );
         let (loaded, refused) = crate::runtime::load_stats();
         out.push_str("# HELP tg_component_loads_total Component loads (swaps), by result.\n");
         out.push_str("# TYPE tg_component_loads_total counter\n");

@@ -83,6 +83,77 @@ fn trap_deadline_and_memory_cap_fail_only_their_request() {
     assert_eq!(failed, 0, "of 10,000 requests after the faults");
 }
 
+/// A tenant's component that computes without end holds no worker thread:
+/// while four of its requests loop (each until its deadline), the other
+/// tenant's reads and updates and `/healthz` are all answered, every one of
+/// them before any looping request has ended. (With guests trapping only at
+/// their deadline, the loops held both worker threads of a 2-core machine and
+/// nothing else was answered until the first of them ended.)
+#[test]
+fn a_looping_component_stalls_no_other_tenant() {
+    let components = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        FAULTY_VALIDATOR,
+        components.path().join("validator@Tenant1.wasm"),
+    )
+    .unwrap();
+    let mut settings: serde_json::Value = serde_json::from_str(SAMPLE_SETTINGS).unwrap();
+    settings["TenantGateway"]["Limits"]["ComponentTimeoutMs"] = 15000.into();
+    let gw = Gateway::launch()
+        .settings(&settings.to_string())
+        .components(components.path())
+        .start();
+    let own = gw.get("/_components/validator@Tenant1");
+    assert_eq!(own.status, 200, "{}", own.body);
+
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        let loops: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let r = gw.put_json(PATH, r#"{"custom_settings":{"x":"fault:spin"}}"#);
+                    (r, started.elapsed())
+                })
+            })
+            .collect();
+        // All four are running in the component before the others start.
+        let running = crate::harness::eventually(std::time::Duration::from_secs(60), || {
+            gw.get("/metrics")
+                .body
+                .contains("\ntg_component_calls_in_flight 4\n")
+        });
+        assert!(running, "the looping requests never ran together");
+        let mut others = Vec::new();
+        for i in 0..5 {
+            let health = gw.get("/healthz");
+            let read = gw.get("/api/v1/tenants/Tenant2/config");
+            let update = gw.put_json(
+                "/api/v1/tenants/Tenant2/config",
+                &format!(r#"{{"performance":{{"cache_size_mb":{}}}}}"#, 1024 + i),
+            );
+            for r in [health, read, update] {
+                assert_eq!(r.status, 200, "{}", r.body);
+            }
+            others.push(started.elapsed());
+        }
+        let last_other = *others.last().unwrap();
+        let first_loop_end = loops
+            .into_iter()
+            .map(|h| {
+                let (r, at) = h.join().unwrap();
+                assert_internal_error(&r);
+                at
+            })
+            .min()
+            .unwrap();
+        assert!(
+            last_other < first_loop_end,
+            "the other tenant's 15 requests ended at {last_other:?}, after a looping request \
+             ended at {first_loop_end:?}"
+        );
+    });
+}
+
 #[test]
 fn oversized_body_gets_413() {
     let gw = Gateway::start();

@@ -45,6 +45,29 @@ pub const COMPONENTS_HEADER: http::HeaderName = http::HeaderName::from_static("x
 static LOADED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 static REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+static IN_FLIGHT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Config API and tenant app requests running in a component now.
+pub fn calls_in_flight() -> u64 {
+    IN_FLIGHT.load(Ordering::Relaxed)
+}
+
+/// Counts one call in [`calls_in_flight`] while it lives.
+struct InFlight;
+
+impl InFlight {
+    fn start() -> Self {
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Component loads since the process started: (published, refused).
 pub fn load_stats() -> (u64, u64) {
     (
@@ -128,6 +151,8 @@ pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
+    /// When the current call must have ended.
+    deadline: std::time::Instant,
 }
 
 impl WasiView for PluginState {
@@ -456,8 +481,29 @@ fn store_limits(limits: &Limits) -> StoreLimits {
         .build()
 }
 
-fn deadline_ticks(limits: &Limits) -> u64 {
-    (limits.component_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1)
+/// How long one component call may take (`Limits.ComponentTimeoutMs`).
+fn call_timeout(limits: &Limits) -> Duration {
+    Duration::from_millis(limits.component_timeout_ms)
+}
+
+/// Makes the guest in `store` give its thread back to the executor at every
+/// epoch tick, so a guest that computes without end holds a tokio worker for
+/// one tick at a time, never for its whole deadline (on a 2-core machine two
+/// such guests would otherwise stall every tenant), and trap, as a deadline,
+/// once `deadline` of the store's data has passed: the deadline is wall-clock
+/// time however often the guest was descheduled.
+fn yield_each_tick<T: 'static>(
+    store: &mut WasmStore<T>,
+    deadline: impl Fn(&T) -> std::time::Instant + Send + Sync + 'static,
+) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |ctx| {
+        if std::time::Instant::now() >= deadline(ctx.data()) {
+            Err(wasmtime::Trap::Interrupt.into())
+        } else {
+            Ok(wasmtime::UpdateDeadline::Yield(1))
+        }
+    });
 }
 
 impl Loader {
@@ -984,16 +1030,16 @@ impl Runtime {
     where
         T: WasiHttpView + LimitedState + Send + 'static,
     {
-        let timeout = Duration::from_millis(self.loader.limits.component_timeout_ms)
-            + Duration::from_millis(500);
+        let timeout = call_timeout(&self.loader.limits) + Duration::from_millis(500);
         let _permit = tokio::time::timeout(timeout, self.permits.acquire())
             .await
             .map_err(|_| CallError::Busy)?
             .map_err(|_| CallError::Busy)?;
+        let _counted = InFlight::start();
         let mut store = WasmStore::new(&self.loader.engine, data);
         store.limiter(|s| s.limits());
-        store.set_epoch_deadline(deadline_ticks(&self.loader.limits));
-        store.epoch_deadline_trap();
+        let deadline = std::time::Instant::now() + call_timeout(&self.loader.limits);
+        yield_each_tick(&mut store, move |_| deadline);
 
         let (tx, rx) = tokio::sync::oneshot::channel();
         let req = req.map(|b| {
@@ -1202,6 +1248,61 @@ mod tests {
         }
         // Without primed instances each of the six would have started one cold.
         assert_eq!(validator.pool.cold_starts(), before);
+    }
+
+    /// Once busy tenants hold the whole idle budget, tenants new to the
+    /// validator are still served by primed instances (priming reclaims the
+    /// least recently used idle ones), and the newest tenants' own instances are
+    /// kept over the older ones'. (When the budget only ever shrank, priming
+    /// stopped there and every further tenant started an instance cold.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_idle_budget_makes_room_for_new_tenants() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime(dir.path());
+        rt.warm_up().await.unwrap();
+        let defaults = tg_validator::shared().default_config().to_string();
+        let validator = rt.snapshot().validator.clone();
+        let primed_again = || async {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while validator.pool.primed_count() < 2 && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        // 16 tenants, each with four calls at once: they keep four idle
+        // instances each, the whole budget.
+        for t in 0..16 {
+            let tenant = format!("busy-{t}");
+            let mut held = Vec::new();
+            for _ in 0..4 {
+                held.push(validator.pool.acquire(&tenant).await.unwrap());
+            }
+            for w in held {
+                validator.pool.release(&tenant, w);
+            }
+        }
+        let held = validator.pool.idle_count() + validator.pool.primed_count();
+        assert!(held >= IDLE_BUDGET - 4, "{held}");
+        // 32 tenants new to the validator, one after another, each after the
+        // refill had its chance: none starts an instance cold.
+        let before = validator.pool.cold_starts();
+        for t in 0..32 {
+            primed_again().await;
+            rt.validate_config(&defaults, Some(&format!("new-{t}")))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let cold = validator.pool.cold_starts() - before;
+        assert!(cold <= 1, "{cold} of 32 new tenants started cold");
+        // The budget still holds; the least recently used went first: the
+        // newest tenants kept their own instance, the first busy one lost its.
+        primed_again().await;
+        let held = validator.pool.idle_count() + validator.pool.primed_count();
+        assert!(held <= IDLE_BUDGET, "{held}");
+        for t in 24..32 {
+            assert_eq!(validator.pool.idle_of(&format!("new-{t}")), 1, "new-{t}");
+        }
+        assert_eq!(validator.pool.idle_of("busy-0"), 0);
     }
 
     fn imports(bytes: &[u8]) -> Vec<String> {

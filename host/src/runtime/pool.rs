@@ -10,16 +10,18 @@
 //! the request path (a background refill keeps a few ready), so no request pays
 //! for schema compilation. Idle and primed instances of all pools share one
 //! budget ([`IdleBudget`]), which bounds their memory however many tenants there
-//! are. An instance whose call failed (trap, deadline, memory cap) is dropped,
-//! never returned.
+//! are; when it is spent, the least recently used idle instance of any pool
+//! makes room (so a busy gateway keeps its recent tenants warm and keeps
+//! priming, instead of serving every tenant past the budget cold). An instance
+//! whose call failed (trap, deadline, memory cap) is dropped, never returned.
 
-use super::{PluginState, bindings, deadline_ticks, store_limits};
+use super::{PluginState, bindings, call_timeout, store_limits, yield_each_tick};
 use crate::settings::Limits;
 use crossbeam_queue::ArrayQueue;
-use dashmap::DashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::WasiCtx;
@@ -101,10 +103,43 @@ pub struct Warm<I> {
     uses: u32,
 }
 
-/// How many idle instances all pools may keep together.
-#[derive(Debug)]
+impl<I> Warm<I> {
+    /// Starts a call's deadline, `timeout` from now.
+    fn start_call(&mut self, timeout: std::time::Duration) {
+        self.store.data_mut().deadline = std::time::Instant::now() + timeout;
+        self.store.set_epoch_deadline(1);
+    }
+}
+
+/// A pool whose idle instances the budget can reclaim.
+trait Evict: Send + Sync {
+    /// When this pool's least recently used idle instance was last used
+    /// ([`use_stamp`] order), if it has one.
+    fn oldest(&self) -> Option<u64>;
+    /// Drops that instance and gives its unit back to the budget; `false` if
+    /// there was none any more.
+    fn evict_oldest(&self) -> bool;
+}
+
+/// A number that grows with every release: the order instances were last used in.
+fn use_stamp() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// How many idle instances all pools may keep together, and the pools that
+/// hold them (to reclaim the least recently used one when it is spent).
 pub struct IdleBudget {
     left: AtomicUsize,
+    pools: Mutex<Vec<Weak<dyn Evict>>>,
+}
+
+impl std::fmt::Debug for IdleBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdleBudget")
+            .field("left", &self.left.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 impl IdleBudget {
@@ -112,6 +147,7 @@ impl IdleBudget {
     pub fn new(n: usize) -> Arc<Self> {
         Arc::new(Self {
             left: AtomicUsize::new(n),
+            pools: Mutex::new(Vec::new()),
         })
     }
 
@@ -121,8 +157,94 @@ impl IdleBudget {
             .is_ok()
     }
 
+    /// Takes a unit, reclaiming the least recently used idle instance of any
+    /// pool when none is left. Called with no pool's lock held.
+    fn take_or_evict(&self) -> bool {
+        for _ in 0..4 {
+            if self.take() {
+                return true;
+            }
+            let oldest = {
+                let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+                pools.retain(|p| p.strong_count() > 0);
+                pools
+                    .iter()
+                    .filter_map(|p| p.upgrade())
+                    .filter_map(|p| p.oldest().map(|at| (at, p)))
+                    .min_by_key(|(at, _)| *at)
+                    .map(|(_, p)| p)
+            };
+            match oldest {
+                // Another thread may take the unit first: try again.
+                Some(pool) => {
+                    pool.evict_oldest();
+                }
+                None => return false,
+            }
+        }
+        false
+    }
+
     fn give(&self) {
         self.left.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn register(&self, pool: Weak<dyn Evict>) {
+        self.pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pool);
+    }
+}
+
+/// A pool's idle instances by tenant, in the order they were last used.
+struct Idle<I> {
+    /// Each tenant's, oldest first, with their use stamps.
+    by_tenant: HashMap<Box<str>, VecDeque<(u64, Warm<I>)>>,
+    /// Every idle instance's stamp → its tenant, oldest first.
+    order: BTreeMap<u64, Box<str>>,
+}
+
+impl<I> Idle<I> {
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The tenant's most recently used idle instance.
+    fn take(&mut self, tenant: &str) -> Option<Warm<I>> {
+        let queue = self.by_tenant.get_mut(tenant)?;
+        let (at, warm) = queue.pop_back()?;
+        if queue.is_empty() {
+            self.by_tenant.remove(tenant);
+        }
+        self.order.remove(&at);
+        Some(warm)
+    }
+
+    /// Keeps `warm` for `tenant`; returns the tenant's oldest one when it has
+    /// more than `per_tenant`.
+    fn put(&mut self, tenant: &str, warm: Warm<I>, per_tenant: usize) -> Option<Warm<I>> {
+        let at = use_stamp();
+        let queue = self.by_tenant.entry(tenant.into()).or_default();
+        queue.push_back((at, warm));
+        self.order.insert(at, tenant.into());
+        if queue.len() > per_tenant {
+            let (old, w) = queue.pop_front()?;
+            self.order.remove(&old);
+            return Some(w);
+        }
+        None
+    }
+
+    /// The least recently used idle instance of any tenant.
+    fn take_oldest(&mut self) -> Option<Warm<I>> {
+        let (_, tenant) = self.order.pop_first()?;
+        let queue = self.by_tenant.get_mut(&tenant)?;
+        let (_, warm) = queue.pop_front()?;
+        if queue.is_empty() {
+            self.by_tenant.remove(&tenant);
+        }
+        Some(warm)
     }
 }
 
@@ -147,7 +269,7 @@ struct Inner<P: Instantiate> {
     engine: Engine,
     limits: Limits,
     /// Idle instances by the tenant (lower-case name, `""`: none) they served.
-    idle: DashMap<Box<str>, ArrayQueue<Warm<P::Instance>>>,
+    idle: Mutex<Idle<P::Instance>>,
     /// Primed instances that served no one.
     primed: ArrayQueue<Warm<P::Instance>>,
     refilling: AtomicBool,
@@ -156,19 +278,41 @@ struct Inner<P: Instantiate> {
     per_tenant: usize,
     budget: Arc<IdleBudget>,
     max_uses: u32,
-    deadline: u64,
+    /// How long one call may take.
+    timeout: std::time::Duration,
 }
 
 impl<P: Instantiate> Drop for Inner<P> {
     fn drop(&mut self) {
-        let kept = self.primed.len() + self.idle.iter().map(|q| q.len()).sum::<usize>();
+        let idle = self.idle.get_mut().map_or(0, |i| i.len());
+        let kept = self.primed.len() + idle;
         for _ in 0..kept {
             self.budget.give();
         }
     }
 }
 
+impl<P: Instantiate> Evict for Inner<P> {
+    fn oldest(&self) -> Option<u64> {
+        self.idle().order.first_key_value().map(|(at, _)| *at)
+    }
+
+    fn evict_oldest(&self) -> bool {
+        let gone = self.idle().take_oldest();
+        let Some(gone) = gone else {
+            return false;
+        };
+        drop(gone);
+        self.budget.give();
+        true
+    }
+}
+
 impl<P: Instantiate> Inner<P> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Idle<P::Instance>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn store(&self) -> Store<PluginState> {
         let mut store = Store::new(
             &self.engine,
@@ -176,17 +320,17 @@ impl<P: Instantiate> Inner<P> {
                 wasi: WasiCtx::builder().build(),
                 table: ResourceTable::new(),
                 limits: store_limits(&self.limits),
+                deadline: std::time::Instant::now() + self.timeout,
             },
         );
         store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_trap();
+        yield_each_tick(&mut store, |s| s.deadline);
         store
     }
 
     /// A new instance in a new store, counted as having served `uses` calls.
     async fn instantiate(&self, uses: u32) -> wasmtime::Result<Warm<P::Instance>> {
         let mut store = self.store();
-        store.set_epoch_deadline(self.deadline);
         let instance = self.pre.instantiate(&mut store).await?;
         Ok(Warm {
             store,
@@ -198,12 +342,12 @@ impl<P: Instantiate> Inner<P> {
     /// Makes primed instances until [`PRIMED`] are ready or the budget is spent.
     async fn refill(&self) -> wasmtime::Result<()> {
         while self.primed.len() < PRIMED {
-            if !self.budget.take() {
+            if !self.budget.take_or_evict() {
                 break;
             }
             let made = async {
                 let mut w = self.instantiate(0).await?;
-                w.store.set_epoch_deadline(self.deadline);
+                w.start_call(self.timeout);
                 P::prime(&w.instance, &mut w.store).await?;
                 wasmtime::Result::<_>::Ok(w)
             }
@@ -236,21 +380,25 @@ impl<P: Instantiate> WarmPool<P> {
         budget: Arc<IdleBudget>,
         max_uses: u32,
     ) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                pre,
-                engine: engine.clone(),
-                limits: limits.clone(),
-                idle: DashMap::new(),
-                primed: ArrayQueue::new(PRIMED),
-                refilling: AtomicBool::new(false),
-                cold: std::sync::atomic::AtomicU64::new(0),
-                per_tenant: per_tenant.max(1),
-                budget,
-                max_uses,
-                deadline: deadline_ticks(limits),
+        let inner = Arc::new(Inner {
+            pre,
+            engine: engine.clone(),
+            limits: limits.clone(),
+            idle: Mutex::new(Idle {
+                by_tenant: HashMap::new(),
+                order: BTreeMap::new(),
             }),
-        }
+            primed: ArrayQueue::new(PRIMED),
+            refilling: AtomicBool::new(false),
+            cold: std::sync::atomic::AtomicU64::new(0),
+            per_tenant: per_tenant.max(1),
+            budget,
+            max_uses,
+            timeout: call_timeout(limits),
+        });
+        let weak: Weak<Inner<P>> = Arc::downgrade(&inner);
+        inner.budget.register(weak);
+        Self { inner }
     }
 
     /// Instances this pool made on the request path.
@@ -282,7 +430,7 @@ impl<P: Instantiate> WarmPool<P> {
     /// makes a new one; its deadline starts now.
     pub async fn acquire(&self, tenant: &str) -> wasmtime::Result<Warm<P::Instance>> {
         let inner = &self.inner;
-        let idle = inner.idle.get(tenant).and_then(|q| q.pop());
+        let idle = inner.idle().take(tenant);
         let mut warm = match idle {
             Some(w) => {
                 inner.budget.give();
@@ -302,7 +450,7 @@ impl<P: Instantiate> WarmPool<P> {
             },
         };
         warm.uses += 1;
-        warm.store.set_epoch_deadline(inner.deadline);
+        warm.start_call(inner.timeout);
         Ok(warm)
     }
 
@@ -325,24 +473,39 @@ impl<P: Instantiate> WarmPool<P> {
     }
 
     /// Returns an instance whose call for `tenant` succeeded, to serve that
-    /// tenant again; it is dropped instead when it has served its share of calls,
-    /// the tenant has enough idle ones, or the idle budget is spent.
+    /// tenant again (its most recently used idle one); it is dropped instead
+    /// when it has served its share of calls. When the tenant then has more
+    /// idle ones than it may keep, its oldest goes; when the budget is spent,
+    /// the least recently used idle instance of any pool goes.
     pub fn release(&self, tenant: &str, warm: Warm<P::Instance>) {
         let inner = &self.inner;
-        if warm.uses >= inner.max_uses || !inner.budget.take() {
+        if warm.uses >= inner.max_uses || !inner.budget.take_or_evict() {
             return;
         }
-        let pushed = match inner.idle.get(tenant) {
-            Some(q) => q.push(warm).is_ok(),
-            None => inner
-                .idle
-                .entry(tenant.into())
-                .or_insert_with(|| ArrayQueue::new(inner.per_tenant))
-                .push(warm)
-                .is_ok(),
-        };
-        if !pushed {
+        let surplus = inner.idle().put(tenant, warm, inner.per_tenant);
+        if let Some(surplus) = surplus {
+            drop(surplus);
             inner.budget.give();
         }
+    }
+
+    /// Primed instances ready now.
+    pub fn primed_count(&self) -> usize {
+        self.inner.primed.len()
+    }
+
+    /// Idle instances this pool keeps for `tenant`.
+    #[cfg(test)]
+    pub(crate) fn idle_of(&self, tenant: &str) -> usize {
+        self.inner
+            .idle()
+            .by_tenant
+            .get(tenant)
+            .map_or(0, |q| q.len())
+    }
+
+    /// Idle instances this pool keeps now (not counting primed ones).
+    pub fn idle_count(&self) -> usize {
+        self.inner.idle().len()
     }
 }
