@@ -10,15 +10,17 @@
 
 use crate::settings::SuperUser;
 use crate::store::{Store, StoreError};
-use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 /// Gateway-private buckets of the store (components cannot open them).
@@ -30,20 +32,85 @@ const TOKEN_PREFIX: &str = "tg1.";
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Hashes a password for the settings file or the store (Argon2id, random salt,
-/// PHC string).
+/// Hashes a password for the settings file or the store (Argon2id with the
+/// crate's default cost, random salt, PHC string).
 pub fn hash_password(password: &str) -> String {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("Argon2 with default parameters hashes any password")
-        .to_string()
+    let argon = Argon2::default();
+    let mut salt_buf = [0u8; 64];
+    let salt_bytes = salt
+        .as_salt()
+        .decode_b64(&mut salt_buf)
+        .expect("a generated salt decodes");
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    assert!(
+        argon2_into(&argon, password.as_bytes(), salt_bytes, &mut out),
+        "Argon2 with default parameters hashes any password"
+    );
+    PasswordHash {
+        algorithm: Algorithm::default().ident(),
+        version: Some(Version::default().into()),
+        params: ParamsString::try_from(argon.params()).expect("default parameters encode"),
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).expect("a 32-byte output")),
+    }
+    .to_string()
 }
 
 fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm) else {
+        return false;
+    };
+    let Ok(version) = hash.version.map(Version::try_from).transpose() else {
+        return false;
+    };
+    let argon = Argon2::new(algorithm, version.unwrap_or_default(), params);
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    // `Output`'s comparison takes the same time wherever the bytes differ.
+    argon2_into(&argon, password.as_bytes(), salt, &mut out)
+        && Output::new(&out).is_ok_and(|o| o == expected)
+}
+
+thread_local! {
+    /// Argon2's working memory (19 MiB at the default cost), kept by each
+    /// thread for its next hash: the hashing threads ([`Hasher`]) are few and
+    /// fixed, so this bounds the memory hashing ever holds. Allocated afresh
+    /// per hash, the allocator kept most of it anyway, on whichever threads
+    /// ran hashes (measured: 20 checks left 177 MB resident).
+    static BLOCKS: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Largest Argon2 memory a stored hash may ask for (64 MiB): a hash asking more
+/// never matches, so no hash in a settings file or a store can make a check
+/// allocate without bound.
+const MAX_BLOCKS: usize = 64 * 1024;
+
+/// Argon2 of `password` and `salt` into `out`, in this thread's kept memory.
+fn argon2_into(argon: &Argon2, password: &[u8], salt: &[u8], out: &mut [u8]) -> bool {
+    let n = argon.params().block_count();
+    if n > MAX_BLOCKS {
+        return false;
+    }
+    BLOCKS.with(|blocks| {
+        let mut blocks = blocks.borrow_mut();
+        if blocks.len() < n {
+            blocks.resize(n, Block::default());
+        }
+        argon
+            .hash_password_into_with_memory(password, salt, out, &mut blocks[..n])
             .is_ok()
     })
 }
@@ -90,6 +157,13 @@ pub enum Refusal {
     /// Basic credentials that are not the super-user's.
     #[error("The user name or password is incorrect")]
     BadCredentials,
+    /// Too many password checks from this address, or for this user, lately
+    /// (429); the seconds until another is admitted.
+    #[error("Too many sign-in attempts; try again later")]
+    Throttled(u64),
+    /// Every password-checking slot is taken (503).
+    #[error("The gateway is too busy checking passwords; try again shortly")]
+    Busy,
 }
 
 impl Refusal {
@@ -101,10 +175,160 @@ impl Refusal {
                 r#"Bearer realm="tenant-gateway", error="invalid_token", error_description="The access token is invalid or has expired""#
             }
             Refusal::Malformed => r#"Bearer realm="tenant-gateway", error="invalid_request""#,
-            Refusal::BadCredentials => r#"Basic realm="tenant-gateway""#,
+            Refusal::BadCredentials | Refusal::Throttled(_) | Refusal::Busy => {
+                r#"Basic realm="tenant-gateway""#
+            }
+        }
+    }
+
+    /// The status of this refusal: 401, or 429 / 503 when no check was made.
+    pub fn status(self) -> http::StatusCode {
+        match self {
+            Refusal::Throttled(_) => http::StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Busy => http::StatusCode::SERVICE_UNAVAILABLE,
+            _ => http::StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    /// `Retry-After` seconds of a 429 or 503.
+    pub fn retry_after(self) -> Option<u64> {
+        match self {
+            Refusal::Throttled(s) => Some(s),
+            Refusal::Busy => Some(1),
+            _ => None,
         }
     }
 }
+
+/// Where password hashing and checking (Argon2: tens of milliseconds of CPU
+/// and 19 MiB of memory each) runs: a few threads of its own, one per core,
+/// never the async workers, with a bounded queue. Past the queue a request is
+/// refused at once (503) instead of waiting, so a flood of guesses costs
+/// bounded CPU and memory and cannot stall the gateway. Threads of its own,
+/// not tokio's blocking pool: each thread keeps the memory of the hashes it
+/// ran for reuse (the allocator's per-thread arenas), so a fixed, small set
+/// of threads bounds that memory too (on the blocking pool, whose threads
+/// come and go, 200 guesses left 300 MB behind). A client that gives up does
+/// not cancel the hash it caused; it still counts against the bound.
+pub struct Hasher {
+    jobs: std::sync::mpsc::SyncSender<Box<dyn FnOnce() + Send>>,
+    checks: AtomicU64,
+}
+
+impl std::fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hasher")
+            .field("runs", &self.runs())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The hashing queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+impl Hasher {
+    /// `parallel` threads, `waiting` more jobs queued.
+    pub fn new(parallel: usize, waiting: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Box<dyn FnOnce() + Send>>(waiting);
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..parallel.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("password-hash-{n}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        match next {
+                            Ok(job) => job(),
+                            // The hasher is gone.
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .expect("start a password hashing thread");
+        }
+        Self {
+            jobs,
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// One thread per core, 32 jobs waiting.
+    pub fn for_this_machine() -> Self {
+        Self::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+            32,
+        )
+    }
+
+    /// Queues `work` (a hash or a check), or refuses it at once when the queue
+    /// is full; the future yields its result.
+    pub fn submit<T, W>(
+        &self,
+        work: W,
+    ) -> Result<impl Future<Output = Result<T, Busy>> + use<T, W>, Busy>
+    where
+        T: Send + 'static,
+        W: FnOnce() -> T + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .try_send(Box::new(move || {
+                let _ = tx.send(work());
+            }))
+            .map_err(|_| Busy)?;
+        self.checks.fetch_add(1, Ordering::Relaxed);
+        Ok(async move { rx.await.map_err(|_| Busy) })
+    }
+
+    /// Runs `work` on the hashing threads within the bounds.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        self.submit(work)?.await
+    }
+
+    /// Hashes and checks queued so far.
+    pub fn runs(&self) -> u64 {
+        self.checks.load(Ordering::Relaxed)
+    }
+}
+
+/// What a password check counts against: the client's address, and the user
+/// name (or client id) it is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Attempt {
+    Address(IpAddr),
+    User(String),
+}
+
+/// Limits on password checks per client address and per user name, from the
+/// settings (`TenantGateway.Auth.PasswordChecksPer…PerMinute`). Credentials
+/// that verified before are remembered and never checked again, so the limits
+/// fall on guesses, not on a client that signs in correctly.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckQuota {
+    /// Per client address per minute.
+    pub per_address: u32,
+    /// Per user name or client id per minute.
+    pub per_user: u32,
+}
+
+impl From<&crate::settings::AuthSettings> for CheckQuota {
+    fn from(a: &crate::settings::AuthSettings) -> Self {
+        Self {
+            per_address: a.password_checks_per_address_per_minute,
+            per_user: a.password_checks_per_user_per_minute,
+        }
+    }
+}
+
+/// Distinct addresses and user names the limiter keeps track of before it
+/// forgets those whose quota is whole again.
+const ATTEMPT_KEYS: usize = 10_000;
 
 /// A registered client, as stored (the secret only as a hash).
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -142,6 +366,9 @@ pub struct Authenticator {
     /// SHA-256 of `name:password` pairs that verified (salted with the signing
     /// key), so an Argon2 check is paid once per credential, not per request.
     verified: Mutex<HashSet<[u8; 32]>>,
+    /// Where every hash and check runs.
+    pub hasher: Hasher,
+    attempts: crate::rate::RateLimiter<Attempt>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -176,7 +403,44 @@ impl Authenticator {
         Ok(Self {
             key,
             verified: Mutex::new(HashSet::new()),
+            hasher: Hasher::for_this_machine(),
+            attempts: crate::rate::RateLimiter::default(),
         })
+    }
+
+    /// Admits one password check for `user` from `from`, or refuses it (429)
+    /// when either has had its share this minute.
+    fn admit(&self, from: IpAddr, user: &str, quota: CheckQuota) -> Result<(), Refusal> {
+        let wait = |d: std::time::Duration| Refusal::Throttled(d.as_secs().max(1));
+        self.attempts
+            .check_key(Attempt::Address(from), quota.per_address, ATTEMPT_KEYS)
+            .map_err(wait)?;
+        self.attempts
+            .check_key(Attempt::User(user.to_owned()), quota.per_user, ATTEMPT_KEYS)
+            .map_err(wait)
+    }
+
+    /// Checks `password` against `phc` within the check limits and on the
+    /// hashing pool: `Ok(true)` if it matches. `phc` `None` (no such user) is
+    /// checked against a hash of a random password, so an unknown name costs
+    /// what a wrong password costs and cannot be told apart by time.
+    async fn check(
+        &self,
+        from: IpAddr,
+        user: &str,
+        password: &str,
+        phc: Option<&str>,
+        quota: CheckQuota,
+    ) -> Result<bool, Refusal> {
+        self.admit(from, user, quota)?;
+        let (password, phc) = (
+            password.to_owned(),
+            phc.map_or_else(|| DUMMY_HASH.clone(), str::to_owned),
+        );
+        self.hasher
+            .run(move || verify_password(&password, &phc))
+            .await
+            .map_err(|_| Refusal::Busy)
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -228,9 +492,8 @@ impl Authenticator {
         })
     }
 
-    /// Checks a password against a PHC hash, remembering (as a salted digest) the
-    /// pairs that verified so the Argon2 cost is paid once per credential.
-    fn verify_cached(&self, scope: &[u8], phc: &str, name: &str, password: &str) -> bool {
+    /// The salted digest that remembers a credential that verified.
+    fn fingerprint(&self, scope: &[u8], phc: &str, name: &str, password: &str) -> [u8; 32] {
         let mut digest = Sha256::new();
         digest.update(self.key);
         digest.update(scope);
@@ -239,47 +502,84 @@ impl Authenticator {
         digest.update(name.as_bytes());
         digest.update([0]);
         digest.update(password.as_bytes());
-        let fingerprint: [u8; 32] = digest.finalize().into();
-        if self
-            .verified
+        digest.finalize().into()
+    }
+
+    fn remembered(&self, fingerprint: &[u8; 32]) -> bool {
+        self.verified
             .lock()
-            .expect("poisoned")
-            .contains(&fingerprint)
-        {
-            return true;
-        }
-        if !verify_password(password, phc) {
-            return false;
-        }
-        let mut set = self.verified.lock().expect("poisoned");
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(fingerprint)
+    }
+
+    fn remember(&self, fingerprint: [u8; 32]) {
+        let mut set = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if set.len() > 1024 {
             set.clear();
         }
         set.insert(fingerprint);
-        true
     }
 
-    /// Checks Basic credentials against the super-user.
-    pub fn verify_super_user(
+    /// Checks Basic credentials `name:password` against the super-user and
+    /// the users of `tenant`. A credential that verified before is known at
+    /// once; any other costs one check, limited and pooled ([`Self::check`]).
+    async fn verify_basic(
         &self,
-        super_user: Option<&SuperUser>,
+        from: IpAddr,
         name: &str,
         password: &str,
-    ) -> bool {
-        match super_user {
-            Some(su) if name == su.name => {
-                self.verify_cached(b"super-user", &su.password_hash, name, password)
+        super_user: Option<&SuperUser>,
+        tenant: Option<&crate::tenants::Tenant>,
+        quota: CheckQuota,
+    ) -> Result<Principal, Refusal> {
+        let candidates = [
+            super_user.filter(|su| su.name == name).map(|su| {
+                (
+                    &b"super-user"[..],
+                    su.password_hash.as_str(),
+                    Principal::SuperUser,
+                )
+            }),
+            tenant.and_then(|t| {
+                t.doc.users.get(name).map(|phc| {
+                    (
+                        &t.id.as_bytes()[..],
+                        phc.as_str(),
+                        Principal::TenantUser {
+                            tenant: t.id,
+                            user: name.to_owned(),
+                        },
+                    )
+                })
+            }),
+        ];
+        let candidates: Vec<_> = candidates.into_iter().flatten().collect();
+        for (scope, phc, who) in &candidates {
+            if self.remembered(&self.fingerprint(scope, phc, name, password)) {
+                return Ok(who.clone());
             }
-            _ => false,
         }
+        if candidates.is_empty() {
+            self.check(from, name, password, None, quota).await?;
+            return Err(Refusal::BadCredentials);
+        }
+        for (scope, phc, who) in candidates {
+            if self.check(from, name, password, Some(phc), quota).await? {
+                self.remember(self.fingerprint(scope, phc, name, password));
+                return Ok(who);
+            }
+        }
+        Err(Refusal::BadCredentials)
     }
 
-    /// Who sent `authorization` (the header's value). Basic credentials are the
-    /// super-user's, or those of a user of `tenant` (the tenant the request is for).
-    pub fn authenticate(
+    /// Who sent `authorization` (the header's value), from the client address
+    /// `from`. Basic credentials are the super-user's, or those of a user of
+    /// `tenant` (the tenant the request is for).
+    pub async fn authenticate(
         &self,
         authorization: Option<&http::HeaderValue>,
-        super_user: Option<&SuperUser>,
+        from: IpAddr,
+        auth: &crate::settings::AuthSettings,
         tenant: Option<&crate::tenants::Tenant>,
     ) -> Result<Principal, Refusal> {
         let value = authorization
@@ -293,75 +593,104 @@ impl Authenticator {
         }
         if scheme.eq_ignore_ascii_case("basic") {
             let (name, password) = basic(rest).ok_or(Refusal::Malformed)?;
-            if self.verify_super_user(super_user, &name, &password) {
-                return Ok(Principal::SuperUser);
-            }
-            if let Some(t) = tenant
-                && let Some(phc) = t.doc.users.get(&name)
-                && self.verify_cached(t.id.as_bytes(), phc, &name, &password)
-            {
-                return Ok(Principal::TenantUser {
-                    tenant: t.id,
-                    user: name,
-                });
-            }
-            return Err(Refusal::BadCredentials);
+            return self
+                .verify_basic(
+                    from,
+                    &name,
+                    &password,
+                    auth.super_user.as_ref(),
+                    tenant,
+                    CheckQuota::from(auth),
+                )
+                .await;
         }
         Err(Refusal::Malformed)
     }
 
-    /// Registers a client for `tenant`. `Ok(false)`: the client id is taken.
-    pub fn register(
+    /// Registers a client for `tenant` with its secret hashed on the hashing
+    /// pool (one check of the address's quota). `Ok(false)`: the client id is
+    /// taken.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn register(
         &self,
-        store: &dyn Store,
-        client_id: &str,
-        secret: &str,
-        display_name: &str,
+        store: Arc<dyn Store>,
+        client_id: String,
+        secret: String,
+        display_name: String,
         tenant: Uuid,
-        now: &str,
-    ) -> Result<bool, StoreError> {
+        from: IpAddr,
+        quota: CheckQuota,
+    ) -> Result<bool, CheckFailure> {
+        self.admit(from, &client_id, quota)?;
+        let secret_hash = self
+            .hasher
+            .run(move || hash_password(&secret))
+            .await
+            .map_err(|_| Refusal::Busy)?;
         let record = ClientRecord {
             tenant_id: tenant,
-            display_name: display_name.to_owned(),
-            secret_hash: hash_password(secret),
-            created_at: now.to_owned(),
+            display_name,
+            secret_hash,
+            created_at: crate::now_rfc3339(),
         };
         let value = serde_json::to_vec(&record).expect("a record serializes");
-        store.swap(CLIENTS, client_id, None, &value)
+        tokio::task::spawn_blocking(move || store.swap(CLIENTS, &client_id, None, &value))
+            .await
+            .map_err(|e| CheckFailure::Store(StoreError::Open(e.to_string())))?
+            .map_err(CheckFailure::Store)
     }
 
     /// Exchanges client credentials for a token. `tenant`: the tenant the request
-    /// named, if any; it must be the client's own.
-    pub fn token(
+    /// named, if any; it must be the client's own. The secret check is limited
+    /// and pooled like any password check; an unknown client id costs the same.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn token(
         &self,
-        store: &dyn Store,
+        store: Arc<dyn Store>,
         client_id: &str,
         secret: &str,
         tenant: Option<Uuid>,
         lifetime: u64,
-    ) -> Result<Result<(String, u64, Uuid), TokenError>, StoreError> {
+        from: IpAddr,
+        quota: CheckQuota,
+    ) -> Result<Result<(String, u64, Uuid), TokenError>, CheckFailure> {
         let invalid = || {
             Ok(Err(token_error(
                 "invalid_client",
                 "Client authentication failed",
             )))
         };
-        let Some(stored) = store.get(CLIENTS, client_id)? else {
-            // Same cost as a real check, so unknown ids cannot be told apart by time.
-            verify_password(secret, &DUMMY_HASH);
+        let id = client_id.to_owned();
+        let stored = tokio::task::spawn_blocking(move || store.get(CLIENTS, &id))
+            .await
+            .map_err(|e| CheckFailure::Store(StoreError::Open(e.to_string())))?
+            .map_err(CheckFailure::Store)?;
+        let record = stored.and_then(|s| serde_json::from_slice::<ClientRecord>(&s.value).ok());
+        let phc = record.as_ref().map(|r| r.secret_hash.as_str());
+        let matches = self.check(from, client_id, secret, phc, quota).await?;
+        let Some(record) = record.filter(|_| matches) else {
             return invalid();
         };
-        let Ok(record) = serde_json::from_slice::<ClientRecord>(&stored.value) else {
-            return invalid();
-        };
-        if !verify_password(secret, &record.secret_hash) {
-            return invalid();
-        }
         if tenant.is_some_and(|t| t != record.tenant_id) {
             return invalid();
         }
         let (token, expires) = self.issue(record.tenant_id, client_id, lifetime);
         Ok(Ok((token, expires, record.tenant_id)))
+    }
+}
+
+/// Why a check could not be made: refused before it (429, 503), or the store failed.
+#[derive(Debug)]
+pub enum CheckFailure {
+    /// Throttled or busy.
+    Refused(Refusal),
+    /// The store failed.
+    Store(StoreError),
+}
+
+impl From<Refusal> for CheckFailure {
+    fn from(r: Refusal) -> Self {
+        CheckFailure::Refused(r)
     }
 }
 
@@ -433,30 +762,45 @@ mod tests {
         assert!(reopened.verify_token(&token).is_ok());
     }
 
-    #[test]
-    fn clients_register_once_and_get_tokens_for_their_tenant_only() {
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    const QUOTA: CheckQuota = CheckQuota {
+        per_address: 100,
+        per_user: 100,
+    };
+
+    #[tokio::test]
+    async fn clients_register_once_and_get_tokens_for_their_tenant_only() {
         let (a, store, _dir) = auth();
+        let store: Arc<dyn Store> = Arc::new(store);
         let t1 = Uuid::from_u128(1);
         let secret = "Aa1!aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-        assert!(
-            a.register(&store, "c1", secret, "C1", t1, "2025-01-01T00:00:00Z")
-                .unwrap()
-        );
-        assert!(
-            !a.register(&store, "c1", secret, "again", t1, "2025-01-01T00:00:00Z")
-                .unwrap()
-        );
-        let (token, _, tenant) = a.token(&store, "c1", secret, None, 60).unwrap().unwrap();
+        let register = |id: &str, display: &str| {
+            a.register(
+                store.clone(),
+                id.into(),
+                secret.into(),
+                display.into(),
+                t1,
+                LOCAL,
+                QUOTA,
+            )
+        };
+        assert!(register("c1", "C1").await.unwrap());
+        assert!(!register("c1", "again").await.unwrap());
+        let token = |id: &'static str, s: &'static str, t: Option<Uuid>| {
+            a.token(store.clone(), id, s, t, 60, LOCAL, QUOTA)
+        };
+        let (token_text, _, tenant) = token("c1", secret, None).await.unwrap().unwrap();
         assert_eq!(tenant, t1);
-        assert_eq!(a.verify_token(&token).unwrap().tenant, t1);
-        assert!(a.token(&store, "c1", secret, Some(t1), 60).unwrap().is_ok());
+        assert_eq!(a.verify_token(&token_text).unwrap().tenant, t1);
+        assert!(token("c1", secret, Some(t1)).await.unwrap().is_ok());
         for (id, s, t) in [
             ("c1", "wrong", None),
             ("nobody", secret, None),
             ("c1", secret, Some(Uuid::from_u128(2))),
         ] {
             assert_eq!(
-                a.token(&store, id, s, t, 60).unwrap().unwrap_err().code,
+                token(id, s, t).await.unwrap().unwrap_err().code,
                 "invalid_client"
             );
         }
@@ -465,47 +809,161 @@ mod tests {
         assert!(!String::from_utf8(raw).unwrap().contains(secret));
     }
 
-    #[test]
-    fn super_user_basic_credentials() {
-        let (a, _store, _dir) = auth();
-        let su = SuperUser {
+    fn header(user: &str, pw: &str) -> http::HeaderValue {
+        http::HeaderValue::from_str(&format!(
+            "Basic {}",
+            STANDARD.encode(format!("{user}:{pw}"))
+        ))
+        .unwrap()
+    }
+
+    fn settings(
+        su: Option<SuperUser>,
+        per_address: u32,
+        per_user: u32,
+    ) -> crate::settings::AuthSettings {
+        crate::settings::AuthSettings {
+            super_user: su,
+            password_checks_per_address_per_minute: per_address,
+            password_checks_per_user_per_minute: per_user,
+            ..Default::default()
+        }
+    }
+
+    fn admin() -> SuperUser {
+        SuperUser {
             name: "admin".into(),
             password_hash: hash_password("s3cret"),
-        };
-        let header = |user: &str, pw: &str| {
-            http::HeaderValue::from_str(&format!(
-                "Basic {}",
-                STANDARD.encode(format!("{user}:{pw}"))
-            ))
-            .unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn super_user_basic_credentials() {
+        let (a, _store, _dir) = auth();
+        let with = settings(Some(admin()), 100, 100);
+        let without = settings(None, 100, 100);
+        let check = |h: Option<http::HeaderValue>, s: &crate::settings::AuthSettings| {
+            let s = s.clone();
+            let a = &a;
+            async move { a.authenticate(h.as_ref(), LOCAL, &s, None).await }
         };
         for _ in 0..2 {
             assert_eq!(
-                a.authenticate(Some(&header("admin", "s3cret")), Some(&su), None),
+                check(Some(header("admin", "s3cret")), &with).await,
                 Ok(Principal::SuperUser)
             );
         }
         assert_eq!(
-            a.authenticate(Some(&header("admin", "nope")), Some(&su), None),
+            check(Some(header("admin", "nope")), &with).await,
             Err(Refusal::BadCredentials)
         );
         assert_eq!(
-            a.authenticate(Some(&header("root", "s3cret")), Some(&su), None),
+            check(Some(header("root", "s3cret")), &with).await,
             Err(Refusal::BadCredentials)
         );
         assert_eq!(
-            a.authenticate(Some(&header("admin", "s3cret")), None, None),
+            check(Some(header("admin", "s3cret")), &without).await,
             Err(Refusal::BadCredentials)
         );
-        assert_eq!(a.authenticate(None, Some(&su), None), Err(Refusal::Missing));
+        assert_eq!(check(None, &with).await, Err(Refusal::Missing));
         assert_eq!(
-            a.authenticate(
-                Some(&http::HeaderValue::from_static("Digest x")),
-                Some(&su),
-                None
-            ),
+            check(Some(http::HeaderValue::from_static("Digest x")), &with).await,
             Err(Refusal::Malformed)
         );
+    }
+
+    /// An unknown user name costs one check, as a wrong password does, so the
+    /// time taken does not tell which names exist; a credential that verified
+    /// before costs none.
+    #[tokio::test]
+    async fn unknown_users_cost_what_wrong_passwords_cost() {
+        let (a, _store, _dir) = auth();
+        let s = settings(Some(admin()), 100, 100);
+        let runs = |h: http::HeaderValue| {
+            let (a, s) = (&a, &s);
+            async move {
+                let before = a.hasher.runs();
+                let _ = a.authenticate(Some(&h), LOCAL, s, None).await;
+                a.hasher.runs() - before
+            }
+        };
+        assert_eq!(runs(header("nobody", "x")).await, 1);
+        assert_eq!(runs(header("admin", "wrong")).await, 1);
+        assert_eq!(runs(header("admin", "s3cret")).await, 1);
+        assert_eq!(runs(header("admin", "s3cret")).await, 0, "remembered");
+    }
+
+    /// Guesses are limited per address and per user name (429 with the wait),
+    /// before any hash is computed; a credential that verified before still
+    /// works while its name is throttled.
+    #[tokio::test]
+    async fn password_checks_are_limited_per_address_and_per_user() {
+        let (a, _store, _dir) = auth();
+        let s = settings(Some(admin()), 5, 3);
+        let try_as = |user: &str, pw: &str, from: [u8; 4]| {
+            let (a, s, h) = (&a, &s, header(user, pw));
+            async move { a.authenticate(Some(&h), IpAddr::from(from), s, None).await }
+        };
+        assert_eq!(
+            try_as("admin", "s3cret", [10, 0, 0, 1]).await,
+            Ok(Principal::SuperUser)
+        );
+        for _ in 0..2 {
+            assert_eq!(
+                try_as("admin", "guess", [10, 0, 0, 2]).await,
+                Err(Refusal::BadCredentials)
+            );
+        }
+        // Three checks of the name this minute (one the correct login): its
+        // quota is spent, from any address.
+        let before = a.hasher.runs();
+        match try_as("admin", "guess", [10, 0, 0, 3]).await {
+            Err(Refusal::Throttled(wait)) => assert!((1..=60).contains(&wait), "{wait}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(a.hasher.runs(), before, "no hash for a throttled guess");
+        assert_eq!(
+            try_as("admin", "s3cret", [10, 0, 0, 4]).await,
+            Ok(Principal::SuperUser)
+        );
+        // One address: five checks of any names, then no more.
+        for i in 0..3 {
+            assert_eq!(
+                try_as(&format!("user{i}"), "x", [10, 0, 0, 2]).await,
+                Err(Refusal::BadCredentials)
+            );
+        }
+        assert!(matches!(
+            try_as("someone", "x", [10, 0, 0, 2]).await,
+            Err(Refusal::Throttled(_))
+        ));
+        assert_eq!(
+            Refusal::Throttled(5).status(),
+            http::StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+
+    /// One job runs and one waits; the next is refused at once, and once the
+    /// queue drains work is taken again.
+    #[tokio::test]
+    async fn the_hasher_refuses_work_past_its_bound() {
+        let hasher = Hasher::new(1, 1);
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let first = hasher
+            .submit(move || {
+                started.send(()).unwrap();
+                gate.recv().unwrap();
+                1
+            })
+            .unwrap();
+        running.recv().unwrap();
+        let second = hasher.submit(|| 2).unwrap();
+        assert!(matches!(hasher.submit(|| 3), Err(Busy)));
+        release.send(()).unwrap();
+        assert_eq!(first.await, Ok(1));
+        assert_eq!(second.await, Ok(2));
+        assert_eq!(hasher.run(|| 7).await, Ok(7));
     }
 
     #[test]

@@ -124,7 +124,7 @@ pub(crate) async fn serve(
     req: Request<hyper::body::Incoming>,
     id: u64,
 ) -> Response<Body> {
-    if let Err(denied) = require_super_user(gw, req.headers()) {
+    if let Err(denied) = require_super_user(gw, &req).await {
         return denied.challenge(fail(denied.status, denied.message, None));
     }
     let path = req.uri().path().to_owned();

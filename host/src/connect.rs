@@ -3,7 +3,7 @@
 //! client credentials (RFC 6749 §4.4) exchanged for a Bearer token bound to the
 //! client's tenant.
 
-use crate::auth::SCOPES;
+use crate::auth::{CheckFailure, CheckQuota, Refusal, SCOPES};
 use crate::routing::TENANT;
 use crate::server::{Body, Gateway, Served, error, json_value, problem};
 use http::header::{
@@ -76,12 +76,20 @@ pub(crate) async fn register(
         Err(resp) => return resp,
     };
     let dir = gw.runtime.shared().directory.load_full();
+    let from = parts
+        .extensions
+        .get::<crate::server::ClientAddr>()
+        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.0);
     if !dir.allow_registration {
-        let super_user = gw.auth.authenticate(
-            parts.headers.get(AUTHORIZATION),
-            dir.auth.super_user.as_ref(),
-            None,
-        );
+        let super_user = gw
+            .auth
+            .authenticate(parts.headers.get(AUTHORIZATION), from, &dir.auth, None)
+            .await;
+        if let Err(refusal @ (Refusal::Throttled(_) | Refusal::Busy)) = super_user {
+            let mut resp = problem(refusal.status(), &refusal.to_string(), None);
+            crate::server::refused(&mut resp, refusal);
+            return resp;
+        }
         if !matches!(super_user, Ok(crate::auth::Principal::SuperUser)) {
             return problem(
                 StatusCode::FORBIDDEN,
@@ -122,36 +130,42 @@ pub(crate) async fn register(
         );
     }
     let store = gw.runtime.shared().store.clone();
-    let auth = gw.auth.clone();
-    let tenant_id = tenant.id;
-    let id = client_id.clone();
-    let now = crate::now_rfc3339();
-    let created = tokio::task::spawn_blocking(move || {
-        auth.register(store.as_ref(), &id, &secret, &display, tenant_id, &now)
-    })
-    .await;
+    let created = gw
+        .auth
+        .register(
+            store,
+            client_id.clone(),
+            secret,
+            display,
+            tenant.id,
+            from,
+            CheckQuota::from(&dir.auth),
+        )
+        .await;
     match created {
-        Ok(Ok(true)) => {
+        Ok(true) => {
             tracing::info!(client_id = %client_id, tenant = %tenant.name, "client registered");
             json_value(
                 StatusCode::OK,
                 &json!({"title": format!("Registered client {client_id} successfully."), "status": 200}),
             )
         }
-        Ok(Ok(false)) => problem(
+        Ok(false) => problem(
             StatusCode::BAD_REQUEST,
             "Validation failed",
             Some(
                 json!({"ClientId": [format!("A client with ClientId {client_id} already exists")]}),
             ),
         ),
-        Ok(Err(e)) => {
+        Err(CheckFailure::Refused(refusal)) => {
+            gw.metrics.reject(crate::server::refusal_reason(refusal));
+            let mut resp = problem(refusal.status(), &refusal.to_string(), None);
+            crate::server::refused(&mut resp, refusal);
+            resp
+        }
+        Err(CheckFailure::Store(e)) => {
             tracing::error!(error = %e, "storing a client failed");
             problem(StatusCode::INTERNAL_SERVER_ERROR, "Storage failure", None)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "registration task failed");
-            problem(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", None)
         }
     }
 }
@@ -241,16 +255,20 @@ pub(crate) async fn token(
         None
     };
     let lifetime = dir.auth.token_lifetime_seconds;
+    let quota = CheckQuota::from(&dir.auth);
     drop(dir);
+    let from = parts
+        .extensions
+        .get::<crate::server::ClientAddr>()
+        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.0);
     let store = gw.runtime.shared().store.clone();
-    let auth = gw.auth.clone();
     let named_id = named.as_ref().map(|t| t.id);
-    let issued = tokio::task::spawn_blocking(move || {
-        auth.token(store.as_ref(), &client_id, &secret, named_id, lifetime)
-    })
-    .await;
+    let issued = gw
+        .auth
+        .token(store, &client_id, &secret, named_id, lifetime, from, quota)
+        .await;
     match issued {
-        Ok(Ok(Ok((token, _, tenant_id)))) => {
+        Ok(Ok((token, _, tenant_id))) => {
             served.tenant = gw
                 .runtime
                 .shared()
@@ -273,25 +291,29 @@ pub(crate) async fn token(
                 .insert(PRAGMA, HeaderValue::from_static("no-cache"));
             resp
         }
-        Ok(Ok(Err(e))) => {
+        Ok(Err(e)) => {
             gw.metrics
                 .reject(crate::metrics::Rejection::Unauthenticated);
             token_error(StatusCode::UNAUTHORIZED, e.code, &e.description)
         }
-        Ok(Err(e)) => {
+        Err(CheckFailure::Refused(refusal)) => {
+            gw.metrics.reject(crate::server::refusal_reason(refusal));
+            // RFC 6749 has no code for this: `temporarily_unavailable` is the
+            // authorization endpoint's, and the nearest in meaning.
+            let mut resp = token_error(
+                refusal.status(),
+                "temporarily_unavailable",
+                &refusal.to_string(),
+            );
+            crate::server::refused(&mut resp, refusal);
+            resp
+        }
+        Err(CheckFailure::Store(e)) => {
             tracing::error!(error = %e, "reading a client failed");
             token_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 "Storage failure",
-            )
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "token task failed");
-            token_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "Internal error",
             )
         }
     }

@@ -543,7 +543,7 @@ pub(crate) async fn serve(
     id: u64,
 ) -> Response<Body> {
     let format = Format::of_response(&req);
-    if let Err(denied) = require_super_user(gw, req.headers()) {
+    if let Err(denied) = require_super_user(gw, &req).await {
         return denied.challenge(fail(denied.status, format, denied.message));
     }
     let path = req.uri().path().to_owned();

@@ -17,7 +17,7 @@ use crate::manage::{self, ManageError, TenantSpec, TenantUpdate};
 use crate::metrics::Rejection;
 use crate::server::{Body, Gateway, json_value, read_limited, require_super_user};
 use crate::tenants::Tenant;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION, WWW_AUTHENTICATE};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION};
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -84,7 +84,7 @@ async fn read(
         Ok(c) => c,
         Err(message) => return fail(StatusCode::BAD_REQUEST, message),
     };
-    let dir = gw.runtime.shared().directory.load();
+    let dir = gw.runtime.shared().directory.load_full();
     let tenant: Option<&Arc<Tenant>> = match &criterion {
         Criterion::TenantId(id) => dir.get(id),
         Criterion::SubjectDn(dn) => {
@@ -97,19 +97,21 @@ async fn read(
             dir.by_subject_dn(dn)
         }
     };
-    let principal = match gw.auth.authenticate(
-        req.headers().get(http::header::AUTHORIZATION),
-        dir.auth.super_user.as_ref(),
-        tenant.map(|t| t.as_ref()),
-    ) {
+    let principal = match gw
+        .auth
+        .authenticate(
+            req.headers().get(http::header::AUTHORIZATION),
+            crate::server::client_addr(req),
+            &dir.auth,
+            tenant.map(|t| t.as_ref()),
+        )
+        .await
+    {
         Ok(p) => p,
         Err(refusal) => {
-            gw.metrics.reject(Rejection::Unauthenticated);
-            let mut resp = fail(StatusCode::UNAUTHORIZED, &refusal.to_string());
-            resp.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static(refusal.challenge()),
-            );
+            gw.metrics.reject(crate::server::refusal_reason(refusal));
+            let mut resp = fail(refusal.status(), &refusal.to_string());
+            crate::server::refused(&mut resp, refusal);
             return resp;
         }
     };
@@ -145,7 +147,7 @@ async fn write(
     id: u64,
     name: &str,
 ) -> Response<Body> {
-    if let Err(denied) = require_super_user(gw, req.headers()) {
+    if let Err(denied) = require_super_user(gw, &req).await {
         return denied.challenge(fail(denied.status, denied.message));
     }
     let json_body = req

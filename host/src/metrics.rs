@@ -52,6 +52,10 @@ pub enum Rejection {
     BodyTooLarge,
     /// No free component slot (503).
     Capacity,
+    /// Too many password checks from one address or for one user (429).
+    SignInThrottled,
+    /// Every password-checking slot taken (503).
+    SignInBusy,
 }
 
 impl Rejection {
@@ -65,6 +69,8 @@ impl Rejection {
             Rejection::RateLimited => "rate_limited",
             Rejection::BodyTooLarge => "body_too_large",
             Rejection::Capacity => "capacity",
+            Rejection::SignInThrottled => "sign_in_throttled",
+            Rejection::SignInBusy => "sign_in_busy",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! applies at once without losing the tenants' state.
 
 use dashmap::DashMap;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -32,14 +33,15 @@ impl Class {
 
 const WINDOW: u64 = 60_000_000_000;
 
-/// The limiter: one "theoretical arrival time" per tenant and class.
+/// The limiter: one "theoretical arrival time" per key (by default, per tenant
+/// and class).
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K: Eq + Hash = (Uuid, Class)> {
     epoch: Instant,
-    cells: DashMap<(Uuid, Class), AtomicU64>,
+    cells: DashMap<K, AtomicU64>,
 }
 
-impl Default for RateLimiter {
+impl<K: Eq + Hash> Default for RateLimiter<K> {
     fn default() -> Self {
         Self {
             epoch: Instant::now(),
@@ -52,20 +54,29 @@ impl RateLimiter {
     /// Admits a request of `tenant` in `class` under `per_minute`, or says how
     /// long until one would be admitted.
     pub fn check(&self, tenant: Uuid, class: Class, per_minute: u32) -> Result<(), Duration> {
-        self.check_at(tenant, class, per_minute, self.epoch.elapsed())
+        self.check_at((tenant, class), per_minute, self.epoch.elapsed())
+    }
+}
+
+impl<K: Eq + Hash> RateLimiter<K> {
+    /// Admits one event of `key` under `per_minute`, or says how long until one
+    /// would be admitted. Keys whose quota is whole again are forgotten once
+    /// there are more than `keep` of them, so keys an attacker makes up cannot
+    /// grow the limiter without bound.
+    pub fn check_key(&self, key: K, per_minute: u32, keep: usize) -> Result<(), Duration> {
+        let now = self.epoch.elapsed();
+        if self.cells.len() > keep {
+            let now = now.as_nanos() as u64 + WINDOW;
+            self.cells
+                .retain(|_, tat| tat.load(Ordering::Acquire) > now);
+        }
+        self.check_at(key, per_minute, now)
     }
 
-    fn check_at(
-        &self,
-        tenant: Uuid,
-        class: Class,
-        per_minute: u32,
-        now: Duration,
-    ) -> Result<(), Duration> {
+    fn check_at(&self, key: K, per_minute: u32, now: Duration) -> Result<(), Duration> {
         // Offset by one window so a fresh cell (0) is "long ago".
         let now = now.as_nanos() as u64 + WINDOW;
         let interval = WINDOW / u64::from(per_minute.max(1));
-        let key = (tenant, class);
         let cell = match self.cells.get(&key) {
             Some(cell) => cell,
             None => self
@@ -98,27 +109,30 @@ mod tests {
         let t = Uuid::from_u128(1);
         let at = Duration::from_secs(5);
         for i in 0..100 {
-            assert!(l.check_at(t, Class::Reads, 100, at).is_ok(), "request {i}");
+            assert!(
+                l.check_at((t, Class::Reads), 100, at).is_ok(),
+                "request {i}"
+            );
         }
-        let wait = l.check_at(t, Class::Reads, 100, at).unwrap_err();
+        let wait = l.check_at((t, Class::Reads), 100, at).unwrap_err();
         assert!(
             wait > Duration::ZERO && wait <= Duration::from_millis(600),
             "{wait:?}"
         );
         // Other classes and tenants are counted apart.
-        assert!(l.check_at(t, Class::Features, 100, at).is_ok());
+        assert!(l.check_at((t, Class::Features), 100, at).is_ok());
         assert!(
-            l.check_at(Uuid::from_u128(2), Class::Reads, 100, at)
+            l.check_at((Uuid::from_u128(2), Class::Reads), 100, at)
                 .is_ok()
         );
         // After the interval, one more.
         let later = at + Duration::from_millis(600);
-        assert!(l.check_at(t, Class::Reads, 100, later).is_ok());
-        assert!(l.check_at(t, Class::Reads, 100, later).is_err());
+        assert!(l.check_at((t, Class::Reads), 100, later).is_ok());
+        assert!(l.check_at((t, Class::Reads), 100, later).is_err());
         // A full minute restores the whole burst.
         let much_later = at + Duration::from_secs(61);
         for _ in 0..100 {
-            assert!(l.check_at(t, Class::Reads, 100, much_later).is_ok());
+            assert!(l.check_at((t, Class::Reads), 100, much_later).is_ok());
         }
     }
 
@@ -127,8 +141,8 @@ mod tests {
         let l = RateLimiter::default();
         let t = Uuid::from_u128(1);
         let at = Duration::ZERO;
-        assert!((0..10).all(|_| l.check_at(t, Class::Updates, 10, at).is_ok()));
-        let wait = l.check_at(t, Class::Updates, 10, at).unwrap_err();
+        assert!((0..10).all(|_| l.check_at((t, Class::Updates), 10, at).is_ok()));
+        let wait = l.check_at((t, Class::Updates), 10, at).unwrap_err();
         assert_eq!(wait, Duration::from_secs(6));
     }
 }

@@ -207,11 +207,23 @@ pub(crate) struct Served {
     pub(crate) tenant: Option<Arc<Tenant>>,
 }
 
+/// The address of the client a request came from (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientAddr(pub(crate) std::net::IpAddr);
+
+/// The client address of a request (loopback if none was recorded).
+pub(crate) fn client_addr<B>(req: &Request<B>) -> std::net::IpAddr {
+    req.extensions()
+        .get::<ClientAddr>()
+        .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), |a| a.0)
+}
+
 async fn handle(
     gw: &Gateway,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     peer: std::net::SocketAddr,
 ) -> Response<Body> {
+    req.extensions_mut().insert(ClientAddr(peer.ip()));
     let started = Instant::now();
     let id = gw.next_id.fetch_add(1, Ordering::Relaxed);
     // Both clones share the request's buffers: no copy of the path.
@@ -374,35 +386,52 @@ fn swagger(gw: &Gateway, path: &str) -> Response<Body> {
     }
 }
 
-/// A 401 with the challenge for `refusal`, in the config API's error format.
+/// A 401 with the challenge for `refusal` (429 or 503 with `Retry-After` when
+/// no check was made), in the config API's error format.
 fn unauthorized(refusal: Refusal, tenant_id: Option<&str>) -> Response<Body> {
-    let mut resp = error(StatusCode::UNAUTHORIZED, &refusal.to_string(), tenant_id);
-    resp.headers_mut().insert(
-        http::header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(refusal.challenge()),
-    );
+    let mut resp = error(refusal.status(), &refusal.to_string(), tenant_id);
+    refused(&mut resp, refusal);
     resp
+}
+
+/// The headers a refusal adds to any surface's answer: the challenge of a
+/// 401, the `Retry-After` of a 429 or 503.
+pub(crate) fn refused(resp: &mut Response<Body>, refusal: Refusal) {
+    match refusal.retry_after() {
+        Some(secs) => {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        None => {
+            resp.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(refusal.challenge()),
+            );
+        }
+    }
 }
 
 /// Checks the credentials of a request for `tenant` (when known): `Err` is the
 /// answer to send.
 #[allow(clippy::result_large_err)]
-fn authorize(
+async fn authorize<B>(
     gw: &Gateway,
     dir: &Directory,
-    headers: &http::HeaderMap,
+    req: &Request<B>,
     tenant: Option<&Tenant>,
     tenant_label: Option<&str>,
 ) -> Result<Principal, Response<Body>> {
     let principal = gw
         .auth
         .authenticate(
-            headers.get(http::header::AUTHORIZATION),
-            dir.auth.super_user.as_ref(),
+            req.headers().get(http::header::AUTHORIZATION),
+            client_addr(req),
+            &dir.auth,
             tenant,
         )
+        .await
         .map_err(|refusal| {
-            gw.metrics.reject(Rejection::Unauthenticated);
+            gw.metrics.reject(refusal_reason(refusal));
             unauthorized(refusal, tenant_label)
         })?;
     if let (Principal::Client(claims), Some(tenant)) = (&principal, tenant)
@@ -511,51 +540,82 @@ async fn read_body(
         .map_err(|e| error(e.status(), &e.to_string(), tenant))
 }
 
+/// What a refused credential counts as in the metrics.
+pub(crate) fn refusal_reason(refusal: Refusal) -> Rejection {
+    match refusal {
+        Refusal::Throttled(_) => Rejection::SignInThrottled,
+        Refusal::Busy => Rejection::SignInBusy,
+        _ => Rejection::Unauthenticated,
+    }
+}
+
 /// Why a management request (Doradus, Vespa, Hono writes) is refused.
 pub(crate) struct Denied {
-    /// 401 or 403.
+    /// 401, 403, 429 or 503.
     pub(crate) status: StatusCode,
     /// What to tell the caller.
     pub(crate) message: &'static str,
+    /// The credential check's refusal, if that is why.
+    pub(crate) refusal: Option<Refusal>,
 }
 
 impl Denied {
-    /// Adds the Basic challenge a 401 carries.
+    /// Adds the Basic challenge a 401 carries, or the `Retry-After` of a 429
+    /// or 503.
     pub(crate) fn challenge(&self, mut resp: Response<Body>) -> Response<Body> {
-        if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(r#"Basic realm="tenant-gateway""#),
-            );
+        match self.refusal.and_then(Refusal::retry_after) {
+            Some(secs) => {
+                resp.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            // These APIs take Basic credentials only.
+            None if self.status == StatusCode::UNAUTHORIZED => {
+                resp.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="tenant-gateway""#),
+                );
+            }
+            None => {}
         }
         resp
     }
 }
 
 /// The management APIs' gate: the super-user's Basic credentials.
-pub(crate) fn require_super_user(gw: &Gateway, headers: &http::HeaderMap) -> Result<(), Denied> {
-    let dir = gw.runtime.shared().directory.load();
-    match gw.auth.authenticate(
-        headers.get(http::header::AUTHORIZATION),
-        dir.auth.super_user.as_ref(),
-        None,
-    ) {
+pub(crate) async fn require_super_user<B>(gw: &Gateway, req: &Request<B>) -> Result<(), Denied> {
+    let dir = gw.runtime.shared().directory.load_full();
+    match gw
+        .auth
+        .authenticate(
+            req.headers().get(http::header::AUTHORIZATION),
+            client_addr(req),
+            &dir.auth,
+            None,
+        )
+        .await
+    {
         Ok(Principal::SuperUser) => Ok(()),
         Ok(_) => {
             gw.metrics.reject(Rejection::Forbidden);
             Err(Denied {
                 status: StatusCode::FORBIDDEN,
                 message: "Managing tenants needs the super-user's credentials",
+                refusal: None,
             })
         }
         Err(refusal) => {
-            gw.metrics.reject(Rejection::Unauthenticated);
+            gw.metrics.reject(refusal_reason(refusal));
             Err(Denied {
-                status: StatusCode::UNAUTHORIZED,
+                status: refusal.status(),
                 message: match refusal {
                     Refusal::BadCredentials => "The user name or password is incorrect",
+                    Refusal::Throttled(_) => "Too many sign-in attempts; try again later",
+                    Refusal::Busy => {
+                        "The gateway is too busy checking passwords; try again shortly"
+                    }
                     _ => "This API needs the super-user's Basic credentials",
                 },
+                refusal: Some(refusal),
             })
         }
     }
@@ -622,7 +682,7 @@ async fn tenant_traffic(
         );
     }
     if dir.auth.protect_tenant_traffic {
-        if let Err(resp) = authorize(gw, &dir, req.headers(), Some(&tenant), Some(&tenant_id)) {
+        if let Err(resp) = authorize(gw, &dir, &req, Some(&tenant), Some(&tenant_id)).await {
             return resp;
         }
         // The gateway's credential is not the upstream's business.
@@ -704,7 +764,7 @@ async fn config_api(
     let tenant_id = tenant.as_ref().map(|t| t.id.to_string());
     let label = tenant_id.as_deref().or(path_id);
     let principal = if dir.auth.require_token {
-        match authorize(gw, &dir, req.headers(), tenant.as_deref(), label) {
+        match authorize(gw, &dir, &req, tenant.as_deref(), label).await {
             Ok(p) => Some(p),
             Err(resp) => return resp,
         }

@@ -219,6 +219,12 @@ pub struct AuthSettings {
     pub token_lifetime_seconds: u64,
     /// The super-user (Basic auth) for privileged operations.
     pub super_user: Option<SuperUser>,
+    /// Password checks (Argon2, for credentials not verified before) one client
+    /// address may cause per minute; past it, 429 with `Retry-After`.
+    pub password_checks_per_address_per_minute: u32,
+    /// Password checks one user name (or client id) may be the subject of per
+    /// minute, from any address.
+    pub password_checks_per_user_per_minute: u32,
 }
 
 impl Default for AuthSettings {
@@ -229,6 +235,8 @@ impl Default for AuthSettings {
             tokens_cross_tenants: false,
             token_lifetime_seconds: 3600,
             super_user: None,
+            password_checks_per_address_per_minute: 30,
+            password_checks_per_user_per_minute: 10,
         }
     }
 }
@@ -709,6 +717,20 @@ impl Settings {
             apps.insert(name.clone(), source);
         }
         let auth = &gateway.auth;
+        for (value, key) in [
+            (
+                auth.password_checks_per_address_per_minute,
+                "TenantGateway.Auth.PasswordChecksPerAddressPerMinute",
+            ),
+            (
+                auth.password_checks_per_user_per_minute,
+                "TenantGateway.Auth.PasswordChecksPerUserPerMinute",
+            ),
+        ] {
+            if value == 0 {
+                return Err(err(key, "must be at least 1"));
+            }
+        }
         if !(1..=86_400).contains(&auth.token_lifetime_seconds) {
             return Err(err(
                 "TenantGateway.Auth.TokenLifetimeSeconds",

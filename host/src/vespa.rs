@@ -60,7 +60,7 @@ fn failure(e: ManageError) -> Response<Body> {
 
 /// Serves one request under [`PREFIX`] (super-user only).
 pub(crate) async fn serve(gw: &Gateway, req: &Request<hyper::body::Incoming>) -> Response<Body> {
-    if let Err(denied) = require_super_user(gw, req.headers()) {
+    if let Err(denied) = require_super_user(gw, req).await {
         let code = denied
             .status
             .canonical_reason()

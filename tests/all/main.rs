@@ -12,6 +12,7 @@ mod hono;
 mod hosts;
 mod persistence;
 mod routing;
+mod security;
 mod shared_store;
 mod tenancy;
 mod validation;

@@ -501,7 +501,14 @@ fn yield_each_tick<T: 'static>(
         if std::time::Instant::now() >= deadline(ctx.data()) {
             Err(wasmtime::Trap::Interrupt.into())
         } else {
-            Ok(wasmtime::UpdateDeadline::Yield(1))
+            // tokio's own yield puts the task at the back of the run queue;
+            // a plain self-wake lands in the worker's LIFO slot and the guest
+            // resumes before anyone else (measured: another tenant's median
+            // read 152 ms while four guests looped).
+            Ok(wasmtime::UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
         }
     });
 }
