@@ -581,7 +581,7 @@ pub(crate) async fn serve(
                     hono: None,
                     generate_user: true,
                 };
-                match manage::create(rt, principal(), &name, spec).await {
+                match manage::create(rt, &gw.auth.hasher, principal(), &name, spec).await {
                     Ok(created) => {
                         let body = created_document(format, &created, &def.users);
                         let mut resp = answer(StatusCode::CREATED, format, body);
@@ -630,7 +630,7 @@ pub(crate) async fn serve(
                     options: def.options,
                     hono: None,
                 };
-                match manage::update(rt, principal(), name, update).await {
+                match manage::update(rt, &gw.auth.hasher, principal(), name, update).await {
                     Ok(t) => answer(StatusCode::OK, format, stored_document(format, &t)),
                     Err(e) => failure(format, e),
                 }

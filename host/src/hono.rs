@@ -197,7 +197,7 @@ async fn write(
             hono: Some(doc.clone()),
             ..TenantSpec::default()
         };
-        match manage::create(rt, principal(), name, spec).await {
+        match manage::create(rt, &gw.auth.hasher, principal(), name, spec).await {
             Ok(created) => {
                 let mut resp = found(StatusCode::CREATED, &created.tenant);
                 let location = format!("{PREFIX}/{}", created.tenant.name);
@@ -215,7 +215,7 @@ async fn write(
         hono: Some(doc),
         ..TenantUpdate::default()
     };
-    match manage::update(rt, principal(), name, update).await {
+    match manage::update(rt, &gw.auth.hasher, principal(), name, update).await {
         Ok(t) => found(StatusCode::OK, &t),
         Err(e) => failure(e),
     }

@@ -54,6 +54,11 @@ fn failure(e: ManageError) -> Response<Body> {
                 "Internal server error",
             )
         }
+        ManageError::Busy => vespa_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            &ManageError::Busy.to_string(),
+        ),
         other => vespa_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &other.to_string()),
     }
 }
@@ -106,7 +111,15 @@ pub(crate) async fn serve(gw: &Gateway, req: &Request<hyper::body::Incoming>) ->
             None => failure(ManageError::NotFound(rest.to_owned())),
         },
         Method::PUT => {
-            match manage::create(&gw.runtime, principal, rest, TenantSpec::default()).await {
+            match manage::create(
+                &gw.runtime,
+                &gw.auth.hasher,
+                principal,
+                rest,
+                TenantSpec::default(),
+            )
+            .await
+            {
                 Ok(c) => message(format!("Tenant {} created.", c.tenant.name)),
                 Err(e) => failure(e),
             }

@@ -96,3 +96,53 @@ fn a_flood_of_guesses_is_throttled_and_stalls_no_one() {
     let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
 }
+
+/// One request may add at most 16 users (each a password hash): a Doradus
+/// create with 17 is refused before any is hashed, and so is an update; 16 are
+/// fine and every one of them can sign in. (Before: a create with 1,900 users
+/// hashed for 55 s.)
+#[test]
+fn a_request_adds_a_bounded_number_of_users() {
+    let gw = Gateway::start();
+    let users = |n: usize| -> String {
+        let entries: Vec<String> = (0..n)
+            .map(|i| format!(r#""user{i}": {{"password": "Password-{i}"}}"#))
+            .collect();
+        entries.join(",")
+    };
+    let json = ("Content-Type", "application/json");
+    let r = gw.request(
+        "POST",
+        "/_tenants?format=json",
+        &[json],
+        format!(r#"{{"Many": {{"users": {{{}}}}}}}"#, users(17)).as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("at most 16 users"), "{}", r.body);
+    assert_eq!(gw.get("/_tenants/Many?format=json").status, 404);
+    let r = gw.request(
+        "POST",
+        "/_tenants?format=json",
+        &[json],
+        format!(r#"{{"Many": {{"users": {{{}}}}}}}"#, users(16)).as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = gw.request(
+        "PUT",
+        "/_tenants/Many?format=json",
+        &[json],
+        format!(r#"{{"Many": {{"users": {{{}}}}}}}"#, users(17)).as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("at most 16 users"), "{}", r.body);
+    for i in [0, 15] {
+        let creds = basic(&format!("user{i}"), &format!("Password-{i}"));
+        let r = gw.anonymous(
+            "GET",
+            "/api/v1/tenants/Many/config",
+            &[("Authorization", &creds)],
+            b"",
+        );
+        assert_eq!(r.status, 200, "user{i}: {}", r.body);
+    }
+}
