@@ -104,35 +104,26 @@ fn a_flood_of_guesses_is_throttled_and_stalls_no_one() {
 #[test]
 fn a_request_adds_a_bounded_number_of_users() {
     let gw = Gateway::start();
-    let users = |n: usize| -> String {
-        let entries: Vec<String> = (0..n)
+    // A Doradus JSON definition of tenant Many with `n` users.
+    let with_users = |method: &str, path: &str, n: usize| {
+        let users: Vec<String> = (0..n)
             .map(|i| format!(r#""user{i}": {{"password": "Password-{i}"}}"#))
             .collect();
-        entries.join(",")
+        let body = format!(r#"{{"Many": {{"users": {{{}}}}}}}"#, users.join(","));
+        gw.request(
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
     };
-    let json = ("Content-Type", "application/json");
-    let r = gw.request(
-        "POST",
-        "/_tenants?format=json",
-        &[json],
-        format!(r#"{{"Many": {{"users": {{{}}}}}}}"#, users(17)).as_bytes(),
-    );
+    let r = with_users("POST", "/_tenants?format=json", 17);
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("at most 16 users"), "{}", r.body);
     assert_eq!(gw.get("/_tenants/Many?format=json").status, 404);
-    let r = gw.request(
-        "POST",
-        "/_tenants?format=json",
-        &[json],
-        format!(r#"{{"Many": {{"users": {{{}}}}}}}"#, users(16)).as_bytes(),
-    );
+    let r = with_users("POST", "/_tenants?format=json", 16);
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = gw.request(
-        "PUT",
-        "/_tenants/Many?format=json",
-        &[json],
-        format!(r#"{{"Many": {{"users": {{{}}}}}}}"#, users(17)).as_bytes(),
-    );
+    let r = with_users("PUT", "/_tenants/Many?format=json", 17);
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("at most 16 users"), "{}", r.body);
     for i in [0, 15] {
