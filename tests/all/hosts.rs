@@ -52,8 +52,10 @@ fn tool(name: &str, var: &str) -> Option<PathBuf> {
     found
 }
 
-/// A server process of another host, killed when dropped (a failing test
-/// leaves nothing running).
+/// A server process of another host in a process group of its own, the whole
+/// group killed when dropped, so a failing test leaves nothing running (`spin
+/// up` runs its HTTP trigger as a child process, which killing `spin` alone
+/// would leave behind).
 struct Served {
     child: Child,
     addr: SocketAddr,
@@ -65,6 +67,8 @@ impl Served {
     /// serves (Spin: `Serving http://127.0.0.1:PORT`, wasmtime: `Serving HTTP on
     /// http://127.0.0.1:PORT/`): both listen on the port 0 gives them.
     fn start(mut cmd: Command, log: PathBuf) -> Served {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
         let out = std::fs::File::create(&log).unwrap();
         cmd.stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
@@ -101,6 +105,8 @@ impl Served {
 
 impl Drop for Served {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
