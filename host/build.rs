@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+include!("build_env.rs");
+
 const TARGET: &str = "wasm32-wasip2";
 /// Each group is one cargo invocation: (package, env var naming the built file).
 /// The failure-test fixture and the policy examples link the validator or
@@ -39,6 +41,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
+    println!("cargo:rerun-if-changed=build_env.rs");
 
     ensure_target();
 
@@ -71,18 +74,7 @@ fn build(root: &Path, target_dir: &Path, group: &[(&str, &str)]) {
     for (package, _) in group {
         cmd.args(["-p", package]);
     }
-    // The outer build's compiler settings must not leak into the component build:
-    // flags meant for the host target, and wrappers such as clippy-driver that would
-    // make the two alternate and rebuild each other's artifacts.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_WRAPPER",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-    ] {
+    for var in OUTER_BUILD_ENV {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("run cargo for the Wasm components");

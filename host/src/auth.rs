@@ -532,7 +532,9 @@ impl Authenticator {
         tenant: Option<&crate::tenants::Tenant>,
         quota: CheckQuota,
     ) -> Result<Principal, Refusal> {
-        let candidates = [
+        // Each possible account: its hash, who it is, and the digest that
+        // remembers this credential for it.
+        let candidates: Vec<(&str, Principal, [u8; 32])> = [
             super_user.filter(|su| su.name == name).map(|su| {
                 (
                     &b"super-user"[..],
@@ -542,30 +544,28 @@ impl Authenticator {
             }),
             tenant.and_then(|t| {
                 t.doc.users.get(name).map(|phc| {
-                    (
-                        &t.id.as_bytes()[..],
-                        phc.as_str(),
-                        Principal::TenantUser {
-                            tenant: t.id,
-                            user: name.to_owned(),
-                        },
-                    )
+                    let who = Principal::TenantUser {
+                        tenant: t.id,
+                        user: name.to_owned(),
+                    };
+                    (&t.id.as_bytes()[..], phc.as_str(), who)
                 })
             }),
-        ];
-        let candidates: Vec<_> = candidates.into_iter().flatten().collect();
-        for (scope, phc, who) in &candidates {
-            if self.remembered(&self.fingerprint(scope, phc, name, password)) {
-                return Ok(who.clone());
-            }
+        ]
+        .into_iter()
+        .flatten()
+        .map(|(scope, phc, who)| (phc, who, self.fingerprint(scope, phc, name, password)))
+        .collect();
+        if let Some((_, who, _)) = candidates.iter().find(|(_, _, f)| self.remembered(f)) {
+            return Ok(who.clone());
         }
         if candidates.is_empty() {
             self.check(from, name, password, None, quota).await?;
             return Err(Refusal::BadCredentials);
         }
-        for (scope, phc, who) in candidates {
+        for (phc, who, fingerprint) in candidates {
             if self.check(from, name, password, Some(phc), quota).await? {
-                self.remember(self.fingerprint(scope, phc, name, password));
+                self.remember(fingerprint);
                 return Ok(who);
             }
         }

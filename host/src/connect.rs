@@ -76,15 +76,11 @@ pub(crate) async fn register(
         Err(resp) => return resp,
     };
     let dir = gw.runtime.shared().directory.load_full();
-    let from = parts
-        .extensions
-        .get::<crate::server::ClientAddr>()
-        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.0);
+    let from = crate::server::client_addr(&parts.extensions);
     if !dir.allow_registration {
-        let super_user = gw
-            .auth
-            .authenticate(parts.headers.get(AUTHORIZATION), from, &dir.auth, None)
-            .await;
+        let super_user =
+            crate::server::authenticate(gw, &parts.headers, &parts.extensions, &dir.auth, None)
+                .await;
         if let Err(refusal @ (Refusal::Throttled(_) | Refusal::Busy)) = super_user {
             let mut resp = problem(refusal.status(), &refusal.to_string(), None);
             crate::server::refused(&mut resp, refusal);
@@ -257,10 +253,7 @@ pub(crate) async fn token(
     let lifetime = dir.auth.token_lifetime_seconds;
     let quota = CheckQuota::from(&dir.auth);
     drop(dir);
-    let from = parts
-        .extensions
-        .get::<crate::server::ClientAddr>()
-        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.0);
+    let from = crate::server::client_addr(&parts.extensions);
     let store = gw.runtime.shared().store.clone();
     let named_id = named.as_ref().map(|t| t.id);
     let issued = gw

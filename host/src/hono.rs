@@ -97,15 +97,14 @@ async fn read(
             dir.by_subject_dn(dn)
         }
     };
-    let principal = match gw
-        .auth
-        .authenticate(
-            req.headers().get(http::header::AUTHORIZATION),
-            crate::server::client_addr(req),
-            &dir.auth,
-            tenant.map(|t| t.as_ref()),
-        )
-        .await
+    let principal = match crate::server::authenticate(
+        gw,
+        req.headers(),
+        req.extensions(),
+        &dir.auth,
+        tenant.map(|t| t.as_ref()),
+    )
+    .await
     {
         Ok(p) => p,
         Err(refusal) => {

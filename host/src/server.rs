@@ -211,11 +211,37 @@ pub(crate) struct Served {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientAddr(pub(crate) std::net::IpAddr);
 
-/// The client address of a request (loopback if none was recorded).
-pub(crate) fn client_addr<B>(req: &Request<B>) -> std::net::IpAddr {
-    req.extensions()
+/// The client address of a request, from its extensions (loopback if none
+/// was recorded).
+pub(crate) fn client_addr(extensions: &http::Extensions) -> std::net::IpAddr {
+    extensions
         .get::<ClientAddr>()
         .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), |a| a.0)
+}
+
+/// Who sent a request (its headers and extensions), for `tenant`: the one
+/// credential check every surface makes.
+pub(crate) async fn authenticate(
+    gw: &Gateway,
+    headers: &http::HeaderMap,
+    extensions: &http::Extensions,
+    auth: &crate::settings::AuthSettings,
+    tenant: Option<&Tenant>,
+) -> Result<Principal, Refusal> {
+    gw.auth
+        .authenticate(
+            headers.get(http::header::AUTHORIZATION),
+            client_addr(extensions),
+            auth,
+            tenant,
+        )
+        .await
+}
+
+/// Sets `Retry-After` (seconds).
+fn retry_after(resp: &mut Response<Body>, secs: u64) {
+    resp.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
 }
 
 async fn handle(
@@ -398,10 +424,7 @@ fn unauthorized(refusal: Refusal, tenant_id: Option<&str>) -> Response<Body> {
 /// 401, the `Retry-After` of a 429 or 503.
 pub(crate) fn refused(resp: &mut Response<Body>, refusal: Refusal) {
     match refusal.retry_after() {
-        Some(secs) => {
-            resp.headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
-        }
+        Some(secs) => retry_after(resp, secs),
         None => {
             resp.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
@@ -421,14 +444,7 @@ async fn authorize<B>(
     tenant: Option<&Tenant>,
     tenant_label: Option<&str>,
 ) -> Result<Principal, Response<Body>> {
-    let principal = gw
-        .auth
-        .authenticate(
-            req.headers().get(http::header::AUTHORIZATION),
-            client_addr(req),
-            &dir.auth,
-            tenant,
-        )
+    let principal = authenticate(gw, req.headers(), req.extensions(), &dir.auth, tenant)
         .await
         .map_err(|refusal| {
             gw.metrics.reject(refusal_reason(refusal));
@@ -564,10 +580,7 @@ impl Denied {
     /// or 503.
     pub(crate) fn challenge(&self, mut resp: Response<Body>) -> Response<Body> {
         match self.refusal.and_then(Refusal::retry_after) {
-            Some(secs) => {
-                resp.headers_mut()
-                    .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
-            }
+            Some(secs) => retry_after(&mut resp, secs),
             // These APIs take Basic credentials only.
             None if self.status == StatusCode::UNAUTHORIZED => {
                 resp.headers_mut().insert(
@@ -584,16 +597,7 @@ impl Denied {
 /// The management APIs' gate: the super-user's Basic credentials.
 pub(crate) async fn require_super_user<B>(gw: &Gateway, req: &Request<B>) -> Result<(), Denied> {
     let dir = gw.runtime.shared().directory.load_full();
-    match gw
-        .auth
-        .authenticate(
-            req.headers().get(http::header::AUTHORIZATION),
-            client_addr(req),
-            &dir.auth,
-            None,
-        )
-        .await
-    {
+    match authenticate(gw, req.headers(), req.extensions(), &dir.auth, None).await {
         Ok(Principal::SuperUser) => Ok(()),
         Ok(_) => {
             gw.metrics.reject(Rejection::Forbidden);

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+include!("../../host/build_env.rs");
+
 /// The repository root.
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -664,15 +666,7 @@ fn spin_build_makes_the_gateway_files() {
         .args(["build", "-f", "spin.toml"])
         .env("TG_TOOLS_CACHE", tools_cache());
     // As host/build.rs: the test build's compiler settings must not reach it.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_WRAPPER",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-    ] {
+    for var in OUTER_BUILD_ENV {
         cmd.env_remove(var);
     }
     let embedded: Vec<(&str, Vec<u8>)> = [
