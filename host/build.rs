@@ -25,6 +25,7 @@ const GROUPS: [&[(&str, &str)]; 2] = [
         ("tg-policy-validator", "TG_POLICY_VALIDATOR_WASM"),
         ("tg-policy-feature-gate", "TG_POLICY_FEATURE_GATE_WASM"),
         ("tg-broken-validator", "TG_BROKEN_VALIDATOR_WASM"),
+        ("tg-outbound-probe", "TG_OUTBOUND_PROBE_WASM"),
     ],
     &[
         ("tg-validator", "TG_VALIDATOR_WASM"),

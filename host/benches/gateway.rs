@@ -462,17 +462,19 @@ fn cache_bench(quick: bool) {
     let compile: Vec<Duration> = (0..runs)
         .map(|_| {
             let t = Instant::now();
-            let (_, compiled) = cache::compile(&engine, "validator", bytes, None).unwrap();
+            let (_, compiled) = cache::compile_uncached(&engine, "validator", bytes).unwrap();
             assert!(compiled);
             t.elapsed()
         })
         .collect();
-    cache::compile(&engine, "validator", bytes, Some(dir.path())).unwrap();
+    let cache =
+        cache::ArtifactCache::open(&dir.path().join("cache"), &dir.path().join("cache.key"))
+            .unwrap();
+    cache.compile(&engine, "validator", bytes).unwrap();
     let mut load: Vec<Duration> = (0..20)
         .map(|_| {
             let t = Instant::now();
-            let (_, compiled) =
-                cache::compile(&engine, "validator", bytes, Some(dir.path())).unwrap();
+            let (_, compiled) = cache.compile(&engine, "validator", bytes).unwrap();
             assert!(!compiled);
             t.elapsed()
         })
@@ -787,6 +789,7 @@ fn main() {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 data_dir: data.path().join("data"),
                 cache_dir: Some(data.path().join("cache")),
+                cache_key: None,
                 components_dir: None,
                 watch: None,
             },

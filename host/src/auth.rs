@@ -521,8 +521,12 @@ impl Authenticator {
     }
 
     /// Checks Basic credentials `name:password` against the super-user and
-    /// the users of `tenant`. A credential that verified before is known at
-    /// once; any other costs one check, limited and pooled ([`Self::check`]).
+    /// the users of `tenant`; a name that is neither, against the users of
+    /// that name of other tenants (at most [`OTHER_TENANT_CANDIDATES`]), so
+    /// valid credentials for the wrong tenant are known as such (403, not
+    /// 401). A credential that verified before is known at once; any other
+    /// costs one check per candidate, limited and pooled ([`Self::check`]).
+    #[allow(clippy::too_many_arguments)]
     async fn verify_basic(
         &self,
         from: IpAddr,
@@ -530,11 +534,24 @@ impl Authenticator {
         password: &str,
         super_user: Option<&SuperUser>,
         tenant: Option<&crate::tenants::Tenant>,
+        everyone: &[Arc<crate::tenants::Tenant>],
         quota: CheckQuota,
     ) -> Result<Principal, Refusal> {
+        fn user_of<'t>(
+            t: &'t crate::tenants::Tenant,
+            name: &str,
+        ) -> Option<(&'t [u8], &'t str, Principal)> {
+            t.doc.users.get(name).map(|phc| {
+                let who = Principal::TenantUser {
+                    tenant: t.id,
+                    user: name.to_owned(),
+                };
+                (&t.id.as_bytes()[..], phc.as_str(), who)
+            })
+        }
         // Each possible account: its hash, who it is, and the digest that
         // remembers this credential for it.
-        let candidates: Vec<(&str, Principal, [u8; 32])> = [
+        let mut accounts: Vec<(&[u8], &str, Principal)> = [
             super_user.filter(|su| su.name == name).map(|su| {
                 (
                     &b"super-user"[..],
@@ -542,20 +559,25 @@ impl Authenticator {
                     Principal::SuperUser,
                 )
             }),
-            tenant.and_then(|t| {
-                t.doc.users.get(name).map(|phc| {
-                    let who = Principal::TenantUser {
-                        tenant: t.id,
-                        user: name.to_owned(),
-                    };
-                    (&t.id.as_bytes()[..], phc.as_str(), who)
-                })
-            }),
+            tenant.and_then(|t| user_of(t, name)),
         ]
         .into_iter()
         .flatten()
-        .map(|(scope, phc, who)| (phc, who, self.fingerprint(scope, phc, name, password)))
         .collect();
+        if accounts.is_empty() {
+            let requested = tenant.map(|t| t.id);
+            accounts.extend(
+                everyone
+                    .iter()
+                    .filter(|t| Some(t.id) != requested)
+                    .filter_map(|t| user_of(t, name))
+                    .take(OTHER_TENANT_CANDIDATES),
+            );
+        }
+        let candidates: Vec<(&str, Principal, [u8; 32])> = accounts
+            .into_iter()
+            .map(|(scope, phc, who)| (phc, who, self.fingerprint(scope, phc, name, password)))
+            .collect();
         if let Some((_, who, _)) = candidates.iter().find(|(_, _, f)| self.remembered(f)) {
             return Ok(who.clone());
         }
@@ -581,6 +603,7 @@ impl Authenticator {
         from: IpAddr,
         auth: &crate::settings::AuthSettings,
         tenant: Option<&crate::tenants::Tenant>,
+        everyone: &[Arc<crate::tenants::Tenant>],
     ) -> Result<Principal, Refusal> {
         let value = authorization
             .ok_or(Refusal::Missing)?
@@ -600,6 +623,7 @@ impl Authenticator {
                     &password,
                     auth.super_user.as_ref(),
                     tenant,
+                    everyone,
                     CheckQuota::from(auth),
                 )
                 .await;
@@ -678,6 +702,10 @@ impl Authenticator {
         Ok(Ok((token, expires, record.tenant_id)))
     }
 }
+
+/// Users of other tenants a Basic credential is tried against when its name
+/// is no user of the tenant asked about (bounds the hashing one request causes).
+const OTHER_TENANT_CANDIDATES: usize = 2;
 
 /// Why a check could not be made: refused before it (429, 503), or the store failed.
 #[derive(Debug)]
@@ -845,7 +873,7 @@ mod tests {
         let check = |h: Option<http::HeaderValue>, s: &crate::settings::AuthSettings| {
             let s = s.clone();
             let a = &a;
-            async move { a.authenticate(h.as_ref(), LOCAL, &s, None).await }
+            async move { a.authenticate(h.as_ref(), LOCAL, &s, None, &[]).await }
         };
         for _ in 0..2 {
             assert_eq!(
@@ -883,7 +911,7 @@ mod tests {
             let (a, s) = (&a, &s);
             async move {
                 let before = a.hasher.runs();
-                let _ = a.authenticate(Some(&h), LOCAL, s, None).await;
+                let _ = a.authenticate(Some(&h), LOCAL, s, None, &[]).await;
                 a.hasher.runs() - before
             }
         };
@@ -902,7 +930,10 @@ mod tests {
         let s = settings(Some(admin()), 5, 3);
         let try_as = |user: &str, pw: &str, from: [u8; 4]| {
             let (a, s, h) = (&a, &s, header(user, pw));
-            async move { a.authenticate(Some(&h), IpAddr::from(from), s, None).await }
+            async move {
+                a.authenticate(Some(&h), IpAddr::from(from), s, None, &[])
+                    .await
+            }
         };
         assert_eq!(
             try_as("admin", "s3cret", [10, 0, 0, 1]).await,

@@ -10,7 +10,6 @@ use http::header::{
     AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, PRAGMA, WWW_AUTHENTICATE,
 };
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 use std::collections::HashMap;
@@ -21,6 +20,7 @@ const MAX_FORM: usize = 8 * 1024;
 /// The form fields of a request, or the answer to send.
 #[allow(clippy::result_large_err)]
 async fn form(
+    gw: &Gateway,
     req: Request<Incoming>,
 ) -> Result<(http::request::Parts, HashMap<String, String>), Response<Body>> {
     if req.method() != Method::POST {
@@ -50,16 +50,9 @@ async fn form(
             None,
         ));
     }
-    let (parts, body) = req.into_parts();
-    let bytes = match Limited::new(body, MAX_FORM).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return Err(problem(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "The form is too large or could not be read",
-                None,
-            ));
-        }
+    let (parts, bytes) = match crate::server::read_limited_to(gw, req, 0, MAX_FORM).await {
+        Ok(r) => r.into_parts(),
+        Err(e) => return Err(problem(e.status(), &e.to_string(), None)),
     };
     let fields = form_urlencoded::parse(&bytes).into_owned().collect();
     Ok((parts, fields))
@@ -71,7 +64,7 @@ pub(crate) async fn register(
     req: Request<Incoming>,
     served: &mut Served,
 ) -> Response<Body> {
-    let (parts, fields) = match form(req).await {
+    let (parts, fields) = match form(gw, req).await {
         Ok(f) => f,
         Err(resp) => return resp,
     };
@@ -79,8 +72,7 @@ pub(crate) async fn register(
     let from = crate::server::client_addr(&parts.extensions);
     if !dir.allow_registration {
         let super_user =
-            crate::server::authenticate(gw, &parts.headers, &parts.extensions, &dir.auth, None)
-                .await;
+            crate::server::authenticate(gw, &parts.headers, &parts.extensions, &dir, None).await;
         if let Err(refusal @ (Refusal::Throttled(_) | Refusal::Busy)) = super_user {
             let mut resp = problem(refusal.status(), &refusal.to_string(), None);
             crate::server::refused(&mut resp, refusal);
@@ -189,7 +181,7 @@ pub(crate) async fn token(
     req: Request<Incoming>,
     served: &mut Served,
 ) -> Response<Body> {
-    let (parts, fields) = match form(req).await {
+    let (parts, fields) = match form(gw, req).await {
         Ok(f) => f,
         Err(resp) => return resp,
     };

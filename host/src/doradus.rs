@@ -87,7 +87,7 @@ impl Format {
 
 /// A tenant definition as a request carries it.
 #[derive(Debug, Default, PartialEq)]
-struct Definition {
+pub(crate) struct Definition {
     name: Option<String>,
     users: Vec<NewUser>,
     options: Vec<(String, String)>,
@@ -181,7 +181,7 @@ fn attribute(attrs: &[(String, String)], name: &str) -> Option<String> {
 
 /// `<tenant name="..."><users><user name=".." password=".."/></users>
 /// <options><option name="..">value</option></options></tenant>`.
-fn parse_xml(body: &[u8]) -> Result<Definition, String> {
+pub(crate) fn parse_xml(body: &[u8]) -> Result<Definition, String> {
     let text = std::str::from_utf8(body).map_err(|_| "The XML document is not UTF-8")?;
     let mut reader = quick_xml::Reader::from_str(text);
     let mut def = Definition::default();
@@ -285,9 +285,9 @@ fn parse_xml(body: &[u8]) -> Result<Definition, String> {
 
 /// `{"Name": {"users": {"u": {"password": "p"}}, "options": {"o": "v"}}}`; an
 /// update may also send the inner object alone.
-fn parse_json(body: &[u8], path_tenant: Option<&str>) -> Result<Definition, String> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("The JSON document is malformed: {e}"))?;
+pub(crate) fn parse_json(body: &[u8], path_tenant: Option<&str>) -> Result<Definition, String> {
+    let value =
+        crate::json::parse(body).map_err(|e| format!("The JSON document is malformed: {e}"))?;
     let Value::Object(outer) = value else {
         return Err("The JSON document must be an object".into());
     };
@@ -697,6 +697,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(def.options, vec![("Tier".into(), "P<ro".into())]);
+    }
+
+    /// The same user twice is refused in both formats. (Before: the JSON one
+    /// silently kept the last.)
+    #[test]
+    fn a_user_named_twice_is_refused_in_xml_and_json() {
+        let xml = parse_xml(
+            b"<tenant name='t'><users><user name='kat' password='a'/><user name='kat' password='b'/></users></tenant>",
+        );
+        assert!(xml.is_err());
+        let json = parse_json(
+            br#"{"t": {"users": {"kat": {"password": "a"}, "kat": {"password": "b"}}}}"#,
+            None,
+        )
+        .unwrap_err();
+        assert!(json.contains("\"kat\" appears twice"), "{json}");
     }
 
     #[test]

@@ -101,7 +101,7 @@ async fn read(
         gw,
         req.headers(),
         req.extensions(),
-        &dir.auth,
+        &dir,
         tenant.map(|t| t.as_ref()),
     )
     .await
@@ -173,7 +173,7 @@ async fn write(
         Ok(r) => r,
         Err(e) => return fail(e.status(), &e.to_string()),
     };
-    let doc = match serde_json::from_slice::<Value>(req.body()) {
+    let doc = match crate::json::parse(req.body()) {
         Ok(Value::Object(doc)) => doc,
         Ok(_) => {
             return fail(

@@ -64,6 +64,10 @@ struct Serve {
     /// Directory for precompiled components. Default: <data-dir>/cache.
     #[arg(long, env = "TENANT_GATEWAY_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// The key that signs the precompiled components; keep it where those who
+    /// may write the cache directory cannot. Default: <data-dir>/cache.key.
+    #[arg(long, env = "TENANT_GATEWAY_CACHE_KEY")]
+    cache_key: Option<PathBuf>,
     /// The watched components directory: `validator.wasm`, `feature-gate.wasm`,
     /// `config-api.wasm`, `validator@{tenant}.wasm`, `feature-gate@{tenant}.wasm`
     /// dropped, replaced or removed there are loaded or unloaded while running.
@@ -156,6 +160,21 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         .as_ref()
         .map_or_else(|| "built-in sample".to_owned(), |p| p.display().to_string());
     tracing::info!(settings = %source, tenants = settings.tenants.len(), data_dir = %data_dir.display(), "starting");
+    // Every connection is a file descriptor: take what the system allows, and
+    // say so when that is less than Limits.MaxConnections needs.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            let needed = settings.limits.max_connections as u64 + 16 + 256;
+            if limit < needed {
+                tracing::warn!(
+                    open_files = limit,
+                    needed,
+                    "the open-file limit is below what Limits.MaxConnections needs; lower it or raise the limit"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
     let watch = source_path.map(|path| tenant_gateway::Watch {
         path,
         env: std::env::vars().collect(),
@@ -166,6 +185,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
             listen,
             data_dir,
             cache_dir: Some(cache_dir),
+            cache_key: args.cache_key,
             components_dir: Some(components_dir),
             watch,
         },

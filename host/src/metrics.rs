@@ -256,6 +256,19 @@ impl Metrics {
             "tg_component_calls_in_flight {}",
             crate::runtime::calls_in_flight()
         );
+        let (scans, reads) = crate::registry::directory_stats();
+        out.push_str("# HELP tg_component_directory_scans_total Looks at the components directory (every 0.5 s).\n");
+        out.push_str("# TYPE tg_component_directory_scans_total counter\n");
+        let _ = writeln!(out, "tg_component_directory_scans_total {scans}");
+        out.push_str("# HELP tg_component_directory_reads_total Files read from the components directory (new or changed ones only).\n");
+        out.push_str("# TYPE tg_component_directory_reads_total counter\n");
+        let _ = writeln!(out, "tg_component_directory_reads_total {reads}");
+        let (sent, denied, failed) = crate::runtime::outbound::stats();
+        out.push_str("# HELP tg_outbound_requests_total Outbound HTTP requests of components, by result: answered, denied (not allow-listed, or over the per-call budget), failed (connect, timeout, size cap).\n");
+        out.push_str("# TYPE tg_outbound_requests_total counter\n");
+        for (result, n) in [("answered", sent), ("denied", denied), ("failed", failed)] {
+            let _ = writeln!(out, "tg_outbound_requests_total{{result=\"{result}\"}} {n}");
+        }
         let (loaded, refused) = crate::runtime::load_stats();
         out.push_str("# HELP tg_component_loads_total Component loads (swaps), by result.\n");
         out.push_str("# TYPE tg_component_loads_total counter\n");

@@ -2,15 +2,25 @@
 //! (minus hop-by-hop ones) and body, streamed both ways; `Forwarded` and
 //! `X-Forwarded-*` set; the tenant passed on as `X-Tenant-Name` / `X-Tenant-Id`
 //! (client-sent values of those are dropped).
+//!
+//! A client's own `Forwarded` / `X-Forwarded-*` are believed (and appended to)
+//! only when the client is one of `Limits.TrustedProxies`; from anyone else they
+//! are replaced, so no client can tell the upstream it is someone else.
 
 use crate::tenants::Tenant;
+use bytes::Bytes;
 use http::header::{CONNECTION, HOST, HeaderValue};
 use http::{HeaderMap, HeaderName, Request, Response, Uri};
 use hyper::body::Incoming;
+use hyper::body::{Body, Frame, SizeHint};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// Header carrying the resolved tenant's name to the upstream.
@@ -43,24 +53,99 @@ pub enum ProxyError {
     /// The upstream did not answer in time: 504.
     #[error("upstream timed out")]
     Timeout,
+    /// The client's request body broke off or was malformed (bad chunked
+    /// framing) while it was being sent on: 400, the upstream is not at fault.
+    #[error("the request body is malformed or incomplete")]
+    BadRequestBody,
+    /// The client's request body stalled or took too long: 408.
+    #[error("the request body did not arrive in time")]
+    BodyTimedOut,
+}
+
+/// What became of the client's body on its way: fine, broken, or too slow.
+const BODY_BROKEN: u8 = 1;
+const BODY_TIMED_OUT: u8 = 2;
+
+/// The client's request body on its way to the upstream, noting whether it
+/// failed (so that failure is the client's 400, not the upstream's 502).
+struct ClientBody {
+    inner: crate::body::Timed<Incoming>,
+    failed: Arc<AtomicU8>,
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(e))) = &polled {
+            let how = if crate::body::timed_out(e.as_ref()) {
+                BODY_TIMED_OUT
+            } else {
+                BODY_BROKEN
+            };
+            self.failed.store(how, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// `value` as an RFC 9110 quoted-string (for `Forwarded`'s `host=`).
+fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// A pooled HTTP/1.1 client for upstreams.
 pub struct Proxy {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, ClientBody>,
     timeout: Duration,
+    trusted: Vec<ipnet::IpNet>,
 }
 
 impl Proxy {
-    /// A proxy that waits at most `timeout` for an upstream's response headers.
-    pub fn new(timeout: Duration) -> Self {
+    /// A proxy that waits at most `Limits.UpstreamTimeoutMs` for an upstream's
+    /// response headers, keeps at most `Limits.MaxIdleUpstreamConnections` idle
+    /// connections per upstream (for `Limits.UpstreamIdleTimeoutMs`), and
+    /// believes the forwarding headers of `Limits.TrustedProxies` only.
+    pub fn new(limits: &crate::settings::Limits) -> Self {
+        let timeout = Duration::from_millis(limits.upstream_timeout_ms);
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
         Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(limits.max_idle_upstream_connections)
+                .pool_idle_timeout(Duration::from_millis(limits.upstream_idle_timeout_ms))
+                .build(connector),
             timeout,
+            trusted: limits.trusted_proxies.clone(),
         }
+    }
+
+    /// Whether `addr` is one of `Limits.TrustedProxies`.
+    pub fn trusts(&self, addr: std::net::IpAddr) -> bool {
+        self.trusted.iter().any(|net| net.contains(&addr))
     }
 
     /// Sends `req` to `upstream` on behalf of `tenant`; the response body streams.
@@ -70,6 +155,7 @@ impl Proxy {
         upstream: &Uri,
         mut req: Request<Incoming>,
         client: SocketAddr,
+        body_timeouts: crate::body::BodyTimeouts,
     ) -> Result<Response<Incoming>, ProxyError> {
         let target =
             target_uri(upstream, req.uri()).map_err(|e| ProxyError::Unreachable(e.to_string()))?;
@@ -84,6 +170,17 @@ impl Proxy {
         }
         if let Ok(v) = HeaderValue::from_str(&tenant.id.to_string()) {
             headers.insert(X_TENANT_ID, v);
+        }
+        let trusted = self.trusts(client.ip());
+        if !trusted {
+            for name in [
+                FORWARDED,
+                X_FORWARDED_FOR,
+                X_FORWARDED_HOST,
+                X_FORWARDED_PROTO,
+            ] {
+                headers.remove(name);
+            }
         }
         let ip = client.ip().to_string();
         let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -105,21 +202,50 @@ impl Proxy {
         let forwarded = if host.is_empty() {
             format!("for={for_node};proto=http")
         } else {
-            format!("for={for_node};host=\"{host}\";proto=http")
+            format!("for={for_node};host={};proto=http", quoted(host))
+        };
+        // One field, a trusted proxy's elements first (RFC 7239 §4), so an
+        // upstream reading only one `Forwarded` line still sees them all.
+        let prior: Vec<&str> = headers
+            .get_all(FORWARDED)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let forwarded = if prior.is_empty() {
+            forwarded
+        } else {
+            format!("{}, {forwarded}", prior.join(", "))
         };
         if let Ok(v) = HeaderValue::from_str(&forwarded) {
-            headers.append(FORWARDED, v);
+            headers.insert(FORWARDED, v);
         }
-        if let Some(h) = original_host {
+        // A trusted proxy's own X-Forwarded-Host / -Proto say what its client
+        // asked for; keep them.
+        if !(trusted && headers.contains_key(X_FORWARDED_HOST))
+            && let Some(h) = original_host
+        {
             headers.insert(X_FORWARDED_HOST, h);
         }
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        if !(trusted && headers.contains_key(X_FORWARDED_PROTO)) {
+            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        }
         *req.uri_mut() = target;
         *req.version_mut() = http::Version::HTTP_11;
+        let failed = Arc::new(AtomicU8::new(0));
+        let req = req.map(|inner| ClientBody {
+            inner: crate::body::Timed::new(inner, body_timeouts),
+            failed: failed.clone(),
+        });
 
         let mut resp = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Err(_) => return Err(ProxyError::Timeout),
-            Ok(Err(e)) => return Err(ProxyError::Unreachable(e.to_string())),
+            Ok(Err(e)) => {
+                return Err(match failed.load(Ordering::Relaxed) {
+                    BODY_TIMED_OUT => ProxyError::BodyTimedOut,
+                    BODY_BROKEN => ProxyError::BadRequestBody,
+                    _ => ProxyError::Unreachable(e.to_string()),
+                });
+            }
             Ok(Ok(resp)) => resp,
         };
         strip_hop_by_hop(resp.headers_mut());
@@ -175,6 +301,12 @@ mod tests {
             target_uri(&up, &req).unwrap().to_string(),
             "http://up:81/v2/vendors?limit=5"
         );
+    }
+
+    #[test]
+    fn forwarded_host_is_a_quoted_string() {
+        assert_eq!(quoted("example.com:8080"), "\"example.com:8080\"");
+        assert_eq!(quoted(r#"a"b\c"#), r#""a\"b\\c""#);
     }
 
     #[test]

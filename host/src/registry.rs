@@ -492,49 +492,44 @@ impl Registry {
             .collect()
     }
 
-    /// Looks at the components directory once and acts on what changed since
-    /// the last look. `settled`: sizes and times of the last look; a file is
-    /// read only when they agree (`None`: read every file now, as at start).
-    async fn scan(&self, settled: Option<&mut HashMap<String, (u64, SystemTime)>>) {
-        let Some(dir) = &self.dir else { return };
-        let mut now: HashMap<String, (u64, SystemTime)> = HashMap::new();
-        match std::fs::read_dir(dir) {
-            Ok(entries) => {
-                for e in entries.flatten() {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    if !name.ends_with(".wasm") {
-                        continue;
-                    }
-                    if let Ok(m) = e.metadata()
-                        && m.is_file()
-                    {
-                        now.insert(
-                            name,
-                            (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)),
-                        );
-                    }
+    /// Looks at the components directory once and acts on what changed. A file
+    /// is read (and hashed) only when its size and modification time are the
+    /// same as at the last look (not being written) and differ from when it was
+    /// last read; all of it, listing included, off the async workers and before
+    /// the registry's lock is taken. `look`: `None` reads every file now (at
+    /// start), else the record of earlier looks.
+    async fn scan(&self, mut look: Option<&mut Looks>) {
+        let Some(dir) = self.dir.clone() else { return };
+        let every_file = look.is_none();
+        let mut looks = match look.as_deref_mut() {
+            Some(l) => std::mem::take(l),
+            None => Looks::default(),
+        };
+        let seen = tokio::task::spawn_blocking(move || {
+            let listed = looks.list(&dir, every_file);
+            (looks, listed)
+        })
+        .await;
+        let (looks, listed) = match seen {
+            Ok((looks, Ok(listed))) => (looks, listed),
+            Ok((looks, Err(e))) => {
+                if let Some(dir) = &self.dir {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot read the components directory");
                 }
-            }
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot read the components directory");
+                if let Some(look) = look {
+                    *look = looks;
+                }
                 return;
             }
-        }
-        let ready: Vec<String> = match &settled {
-            None => now.keys().cloned().collect(),
-            Some(last) => now
-                .iter()
-                .filter(|(n, stamp)| last.get(*n) == Some(stamp))
-                .map(|(n, _)| n.clone())
-                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "the components directory scan failed");
+                return;
+            }
         };
+        let dir = self.dir.as_deref().unwrap_or(Path::new(""));
         let mut state = self.state.lock().await;
-        for name in ready {
+        for (name, bytes, sha) in listed.read {
             let path = dir.join(&name);
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            let sha = hex::encode(sha2::Sha256::digest(&bytes));
             if state.files.get(&name) == Some(&sha) {
                 continue;
             }
@@ -557,7 +552,7 @@ impl Registry {
         let gone: Vec<String> = state
             .files
             .keys()
-            .filter(|n| !now.contains_key(*n))
+            .filter(|n| !looks.stamps.contains_key(*n))
             .cloned()
             .collect();
         for name in gone {
@@ -578,21 +573,108 @@ impl Registry {
                 let _ = self.save(&state);
             }
         }
-        if let Some(last) = settled {
-            *last = now;
+        drop(state);
+        if let Some(look) = look {
+            *look = looks;
         }
     }
 
     /// Watches the components directory and the shared record until the task is
     /// aborted.
     pub async fn watch(self: Arc<Self>) {
-        let mut last = HashMap::new();
         // The start-up scan read every file; settle on what is there now.
-        self.scan(Some(&mut last)).await;
+        let dir = self.dir.clone();
+        let mut looks = tokio::task::spawn_blocking(move || {
+            let mut looks = Looks::default();
+            looks.settle_all(dir.as_deref());
+            looks
+        })
+        .await
+        .unwrap_or_default();
         loop {
             tokio::time::sleep(WATCH_INTERVAL).await;
-            self.scan(Some(&mut last)).await;
+            self.scan(Some(&mut looks)).await;
             self.follow_shared().await;
+        }
+    }
+}
+
+/// Size and modification time of a file.
+type Stamp = (u64, SystemTime);
+
+/// What earlier looks at the components directory saw.
+#[derive(Debug, Default)]
+struct Looks {
+    /// Every `.wasm` file at the last look.
+    stamps: HashMap<String, Stamp>,
+    /// The stamp each file had when it was last read.
+    read_at: HashMap<String, Stamp>,
+}
+
+/// One look: the files read (name, bytes, SHA-256 hex).
+struct Listed {
+    read: Vec<(String, Vec<u8>, String)>,
+}
+
+static DIRECTORY_READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static DIRECTORY_SCANS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Components-directory looks and file reads since start: (looks, reads).
+pub fn directory_stats() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (DIRECTORY_SCANS.load(Relaxed), DIRECTORY_READS.load(Relaxed))
+}
+
+fn stamps_of(dir: &Path) -> std::io::Result<HashMap<String, Stamp>> {
+    let mut now = HashMap::new();
+    for e in std::fs::read_dir(dir)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".wasm") {
+            continue;
+        }
+        if let Ok(m) = e.metadata()
+            && m.is_file()
+        {
+            now.insert(
+                name,
+                (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)),
+            );
+        }
+    }
+    Ok(now)
+}
+
+impl Looks {
+    /// Lists `dir` (blocking) and reads the files that are new or changed
+    /// and settled; `every_file`: all of them.
+    fn list(&mut self, dir: &Path, every_file: bool) -> std::io::Result<Listed> {
+        use std::sync::atomic::Ordering::Relaxed;
+        DIRECTORY_SCANS.fetch_add(1, Relaxed);
+        let now = stamps_of(dir)?;
+        let mut read = Vec::new();
+        for (name, stamp) in &now {
+            let settled = every_file || self.stamps.get(name) == Some(stamp);
+            if !settled || (!every_file && self.read_at.get(name) == Some(stamp)) {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(dir.join(name)) else {
+                continue;
+            };
+            DIRECTORY_READS.fetch_add(1, Relaxed);
+            self.read_at.insert(name.clone(), *stamp);
+            let sha = hex::encode(sha2::Sha256::digest(&bytes));
+            read.push((name.clone(), bytes, sha));
+        }
+        self.read_at.retain(|name, _| now.contains_key(name));
+        self.stamps = now;
+        Ok(Listed { read })
+    }
+
+    /// Counts every file there now as seen and read (after a full scan).
+    fn settle_all(&mut self, dir: Option<&Path>) {
+        if let Some(now) = dir.and_then(|d| stamps_of(d).ok()) {
+            self.read_at = now.clone();
+            self.stamps = now;
         }
     }
 }

@@ -51,9 +51,35 @@ pub struct Gateway {
     pub(crate) registry: Arc<crate::registry::Registry>,
     draining: AtomicBool,
     swagger: Arc<utoipa_swagger_ui::Config<'static>>,
+    /// Client connections open now.
+    connections: std::sync::atomic::AtomicUsize,
+    /// Connections closed at once because even the health headroom was taken.
+    connections_refused: AtomicU64,
+}
+
+/// Connections accepted past `Limits.MaxConnections` that may still ask for
+/// `/healthz`, `/readyz` and `/metrics` (anything else gets 503): a full
+/// gateway can still tell its orchestrator it is alive, and say why it is full.
+const HEALTH_HEADROOM: usize = 16;
+
+/// Counts one open connection while it lives.
+struct Open(Arc<Gateway>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Gateway {
+    /// How long a request body may take.
+    pub(crate) fn body_timeouts(&self) -> crate::body::BodyTimeouts {
+        crate::body::BodyTimeouts {
+            idle: Duration::from_millis(self.limits.body_idle_timeout_ms),
+            total: Duration::from_millis(self.limits.body_timeout_ms),
+        }
+    }
+
     /// A gateway serving through `runtime`; `limits` are fixed for its lifetime
     /// (everything else comes from the runtime's directory and may be reloaded).
     pub fn new(
@@ -66,13 +92,15 @@ impl Gateway {
         Self {
             runtime,
             limits: limits.clone(),
-            proxy: Proxy::new(Duration::from_millis(limits.upstream_timeout_ms)),
+            proxy: Proxy::new(limits),
             next_id: AtomicU64::new(1),
             auth,
             rate: RateLimiter::default(),
             metrics,
             registry,
             draining: AtomicBool::new(false),
+            connections: std::sync::atomic::AtomicUsize::new(0),
+            connections_refused: AtomicU64::new(0),
             swagger: Arc::new(
                 utoipa_swagger_ui::Config::from("/openapi.json")
                     .try_it_out_enabled(true)
@@ -102,11 +130,26 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let open = gateway.connections.fetch_add(1, Ordering::Relaxed);
+                let guard = Open(gateway.clone());
+                if open >= gateway.limits.max_connections + HEALTH_HEADROOM {
+                    // Full, headroom included: closed at once.
+                    gateway.connections_refused.fetch_add(1, Ordering::Relaxed);
+                    drop(stream);
+                    drop(guard);
+                    continue;
+                }
+                let health_only = open >= gateway.limits.max_connections;
                 let _ = stream.set_nodelay(true);
                 let gw = gateway.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let gw = gw.clone();
-                    async move { Ok::<_, Infallible>(handle(&gw, req, peer).await) }
+                    async move {
+                        if health_only && !is_health(req.uri().path()) {
+                            return Ok::<_, Infallible>(at_connection_limit());
+                        }
+                        Ok::<_, Infallible>(handle(&gw, req, peer).await)
+                    }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -114,6 +157,7 @@ pub async fn serve(
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
+                    let _guard = guard;
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
@@ -132,6 +176,25 @@ pub async fn serve(
         tracing::warn!("in-flight requests still running after 30 s; stopping anyway");
     }
     Ok(())
+}
+
+/// What a connection past `Limits.MaxConnections` may still ask for.
+fn is_health(path: &str) -> bool {
+    matches!(path, "/healthz" | "/health" | "/readyz" | "/metrics")
+}
+
+/// The answer on a connection past `Limits.MaxConnections`: 503, and the
+/// connection closed.
+fn at_connection_limit() -> Response<Body> {
+    let mut resp = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The gateway is at its connection limit; retry shortly",
+        None,
+    );
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    retry_after(&mut resp, 1);
+    resp
 }
 
 /// A JSON error in the config API's format: `{error, message, code, tenant_id}`.
@@ -225,15 +288,16 @@ pub(crate) async fn authenticate(
     gw: &Gateway,
     headers: &http::HeaderMap,
     extensions: &http::Extensions,
-    auth: &crate::settings::AuthSettings,
+    dir: &Directory,
     tenant: Option<&Tenant>,
 ) -> Result<Principal, Refusal> {
     gw.auth
         .authenticate(
             headers.get(http::header::AUTHORIZATION),
             client_addr(extensions),
-            auth,
+            &dir.auth,
             tenant,
+            dir.tenants(),
         )
         .await
 }
@@ -298,7 +362,16 @@ async fn route(
         }
         "/metrics" => {
             served.route = "metrics";
-            let mut resp = Response::new(full(Bytes::from(gw.metrics.render())));
+            let mut text = gw.metrics.render();
+            text.push_str(&format!(
+                "# HELP tg_connections_open Client connections open now (Limits.MaxConnections, plus {HEALTH_HEADROOM} for health checks).\n\
+                 # TYPE tg_connections_open gauge\ntg_connections_open {}\n\
+                 # HELP tg_connections_refused_total Connections closed at once: the limit and the health headroom were taken.\n\
+                 # TYPE tg_connections_refused_total counter\ntg_connections_refused_total {}\n",
+                gw.connections.load(Ordering::Relaxed),
+                gw.connections_refused.load(Ordering::Relaxed),
+            ));
+            let mut resp = Response::new(full(Bytes::from(text)));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -444,12 +517,25 @@ async fn authorize<B>(
     tenant: Option<&Tenant>,
     tenant_label: Option<&str>,
 ) -> Result<Principal, Response<Body>> {
-    let principal = authenticate(gw, req.headers(), req.extensions(), &dir.auth, tenant)
+    let principal = authenticate(gw, req.headers(), req.extensions(), dir, tenant)
         .await
         .map_err(|refusal| {
             gw.metrics.reject(refusal_reason(refusal));
             unauthorized(refusal, tenant_label)
         })?;
+    if let (Principal::TenantUser { tenant: own, .. }, Some(tenant)) = (&principal, tenant)
+        && *own != tenant.id
+    {
+        gw.metrics.reject(Rejection::Forbidden);
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "The credentials are another tenant's user's and may not be used for '{}'",
+                tenant.name
+            ),
+            tenant_label,
+        ));
+    }
     if let (Principal::Client(claims), Some(tenant)) = (&principal, tenant)
         && claims.tenant != tenant.id
         && !dir.auth.tokens_cross_tenants
@@ -473,6 +559,9 @@ pub(crate) enum BodyError {
     TooLarge(usize),
     /// The connection failed while reading.
     Unreadable,
+    /// The body stalled or took too long (`Limits.BodyIdleTimeoutMs`,
+    /// `Limits.BodyTimeoutMs`): 408.
+    TimedOut,
 }
 
 impl BodyError {
@@ -481,6 +570,7 @@ impl BodyError {
         match self {
             BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             BodyError::Unreadable => StatusCode::BAD_REQUEST,
+            BodyError::TimedOut => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }
@@ -490,6 +580,7 @@ impl std::fmt::Display for BodyError {
         match self {
             BodyError::TooLarge(max) => write!(f, "Request body exceeds the limit of {max} bytes"),
             BodyError::Unreadable => f.write_str("The request body could not be read"),
+            BodyError::TimedOut => f.write_str("The request body did not arrive in time"),
         }
     }
 }
@@ -526,8 +617,15 @@ pub(crate) async fn read_limited_to(
     let body = if parts.method == Method::GET || parts.method == Method::HEAD {
         Bytes::new()
     } else {
-        match Limited::new(body, max).collect().await {
+        match Limited::new(crate::body::Timed::new(body, gw.body_timeouts()), max)
+            .collect()
+            .await
+        {
             Ok(b) => b.to_bytes(),
+            Err(e) if crate::body::timed_out(e.as_ref()) => {
+                tracing::debug!(request_id = id, "request body timed out");
+                return Err(BodyError::TimedOut);
+            }
             Err(e)
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
@@ -597,7 +695,7 @@ impl Denied {
 /// The management APIs' gate: the super-user's Basic credentials.
 pub(crate) async fn require_super_user<B>(gw: &Gateway, req: &Request<B>) -> Result<(), Denied> {
     let dir = gw.runtime.shared().directory.load_full();
-    match authenticate(gw, req.headers(), req.extensions(), &dir.auth, None).await {
+    match authenticate(gw, req.headers(), req.extensions(), &dir, None).await {
         Ok(Principal::SuperUser) => Ok(()),
         Ok(_) => {
             gw.metrics.reject(Rejection::Forbidden);
@@ -713,7 +811,11 @@ async fn tenant_traffic(
             served.route = "upstream";
             let upstream = upstream.clone();
             drop(dir);
-            match gw.proxy.forward(&tenant, &upstream, req, peer).await {
+            match gw
+                .proxy
+                .forward(&tenant, &upstream, req, peer, gw.body_timeouts())
+                .await
+            {
                 Ok(resp) => resp.map(|b| b.map_err(Into::into).boxed_unsync()),
                 Err(ProxyError::Timeout) => {
                     tracing::warn!(request_id = id, tenant = %tenant.name, "upstream timed out");
@@ -723,6 +825,16 @@ async fn tenant_traffic(
                         Some(&tenant_id),
                     )
                 }
+                Err(ProxyError::BadRequestBody) => error(
+                    StatusCode::BAD_REQUEST,
+                    "The request body is malformed or ended early",
+                    Some(&tenant_id),
+                ),
+                Err(ProxyError::BodyTimedOut) => error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The request body did not arrive in time",
+                    Some(&tenant_id),
+                ),
                 Err(e @ ProxyError::Unreachable(_)) => {
                     tracing::warn!(request_id = id, tenant = %tenant.name, error = %e, "upstream unreachable");
                     error(

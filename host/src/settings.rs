@@ -2,12 +2,14 @@
 //! tolerated, keys case-insensitive like .NET configuration) plus the gateway's own
 //! `TenantGateway` section (strict: unknown keys are errors).
 
+use crate::allowed_hosts::AllowedHosts;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The sample settings shipped with the repository, used when no file is given and
 /// `appsettings.json` is not in the working directory.
@@ -51,6 +53,13 @@ impl TenantName {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err("may contain only letters, digits, '-' and '_'");
+        }
+        // Paths take a tenant's name or its UUID in the same place: a name
+        // that reads as a UUID would be another tenant's id.
+        if uuid::Uuid::try_parse(name).is_ok() {
+            return Err(
+                "must not have the form of a UUID (tenant ids are UUIDs, and paths take either)",
+            );
         }
         Ok(Self(name.to_owned()))
     }
@@ -181,6 +190,16 @@ pub enum AppSource {
     Builtin(&'static str),
     /// A `.wasm` file.
     File(PathBuf),
+}
+
+/// A tenant app of the settings (`TenantGateway.Apps.{name}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSettings {
+    /// Its component (`Component`).
+    pub source: AppSource,
+    /// Where it may send HTTP requests (`AllowedOutboundHosts`, Spin's
+    /// syntax); empty, the default, allows nowhere.
+    pub allowed_outbound_hosts: Arc<AllowedHosts>,
 }
 
 /// Names accepted after `builtin:` in `TenantGateway.Apps.{name}.Component`.
@@ -316,6 +335,45 @@ pub struct Limits {
     pub upstream_timeout_ms: u64,
     /// Largest component accepted by the registry (API uploads, directory files).
     pub max_component_bytes: usize,
+    /// Longest a component's outbound request waits to connect, for its
+    /// response headers, or between body chunks; the component may ask for less.
+    pub outbound_timeout_ms: u64,
+    /// Largest response body a component's outbound request may receive.
+    pub max_outbound_response_bytes: u64,
+    /// Outbound requests one component call may make.
+    pub max_outbound_requests_per_call: u32,
+    /// Longest wait for the next chunk of a request body; then 408.
+    pub body_idle_timeout_ms: u64,
+    /// Longest a whole request body may take; then 408.
+    pub body_timeout_ms: u64,
+    /// Client connections served at once (a few more may still ask for
+    /// `/healthz` and `/readyz`; past those, connections are closed at once).
+    pub max_connections: usize,
+    /// Idle connections kept open per upstream for reuse.
+    pub max_idle_upstream_connections: usize,
+    /// How long an idle upstream connection is kept.
+    pub upstream_idle_timeout_ms: u64,
+    /// Clients (CIDRs) whose `Forwarded` / `X-Forwarded-*` headers are believed
+    /// and appended to; from anyone else they are replaced. A bare address is
+    /// a network of one.
+    #[serde(deserialize_with = "networks")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// IP networks (`10.0.0.0/8`) or single addresses (`10.0.0.5`).
+fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|text| {
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "{text:?} is not an IP address or network (e.g. 10.0.0.0/8)"
+                    ))
+                })
+        })
+        .collect()
 }
 
 impl Default for Limits {
@@ -327,6 +385,15 @@ impl Default for Limits {
             max_concurrent_component_calls: 64,
             upstream_timeout_ms: 30_000,
             max_component_bytes: 32 * 1024 * 1024,
+            outbound_timeout_ms: 10_000,
+            max_outbound_response_bytes: 4 * 1024 * 1024,
+            max_outbound_requests_per_call: 16,
+            body_idle_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            max_connections: 1024,
+            max_idle_upstream_connections: 32,
+            upstream_idle_timeout_ms: 30_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -440,6 +507,8 @@ struct NewTenantsSection {
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 struct AppSection {
     component: String,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -489,8 +558,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// `TenantGateway.RateLimits`.
     pub rate_limits: RateLimits,
-    /// `TenantGateway.Apps`: tenant app name → component.
-    pub apps: BTreeMap<String, AppSource>,
+    /// `TenantGateway.Apps`: tenant app name → component and grants.
+    pub apps: BTreeMap<String, AppSettings>,
     /// `TenantGateway.Routes`: routes of every tenant.
     pub routes: Vec<Route>,
     /// `TenantGateway.NewTenants`: the connection settings of tenants created
@@ -608,6 +677,7 @@ impl Settings {
         for (name, value) in vars {
             apply_env(&mut root, &name, value)?;
         }
+        canonical_keys(&mut root, &SETTINGS_SCHEMA, "$")?;
         let root = object(&root, "$")?;
 
         let multi_tenancy = match get(root, "AppSettings") {
@@ -642,11 +712,27 @@ impl Settings {
                 "must be greater than 0",
             ));
         }
-        if limits.max_concurrent_component_calls == 0 {
-            return Err(err(
-                "TenantGateway.Limits.MaxConcurrentComponentCalls",
-                "must be greater than 0",
-            ));
+        for (zero, key) in [
+            (
+                limits.max_concurrent_component_calls == 0,
+                "MaxConcurrentComponentCalls",
+            ),
+            (limits.outbound_timeout_ms == 0, "OutboundTimeoutMs"),
+            (
+                limits.upstream_idle_timeout_ms == 0,
+                "UpstreamIdleTimeoutMs",
+            ),
+            (
+                limits.max_outbound_response_bytes == 0,
+                "MaxOutboundResponseBytes",
+            ),
+        ] {
+            if zero {
+                return Err(err(
+                    format!("TenantGateway.Limits.{key}"),
+                    "must be greater than 0",
+                ));
+            }
         }
 
         let mut tenants = Vec::new();
@@ -714,7 +800,24 @@ impl Settings {
                 None if app.component.is_empty() => return Err(err(&key, "must not be empty")),
                 None => AppSource::File(PathBuf::from(&app.component)),
             };
-            apps.insert(name.clone(), source);
+            let allowed = AllowedHosts::parse(&app.allowed_outbound_hosts).map_err(|e| {
+                let i = app
+                    .allowed_outbound_hosts
+                    .iter()
+                    .position(|h| *h == e.entry)
+                    .unwrap_or(0);
+                err(
+                    format!("TenantGateway.Apps.{name}.AllowedOutboundHosts[{i}]"),
+                    e.to_string(),
+                )
+            })?;
+            apps.insert(
+                name.clone(),
+                AppSettings {
+                    source,
+                    allowed_outbound_hosts: Arc::new(allowed),
+                },
+            );
         }
         let auth = &gateway.auth;
         for (value, key) in [
@@ -886,6 +989,87 @@ const ENV_SECTIONS: [&str; 6] = [
 ];
 
 /// Applies one environment variable to the settings document, if it is one of ours.
+/// The settings schema (schemas/gateway-settings.schema.json): the spelling of
+/// every key the gateway reads.
+static SETTINGS_SCHEMA: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+    serde_json::from_str(include_str!("../../schemas/gateway-settings.schema.json"))
+        .expect("the settings schema is JSON")
+});
+
+/// The schema node `node` refers to (`$ref: #/$defs/x`), else itself.
+fn resolved(node: &Value) -> &Value {
+    node.get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/$defs/"))
+        .and_then(|name| SETTINGS_SCHEMA.get("$defs")?.get(name))
+        .unwrap_or(node)
+}
+
+/// The named properties of a schema node, its branches (`allOf`, `oneOf`,
+/// `anyOf`, `then`, `else`) included.
+fn schema_properties<'a>(node: &'a Value, out: &mut Vec<(&'a str, &'a Value)>) {
+    let node = resolved(node);
+    if let Some(props) = node.get("properties").and_then(Value::as_object) {
+        out.extend(props.iter().map(|(k, v)| (k.as_str(), v)));
+    }
+    for branch in ["allOf", "oneOf", "anyOf"] {
+        for b in node
+            .get(branch)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            schema_properties(b, out);
+        }
+    }
+    for branch in ["then", "else"] {
+        if let Some(b) = node.get(branch) {
+            schema_properties(b, out);
+        }
+    }
+}
+
+/// Gives every key the settings schema names its spelling there, matching
+/// without regard to case, as .NET configuration does (`store`, `STORE`, and
+/// `TENANTGATEWAY__STORE__ENGINE` from the environment all mean `Store`).
+/// Names chosen by the user (tenants, apps, connection strings) are kept as
+/// written. Two keys of one object that differ only in case are an error.
+fn canonical_keys(value: &mut Value, schema: &Value, path: &str) -> Result<(), SettingsError> {
+    let node = resolved(schema);
+    match value {
+        Value::Object(map) => {
+            let mut props = Vec::new();
+            schema_properties(node, &mut props);
+            let extra = node.get("additionalProperties").filter(|v| v.is_object());
+            let old = std::mem::take(map);
+            for (key, mut child) in old {
+                let (name, sub) = match props.iter().find(|(p, _)| p.eq_ignore_ascii_case(&key)) {
+                    Some((p, sub)) => ((*p).to_owned(), Some(*sub)),
+                    None => (key, extra),
+                };
+                let child_path = format!("{path}.{name}");
+                if let Some(sub) = sub {
+                    canonical_keys(&mut child, sub, &child_path)?;
+                }
+                if map.contains_key(&name) {
+                    let shown = child_path.trim_start_matches("$.");
+                    return Err(err(shown, "is set twice, by keys that differ only in case"));
+                }
+                map.insert(name, child);
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub) = node.get("items") {
+                for (i, item) in items.iter_mut().enumerate() {
+                    canonical_keys(item, sub, &format!("{path}[{i}]"))?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 fn apply_env(root: &mut Value, name: &str, value: String) -> Result<(), SettingsError> {
     let path: Vec<&str> = name.split("__").collect();
     if path.len() < 2
@@ -953,7 +1137,7 @@ fn apply_env(root: &mut Value, name: &str, value: String) -> Result<(), Settings
 fn routes(
     list: &[RouteSection],
     key: &str,
-    apps: &BTreeMap<String, AppSource>,
+    apps: &BTreeMap<String, AppSettings>,
 ) -> Result<Vec<Route>, SettingsError> {
     let mut out: Vec<Route> = Vec::with_capacity(list.len());
     for (i, r) in list.iter().enumerate() {
@@ -1276,6 +1460,59 @@ mod tests {
         .unwrap();
         assert!(!single.multi_tenancy);
         assert_eq!(single.tenants[0].name.as_str(), SINGLE_TENANT_NAME);
+    }
+
+    /// Keys match in any case, in the file and from the environment, as .NET
+    /// configuration's do; user-chosen names keep their spelling. (Before:
+    /// `TENANTGATEWAY__STORE__ENGINE` failed with "unknown field STORE" when the
+    /// file had no `Store` section.)
+    #[test]
+    fn keys_match_in_any_case() {
+        let text = r#"{"appsettings":{"multitenancy":true},"TENANTS":{"Acme":{}},
+            "tenantgateway":{"limits":{"maxbodybytes":1000},"apps":{"MyApp":{"COMPONENT":"builtin:tenant-app"}},
+            "routes":[{"path":"/x","APP":"MyApp"}]}}"#;
+        let s = Settings::parse_with_env(
+            text,
+            env(&[
+                ("TENANTGATEWAY__STORE__ENGINE", "PostgreSql"),
+                ("tenantgateway__store__connectionstring", "host=db user=gw"),
+                ("TenantGateway__Tenants__Acme__TIER", "Pro"),
+            ]),
+        )
+        .unwrap();
+        assert!(s.multi_tenancy);
+        assert_eq!(s.limits.max_body_bytes, 1000);
+        assert!(
+            matches!(s.store, StoreSettings::Postgres { .. }),
+            "{:?}",
+            s.store
+        );
+        assert!(s.apps.contains_key("MyApp"));
+        assert_eq!(s.tenants[0].name.as_str(), "Acme");
+        assert_eq!(s.tenants[0].tier, Tier::Pro);
+        let twice =
+            r#"{"TenantGateway":{"Limits":{"MaxBodyBytes":1},"limits":{"MaxBodyBytes":2}}}"#;
+        let e = Settings::parse(twice).unwrap_err();
+        assert!(e.to_string().contains("differ only in case"), "{e}");
+    }
+
+    #[test]
+    fn tenant_names_that_read_as_uuids_are_refused() {
+        for name in [
+            "6f1c2b9e-8a4d-5e3f-9b2a-1c0d3e4f5a6b",
+            "6F1C2B9E-8A4D-5E3F-9B2A-1C0D3E4F5A6B",
+            "6f1c2b9e8a4d5e3f9b2a1c0d3e4f5a6b",
+        ] {
+            assert!(
+                TenantName::parse(name).unwrap_err().contains("UUID"),
+                "{name}"
+            );
+        }
+        assert!(TenantName::parse("6f1c2b9e-8a4d-5e3f-9b2a-1c0d3e4f5a6").is_ok());
+        assert!(TenantName::parse("tenant-6f1c2b9e").is_ok());
+        let text = r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"00000000-0000-0000-0000-000000000001":{}}}"#;
+        let e = Settings::parse(text).unwrap_err();
+        assert!(e.to_string().contains("UUID"), "{e}");
     }
 
     #[test]

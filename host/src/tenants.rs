@@ -274,7 +274,12 @@ impl Directory {
         }
     }
 
-    /// Every tenant, by name.
+    /// Every tenant, as a slice.
+    pub fn tenants(&self) -> &[Arc<Tenant>] {
+        &self.tenants
+    }
+
+    /// Every tenant.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Tenant>> {
         self.tenants.iter()
     }

@@ -4,7 +4,7 @@
 
 use crate::harness::{
     BROKEN_VALIDATOR, FAULTY_VALIDATOR, FEATURE_GATE, Gateway, POLICY_FEATURE_GATE,
-    POLICY_VALIDATOR, Reply, SAMPLE_SETTINGS, VALIDATOR, eventually,
+    POLICY_VALIDATOR, Reply, SAMPLE_SETTINGS, VALIDATOR, eventually, metric,
 };
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -363,6 +363,17 @@ fn the_components_directory_is_watched() {
     let v = own(&gw).json();
     assert_eq!(v["sha256"], sha(POLICY_VALIDATOR).as_str());
     assert_eq!(v["source"], "directory:validator@Tenant2.wasm");
+    // Unchanged files are not read again, look after look (before: every file
+    // was re-read and re-hashed every 0.5 s).
+    let (scans, reads) = (
+        metric(&gw, "tg_component_directory_scans_total"),
+        metric(&gw, "tg_component_directory_reads_total"),
+    );
+    assert!(eventually(Duration::from_secs(30), || metric(
+        &gw,
+        "tg_component_directory_scans_total"
+    ) >= scans + 4));
+    assert_eq!(metric(&gw, "tg_component_directory_reads_total"), reads);
     let r = gw.put_json(
         "/api/v1/tenants/Tenant2/config",
         r#"{"performance":{"cache_size_mb":16384}}"#,

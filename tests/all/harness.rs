@@ -24,6 +24,8 @@ pub const POLICY_FEATURE_GATE: &str = env!("TG_POLICY_FEATURE_GATE_WASM");
 pub const CONFIG_API: &str = env!("TG_CONFIG_API_WASM");
 /// The sample tenant app, as a file.
 pub const TENANT_APP: &str = env!("TG_TENANT_APP_WASM");
+/// A tenant app that makes the outbound request it is asked for.
+pub const OUTBOUND_PROBE: &str = env!("TG_OUTBOUND_PROBE_WASM");
 /// A validator that traps on every call.
 pub const BROKEN_VALIDATOR: &str = env!("TG_BROKEN_VALIDATOR_WASM");
 /// The sample settings shipped in the repository.
@@ -41,6 +43,17 @@ pub fn serve(settings: &Path, data_dir: &Path) -> Command {
         .arg("--data-dir")
         .arg(data_dir);
     cmd
+}
+
+/// The value of one series of the gateway's `/metrics` (`name{labels}` as
+/// written there).
+pub fn metric(gw: &Gateway, series: &str) -> u64 {
+    let text = gw.get("/metrics").body;
+    let prefix = format!("{series} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }
 
 /// Polls `f` every 50 ms until it holds (true) or `within` has passed (false).
@@ -122,6 +135,8 @@ impl Launch {
             .arg(&data_dir)
             .arg("--cache-dir")
             .arg(cache_dir())
+            .arg("--cache-key")
+            .arg(cache_dir().with_extension("key"))
             .current_dir(work.path())
             .env("RUST_LOG", "debug")
             .env_remove("TENANT_GATEWAY_LOG_FORMAT")

@@ -154,9 +154,8 @@ fn hono_tenant_information_lookup_rules_and_uniqueness() {
     assert_eq!(gw.request("POST", "/hono/v1/tenants", &[], b"").status, 405);
 }
 
-#[test]
-fn hono_reads_are_for_the_tenant_itself_or_the_super_user() {
-    let gw = Gateway::start();
+/// Creates tenant `Fleet` with user `ops`; returns that user's Basic credentials.
+pub(crate) fn create_fleet(gw: &Gateway) -> String {
     let r = gw.request(
         "POST",
         "/_tenants?format=json",
@@ -164,7 +163,13 @@ fn hono_reads_are_for_the_tenant_itself_or_the_super_user() {
         br#"{"Fleet": {"users": {"ops": {"password": "Fleet-ops-1"}}}}"#,
     );
     assert_eq!(r.status, 201, "{}", r.body);
-    let ops = basic("ops", "Fleet-ops-1");
+    basic("ops", "Fleet-ops-1")
+}
+
+#[test]
+fn hono_reads_are_for_the_tenant_itself_or_the_super_user() {
+    let gw = Gateway::start();
+    let ops = create_fleet(&gw);
     let read = |query: &str, auth: &str| {
         gw.anonymous(
             "GET",
@@ -177,8 +182,8 @@ fn hono_reads_are_for_the_tenant_itself_or_the_super_user() {
     let r = read("?tenant-id=Fleet", &ops);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["tenant-id"], "Fleet");
-    // ...not another tenant's (its credentials mean nothing there).
-    assert_eq!(read("?tenant-id=Tenant2", &ops).status, 401);
+    // ...not another tenant's (valid credentials, not entitled: 403).
+    assert_eq!(read("?tenant-id=Tenant2", &ops).status, 403);
     // A client of Tenant1 reads Tenant1, and is refused Tenant2 and unknown tenants.
     let token = format!("Bearer {}", token_for(&gw, "Tenant1", "hono-reader"));
     assert_eq!(read("?tenant-id=Tenant1", &token).status, 200);
@@ -201,5 +206,5 @@ fn hono_reads_are_for_the_tenant_itself_or_the_super_user() {
         ],
         b"{}",
     );
-    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.status, 403, "{}", r.body);
 }

@@ -597,6 +597,63 @@ fn wasmtime_serves_the_tenant_app_as_the_gateway_does() {
     assert!(!served.output().contains("tenant2-secret"));
 }
 
+/// An app declared with an outbound allow-list behaves the same on Spin and on
+/// the gateway given the same list: the allowed listener is reached, every
+/// other scheme, host or port fails inside the guest with the same error
+/// code, and the listener there sees no connection on either host.
+#[test]
+fn spin_and_the_gateway_refuse_the_same_outbound_requests() {
+    let Some(spin) = tool("spin", "TG_SPIN") else {
+        return;
+    };
+    let allowed = crate::outbound::Listener::start();
+    let denied = crate::outbound::Listener::start();
+    let entry = format!("http://127.0.0.1:{}", allowed.addr.port());
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        "spin_manifest_version = 2\n\
+         [application]\nname = \"outbound-probe\"\n\
+         [[trigger.http]]\nroute = \"/probe/...\"\ncomponent = \"probe\"\n\
+         [component.probe]\nsource = {source:?}\nallowed_outbound_hosts = [{entry:?}]\n",
+        source = harness::OUTBOUND_PROBE,
+    );
+    std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
+    let mut cmd = Command::new(spin);
+    cmd.current_dir(dir.path())
+        .args(["up", "-f"])
+        .arg(dir.path().join("spin.toml"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("TG_TOOLS_CACHE", tools_cache())
+        .env_remove("RUST_LOG");
+    let served = Served::start(cmd, dir.path().join("spin.log"));
+    let gw = harness::Gateway::launch()
+        .settings(&crate::outbound::settings(&[entry], serde_json::json!({})))
+        .start();
+
+    let urls = [
+        format!("http://127.0.0.1:{}/", allowed.addr.port()),
+        format!("http://127.0.0.1:{}/", denied.addr.port()),
+        format!("http://localhost:{}/", allowed.addr.port()),
+        format!("https://127.0.0.1:{}/", allowed.addr.port()),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+    ];
+    for (i, url) in urls.iter().enumerate() {
+        let path = format!("/probe?url={url}");
+        let on_gw = crate::outbound::probe(&gw, url);
+        let on_spin = request_to(served.addr, "GET", &path, &[], b"");
+        assert_eq!(
+            (on_gw.status, on_gw.json()),
+            (on_spin.status, on_spin.json()),
+            "{url}: gateway / Spin; Spin's output:\n{}",
+            served.output()
+        );
+        let expected = if i == 0 { 200 } else { 502 };
+        assert_eq!(on_gw.status, expected, "{url}: {}", on_gw.body);
+    }
+    assert_eq!(allowed.connections_before_now(), 2, "one from each host");
+    assert_eq!(denied.connections_before_now(), 0);
+}
+
 /// What `spin.toml` grants each component is exactly what it uses: the config
 /// API its two key-value stores and no outbound host, the tenant app nothing;
 /// its build command is the gateway build's, so both hosts run the same files.

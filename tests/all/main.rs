@@ -10,6 +10,7 @@ mod harness;
 mod history;
 mod hono;
 mod hosts;
+mod outbound;
 mod persistence;
 mod routing;
 mod security;

@@ -226,3 +226,79 @@ fn sigterm_lets_in_flight_requests_finish() {
         "still accepting after shutdown"
     );
 }
+
+/// A client's own forwarding headers are replaced unless it is one of
+/// `Limits.TrustedProxies`: nobody can tell the upstream they are someone else.
+/// The host in `Forwarded` is a quoted string, escaped. (Before: appended to,
+/// and the host put in unescaped.)
+#[test]
+fn forwarding_headers_are_believed_only_from_trusted_proxies() {
+    let a = Upstream::start("A", Duration::ZERO);
+    // Raw, so that the Host header is ours too.
+    let spoofed: &[u8] = b"GET /v2/x HTTP/1.1\r\nHost: gw\"x\r\nTenant: Tenant1\r\n\
+        X-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6;proto=https\r\n\
+        X-Forwarded-Proto: https\r\nX-Forwarded-Host: bank.example\r\nConnection: close\r\n\r\n";
+    let untrusted = settings(&a.url(), &a.url(), 5000);
+    let mut trusted: Value = serde_json::from_str(&untrusted).unwrap();
+    trusted["TenantGateway"]["Limits"]["TrustedProxies"] = json!(["10.0.0.0/8", "127.0.0.1"]);
+    let ours = r#"for=127.0.0.1;host="gw\"x";proto=http"#;
+    // (settings, X-Forwarded-For, Forwarded, X-Forwarded-Proto, X-Forwarded-Host)
+    for (settings, xff, forwarded, proto, host) in [
+        (untrusted, "127.0.0.1", ours.to_owned(), "http", r#"gw"x"#),
+        (
+            trusted.to_string(),
+            "6.6.6.6, 127.0.0.1",
+            format!("for=6.6.6.6;proto=https, {ours}"),
+            "https",
+            "bank.example",
+        ),
+    ] {
+        let gw = Gateway::launch().settings(&settings).start();
+        let got = gw.raw(spoofed).json();
+        let h = &got["headers"];
+        assert_eq!(h["x-forwarded-for"], xff, "{got}");
+        assert_eq!(h["forwarded"], forwarded.as_str(), "{got}");
+        assert_eq!(h["x-forwarded-proto"], proto, "{got}");
+        assert_eq!(h["x-forwarded-host"], host, "{got}");
+    }
+}
+
+/// A proxied request whose chunked body is malformed is the client's error
+/// (400), not the upstream's (502). The upstream here answers only once it
+/// has the whole body, so the answer cannot come before the body fails.
+#[test]
+fn a_malformed_chunked_body_is_a_bad_request() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(5).any(|w| w == b"0\r\n\r\n") {
+                    match std::io::Read::read(&mut stream, &mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                );
+            });
+        }
+    });
+    let url = format!("http://{addr}");
+    let gw = Gateway::launch()
+        .settings(&settings(&url, &url, 5000))
+        .start();
+    let good = gw.raw(
+        b"POST /v2/x HTTP/1.1\r\nHost: gw\r\nTenant: Tenant1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+    );
+    assert_eq!(good.status, 200, "{}", good.body);
+    let bad = gw.raw(
+        b"POST /v2/x HTTP/1.1\r\nHost: gw\r\nTenant: Tenant1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nhi\r\nzz\r\n",
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.json()["error"].is_string(), "{}", bad.body);
+}

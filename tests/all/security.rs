@@ -137,3 +137,185 @@ fn a_request_adds_a_bounded_number_of_users() {
         assert_eq!(r.status, 200, "user{i}: {}", r.body);
     }
 }
+
+/// One rule on every surface: valid credentials that are not entitled to what
+/// they ask for get 403, wrong or missing ones 401. A tenant's user (Basic)
+/// asking about another tenant, or for what only the super-user may do, is
+/// refused with 403 by the config API, tenant traffic, Hono, Doradus, Vespa and
+/// `/_components`, each in its own error format. (Before: 401 everywhere but
+/// its own tenant, as if the password were wrong.)
+#[test]
+fn valid_credentials_for_the_wrong_tenant_are_forbidden_everywhere() {
+    let gw = Gateway::launch()
+        .env("TenantGateway__Auth__ProtectTenantTraffic", "true")
+        .start();
+    let ops = crate::hono::create_fleet(&gw);
+    let wrong = basic("ops", "Fleet-ops-2");
+    let call = |method: &str, path: &str, auth: &str, tenant: Option<&str>| {
+        let mut headers = vec![("Authorization", auth)];
+        if let Some(t) = tenant {
+            headers.push(("Tenant", t));
+        }
+        let body: &[u8] = if method == "PUT" { b"{}" } else { b"" };
+        if method == "PUT" {
+            headers.push(("Content-Type", "application/json"));
+        }
+        gw.anonymous(method, path, &headers, body)
+    };
+    // Its own tenant: allowed.
+    assert_eq!(
+        call("GET", "/api/v1/tenants/Fleet/config", &ops, None).status,
+        200
+    );
+    assert_eq!(
+        call("GET", "/hono/v1/tenants?tenant-id=Fleet", &ops, None).status,
+        200
+    );
+    assert_eq!(call("GET", "/db-info", &ops, Some("Fleet")).status, 200);
+    // Method, path, `Tenant` header, and how the surface's error body looks.
+    type Surface<'a> = (&'a str, &'a str, Option<&'a str>, fn(&str) -> bool);
+    let surfaces: [Surface; 8] = [
+        ("GET", "/api/v1/tenants/Tenant1/config", None, |b| {
+            b.contains("\"error\"")
+        }),
+        ("GET", "/db-info", Some("Tenant1"), |b| {
+            b.contains("\"error\"")
+        }),
+        ("GET", "/hono/v1/tenants?tenant-id=Tenant2", None, |b| {
+            b.contains("\"error\"")
+        }),
+        ("GET", "/hono/v1/tenants?tenant-id=nosuch", None, |b| {
+            b.contains("\"error\"")
+        }),
+        ("PUT", "/hono/v1/tenants/Fleet", None, |b| {
+            b.contains("\"error\"")
+        }),
+        ("GET", "/_tenants", None, |b| b.starts_with("<error>")),
+        ("GET", "/application/v2/tenant/", None, |b| {
+            b.contains("\"error-code\"")
+        }),
+        ("GET", "/_components", None, |b| !b.is_empty()),
+    ];
+    for (method, path, tenant, format) in surfaces {
+        let r = call(method, path, &ops, tenant);
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.body);
+        assert!(format(&r.body), "{method} {path}: {}", r.body);
+        assert!(r.header("www-authenticate").is_none(), "{method} {path}");
+        // The same name with a wrong password is still 401.
+        let r = call(method, path, &wrong, tenant);
+        assert_eq!(
+            r.status, 401,
+            "{method} {path} (wrong password): {}",
+            r.body
+        );
+    }
+}
+
+/// Starts a tenant-traffic `POST` whose body announces 100 bytes and sends 6,
+/// then stops.
+fn stalled_body(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(
+        b"POST /db-info HTTP/1.1\r\nHost: gw\r\nTenant: Tenant1\r\nContent-Length: 100\r\n\r\n{\"a\":1",
+    )
+    .unwrap();
+    s
+}
+
+/// What a connection gets before it is closed: the status line's code, if an
+/// answer came.
+fn answer_then_close(s: &mut std::net::TcpStream) -> Option<u16> {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    text.strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+}
+
+fn open_connections(gw: &Gateway) -> u64 {
+    crate::harness::metric(gw, "tg_connections_open")
+}
+
+/// 1,000 connections that each start a body and stop are answered 408 and
+/// closed by the body idle timeout, and `/healthz` answers all the while.
+/// (Before: only the 30 s header timeout existed, so they were held forever;
+/// 1,100 of them kept the gateway at its file-descriptor limit.)
+#[test]
+fn stalled_bodies_are_cut_off_and_health_checks_keep_answering() {
+    let _ = rlimit::increase_nofile_limit(8192);
+    let gw = Gateway::launch()
+        .env("TenantGateway__Limits__BodyIdleTimeoutMs", "2000")
+        .env("TenantGateway__Limits__MaxConnections", "1100")
+        .start();
+    let mut stalled: Vec<_> = (0..1000).map(|_| stalled_body(gw.addr)).collect();
+    let health = crate::harness::get_from(gw.addr, "/healthz");
+    assert_eq!(health.status, 200, "{}", health.body);
+    let codes: Vec<Option<u16>> = stalled.iter_mut().map(answer_then_close).collect();
+    let timed_out = codes.iter().filter(|c| **c == Some(408)).count();
+    assert_eq!(timed_out, 1000, "{:?}", &codes[..10]);
+    assert_eq!(crate::harness::get_from(gw.addr, "/healthz").status, 200);
+    assert!(
+        crate::harness::eventually(Duration::from_secs(30), || open_connections(&gw) <= 1),
+        "connections left open"
+    );
+}
+
+/// Past `Limits.MaxConnections` a connection may still ask for `/healthz`,
+/// `/readyz` and `/metrics` (16 such), anything else gets 503; past those it
+/// is closed at once. Freed connections serve normally again.
+#[test]
+fn the_connection_cap_keeps_headroom_for_health_checks() {
+    let gw = Gateway::launch()
+        .env("TenantGateway__Limits__MaxConnections", "20")
+        .start();
+    let mut held: Vec<_> = (0..20).map(|_| stalled_body(gw.addr)).collect();
+    assert!(
+        crate::harness::eventually(Duration::from_secs(30), || open_connections(&gw) >= 21),
+        "the held connections were not accepted"
+    );
+    let r = gw.get("/api/v1/tenants/Tenant1/config");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // A config read on a connection of its own: its status, or none when the
+    // connection was closed unanswered.
+    let read_config = || {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+        let request = format!(
+            "GET /api/v1/tenants/Tenant1/config HTTP/1.1\r\nHost: gw\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+            basic(SUPER_USER.0, SUPER_USER.1)
+        );
+        let _ = s.write_all(request.as_bytes());
+        answer_then_close(&mut s)
+    };
+    assert_eq!(crate::harness::get_from(gw.addr, "/healthz").status, 200);
+    assert_eq!(crate::harness::get_from(gw.addr, "/readyz").status, 200);
+    // Take the headroom too, with connections that send nothing (a request
+    // would be answered 503 and its connection closed): the next connection is
+    // closed unanswered.
+    let mut extra: Vec<_> = (0..16)
+        .map(|_| std::net::TcpStream::connect(gw.addr).unwrap())
+        .collect();
+    assert!(
+        crate::harness::eventually(Duration::from_secs(30), || {
+            let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+            use std::io::Write;
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
+            answer_then_close(&mut s).is_none()
+        }),
+        "a connection past the headroom was served"
+    );
+    held.clear();
+    extra.clear();
+    // The gateway sees them go as each ends; meanwhile a new connection may
+    // still be past the limit.
+    assert!(
+        crate::harness::eventually(Duration::from_secs(30), || read_config() == Some(200)),
+        "freed connections do not serve again"
+    );
+    assert!(crate::harness::metric(&gw, "tg_connections_refused_total") >= 1);
+}

@@ -122,7 +122,8 @@ impl Validator {
         current: Option<&str>,
         patch: &str,
     ) -> Result<PatchOutcome, Vec<Violation>> {
-        let patch = parse(patch)?;
+        let mut patch = parse(patch)?;
+        whole_numbers_as_integers(&mut patch);
         let violations = self.schemas.check_patch(&patch);
         if !violations.is_empty() {
             return Err(violations);
@@ -187,6 +188,35 @@ impl Validator {
             Ok(doc)
         } else {
             Err(violations)
+        }
+    }
+}
+
+/// Writes the whole numbers of an update's fields as integers (`2048.0` as
+/// `2048`): JSON and JSON Schema do not tell them apart, so neither do we.
+/// `custom_settings` values are the tenant's own and kept as written.
+fn whole_numbers_as_integers(patch: &mut Value) {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+                if let Some(f) = n.as_f64()
+                    && f.fract() == 0.0
+                    && f.abs() < 9.0e15
+                {
+                    // Exact: |f| is below 2^53.
+                    *v = Value::Number(serde_json::Number::from(f as i64));
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            Value::Object(members) => members.values_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    if let Value::Object(sections) = patch {
+        for (name, section) in sections.iter_mut() {
+            if name != "custom_settings" {
+                walk(section);
+            }
         }
     }
 }

@@ -134,6 +134,32 @@ mod tests {
         assert!(patch(r#"{"backup":{"retention_days":5,"pitr_retention_days":5}}"#).is_ok());
     }
 
+    /// `2048.0` is the whole number 2048 (JSON Schema agrees): accepted and
+    /// stored as `2048`; `2048.5` is refused by the schema with the field's
+    /// rule. (Before: an internal "expected u32" message on `$`.)
+    #[test]
+    fn whole_numbers_written_with_a_point_are_integers() {
+        let done = crate::shared()
+            .apply_patch(
+                None,
+                r#"{"performance":{"cache_size_mb":2048.0},"custom_settings":{"ratio":1.0}}"#,
+            )
+            .unwrap();
+        assert_eq!(
+            done.config["performance"]["cache_size_mb"],
+            serde_json::json!(2048)
+        );
+        assert!(done.config["performance"]["cache_size_mb"].is_u64());
+        assert!(
+            done.config["custom_settings"]["ratio"].is_f64(),
+            "the tenant's own value as written"
+        );
+        let e = patch(r#"{"performance":{"cache_size_mb":2048.5}}"#).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("$.performance.cache_size_mb "), "{e:?}");
+        assert!(!e[0].contains("u32"), "{e:?}");
+    }
+
     #[test]
     fn hipaa_rules_both_ways() {
         assert_eq!(

@@ -13,6 +13,8 @@
 //! names in upper case (`TENANT_NAME`, `EDFI_ADMIN`).
 
 use super::bindings::app::fermyon::spin::variables;
+use super::outbound::Outbound;
+use crate::allowed_hosts::AllowedHosts;
 use crate::tenants::Tenant;
 use std::sync::Arc;
 use wasmtime::StoreLimits;
@@ -29,7 +31,26 @@ pub struct App {
     pub source: crate::settings::AppSource,
     /// SHA-256 of the component bytes, hex.
     pub sha256: String,
+    /// Where it may send HTTP requests.
+    pub allowed_outbound_hosts: Arc<AllowedHosts>,
+    /// `app {name}`, for logs.
+    pub(super) label: Arc<str>,
     pub(super) pre: ProxyPre<AppState>,
+}
+
+impl App {
+    /// The same compiled app under other grants (a settings reload that
+    /// changed only `AllowedOutboundHosts`).
+    pub fn with_allowed_outbound_hosts(&self, allowed: Arc<AllowedHosts>) -> Arc<Self> {
+        Arc::new(Self {
+            name: self.name.clone(),
+            source: self.source.clone(),
+            sha256: self.sha256.clone(),
+            allowed_outbound_hosts: allowed,
+            label: self.label.clone(),
+            pre: self.pre.clone(),
+        })
+    }
 }
 
 impl std::fmt::Debug for App {
@@ -38,6 +59,7 @@ impl std::fmt::Debug for App {
             .field("name", &self.name)
             .field("source", &self.source)
             .field("sha256", &self.sha256)
+            .field("allowed_outbound_hosts", &self.allowed_outbound_hosts)
             .finish_non_exhaustive()
     }
 }
@@ -49,6 +71,7 @@ pub struct AppState {
     pub(super) table: ResourceTable,
     pub(super) limits: StoreLimits,
     pub(super) tenant: Arc<Tenant>,
+    pub(super) outbound: Outbound,
 }
 
 impl WasiView for AppState {
@@ -65,7 +88,7 @@ impl WasiHttpView for AppState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.outbound,
         }
     }
 }

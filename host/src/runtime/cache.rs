@@ -5,14 +5,15 @@
 //!
 //! A precompiled artifact is native code, so it is never trusted blindly: each
 //! file carries an HMAC-SHA256 over its name and contents, keyed by a random
-//! key kept in the cache directory (`cache.key`, created on first use). A file
+//! key kept outside the cache directory (`<data-dir>/cache.key` by default,
+//! created on first use, replaced when damaged). A file
 //! that is truncated, altered, or written by another gateway (another key) or
 //! another engine is ignored, counted, and replaced by a fresh compilation.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -21,7 +22,8 @@ use wasmtime::error::Context;
 /// What the start of every artifact file says.
 const MAGIC: &[u8; 8] = b"TGCWASM1";
 const MAC_LEN: usize = 32;
-const KEY_FILE: &str = "cache.key";
+/// Where earlier versions kept the key: in the cache directory itself.
+const LEGACY_KEY_FILE: &str = "cache.key";
 
 static COMPILED: AtomicU64 = AtomicU64::new(0);
 static CACHED: AtomicU64 = AtomicU64::new(0);
@@ -47,36 +49,92 @@ pub fn stats() -> Stats {
     }
 }
 
-/// The cache directory's key: read, or made and written once.
-fn key(dir: &Path) -> std::io::Result<[u8; 32]> {
-    let file = dir.join(KEY_FILE);
-    if let Ok(bytes) = std::fs::read(&file)
-        && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
-    {
-        return Ok(key);
-    }
+/// A cache directory of verified artifacts and the key that signs them.
+#[derive(Debug)]
+pub struct ArtifactCache {
+    dir: PathBuf,
+    key: [u8; 32],
+}
+
+fn fresh_key() -> [u8; 32] {
     let mut key = [0u8; 32];
     argon2::password_hash::rand_core::RngCore::fill_bytes(
         &mut argon2::password_hash::rand_core::OsRng,
         &mut key,
     );
-    std::fs::create_dir_all(dir)?;
+    key
+}
+
+/// Writes `key` to a private temporary file beside `file`, synced.
+fn key_tmp(file: &Path, key: &[u8; 32]) -> std::io::Result<PathBuf> {
+    use std::io::Write;
     let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, key)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut out = options.open(&tmp)?;
+    out.write_all(key)?;
+    out.sync_all()?;
+    Ok(tmp)
+}
+
+impl ArtifactCache {
+    /// Opens the cache in `dir`, signed by the key in `key_file` (kept apart
+    /// from the artifacts: whoever may write the cache must not be able to sign
+    /// for it). A missing key is made; a damaged one (not 32 bytes) is replaced,
+    /// and the artifacts in `dir`, which no key can now vouch for, are deleted.
+    pub fn open(dir: &Path, key_file: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        if let Some(parent) = key_file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        // Earlier versions kept the key among the artifacts: it signs nothing now.
+        let legacy = dir.join(LEGACY_KEY_FILE);
+        if legacy != key_file {
+            let _ = std::fs::remove_file(&legacy);
+        }
+        let key = match std::fs::read(key_file) {
+            Ok(bytes) => match <[u8; 32]>::try_from(bytes.as_slice()) {
+                Ok(key) => key,
+                Err(_) => {
+                    tracing::warn!(key = %key_file.display(), cache = %dir.display(), "the component cache key is damaged: making a new one and discarding the cached components");
+                    let key = fresh_key();
+                    let tmp = key_tmp(key_file, &key)?;
+                    std::fs::rename(&tmp, key_file)?;
+                    Self::discard(dir);
+                    key
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = fresh_key();
+                let tmp = key_tmp(key_file, &key)?;
+                // Another process may have made one meanwhile: the first one
+                // written wins, and is read back.
+                let linked = std::fs::hard_link(&tmp, key_file);
+                let _ = std::fs::remove_file(&tmp);
+                if linked.is_err() {
+                    return Self::open(dir, key_file);
+                }
+                key
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Self {
+            dir: dir.to_owned(),
+            key,
+        })
     }
-    // Another process may have made one meanwhile: the first one written wins.
-    if std::fs::hard_link(&tmp, &file).is_err() {
-        let _ = std::fs::remove_file(&tmp);
-        let bytes = std::fs::read(&file)?;
-        return <[u8; 32]>::try_from(bytes.as_slice())
-            .map_err(|_| std::io::Error::other("malformed cache key"));
+
+    /// Deletes every artifact file of `dir`.
+    fn discard(dir: &Path) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "cwasm") {
+                let _ = std::fs::remove_file(path);
+            }
+        }
     }
-    let _ = std::fs::remove_file(&tmp);
-    Ok(key)
 }
 
 fn mac(key: &[u8; 32], name: &str, artifact: &[u8]) -> [u8; MAC_LEN] {
@@ -102,72 +160,80 @@ fn verified<'a>(key: &[u8; 32], name: &str, file: &'a [u8]) -> Option<&'a [u8]> 
     Some(artifact)
 }
 
-/// Compiles `bytes`, or loads the verified artifact of an earlier compilation.
-/// Returns the component and whether it was compiled now.
-pub fn compile(
+/// Compiles `bytes` (no cache).
+pub fn compile_uncached(
     engine: &Engine,
     name: &str,
     bytes: &[u8],
-    cache_dir: Option<&Path>,
 ) -> wasmtime::Result<(Component, bool)> {
-    let Some(dir) = cache_dir else {
-        let c = Component::new(engine, bytes).with_context(|| format!("compiling {name}"))?;
-        COMPILED.fetch_add(1, Ordering::Relaxed);
-        return Ok((c, true));
-    };
-    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-    engine
-        .precompile_compatibility_hash()
-        .hash(&mut engine_hash);
-    let digest = Sha256::digest(bytes);
-    // Named by content, not by slot: the same component in two slots is one entry.
-    let file_name = format!(
-        "{}-{:016x}.cwasm",
-        hex::encode(&digest[..16]),
-        engine_hash.finish()
-    );
-    let file = dir.join(&file_name);
-    let key = key(dir).with_context(|| format!("cache key in {}", dir.display()))?;
-    if let Ok(contents) = std::fs::read(&file) {
-        match verified(&key, &file_name, &contents) {
-            Some(artifact) => {
-                // SAFETY: the artifact carries a valid MAC under this cache's
-                // secret key: it was written by a gateway holding the key, from
-                // `Engine::precompile_component` of an engine with the same
-                // compatibility hash (the file name binds both the source's
-                // digest and that hash), and it has not changed since.
-                #[allow(unsafe_code)]
-                match unsafe { Component::deserialize(engine, artifact) } {
-                    Ok(c) => {
-                        CACHED.fetch_add(1, Ordering::Relaxed);
-                        return Ok((c, false));
-                    }
-                    Err(e) => {
-                        REJECTED.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(file = %file.display(), error = %e, "ignoring an unusable cached component; compiling");
+    let c = Component::new(engine, bytes).with_context(|| format!("compiling {name}"))?;
+    COMPILED.fetch_add(1, Ordering::Relaxed);
+    Ok((c, true))
+}
+
+impl ArtifactCache {
+    /// Compiles `bytes`, or loads the verified artifact of an earlier compilation.
+    /// Returns the component and whether it was compiled now.
+    pub fn compile(
+        &self,
+        engine: &Engine,
+        name: &str,
+        bytes: &[u8],
+    ) -> wasmtime::Result<(Component, bool)> {
+        let (dir, key) = (&self.dir, &self.key);
+        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+        engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
+        let digest = Sha256::digest(bytes);
+        // Named by content, not by slot: the same component in two slots is one entry.
+        let file_name = format!(
+            "{}-{:016x}.cwasm",
+            hex::encode(&digest[..16]),
+            engine_hash.finish()
+        );
+        let file = dir.join(&file_name);
+        if let Ok(contents) = std::fs::read(&file) {
+            match verified(key, &file_name, &contents) {
+                Some(artifact) => {
+                    // SAFETY: the artifact carries a valid MAC under this cache's
+                    // secret key: it was written by a gateway holding the key, from
+                    // `Engine::precompile_component` of an engine with the same
+                    // compatibility hash (the file name binds both the source's
+                    // digest and that hash), and it has not changed since.
+                    #[allow(unsafe_code)]
+                    match unsafe { Component::deserialize(engine, artifact) } {
+                        Ok(c) => {
+                            CACHED.fetch_add(1, Ordering::Relaxed);
+                            return Ok((c, false));
+                        }
+                        Err(e) => {
+                            REJECTED.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(file = %file.display(), error = %e, "ignoring an unusable cached component; compiling");
+                        }
                     }
                 }
-            }
-            None => {
-                REJECTED.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(file = %file.display(), "ignoring a cached component that is corrupt or was not written by this gateway; compiling");
+                None => {
+                    REJECTED.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(file = %file.display(), "ignoring a cached component that is corrupt or was not written by this gateway; compiling");
+                }
             }
         }
+        let compiled = engine
+            .precompile_component(bytes)
+            .with_context(|| format!("compiling {name}"))?;
+        COMPILED.fetch_add(1, Ordering::Relaxed);
+        let tag = mac(key, &file_name, &compiled);
+        let mut out = Vec::with_capacity(MAGIC.len() + MAC_LEN + compiled.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&tag);
+        out.extend_from_slice(&compiled);
+        crate::write_whole(&file, &out).with_context(|| format!("writing {}", file.display()))?;
+        // SAFETY: `compiled` was produced just now by this engine.
+        #[allow(unsafe_code)]
+        let component = unsafe { Component::deserialize(engine, &compiled) }?;
+        Ok((component, true))
     }
-    let compiled = engine
-        .precompile_component(bytes)
-        .with_context(|| format!("compiling {name}"))?;
-    COMPILED.fetch_add(1, Ordering::Relaxed);
-    let tag = mac(&key, &file_name, &compiled);
-    let mut out = Vec::with_capacity(MAGIC.len() + MAC_LEN + compiled.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&tag);
-    out.extend_from_slice(&compiled);
-    crate::write_whole(&file, &out).with_context(|| format!("writing {}", file.display()))?;
-    // SAFETY: `compiled` was produced just now by this engine.
-    #[allow(unsafe_code)]
-    let component = unsafe { Component::deserialize(engine, &compiled) }?;
-    Ok((component, true))
 }
 
 #[cfg(test)]
@@ -191,42 +257,81 @@ mod tests {
         files[0].clone()
     }
 
+    fn open(dir: &Path) -> ArtifactCache {
+        ArtifactCache::open(&dir.join("cache"), &dir.join("cache.key")).unwrap()
+    }
+
     /// A second load uses the artifact; a corrupt or foreign one is refused and
     /// rebuilt, then trusted again.
     #[test]
     fn cached_artifacts_are_verified_before_use() {
         let engine = engine();
-        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let cache = open(root.path());
+        let dir = root.path().join("cache");
         let bytes = super::super::builtin::FEATURE_GATE;
-        let (_, compiled) = compile(&engine, "gate", bytes, Some(dir.path())).unwrap();
+        let (_, compiled) = cache.compile(&engine, "gate", bytes).unwrap();
         assert!(compiled);
-        let (_, compiled) = compile(&engine, "gate", bytes, Some(dir.path())).unwrap();
+        let (_, compiled) = open(root.path()).compile(&engine, "gate", bytes).unwrap();
         assert!(!compiled, "a verified artifact is used");
+        assert!(!dir.join(LEGACY_KEY_FILE).exists(), "the key is kept apart");
 
         // Corrupt: one byte of native code flipped.
-        let file = only_file(dir.path());
+        let file = only_file(&dir);
         let mut contents = std::fs::read(&file).unwrap();
         let last = contents.len() - 100;
         contents[last] ^= 0xff;
         std::fs::write(&file, &contents).unwrap();
         let before = stats().rejected;
-        let (_, compiled) = compile(&engine, "gate", bytes, Some(dir.path())).unwrap();
+        let (_, compiled) = cache.compile(&engine, "gate", bytes).unwrap();
         assert!(compiled, "a corrupt artifact is not used");
         assert!(stats().rejected > before);
-        let (_, compiled) = compile(&engine, "gate", bytes, Some(dir.path())).unwrap();
+        let (_, compiled) = cache.compile(&engine, "gate", bytes).unwrap();
         assert!(!compiled, "the rebuilt artifact is used");
 
         // Foreign: a whole, valid artifact of another cache (another key).
         let other = tempfile::tempdir().unwrap();
-        compile(&engine, "gate", bytes, Some(other.path())).unwrap();
-        std::fs::copy(only_file(other.path()), &file).unwrap();
-        let (_, compiled) = compile(&engine, "gate", bytes, Some(dir.path())).unwrap();
+        open(other.path()).compile(&engine, "gate", bytes).unwrap();
+        std::fs::copy(only_file(&other.path().join("cache")), &file).unwrap();
+        let (_, compiled) = cache.compile(&engine, "gate", bytes).unwrap();
         assert!(compiled, "another cache's artifact is not trusted");
 
         // Truncated, and not ours at all.
         std::fs::write(&file, &MAGIC[..]).unwrap();
-        assert!(compile(&engine, "gate", bytes, Some(dir.path())).unwrap().1);
+        assert!(cache.compile(&engine, "gate", bytes).unwrap().1);
         std::fs::write(&file, b"hello").unwrap();
-        assert!(compile(&engine, "gate", bytes, Some(dir.path())).unwrap().1);
+        assert!(cache.compile(&engine, "gate", bytes).unwrap().1);
+    }
+
+    /// A damaged key (cut short, or empty after a crash) no longer stops the
+    /// gateway for good: a new key is made and the artifacts the old one signed
+    /// are discarded. (Before: `open` failed on every start.)
+    #[test]
+    fn a_damaged_key_is_replaced_and_the_cache_discarded() {
+        let engine = engine();
+        let root = tempfile::tempdir().unwrap();
+        let bytes = super::super::builtin::FEATURE_GATE;
+        open(root.path()).compile(&engine, "gate", bytes).unwrap();
+        let key_file = root.path().join("cache.key");
+        let old = std::fs::read(&key_file).unwrap();
+        for damaged in [&old[..7], &b""[..]] {
+            std::fs::write(&key_file, damaged).unwrap();
+            let cache = open(root.path());
+            let new = std::fs::read(&key_file).unwrap();
+            assert_eq!(new.len(), 32);
+            assert_ne!(new, old);
+            let left = std::fs::read_dir(root.path().join("cache"))
+                .unwrap()
+                .count();
+            assert_eq!(left, 0, "the old artifacts are discarded");
+            assert!(cache.compile(&engine, "gate", bytes).unwrap().1);
+            assert!(!open(root.path()).compile(&engine, "gate", bytes).unwrap().1);
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "the key is private: {mode:o}");
+        }
     }
 }

@@ -11,6 +11,7 @@ mod bindings;
 pub mod cache;
 pub mod components;
 mod kv;
+pub mod outbound;
 mod plugins;
 mod pool;
 
@@ -21,7 +22,6 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -75,6 +75,10 @@ pub fn load_stats() -> (u64, u64) {
         REFUSED.load(Ordering::Relaxed),
     )
 }
+
+/// The config API's name in outbound-request logs.
+static CONFIG_API_LABEL: std::sync::LazyLock<Arc<str>> =
+    std::sync::LazyLock::new(|| Arc::from("config-api"));
 
 /// How often the epoch ticks; deadlines are whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -172,6 +176,7 @@ pub struct ApiState {
     limits: StoreLimits,
     snapshot: Arc<Snapshot>,
     shared: Arc<Shared>,
+    outbound: outbound::Outbound,
     /// Who the request is from, as the change history records it.
     principal: String,
     /// The tenant the request is for (lower-case name): whose policy modules serve it.
@@ -219,7 +224,7 @@ impl WasiHttpView for ApiState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.outbound,
         }
     }
 }
@@ -414,7 +419,7 @@ struct Loader {
     api_linker: Linker<ApiState>,
     app_linker: Linker<apps::AppState>,
     plugin_linker: Linker<PluginState>,
-    cache_dir: Option<PathBuf>,
+    cache: Option<cache::ArtifactCache>,
     limits: Limits,
     idle_budget: Arc<pool::IdleBudget>,
 }
@@ -516,7 +521,10 @@ fn yield_each_tick<T: 'static>(
 impl Loader {
     /// Compiles `bytes` (or loads its precompiled artifact); `true` if it compiled.
     fn compile(&self, name: &str, bytes: &[u8]) -> wasmtime::Result<(Component, bool)> {
-        cache::compile(&self.engine, name, bytes, self.cache_dir.as_deref())
+        match &self.cache {
+            Some(cache) => cache.compile(&self.engine, name, bytes),
+            None => cache::compile_uncached(&self.engine, name, bytes),
+        }
     }
 
     /// Checks, compiles, links and type-checks a component for `slot`
@@ -633,7 +641,7 @@ impl Runtime {
     pub fn new(
         shared: Arc<Shared>,
         limits: Limits,
-        cache_dir: Option<PathBuf>,
+        cache: Option<cache::ArtifactCache>,
     ) -> anyhow::Result<Arc<Self>> {
         let engine = engine(&limits)?;
 
@@ -675,7 +683,7 @@ impl Runtime {
             api_linker,
             app_linker,
             plugin_linker,
-            cache_dir,
+            cache,
             limits,
             idle_budget: pool::IdleBudget::new(IDLE_BUDGET),
         };
@@ -944,6 +952,7 @@ impl Runtime {
             limits: store_limits(&self.loader.limits),
             snapshot,
             shared: self.shared.clone(),
+            outbound: outbound::Outbound::deny_all(&self.loader.limits, CONFIG_API_LABEL.clone()),
             principal,
             tenant,
             failed: Arc::new(std::sync::OnceLock::new()),
@@ -988,6 +997,7 @@ impl Runtime {
         &self,
         name: &str,
         source: crate::settings::AppSource,
+        allowed_outbound_hosts: Arc<crate::allowed_hosts::AllowedHosts>,
         bytes: &[u8],
     ) -> anyhow::Result<Arc<App>> {
         use sha2::Digest;
@@ -1004,6 +1014,8 @@ impl Runtime {
             name: name.to_owned(),
             source,
             sha256: hex::encode(sha2::Sha256::digest(bytes)),
+            allowed_outbound_hosts,
+            label: format!("app {name}").into(),
             pre,
         }))
     }
@@ -1021,6 +1033,12 @@ impl Runtime {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limits: store_limits(&self.loader.limits),
+            outbound: outbound::Outbound::new(
+                app.allowed_outbound_hosts.clone(),
+                &self.loader.limits,
+                app.label.clone(),
+                Some(tenant.clone()),
+            ),
             tenant,
         };
         self.serve_http(app.pre.clone(), data, req).await
@@ -1136,8 +1154,9 @@ mod tests {
             ..Limits::default()
         };
         // Compiled components are cached by content and engine hash: safe to share.
-        let cache = std::env::temp_dir().join("tenant-gateway-unit-test-cache");
-        Runtime::new(shared, limits, Some(cache)).unwrap()
+        let root = std::env::temp_dir().join("tenant-gateway-unit-test-cache");
+        let cache = cache::ArtifactCache::open(&root.join("artifacts"), &root.join("cache.key"));
+        Runtime::new(shared, limits, Some(cache.unwrap())).unwrap()
     }
 
     const BAD_CACHE: &str = r#"{"performance":{"cache_size_mb":200000}}"#;
