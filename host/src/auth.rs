@@ -24,11 +24,15 @@ use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 /// Gateway-private buckets of the store (components cannot open them).
-const CLIENTS: &str = "_clients";
+const CLIENTS: &str = crate::store::CLIENTS_BUCKET;
 const GATEWAY: &str = "_gateway";
 const TOKEN_KEY: &str = "token-signing-key";
 /// Prefix of every token this gateway issues (format version).
-const TOKEN_PREFIX: &str = "tg1.";
+/// `tg2.`: the payload carries the tenant's generation (`tg1.` tokens, from
+/// before, did not, and are refused).
+const TOKEN_PREFIX: &str = "tg2.";
+/// Tenant UUID, expiry and tenant generation, before the client id.
+const CLAIMS_FIXED: usize = 32;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -120,6 +124,8 @@ fn argon2_into(argon: &Argon2, password: &[u8], salt: &[u8], out: &mut [u8]) -> 
 pub struct Claims {
     /// The tenant the client was registered for.
     pub tenant: Uuid,
+    /// That tenant's generation ([`crate::tenants::Tenant::generation`]).
+    pub generation: u64,
     /// Expiry, seconds since the Unix epoch.
     pub expires: u64,
     /// The client.
@@ -334,6 +340,10 @@ const ATTEMPT_KEYS: usize = 10_000;
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct ClientRecord {
     tenant_id: Uuid,
+    /// The generation of the tenant it was registered for (absent in records
+    /// of earlier versions: their `created_at` tells).
+    #[serde(default)]
+    generation: Option<u64>,
     display_name: String,
     secret_hash: String,
     created_at: String,
@@ -448,11 +458,18 @@ impl Authenticator {
     }
 
     /// Makes a token for `client_id` of `tenant`, valid `lifetime` seconds.
-    pub fn issue(&self, tenant: Uuid, client_id: &str, lifetime: u64) -> (String, u64) {
+    pub fn issue(
+        &self,
+        tenant: Uuid,
+        generation: u64,
+        client_id: &str,
+        lifetime: u64,
+    ) -> (String, u64) {
         let expires = unix_now() + lifetime;
-        let mut payload = Vec::with_capacity(24 + client_id.len());
+        let mut payload = Vec::with_capacity(CLAIMS_FIXED + client_id.len());
         payload.extend_from_slice(tenant.as_bytes());
         payload.extend_from_slice(&expires.to_be_bytes());
+        payload.extend_from_slice(&generation.to_be_bytes());
         payload.extend_from_slice(client_id.as_bytes());
         let mut mac = self.mac();
         mac.update(&payload);
@@ -476,7 +493,7 @@ impl Authenticator {
         let mut mac = self.mac();
         mac.update(&payload);
         mac.verify_slice(&sig).map_err(|_| Refusal::BadToken)?;
-        if payload.len() < 24 {
+        if payload.len() < CLAIMS_FIXED {
             return Err(Refusal::BadToken);
         }
         let tenant = Uuid::from_slice(&payload[..16]).map_err(|_| Refusal::BadToken)?;
@@ -484,9 +501,12 @@ impl Authenticator {
         if expires <= unix_now() {
             return Err(Refusal::BadToken);
         }
-        let client_id = String::from_utf8(payload[24..].to_vec()).map_err(|_| Refusal::BadToken)?;
+        let generation = u64::from_be_bytes(payload[24..32].try_into().expect("8 bytes"));
+        let client_id =
+            String::from_utf8(payload[CLAIMS_FIXED..].to_vec()).map_err(|_| Refusal::BadToken)?;
         Ok(Claims {
             tenant,
+            generation,
             expires,
             client_id,
         })
@@ -603,7 +623,7 @@ impl Authenticator {
         from: IpAddr,
         auth: &crate::settings::AuthSettings,
         tenant: Option<&crate::tenants::Tenant>,
-        everyone: &[Arc<crate::tenants::Tenant>],
+        dir: &crate::tenants::Directory,
     ) -> Result<Principal, Refusal> {
         let value = authorization
             .ok_or(Refusal::Missing)?
@@ -612,7 +632,12 @@ impl Authenticator {
         let (scheme, rest) = value.split_once(' ').ok_or(Refusal::Malformed)?;
         let rest = rest.trim();
         if scheme.eq_ignore_ascii_case("bearer") {
-            return self.verify_token(rest).map(Principal::Client);
+            let claims = self.verify_token(rest)?;
+            // Issued for this very tenant, not an earlier one of its name.
+            return match dir.by_id(&claims.tenant) {
+                Some(t) if t.generation == claims.generation => Ok(Principal::Client(claims)),
+                _ => Err(Refusal::BadToken),
+            };
         }
         if scheme.eq_ignore_ascii_case("basic") {
             let (name, password) = basic(rest).ok_or(Refusal::Malformed)?;
@@ -623,7 +648,7 @@ impl Authenticator {
                     &password,
                     auth.super_user.as_ref(),
                     tenant,
-                    everyone,
+                    dir.tenants(),
                     CheckQuota::from(auth),
                 )
                 .await;
@@ -641,7 +666,7 @@ impl Authenticator {
         client_id: String,
         secret: String,
         display_name: String,
-        tenant: Uuid,
+        tenant: &crate::tenants::Tenant,
         from: IpAddr,
         quota: CheckQuota,
     ) -> Result<bool, CheckFailure> {
@@ -652,7 +677,8 @@ impl Authenticator {
             .await
             .map_err(|_| Refusal::Busy)?;
         let record = ClientRecord {
-            tenant_id: tenant,
+            tenant_id: tenant.id,
+            generation: Some(tenant.generation),
             display_name,
             secret_hash,
             created_at: crate::now_rfc3339(),
@@ -674,6 +700,7 @@ impl Authenticator {
         client_id: &str,
         secret: &str,
         tenant: Option<Uuid>,
+        dir: &crate::tenants::Directory,
         lifetime: u64,
         from: IpAddr,
         quota: CheckQuota,
@@ -698,7 +725,25 @@ impl Authenticator {
         if tenant.is_some_and(|t| t != record.tenant_id) {
             return invalid();
         }
-        let (token, expires) = self.issue(record.tenant_id, client_id, lifetime);
+        // A client of an earlier tenant of the same name (purged, then made
+        // again) is no client of this one.
+        let Some(current) = dir.by_id(&record.tenant_id) else {
+            return invalid();
+        };
+        let same_generation = match record.generation {
+            Some(g) => g == current.generation,
+            // Records of earlier versions: one made before the tenant was
+            // (by its creation time) belongs to an earlier tenant.
+            None => {
+                crate::tenants::generation_of(&record.created_at)
+                    >= crate::tenants::generation_of(&current.created_at)
+            }
+        };
+        if !same_generation {
+            return invalid();
+        }
+        let (token, expires) =
+            self.issue(record.tenant_id, current.generation, client_id, lifetime);
         Ok(Ok((token, expires, record.tenant_id)))
     }
 }
@@ -766,11 +811,12 @@ mod tests {
     fn tokens_verify_until_altered_or_expired() {
         let (a, store, _dir) = auth();
         let tenant = Uuid::from_u128(7);
-        let (token, expires) = a.issue(tenant, "client-1", 60);
+        let (token, expires) = a.issue(tenant, 42, "client-1", 60);
         let claims = a.verify_token(&token).unwrap();
         assert_eq!(claims.tenant, tenant);
         assert_eq!(claims.client_id, "client-1");
         assert_eq!(claims.expires, expires);
+        assert_eq!(claims.generation, 42);
 
         // One changed character of the payload breaks the signature.
         let mut bytes = token.clone().into_bytes();
@@ -780,7 +826,7 @@ mod tests {
             Err(Refusal::BadToken)
         );
         // Expired.
-        let (old, _) = a.issue(tenant, "c", 0);
+        let (old, _) = a.issue(tenant, 42, "c", 0);
         assert_eq!(a.verify_token(&old), Err(Refusal::BadToken));
         // Another store's key signs tokens this one refuses; the same store's
         // key survives a reopen.
@@ -799,8 +845,10 @@ mod tests {
     #[tokio::test]
     async fn clients_register_once_and_get_tokens_for_their_tenant_only() {
         let (a, store, _dir) = auth();
+        let (dir, _) = crate::tenants::Directory::sample(&store);
         let store: Arc<dyn Store> = Arc::new(store);
-        let t1 = Uuid::from_u128(1);
+        let tenant1 = dir.get("Tenant1").unwrap().clone();
+        let t1 = tenant1.id;
         let secret = "Aa1!aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
         let register = |id: &str, display: &str| {
             a.register(
@@ -808,7 +856,7 @@ mod tests {
                 id.into(),
                 secret.into(),
                 display.into(),
-                t1,
+                &tenant1,
                 LOCAL,
                 QUOTA,
             )
@@ -816,7 +864,7 @@ mod tests {
         assert!(register("c1", "C1").await.unwrap());
         assert!(!register("c1", "again").await.unwrap());
         let token = |id: &'static str, s: &'static str, t: Option<Uuid>| {
-            a.token(store.clone(), id, s, t, 60, LOCAL, QUOTA)
+            a.token(store.clone(), id, s, t, &dir, 60, LOCAL, QUOTA)
         };
         let (token_text, _, tenant) = token("c1", secret, None).await.unwrap().unwrap();
         assert_eq!(tenant, t1);
@@ -873,7 +921,10 @@ mod tests {
         let check = |h: Option<http::HeaderValue>, s: &crate::settings::AuthSettings| {
             let s = s.clone();
             let a = &a;
-            async move { a.authenticate(h.as_ref(), LOCAL, &s, None, &[]).await }
+            async move {
+                a.authenticate(h.as_ref(), LOCAL, &s, None, &Default::default())
+                    .await
+            }
         };
         for _ in 0..2 {
             assert_eq!(
@@ -911,7 +962,9 @@ mod tests {
             let (a, s) = (&a, &s);
             async move {
                 let before = a.hasher.runs();
-                let _ = a.authenticate(Some(&h), LOCAL, s, None, &[]).await;
+                let _ = a
+                    .authenticate(Some(&h), LOCAL, s, None, &Default::default())
+                    .await;
                 a.hasher.runs() - before
             }
         };
@@ -931,7 +984,7 @@ mod tests {
         let try_as = |user: &str, pw: &str, from: [u8; 4]| {
             let (a, s, h) = (&a, &s, header(user, pw));
             async move {
-                a.authenticate(Some(&h), IpAddr::from(from), s, None, &[])
+                a.authenticate(Some(&h), IpAddr::from(from), s, None, &Default::default())
                     .await
             }
         };

@@ -70,20 +70,45 @@ pub(crate) async fn register(
     };
     let dir = gw.runtime.shared().directory.load_full();
     let from = crate::server::client_addr(&parts.extensions);
-    if !dir.allow_registration {
-        let super_user =
-            crate::server::authenticate(gw, &parts.headers, &parts.extensions, &dir, None).await;
-        if let Err(refusal @ (Refusal::Throttled(_) | Refusal::Busy)) = super_user {
-            let mut resp = problem(refusal.status(), &refusal.to_string(), None);
-            crate::server::refused(&mut resp, refusal);
-            return resp;
+    let open_here = dir.allow_registration
+        && dir
+            .auth
+            .open_registration_from
+            .iter()
+            .any(|net| net.contains(&from));
+    // The super-user registers from anywhere, unlimited; others only where
+    // registration is open, a few per minute.
+    let super_user = if open_here && !parts.headers.contains_key(http::header::AUTHORIZATION) {
+        None
+    } else {
+        Some(crate::server::authenticate(gw, &parts.headers, &parts.extensions, &dir, None).await)
+    };
+    if let Some(Err(refusal @ (Refusal::Throttled(_) | Refusal::Busy))) = super_user {
+        let mut resp = problem(refusal.status(), &refusal.to_string(), None);
+        crate::server::refused(&mut resp, refusal);
+        return resp;
+    }
+    if !matches!(super_user, Some(Ok(crate::auth::Principal::SuperUser))) {
+        if !open_here {
+            let why = if dir.allow_registration {
+                "Client registration is open only to the addresses of TenantGateway.Auth.OpenRegistrationFrom; elsewhere only the super-user may register clients"
+            } else {
+                "Client registration is disabled (Authentication.AllowRegistration); only the super-user may register clients"
+            };
+            return problem(StatusCode::FORBIDDEN, why, None);
         }
-        if !matches!(super_user, Ok(crate::auth::Principal::SuperUser)) {
-            return problem(
-                StatusCode::FORBIDDEN,
-                "Client registration is disabled (Authentication.AllowRegistration); only the super-user may register clients",
+        let per_minute = dir.auth.registrations_per_address_per_minute;
+        if let Err(wait) = gw.registrations.check_key(from, per_minute, 4096) {
+            let mut resp = problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("At most {per_minute} client registrations per minute from one address"),
                 None,
             );
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs().max(1)),
+            );
+            return resp;
         }
     }
     let tenant = match dir.resolver.resolve(&parts.headers, parts.uri.path(), &dir) {
@@ -125,7 +150,7 @@ pub(crate) async fn register(
             client_id.clone(),
             secret,
             display,
-            tenant.id,
+            &tenant,
             from,
             CheckQuota::from(&dir.auth),
         )
@@ -244,13 +269,14 @@ pub(crate) async fn token(
     };
     let lifetime = dir.auth.token_lifetime_seconds;
     let quota = CheckQuota::from(&dir.auth);
-    drop(dir);
     let from = crate::server::client_addr(&parts.extensions);
     let store = gw.runtime.shared().store.clone();
     let named_id = named.as_ref().map(|t| t.id);
     let issued = gw
         .auth
-        .token(store, &client_id, &secret, named_id, lifetime, from, quota)
+        .token(
+            store, &client_id, &secret, named_id, &dir, lifetime, from, quota,
+        )
         .await;
     match issued {
         Ok(Ok((token, _, tenant_id))) => {

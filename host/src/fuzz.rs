@@ -92,16 +92,9 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn fuzz_tenant_header() {
-    let settings = crate::settings::Settings::parse(crate::settings::SAMPLE).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let store = crate::store::SqliteStore::open(tmp.path()).unwrap();
-    let dir = crate::tenants::Directory::seed(
-        &store,
-        &settings,
-        Default::default(),
-        "2025-01-01T00:00:00Z",
-    )
-    .unwrap();
+    let (dir, settings) = crate::tenants::Directory::sample(&store);
     let resolver = crate::routing::Resolver::new(&settings);
     run(
         "tenant-header",
@@ -211,7 +204,7 @@ fn fuzz_tokens() {
     let tmp = tempfile::tempdir().unwrap();
     let store = crate::store::SqliteStore::open(tmp.path()).unwrap();
     let auth = crate::auth::Authenticator::open(&store).unwrap();
-    let (good, _) = auth.issue(uuid::Uuid::from_u128(7), "client-1", 3600);
+    let (good, _) = auth.issue(uuid::Uuid::from_u128(7), 42, "client-1", 3600);
     // The strategy wants seeds that live as long as the program.
     let good: &'static str = Box::leak(good.into_boxed_str());
     let seeds: &'static [&'static str] = Box::leak(Box::new([good]));

@@ -76,7 +76,13 @@ pub(crate) async fn list(
             &json!({
                 "tenant_id": id,
                 "tenant": tenant.name.as_str(),
-                "history": entries.iter().map(entry_json).collect::<Vec<_>>(),
+                // A purge leaves only its own record, which belongs to the
+                // tenant that is gone, not to one made again under its name.
+                "history": entries
+                    .iter()
+                    .filter(|e| e.change.action != "purged")
+                    .map(entry_json)
+                    .collect::<Vec<_>>(),
             }),
         ),
         Ok(Err(e)) => internal(e, &id),

@@ -78,6 +78,8 @@ const STORE_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(
 pub struct Running {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The admin listener's address (`TenantGateway.AdminListen`), if any.
+    pub admin_addr: Option<SocketAddr>,
     /// The Wasm runtime (component swaps go through it).
     pub runtime: Arc<runtime::Runtime>,
     /// The metrics the server counts.
@@ -354,6 +356,15 @@ pub async fn start(
         .await
         .with_context(|| format!("binding {}", options.listen))?;
     let addr = listener.local_addr()?;
+    let admin = match options.settings.admin_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding TenantGateway.AdminListen {at}"))?,
+        ),
+        None => None,
+    };
+    let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
     let metrics = Arc::new(metrics::Metrics::default());
     let gateway = Arc::new(server::Gateway::new(
         rt.clone(),
@@ -361,7 +372,12 @@ pub async fn start(
         auth,
         metrics.clone(),
         registry.clone(),
+        admin_addr.is_some(),
     ));
+    let admin_task = admin.map(|l| {
+        tracing::info!(addr = %admin_addr.expect("bound"), "admin listener (metrics, health) on http://{}", admin_addr.expect("bound"));
+        tokio::spawn(server::serve_admin(l, gateway.clone()))
+    });
     let components_watcher = tokio::spawn(registry.watch());
     let watcher = options.watch.clone().map(|w| {
         tokio::spawn(watch_settings(
@@ -394,10 +410,14 @@ pub async fn start(
         }
         follower.abort();
         components_watcher.abort();
+        if let Some(t) = admin_task {
+            t.abort();
+        }
     };
     let task = tokio::spawn(server::serve(listener, gateway, stop));
     Ok(Running {
         addr,
+        admin_addr,
         runtime: rt,
         metrics,
         shutdown: tx,

@@ -370,6 +370,9 @@ pub async fn create(
         let mut doc = TenantDoc {
             options,
             hono,
+            generation: Some(argon2::password_hash::rand_core::RngCore::next_u64(
+                &mut argon2::password_hash::rand_core::OsRng,
+            )),
             ..TenantDoc::default()
         };
         for (user, phc) in hashed {

@@ -777,7 +777,7 @@ pub fn document(dir: &Directory) -> Value {
     }
     paths.insert(
         "/metrics".into(),
-        json!({"get": {"tags": ["Operations"], "summary": "Prometheus metrics", "security": [{}],
+        json!({"get": {"tags": ["Operations"], "summary": "Prometheus metrics (super-user; or without credentials on TenantGateway.AdminListen, and then not here)", "security": [{"superUser": []}],
             "responses": {"200": {"description": "Text exposition format", "content": {"text/plain": {}}}}}}),
     );
     paths.insert(

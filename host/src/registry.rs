@@ -228,7 +228,42 @@ impl Registry {
 
     fn save(&self, state: &State) -> Result<(), RegistryError> {
         let text = serde_json::to_vec_pretty(state).map_err(storage)?;
-        crate::write_whole(&self.blobs.join(STATE_FILE), &text).map_err(storage)
+        crate::write_whole(&self.blobs.join(STATE_FILE), &text).map_err(storage)?;
+        self.forget_unreachable(state);
+        Ok(())
+    }
+
+    /// Deletes the kept bytes no slot can reach any more: each slot keeps its
+    /// current version and the one rollback goes back to, nothing older (every
+    /// distinct upload used to be kept for ever).
+    fn forget_unreachable(&self, state: &State) {
+        let reachable: std::collections::HashSet<&str> = state
+            .slots
+            .values()
+            .flat_map(|s| [&s.current, &s.previous])
+            .flatten()
+            .map(|v| v.sha256.as_str())
+            .collect();
+        let Ok(entries) = std::fs::read_dir(&self.blobs) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(sha) = name.to_str().and_then(|n| n.strip_suffix(".wasm")) else {
+                continue;
+            };
+            if !reachable.contains(sha) {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => tracing::debug!(
+                        sha256 = sha,
+                        "forgot a component version no rollback reaches"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(sha256 = sha, error = %e, "could not delete an unreachable component version")
+                    }
+                }
+            }
+        }
     }
 
     /// Records that `info` now serves its slot; what served it before

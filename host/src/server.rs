@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,6 +56,10 @@ pub struct Gateway {
     connections: std::sync::atomic::AtomicUsize,
     /// Connections closed at once because even the health headroom was taken.
     connections_refused: AtomicU64,
+    /// Whether `/metrics` is served on the admin listener (and not here).
+    admin_listener: bool,
+    /// Open registrations per client address.
+    pub(crate) registrations: RateLimiter<std::net::IpAddr>,
 }
 
 /// Connections accepted past `Limits.MaxConnections` that may still ask for
@@ -88,6 +93,7 @@ impl Gateway {
         auth: Arc<Authenticator>,
         metrics: Arc<Metrics>,
         registry: Arc<crate::registry::Registry>,
+        admin_listener: bool,
     ) -> Self {
         Self {
             runtime,
@@ -101,6 +107,8 @@ impl Gateway {
             draining: AtomicBool::new(false),
             connections: std::sync::atomic::AtomicUsize::new(0),
             connections_refused: AtomicU64::new(0),
+            admin_listener,
+            registrations: RateLimiter::default(),
             swagger: Arc::new(
                 utoipa_swagger_ui::Config::from("/openapi.json")
                     .try_it_out_enabled(true)
@@ -176,6 +184,66 @@ pub async fn serve(
         tracing::warn!("in-flight requests still running after 30 s; stopping anyway");
     }
     Ok(())
+}
+
+/// The metrics in Prometheus' text format.
+fn metrics_response(gw: &Gateway) -> Response<Body> {
+    let mut text = gw.metrics.render();
+    let _ = write!(
+        text,
+        "# HELP tg_connections_open Client connections open now (Limits.MaxConnections, plus {HEALTH_HEADROOM} for health checks).\n\
+         # TYPE tg_connections_open gauge\ntg_connections_open {}\n\
+         # HELP tg_connections_refused_total Connections closed at once: the limit and the health headroom were taken.\n\
+         # TYPE tg_connections_refused_total counter\ntg_connections_refused_total {}\n",
+        gw.connections.load(Ordering::Relaxed),
+        gw.connections_refused.load(Ordering::Relaxed),
+    );
+    let mut resp = Response::new(full(Bytes::from(text)));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+/// Serves the admin listener (`TenantGateway.AdminListen`): `/metrics`,
+/// `/healthz` and `/readyz`, without credentials (it is meant for a private
+/// address), anything else 404. Runs until aborted.
+pub async fn serve_admin(listener: TcpListener, gw: Arc<Gateway>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let gw = gw.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let gw = gw.clone();
+            async move {
+                let resp = match req.uri().path() {
+                    "/metrics" => metrics_response(&gw),
+                    "/healthz" | "/health" => json(StatusCode::OK, r#"{"status":"ok"}"#),
+                    "/readyz" => readiness(&gw).await,
+                    _ => error(
+                        StatusCode::NOT_FOUND,
+                        "The admin listener serves /metrics, /healthz and /readyz",
+                        None,
+                    ),
+                };
+                Ok::<_, Infallible>(resp)
+            }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .serve_connection(TokioIo::new(stream), service);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
 }
 
 /// What a connection past `Limits.MaxConnections` may still ask for.
@@ -297,7 +365,7 @@ pub(crate) async fn authenticate(
             client_addr(extensions),
             &dir.auth,
             tenant,
-            dir.tenants(),
+            dir,
         )
         .await
 }
@@ -362,21 +430,18 @@ async fn route(
         }
         "/metrics" => {
             served.route = "metrics";
-            let mut text = gw.metrics.render();
-            text.push_str(&format!(
-                "# HELP tg_connections_open Client connections open now (Limits.MaxConnections, plus {HEALTH_HEADROOM} for health checks).\n\
-                 # TYPE tg_connections_open gauge\ntg_connections_open {}\n\
-                 # HELP tg_connections_refused_total Connections closed at once: the limit and the health headroom were taken.\n\
-                 # TYPE tg_connections_refused_total counter\ntg_connections_refused_total {}\n",
-                gw.connections.load(Ordering::Relaxed),
-                gw.connections_refused.load(Ordering::Relaxed),
-            ));
-            let mut resp = Response::new(full(Bytes::from(text)));
-            resp.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            return resp;
+            // It names every tenant: the admin listener's, or the super-user's.
+            if gw.admin_listener {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "Metrics are served on the admin listener (TenantGateway.AdminListen)",
+                    None,
+                );
+            }
+            if let Err(denied) = require_super_user(gw, &req).await {
+                return denied.challenge(error(denied.status, denied.message, None));
+            }
+            return metrics_response(gw);
         }
         "/openapi.json" => {
             served.route = "openapi";

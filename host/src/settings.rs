@@ -244,6 +244,13 @@ pub struct AuthSettings {
     /// Password checks one user name (or client id) may be the subject of per
     /// minute, from any address.
     pub password_checks_per_user_per_minute: u32,
+    /// Where open registration (`Authentication.AllowRegistration`) is open
+    /// to: client addresses (CIDRs). Default loopback only; the super-user may
+    /// register from anywhere.
+    #[serde(deserialize_with = "networks")]
+    pub open_registration_from: Vec<ipnet::IpNet>,
+    /// Open registrations one client address may make per minute.
+    pub registrations_per_address_per_minute: u32,
 }
 
 impl Default for AuthSettings {
@@ -256,6 +263,11 @@ impl Default for AuthSettings {
             super_user: None,
             password_checks_per_address_per_minute: 30,
             password_checks_per_user_per_minute: 10,
+            open_registration_from: vec![
+                "127.0.0.0/8".parse().expect("a network"),
+                "::1/128".parse().expect("a network"),
+            ],
+            registrations_per_address_per_minute: 5,
         }
     }
 }
@@ -402,6 +414,7 @@ impl Default for Limits {
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 struct GatewaySection {
     listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     components_dir: Option<PathBuf>,
     #[serde(default)]
@@ -539,6 +552,9 @@ pub struct Settings {
     pub tenants: Vec<TenantSettings>,
     /// `TenantGateway.Listen`.
     pub listen: Option<SocketAddr>,
+    /// `TenantGateway.AdminListen`: where `/metrics` (and health) are served
+    /// without credentials, instead of behind the super-user on `Listen`.
+    pub admin_listen: Option<SocketAddr>,
     /// `TenantGateway.DataDir`.
     pub data_dir: Option<PathBuf>,
     /// `TenantGateway.ComponentsDir`: the watched components directory
@@ -829,6 +845,10 @@ impl Settings {
                 auth.password_checks_per_user_per_minute,
                 "TenantGateway.Auth.PasswordChecksPerUserPerMinute",
             ),
+            (
+                auth.registrations_per_address_per_minute,
+                "TenantGateway.Auth.RegistrationsPerAddressPerMinute",
+            ),
         ] {
             if value == 0 {
                 return Err(err(key, "must be at least 1"));
@@ -963,6 +983,7 @@ impl Settings {
             multi_tenancy,
             tenants,
             listen: gateway.listen,
+            admin_listen: gateway.admin_listen,
             data_dir: gateway.data_dir,
             components_dir: gateway.components_dir,
             limits: gateway.limits,

@@ -34,6 +34,11 @@ pub struct Tenant {
     pub enabled: bool,
     /// When the store first saw it (RFC 3339).
     pub created_at: String,
+    /// Which tenant of this name it is: random for tenants the management APIs
+    /// create, else its creation time in seconds since the Unix epoch. A tenant
+    /// purged and created again under the same name (and so the same UUID) is
+    /// another generation: tokens and clients of the old one are refused.
+    pub generation: u64,
     /// Connection settings; never serialized into a response or a log line.
     pub connection_strings: BTreeMap<String, Secret>,
     /// Who owns it: the settings file or the management APIs.
@@ -47,6 +52,15 @@ pub struct Tenant {
     /// The record published to components (`tenants` key-value bucket): id, name,
     /// tier, enabled, created_at. Holds no secret.
     pub record: Bytes,
+}
+
+/// The generation of a tenant created at `created_at` (RFC 3339): seconds
+/// since the Unix epoch, 0 if unreadable.
+pub fn generation_of(created_at: &str) -> u64 {
+    humantime::parse_rfc3339_weak(created_at)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
 }
 
 /// All tenants, indexed by lower-case name and by UUID, and the rules of the
@@ -90,6 +104,14 @@ pub enum Destination<'a> {
 }
 
 impl Directory {
+    /// The sample settings' directory over `store` (tests).
+    #[cfg(test)]
+    pub(crate) fn sample(store: &dyn Store) -> (Self, Settings) {
+        let settings = Settings::parse(crate::settings::SAMPLE).unwrap();
+        let dir = Self::seed(store, &settings, HashMap::new(), "2025-01-01T00:00:00Z").unwrap();
+        (dir, settings)
+    }
+
     /// Records the settings' tenants in the store (creation times persist there)
     /// and builds the directory from the store.
     /// `apps`: the loaded components of `settings.apps`.
@@ -193,6 +215,10 @@ impl Directory {
             id,
             tier,
             enabled: row.enabled,
+            generation: row
+                .doc
+                .generation
+                .unwrap_or_else(|| generation_of(&row.created_at)),
             created_at: row.created_at,
             origin: row.origin,
             doc: row.doc,
@@ -272,6 +298,12 @@ impl Directory {
                 .as_ref()
                 .map_or(Destination::None, Destination::Upstream),
         }
+    }
+
+    /// The tenant of a UUID.
+    pub fn by_id(&self, id: &Uuid) -> Option<&Arc<Tenant>> {
+        let mut buf = Uuid::encode_buffer();
+        self.by_key.get(&*id.hyphenated().encode_lower(&mut buf))
     }
 
     /// Every tenant, as a slice.

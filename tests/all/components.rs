@@ -467,3 +467,40 @@ fn warm_instances_never_carry_one_tenants_data_to_another() {
         assert_eq!(r.json()["message"], "remembered: ");
     }
 }
+
+/// Only the versions rollback can reach are kept: after three uploads to one
+/// slot its current and previous bytes are in the data directory, the first
+/// upload's are not. (Before: every distinct upload was kept for ever.)
+#[test]
+fn only_reachable_versions_are_kept() {
+    let data = tempfile::tempdir().unwrap();
+    let gw = Gateway::launch().data_dir(data.path()).start();
+    let kept = || {
+        let mut shas: Vec<String> = std::fs::read_dir(data.path().join("registry"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".wasm"))
+                    .map(str::to_owned)
+            })
+            .collect();
+        shas.sort();
+        shas
+    };
+    for file in [VALIDATOR, POLICY_VALIDATOR, FAULTY_VALIDATOR] {
+        let r = put(&gw, "validator@Tenant1", &std::fs::read(file).unwrap());
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let mut expected = vec![sha(POLICY_VALIDATOR), sha(FAULTY_VALIDATOR)];
+    expected.sort();
+    assert_eq!(kept(), expected);
+    // Rollback still has what it needs.
+    let r = gw.request("POST", "/_components/validator@Tenant1/rollback", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        gw.get("/_components/validator@Tenant1").json()["sha256"],
+        sha(POLICY_VALIDATOR).as_str()
+    );
+}

@@ -144,7 +144,10 @@ impl Launch {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
         if !self.rate_limits {
-            cmd.env("TenantGateway__RateLimits__Enabled", "false");
+            cmd.env("TenantGateway__RateLimits__Enabled", "false").env(
+                "TenantGateway__Auth__RegistrationsPerAddressPerMinute",
+                "10000",
+            );
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         if let Some(dir) = &self.components {
@@ -264,6 +267,7 @@ impl Gateway {
             "/_components",
             "/hono/",
             "/application/v2/tenant",
+            "/metrics",
         ]
         .iter()
         .any(|p| path.starts_with(p));

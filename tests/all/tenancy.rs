@@ -343,7 +343,7 @@ fn the_101st_config_read_in_a_minute_gets_429() {
     // Another class and another tenant have their own budgets.
     assert_eq!(gw.get("/api/v1/tenants/Tenant1/features").status, 200);
     assert_eq!(gw.get("/api/v1/tenants/Tenant2/config").status, 200);
-    let metrics = gw.anonymous("GET", "/metrics", &[], b"").body;
+    let metrics = gw.get("/metrics").body;
     assert!(
         metrics.contains("tg_rejections_total{reason=\"rate_limited\"} 1"),
         "{metrics}"
@@ -409,7 +409,7 @@ fn a_changed_settings_file_applies_within_two_seconds() {
     std::fs::write(&gw.settings, bad.to_string()).unwrap();
     assert!(
         wait_for(Duration::from_secs(3), || gw
-            .anonymous("GET", "/metrics", &[], b"")
+            .get("/metrics")
             .body
             .contains("tg_settings_reloads_total{result=\"rejected\"} 1"))
         .is_some(),
@@ -439,8 +439,12 @@ fn operations_endpoints() {
     gw.anonymous("GET", "/db-info", &[("Tenant", "Tenant1")], b"");
     gw.anonymous("GET", "/db-info", &[], b"");
     gw.get("/api/v1/tenants/Tenant2/features");
-    let m = gw.anonymous("GET", "/metrics", &[], b"");
+    let m = gw.get("/metrics");
     assert_eq!(m.status, 200);
+    // It names every tenant: not for anyone.
+    let anonymous = gw.anonymous("GET", "/metrics", &[], b"");
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    assert!(anonymous.header("www-authenticate").is_some());
     assert!(m.header("content-type").unwrap().starts_with("text/plain"));
     for needle in [
         "tg_http_requests_total{tenant=\"Tenant1\",route=\"app\",status=\"200\"} 1",
@@ -501,4 +505,160 @@ fn tenant_traffic_can_require_a_token_of_its_tenant() {
         b"",
     );
     assert_eq!(other.status, 403);
+}
+
+/// With `TenantGateway.AdminListen`, `/metrics` is served there without
+/// credentials (with `/healthz` and `/readyz`) and no longer on the main
+/// listener; the admin listener serves nothing else.
+#[test]
+fn the_admin_listener_serves_metrics_and_health() {
+    let gw = Gateway::launch()
+        .env("TenantGateway__AdminListen", "127.0.0.1:0")
+        .start();
+    let marker = "admin listener (metrics, health) on http://";
+    let mut admin = None;
+    assert!(
+        crate::harness::eventually(Duration::from_secs(10), || {
+            admin = gw.log().split(marker).nth(1).and_then(|rest| {
+                let addr: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect();
+                addr.parse::<std::net::SocketAddr>().ok()
+            });
+            admin.is_some()
+        }),
+        "no admin listener in the log:\n{}",
+        gw.log()
+    );
+    let admin = admin.unwrap();
+    gw.get("/api/v1/tenants/Tenant1/config");
+    let m = crate::harness::get_from(admin, "/metrics");
+    assert_eq!(m.status, 200, "{}", m.body);
+    assert!(m.body.contains("tenant=\"Tenant1\""), "{}", m.body);
+    assert_eq!(crate::harness::get_from(admin, "/healthz").status, 200);
+    assert_eq!(crate::harness::get_from(admin, "/readyz").status, 200);
+    assert_eq!(
+        crate::harness::get_from(admin, "/api/v1/tenants/Tenant1/config").status,
+        404
+    );
+    assert_eq!(
+        gw.get("/metrics").status,
+        404,
+        "metrics stay off the main listener"
+    );
+}
+
+/// Open registration (the sample has it on) is open to loopback clients only
+/// unless `TenantGateway.Auth.OpenRegistrationFrom` says otherwise, and limited
+/// per address; the super-user registers from anywhere, unlimited. (Before:
+/// anyone anywhere could register any number of clients for any tenant.)
+#[test]
+fn open_registration_is_local_and_limited_by_default() {
+    let register = |gw: &Gateway, client: &str, auth: Option<&str>| {
+        let mut headers = vec![("Tenant", "Tenant1")];
+        if let Some(a) = auth {
+            headers.push(("Authorization", a));
+        }
+        form(
+            gw,
+            "/connect/register",
+            &headers,
+            &[
+                ("ClientId", client),
+                ("ClientSecret", SECRET),
+                ("DisplayName", "Test client"),
+            ],
+        )
+    };
+    let gw = Gateway::launch()
+        .rate_limited()
+        .env("TenantGateway__Auth__RegistrationsPerAddressPerMinute", "2")
+        .start();
+    assert_eq!(register(&gw, "local-1", None).status, 200);
+    assert_eq!(register(&gw, "local-2", None).status, 200);
+    let r = register(&gw, "local-3", None);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    assert!(r.header("content-type").unwrap().contains("problem+json"));
+    let su = basic(SUPER_USER.0, SUPER_USER.1);
+    assert_eq!(register(&gw, "by-admin", Some(&su)).status, 200);
+
+    let mut settings: Value = serde_json::from_str(SAMPLE_SETTINGS).unwrap();
+    settings["TenantGateway"]["Auth"]["OpenRegistrationFrom"] = json!(["10.0.0.0/8"]);
+    let gw = Gateway::launch().settings(&settings.to_string()).start();
+    let r = register(&gw, "from-afar", None);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("OpenRegistrationFrom"), "{}", r.body);
+    assert_eq!(register(&gw, "by-admin", Some(&su)).status, 200);
+}
+
+/// A tenant purged and made again under the same name (and so the same UUID)
+/// inherits nothing: the old client's token is refused, the old client cannot
+/// get a token, and history and rollback show nothing of the old tenant.
+/// (Before: the old clients and tokens worked for the new tenant, and rollback
+/// restored the old tenant's configuration.)
+#[test]
+fn a_purged_and_recreated_tenant_inherits_nothing() {
+    let gw = Gateway::start();
+    let xml = ("Content-Type", "application/xml");
+    let create = || gw.request("POST", "/_tenants", &[xml], br#"<tenant name="Phoenix"/>"#);
+    assert_eq!(create().status, 201);
+    let token = token_for(&gw, "Phoenix", "phoenix-old");
+    let config = "/api/v1/tenants/Phoenix/config";
+    assert_eq!(bearer(&gw, config, &token).status, 200);
+    let r = gw.put_json(config, r#"{"performance":{"cache_size_mb":7777}}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let history = gw.get("/api/v1/tenants/Phoenix/history").json();
+    assert!(
+        history["history"].as_array().unwrap().len() >= 2,
+        "{history}"
+    );
+
+    let r = gw.request("DELETE", "/_tenants/Phoenix?purge=true", &[], b"");
+    assert!(r.status == 200 || r.status == 204, "{}", r.body);
+    assert_eq!(
+        bearer(&gw, config, &token).status,
+        401,
+        "a token of a purged tenant"
+    );
+    // Made again, perhaps by someone else: a new tenant of the same UUID.
+    assert_eq!(create().status, 201);
+    let r = bearer(&gw, config, &token);
+    assert_eq!(r.status, 401, "the old tenant's token: {}", r.body);
+    let r = form(
+        &gw,
+        "/connect/token",
+        &[],
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "phoenix-old"),
+            ("client_secret", SECRET),
+        ],
+    );
+    assert_eq!(r.status, 401, "the old tenant's client: {}", r.body);
+    assert_eq!(r.json()["error"], "invalid_client");
+    let history = gw.get("/api/v1/tenants/Phoenix/history").json();
+    let entries = history["history"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["action"] != "updated" && e["action"] != "purged"),
+        "{history}"
+    );
+    let r = gw.request(
+        "POST",
+        "/api/v1/tenants/Phoenix/config/rollback",
+        &[("Content-Type", "application/json")],
+        b"{}",
+    );
+    assert_ne!(r.status, 200, "rollback reached the old tenant: {}", r.body);
+    assert_ne!(
+        gw.get(config).json()["performance"]["cache_size_mb"],
+        7777,
+        "the old configuration came back"
+    );
+    // The client id is free again, for the new tenant.
+    let fresh = token_for(&gw, "Phoenix", "phoenix-old");
+    assert_eq!(bearer(&gw, config, &fresh).status, 200);
 }

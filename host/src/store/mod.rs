@@ -60,6 +60,12 @@ pub struct TenantDoc {
     /// Hono tenant information, minus `tenant-id` and `enabled` (kept in the row).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hono: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Random, set when the management APIs create the tenant: which tenant
+    /// of its name this is (one purged and made again gets another), so its
+    /// tokens and clients are not an earlier one's. Absent for tenants of the
+    /// settings file and older records: their creation time stands in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
 }
 
 /// A tenant as the store keeps it.
@@ -199,6 +205,16 @@ pub enum StoreError {
 }
 
 /// An error's text followed by its causes', `: `-separated.
+/// The key-value bucket of registered clients (one JSON record per client id).
+pub const CLIENTS_BUCKET: &str = "_clients";
+
+/// What a client record of tenant `id` contains, exactly once: its
+/// `"tenant_id":"<uuid>"` member as serde writes it (compact; a string value
+/// can never hold it unescaped). Purging a tenant deletes the records holding it.
+pub fn client_marker(id: &str) -> String {
+    format!("\"tenant_id\":\"{id}\"")
+}
+
 fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();

@@ -727,6 +727,18 @@ impl Store for PostgresStore {
                 "DELETE FROM kv WHERE bucket = 'configs' AND key = $1",
                 &[&id],
             )?;
+            // Nothing of it is left for a tenant made again under its name:
+            // its history (and so every version rollback could reach) and
+            // its clients.
+            run.execute("DELETE FROM history WHERE tenant_id = $1", &[&id])?;
+            run.execute(
+                "DELETE FROM kv WHERE bucket = $1 AND position($2::bytea in value) > 0",
+                &[
+                    &super::CLIENTS_BUCKET,
+                    &super::client_marker(id).into_bytes(),
+                ],
+            )?;
+            // The purge itself is recorded.
             record(run, change, None, None)?;
             Ok((true, true))
         })
@@ -949,6 +961,13 @@ mod tests {
         let db = super::super::testing::TestSchema::new();
         let store = PostgresStore::open(db.connection(), None).unwrap();
         super::super::testing::contract(&store);
+    }
+
+    #[test]
+    fn purging_removes_the_tenants_clients() {
+        let db = super::super::testing::TestSchema::new();
+        let store = PostgresStore::open(db.connection(), None).unwrap();
+        super::super::testing::purge_removes_the_tenants_clients(&store);
     }
 
     #[test]

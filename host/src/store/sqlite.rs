@@ -291,6 +291,14 @@ impl Store for SqliteStore {
         }
         tx.execute("DELETE FROM tenant_dns WHERE tenant_id = ?1", [id])?;
         tx.execute("DELETE FROM kv WHERE bucket = 'configs' AND key = ?1", [id])?;
+        // Nothing of it is left for a tenant made again under its name: its
+        // history (and so every version rollback could reach) and its clients.
+        tx.execute("DELETE FROM history WHERE tenant_id = ?1", [id])?;
+        tx.execute(
+            "DELETE FROM kv WHERE bucket = ?1 AND instr(CAST(value AS TEXT), ?2) > 0",
+            params![super::CLIENTS_BUCKET, super::client_marker(id)],
+        )?;
+        // The purge itself is recorded (the change feed counts it).
         record(&tx, change, None, None)?;
         tx.commit()?;
         Ok(true)
@@ -475,6 +483,14 @@ mod tests {
     fn the_embedded_store_keeps_the_store_contract() {
         let dir = tempfile::tempdir().unwrap();
         super::super::testing::contract(&SqliteStore::open(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn purging_removes_the_tenants_clients() {
+        let dir = tempfile::tempdir().unwrap();
+        super::super::testing::purge_removes_the_tenants_clients(
+            &SqliteStore::open(dir.path()).unwrap(),
+        );
     }
 
     #[test]

@@ -304,6 +304,45 @@ pub fn contract(s: &dyn Store) {
     assert!(s.tenant_row("id-2").unwrap().is_none());
     assert!(s.tenant_by_dn(&dn).unwrap().is_none());
     assert!(s.get("configs", "id-2").unwrap().is_none());
+    // ...and its history but for the purge itself, so no version of it is
+    // reachable by a tenant made again under its name.
+    let left = s.history("id-2", 10).unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].change.action, "purged");
+    assert!(s.config_at("id-2", 1).unwrap().is_none());
+}
+
+/// Purging a tenant deletes its registered clients and no one else's.
+#[cfg(test)]
+pub fn purge_removes_the_tenants_clients<S: Store>(s: &S) {
+    let now = "2025-01-01T00:00:00Z";
+    let a = s.seed_tenant("id-a", "A", "Basic", now).unwrap();
+    s.seed_tenant("id-b", "B", "Basic", now).unwrap();
+    let record = |tenant: &str, name: &str| {
+        format!(
+            r#"{{"tenant_id":"{tenant}","generation":1,"display_name":"{name}","secret_hash":"x","created_at":"{now}"}}"#
+        )
+    };
+    s.set(
+        super::CLIENTS_BUCKET,
+        "a-1",
+        record("id-a", "one").as_bytes(),
+    )
+    .unwrap();
+    s.set(
+        super::CLIENTS_BUCKET,
+        "a-2",
+        record("id-a", "two").as_bytes(),
+    )
+    .unwrap();
+    // A name that quotes the other tenant's member is still B's client.
+    let tricky = record("id-b", r#"\"tenant_id\":\"id-a\""#);
+    s.set(super::CLIENTS_BUCKET, "b-1", tricky.as_bytes())
+        .unwrap();
+    assert!(s.purge_tenant(&a.id, &tenant_change(&a, "purged")).unwrap());
+    assert!(s.get(super::CLIENTS_BUCKET, "a-1").unwrap().is_none());
+    assert!(s.get(super::CLIENTS_BUCKET, "a-2").unwrap().is_none());
+    assert!(s.get(super::CLIENTS_BUCKET, "b-1").unwrap().is_some());
 }
 
 /// Seeding keeps a tenant's creation time and the data survives reopening.
