@@ -667,9 +667,10 @@ impl Authenticator {
         secret: String,
         display_name: String,
         tenant: &crate::tenants::Tenant,
+        max_clients: u32,
         from: IpAddr,
         quota: CheckQuota,
-    ) -> Result<bool, CheckFailure> {
+    ) -> Result<crate::store::ClientRegistration, CheckFailure> {
         self.admit(from, &client_id, quota)?;
         let secret_hash = self
             .hasher
@@ -684,10 +685,13 @@ impl Authenticator {
             created_at: crate::now_rfc3339(),
         };
         let value = serde_json::to_vec(&record).expect("a record serializes");
-        tokio::task::spawn_blocking(move || store.swap(CLIENTS, &client_id, None, &value))
-            .await
-            .map_err(|e| CheckFailure::Store(StoreError::Open(e.to_string())))?
-            .map_err(CheckFailure::Store)
+        let tenant_id = tenant.id.to_string();
+        tokio::task::spawn_blocking(move || {
+            store.register_client(&client_id, &tenant_id, &value, max_clients)
+        })
+        .await
+        .map_err(|e| CheckFailure::Store(StoreError::Open(e.to_string())))?
+        .map_err(CheckFailure::Store)
     }
 
     /// Exchanges client credentials for a token. `tenant`: the tenant the request
@@ -857,12 +861,20 @@ mod tests {
                 secret.into(),
                 display.into(),
                 &tenant1,
+                2,
                 LOCAL,
                 QUOTA,
             )
         };
-        assert!(register("c1", "C1").await.unwrap());
-        assert!(!register("c1", "again").await.unwrap());
+        use crate::store::ClientRegistration as R;
+        assert_eq!(register("c1", "C1").await.unwrap(), R::Registered);
+        assert_eq!(register("c1", "again").await.unwrap(), R::Taken);
+        assert_eq!(register("c2", "C2").await.unwrap(), R::Registered);
+        assert_eq!(
+            register("c3", "C3").await.unwrap(),
+            R::Full,
+            "at most 2 per tenant"
+        );
         let token = |id: &'static str, s: &'static str, t: Option<Uuid>| {
             a.token(store.clone(), id, s, t, &dir, 60, LOCAL, QUOTA)
         };

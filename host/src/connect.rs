@@ -6,6 +6,7 @@
 use crate::auth::{CheckFailure, CheckQuota, Refusal, SCOPES};
 use crate::routing::TENANT;
 use crate::server::{Body, Gateway, Served, error, json_value, problem};
+use crate::store::ClientRegistration;
 use http::header::{
     AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, PRAGMA, WWW_AUTHENTICATE,
 };
@@ -151,24 +152,33 @@ pub(crate) async fn register(
             secret,
             display,
             &tenant,
+            dir.auth.max_clients_per_tenant,
             from,
             CheckQuota::from(&dir.auth),
         )
         .await;
     match created {
-        Ok(true) => {
+        Ok(ClientRegistration::Registered) => {
             tracing::info!(client_id = %client_id, tenant = %tenant.name, "client registered");
             json_value(
                 StatusCode::OK,
                 &json!({"title": format!("Registered client {client_id} successfully."), "status": 200}),
             )
         }
-        Ok(false) => problem(
+        Ok(ClientRegistration::Taken) => problem(
             StatusCode::BAD_REQUEST,
             "Validation failed",
             Some(
                 json!({"ClientId": [format!("A client with ClientId {client_id} already exists")]}),
             ),
+        ),
+        Ok(ClientRegistration::Full) => problem(
+            StatusCode::CONFLICT,
+            &format!(
+                "Tenant '{}' has the most clients it may have ({}, TenantGateway.Auth.MaxClientsPerTenant)",
+                tenant.name, dir.auth.max_clients_per_tenant
+            ),
+            None,
         ),
         Err(CheckFailure::Refused(refusal)) => {
             gw.metrics.reject(crate::server::refusal_reason(refusal));

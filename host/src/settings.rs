@@ -251,6 +251,8 @@ pub struct AuthSettings {
     pub open_registration_from: Vec<ipnet::IpNet>,
     /// Open registrations one client address may make per minute.
     pub registrations_per_address_per_minute: u32,
+    /// Clients one tenant may have (registration past it: 409).
+    pub max_clients_per_tenant: u32,
 }
 
 impl Default for AuthSettings {
@@ -268,6 +270,7 @@ impl Default for AuthSettings {
                 "::1/128".parse().expect("a network"),
             ],
             registrations_per_address_per_minute: 5,
+            max_clients_per_tenant: 100,
         }
     }
 }
@@ -347,6 +350,9 @@ pub struct Limits {
     pub upstream_timeout_ms: u64,
     /// Largest component accepted by the registry (API uploads, directory files).
     pub max_component_bytes: usize,
+    /// Most functions (over all its core modules) a component from an upload
+    /// or the components directory may have; counted before compiling.
+    pub max_component_functions: usize,
     /// Longest a component's outbound request waits to connect, for its
     /// response headers, or between body chunks; the component may ask for less.
     pub outbound_timeout_ms: u64,
@@ -397,6 +403,7 @@ impl Default for Limits {
             max_concurrent_component_calls: 64,
             upstream_timeout_ms: 30_000,
             max_component_bytes: 32 * 1024 * 1024,
+            max_component_functions: 50_000,
             outbound_timeout_ms: 10_000,
             max_outbound_response_bytes: 4 * 1024 * 1024,
             max_outbound_requests_per_call: 16,
@@ -848,6 +855,10 @@ impl Settings {
             (
                 auth.registrations_per_address_per_minute,
                 "TenantGateway.Auth.RegistrationsPerAddressPerMinute",
+            ),
+            (
+                auth.max_clients_per_tenant,
+                "TenantGateway.Auth.MaxClientsPerTenant",
             ),
         ] {
             if value == 0 {

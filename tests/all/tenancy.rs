@@ -583,6 +583,15 @@ fn open_registration_is_local_and_limited_by_default() {
     assert!(r.header("content-type").unwrap().contains("problem+json"));
     let su = basic(SUPER_USER.0, SUPER_USER.1);
     assert_eq!(register(&gw, "by-admin", Some(&su)).status, 200);
+    // At most MaxClientsPerTenant clients, whoever registers them.
+    let gw = Gateway::launch()
+        .env("TenantGateway__Auth__MaxClientsPerTenant", "2")
+        .start();
+    assert_eq!(register(&gw, "one", None).status, 200);
+    assert_eq!(register(&gw, "two", Some(&su)).status, 200);
+    let r = register(&gw, "three", Some(&su));
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("MaxClientsPerTenant"), "{}", r.body);
 
     let mut settings: Value = serde_json::from_str(SAMPLE_SETTINGS).unwrap();
     settings["TenantGateway"]["Auth"]["OpenRegistrationFrom"] = json!(["10.0.0.0/8"]);

@@ -175,6 +175,15 @@ pub enum LoadError {
     /// Not a Wasm component at all.
     #[error("not a Wasm component: {0}")]
     NotComponent(&'static str),
+    /// More functions than `TenantGateway.Limits.MaxComponentFunctions`:
+    /// refused before compiling (compile time and memory grow with them).
+    #[error(
+        "the component has more than {max} functions (Limits.MaxComponentFunctions); it is refused before compiling"
+    )]
+    TooManyFunctions {
+        /// The limit.
+        max: usize,
+    },
     /// It does not compile.
     #[error("the component does not compile: {0}")]
     Compile(String),
@@ -207,9 +216,43 @@ pub fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
     }
 }
 
+/// Counts the functions of every core module inside `bytes` (a first pass of
+/// the binary, no compilation) and refuses more than `max`. A binary too
+/// malformed to count is left to the compiler, which says why.
+pub fn check_functions(bytes: &[u8], max: usize) -> Result<(), LoadError> {
+    let mut functions = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(wasmparser::Payload::CodeSectionStart { count, .. }) => {
+                functions = functions.saturating_add(count as usize);
+                if functions > max {
+                    return Err(LoadError::TooManyFunctions { max });
+                }
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn functions_are_counted_before_compiling() {
+        let validator = super::super::builtin::VALIDATOR;
+        assert!(check_functions(validator, usize::MAX).is_ok());
+        assert!(matches!(
+            check_functions(validator, 10),
+            Err(LoadError::TooManyFunctions { max: 10 })
+        ));
+        let many = wat::parse_str(format!("(module {})", "(func)".repeat(500))).unwrap();
+        assert!(check_functions(&many, 499).is_err());
+        assert!(check_functions(&many, 500).is_ok());
+        assert!(check_functions(b"\0asm\x0d\0\x01\0garbage", 1).is_ok());
+    }
 
     #[test]
     fn slots_parse_and_print() {

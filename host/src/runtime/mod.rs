@@ -539,6 +539,10 @@ impl Loader {
             });
         }
         components::check_header(bytes)?;
+        // The built-in components are ours; what arrives is counted first.
+        if !matches!(source, Source::Builtin) {
+            components::check_functions(bytes, self.limits.max_component_functions)?;
+        }
         let name = slot.to_string();
         let (component, compiled) = self
             .compile(&name, bytes)

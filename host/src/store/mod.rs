@@ -205,6 +205,17 @@ pub enum StoreError {
 }
 
 /// An error's text followed by its causes', `: `-separated.
+/// What [`Store::register_client`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientRegistration {
+    /// Written.
+    Registered,
+    /// The client id is taken.
+    Taken,
+    /// The tenant has its most clients.
+    Full,
+}
+
 /// The key-value bucket of registered clients (one JSON record per client id).
 pub const CLIENTS_BUCKET: &str = "_clients";
 
@@ -349,6 +360,16 @@ pub trait Store: Send + Sync + 'static {
         expected: Option<i64>,
         value: &[u8],
     ) -> Result<bool, StoreError>;
+    /// Registers a client of `tenant_id`: writes `record` (its JSON, holding
+    /// [`client_marker`]) under `client_id` in [`CLIENTS_BUCKET`], unless the id
+    /// is taken or the tenant already has `max` clients, in one transaction.
+    fn register_client(
+        &self,
+        client_id: &str,
+        tenant_id: &str,
+        record: &[u8],
+        max: u32,
+    ) -> Result<ClientRegistration, StoreError>;
     /// Writes (`Some`) or removes (`None`) a key if it is as `expected`, and records
     /// `change` with the version written, in one transaction. `Ok(None)`: not as
     /// expected, nothing written.

@@ -881,6 +881,51 @@ impl Store for PostgresStore {
         Ok(changed == 1)
     }
 
+    fn register_client(
+        &self,
+        client_id: &str,
+        tenant_id: &str,
+        record: &[u8],
+        max: u32,
+    ) -> Result<super::ClientRegistration, StoreError> {
+        use super::ClientRegistration as R;
+        let marker = super::client_marker(tenant_id).into_bytes();
+        self.write(|run| {
+            // One registration of a tenant at a time, across instances: the
+            // count below stays true until this one commits.
+            run.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))",
+                &[&tenant_id],
+            )?;
+            let inserted = run.query_opt(
+                "SELECT 1 FROM kv WHERE bucket = $1 AND key = $2",
+                &[&super::CLIENTS_BUCKET, &client_id],
+            )?;
+            if inserted.is_some() {
+                return Ok((R::Taken, false));
+            }
+            let clients: i64 = run
+                .query_one(
+                    "SELECT count(*) FROM kv WHERE bucket = $1 AND position($2::bytea in value) > 0",
+                    &[&super::CLIENTS_BUCKET, &marker],
+                )?
+                .try_get(0)?;
+            if clients >= i64::from(max) {
+                return Ok((R::Full, false));
+            }
+            let written = run.execute(
+                "INSERT INTO kv (bucket, key, value, version) VALUES ($1, $2, $3, 1) \
+                 ON CONFLICT (bucket, key) DO NOTHING",
+                &[&super::CLIENTS_BUCKET, &client_id, &record],
+            )?;
+            Ok(if written == 1 {
+                (R::Registered, true)
+            } else {
+                (R::Taken, false)
+            })
+        })
+    }
+
     fn write_recorded(
         &self,
         bucket: &str,
@@ -961,6 +1006,13 @@ mod tests {
         let db = super::super::testing::TestSchema::new();
         let store = PostgresStore::open(db.connection(), None).unwrap();
         super::super::testing::contract(&store);
+    }
+
+    #[test]
+    fn clients_are_capped_per_tenant() {
+        let db = super::super::testing::TestSchema::new();
+        let store = PostgresStore::open(db.connection(), None).unwrap();
+        super::super::testing::clients_are_capped_per_tenant(&store);
     }
 
     #[test]

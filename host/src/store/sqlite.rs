@@ -437,6 +437,39 @@ impl Store for SqliteStore {
         Ok(changed == 1)
     }
 
+    fn register_client(
+        &self,
+        client_id: &str,
+        tenant_id: &str,
+        record: &[u8],
+        max: u32,
+    ) -> Result<super::ClientRegistration, StoreError> {
+        use super::ClientRegistration as R;
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let taken = tx
+            .prepare_cached("SELECT 1 FROM kv WHERE bucket = ?1 AND key = ?2")?
+            .exists(params![super::CLIENTS_BUCKET, client_id])?;
+        if taken {
+            return Ok(R::Taken);
+        }
+        let clients: i64 = tx
+            .prepare_cached(
+                "SELECT count(*) FROM kv WHERE bucket = ?1 AND instr(CAST(value AS TEXT), ?2) > 0",
+            )?
+            .query_row(
+                params![super::CLIENTS_BUCKET, super::client_marker(tenant_id)],
+                |r| r.get(0),
+            )?;
+        if clients >= i64::from(max) {
+            return Ok(R::Full);
+        }
+        tx.prepare_cached("INSERT INTO kv (bucket, key, value, version) VALUES (?1, ?2, ?3, 1)")?
+            .execute(params![super::CLIENTS_BUCKET, client_id, record])?;
+        tx.commit()?;
+        Ok(R::Registered)
+    }
+
     fn write_recorded(
         &self,
         bucket: &str,
@@ -483,6 +516,14 @@ mod tests {
     fn the_embedded_store_keeps_the_store_contract() {
         let dir = tempfile::tempdir().unwrap();
         super::super::testing::contract(&SqliteStore::open(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn clients_are_capped_per_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        super::super::testing::clients_are_capped_per_tenant(
+            &SqliteStore::open(dir.path()).unwrap(),
+        );
     }
 
     #[test]

@@ -312,6 +312,37 @@ pub fn contract(s: &dyn Store) {
     assert!(s.config_at("id-2", 1).unwrap().is_none());
 }
 
+/// Client registration: once per id, at most `max` per tenant, counted per
+/// tenant.
+#[cfg(test)]
+pub fn clients_are_capped_per_tenant<S: Store>(s: &S) {
+    use super::ClientRegistration as R;
+    let record = |tenant: &str| format!(r#"{{"tenant_id":"{tenant}","display_name":"x"}}"#);
+    let a = record("id-a");
+    assert_eq!(
+        s.register_client("a-1", "id-a", a.as_bytes(), 2).unwrap(),
+        R::Registered
+    );
+    assert_eq!(
+        s.register_client("a-1", "id-a", a.as_bytes(), 2).unwrap(),
+        R::Taken
+    );
+    assert_eq!(
+        s.register_client("a-2", "id-a", a.as_bytes(), 2).unwrap(),
+        R::Registered
+    );
+    assert_eq!(
+        s.register_client("a-3", "id-a", a.as_bytes(), 2).unwrap(),
+        R::Full
+    );
+    let b = record("id-b");
+    assert_eq!(
+        s.register_client("b-1", "id-b", b.as_bytes(), 2).unwrap(),
+        R::Registered
+    );
+    assert!(s.get(super::CLIENTS_BUCKET, "a-3").unwrap().is_none());
+}
+
 /// Purging a tenant deletes its registered clients and no one else's.
 #[cfg(test)]
 pub fn purge_removes_the_tenants_clients<S: Store>(s: &S) {
