@@ -70,7 +70,9 @@ const BODY_TIMED_OUT: u8 = 2;
 /// failed (so that failure is the client's 400, not the upstream's 502).
 struct ClientBody {
     inner: crate::body::Timed<Incoming>,
-    failed: Arc<AtomicU8>,
+    /// `None` for a body that had ended before it was sent (most `GET`s):
+    /// nothing can fail, nothing to allocate.
+    failed: Option<Arc<AtomicU8>>,
 }
 
 impl Body for ClientBody {
@@ -88,7 +90,9 @@ impl Body for ClientBody {
             } else {
                 BODY_BROKEN
             };
-            self.failed.store(how, Ordering::Relaxed);
+            if let Some(failed) = &self.failed {
+                failed.store(how, Ordering::Relaxed);
+            }
         }
         polled
     }
@@ -206,15 +210,15 @@ impl Proxy {
         };
         // One field, a trusted proxy's elements first (RFC 7239 §4), so an
         // upstream reading only one `Forwarded` line still sees them all.
-        let prior: Vec<&str> = headers
-            .get_all(FORWARDED)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let forwarded = if prior.is_empty() {
-            forwarded
-        } else {
+        let forwarded = if headers.contains_key(FORWARDED) {
+            let prior: Vec<&str> = headers
+                .get_all(FORWARDED)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
             format!("{}, {forwarded}", prior.join(", "))
+        } else {
+            forwarded
         };
         if let Ok(v) = HeaderValue::from_str(&forwarded) {
             headers.insert(FORWARDED, v);
@@ -231,7 +235,7 @@ impl Proxy {
         }
         *req.uri_mut() = target;
         *req.version_mut() = http::Version::HTTP_11;
-        let failed = Arc::new(AtomicU8::new(0));
+        let failed = (!req.body().is_end_stream()).then(|| Arc::new(AtomicU8::new(0)));
         let req = req.map(|inner| ClientBody {
             inner: crate::body::Timed::new(inner, body_timeouts),
             failed: failed.clone(),
@@ -240,11 +244,13 @@ impl Proxy {
         let mut resp = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Err(_) => return Err(ProxyError::Timeout),
             Ok(Err(e)) => {
-                return Err(match failed.load(Ordering::Relaxed) {
-                    BODY_TIMED_OUT => ProxyError::BodyTimedOut,
-                    BODY_BROKEN => ProxyError::BadRequestBody,
-                    _ => ProxyError::Unreachable(e.to_string()),
-                });
+                return Err(
+                    match failed.as_ref().map_or(0, |f| f.load(Ordering::Relaxed)) {
+                        BODY_TIMED_OUT => ProxyError::BodyTimedOut,
+                        BODY_BROKEN => ProxyError::BadRequestBody,
+                        _ => ProxyError::Unreachable(e.to_string()),
+                    },
+                );
             }
             Ok(Ok(resp)) => resp,
         };
