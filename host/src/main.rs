@@ -82,6 +82,27 @@ struct Serve {
         env = "TENANT_GATEWAY_LOG_FORMAT"
     )]
     log_format: LogFormat,
+    /// End when the process (thread) that started the gateway ends, however it
+    /// ends (Linux: the parent-death signal). For supervisors and test
+    /// harnesses that must never leave a gateway running.
+    #[arg(long)]
+    exit_with_parent: bool,
+}
+
+/// Asks the kernel to kill this process when its parent goes; if the parent
+/// went already (we were handed to init), ends now.
+fn exit_with_parent() -> anyhow::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+            .context("setting the parent-death signal")?;
+        if std::os::unix::process::parent_id() == 1 {
+            anyhow::bail!("--exit-with-parent: the parent process has ended already");
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    anyhow::bail!("--exit-with-parent is supported on Linux only")
 }
 
 fn init_logging(format: LogFormat) {
@@ -136,6 +157,9 @@ async fn shutdown_signal() {
 }
 
 async fn serve(args: Serve) -> anyhow::Result<()> {
+    if args.exit_with_parent {
+        exit_with_parent()?;
+    }
     let (settings, source_path) = match load_settings(args.settings.as_deref()) {
         Ok(s) => s,
         Err(e) => {

@@ -259,3 +259,38 @@ fn environment_overrides_the_settings_file() {
     assert_eq!(gw.put_json(PATH, &body).status, 413);
     assert_eq!(gw.get("/api/v1/tenants/Tenant3/config").status, 200);
 }
+
+/// A gateway started with `--exit-with-parent` (as every test's is) ends when
+/// what started it ends, however that ends: here the starting thread simply
+/// returns without stopping it, as a killed test would.
+#[test]
+fn a_gateway_never_outlives_what_started_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("appsettings.json");
+    std::fs::write(&settings, crate::harness::SAMPLE_SETTINGS).unwrap();
+    let data = dir.path().join("data");
+    let mut child = std::thread::spawn(move || {
+        let mut child = crate::harness::serve(&settings, &data)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Serving (so past setting the signal) before this thread ends.
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        assert!(line.contains("listening"), "{line}");
+        child
+    })
+    .join()
+    .unwrap();
+    let ended = crate::harness::eventually(std::time::Duration::from_secs(30), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    if !ended {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(ended, "the gateway outlived the thread that started it");
+}

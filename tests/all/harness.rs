@@ -38,6 +38,7 @@ pub const SUPER_USER: (&str, &str) = ("admin", "change-me-dev-password");
 pub fn serve(settings: &Path, data_dir: &Path) -> Command {
     let mut cmd = Command::new(BINARY);
     cmd.arg("serve")
+        .arg("--exit-with-parent")
         .arg("--settings")
         .arg(settings)
         .arg("--data-dir")
@@ -127,7 +128,10 @@ impl Launch {
         let data_dir = self.data_dir.unwrap_or_else(|| work.path().join("data"));
         let log = work.path().join("gateway.log");
         let mut cmd = Command::new(BINARY);
+        // Killed with its test however the test ends (a panic, a timeout
+        // killing the test binary), not only when `Gateway` is dropped.
         cmd.arg("serve")
+            .arg("--exit-with-parent")
             .arg("--settings")
             .arg(&settings)
             .args(["--listen", "127.0.0.1:0"])
