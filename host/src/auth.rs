@@ -615,16 +615,17 @@ impl Authenticator {
     }
 
     /// Who sent `authorization` (the header's value), from the client address
-    /// `from`. Basic credentials are the super-user's, or those of a user of
-    /// `tenant` (the tenant the request is for).
+    /// `from`, under the tenants and `TenantGateway.Auth` of `dir`. Basic
+    /// credentials are the super-user's, or those of a user of `tenant` (the
+    /// tenant the request is for, else of another one).
     pub async fn authenticate(
         &self,
         authorization: Option<&http::HeaderValue>,
         from: IpAddr,
-        auth: &crate::settings::AuthSettings,
         tenant: Option<&crate::tenants::Tenant>,
         dir: &crate::tenants::Directory,
     ) -> Result<Principal, Refusal> {
+        let auth = &dir.auth;
         let value = authorization
             .ok_or(Refusal::Missing)?
             .to_str()
@@ -905,6 +906,13 @@ mod tests {
         .unwrap()
     }
 
+    /// A directory without tenants, under `auth`.
+    fn directory(auth: crate::settings::AuthSettings) -> crate::tenants::Directory {
+        let mut dir = crate::tenants::Directory::default();
+        dir.auth = auth;
+        dir
+    }
+
     fn settings(
         su: Option<SuperUser>,
         per_address: u32,
@@ -933,10 +941,7 @@ mod tests {
         let check = |h: Option<http::HeaderValue>, s: &crate::settings::AuthSettings| {
             let s = s.clone();
             let a = &a;
-            async move {
-                a.authenticate(h.as_ref(), LOCAL, &s, None, &Default::default())
-                    .await
-            }
+            async move { a.authenticate(h.as_ref(), LOCAL, None, &directory(s)).await }
         };
         for _ in 0..2 {
             assert_eq!(
@@ -975,7 +980,7 @@ mod tests {
             async move {
                 let before = a.hasher.runs();
                 let _ = a
-                    .authenticate(Some(&h), LOCAL, s, None, &Default::default())
+                    .authenticate(Some(&h), LOCAL, None, &directory(s.clone()))
                     .await;
                 a.hasher.runs() - before
             }
@@ -996,7 +1001,7 @@ mod tests {
         let try_as = |user: &str, pw: &str, from: [u8; 4]| {
             let (a, s, h) = (&a, &s, header(user, pw));
             async move {
-                a.authenticate(Some(&h), IpAddr::from(from), s, None, &Default::default())
+                a.authenticate(Some(&h), IpAddr::from(from), None, &directory(s.clone()))
                     .await
             }
         };

@@ -105,10 +105,7 @@ pub(crate) async fn register(
                 &format!("At most {per_minute} client registrations per minute from one address"),
                 None,
             );
-            resp.headers_mut().insert(
-                http::header::RETRY_AFTER,
-                HeaderValue::from(wait.as_secs().max(1)),
-            );
+            crate::server::retry_after(&mut resp, wait.as_secs().max(1));
             return resp;
         }
     }
@@ -290,13 +287,7 @@ pub(crate) async fn token(
         .await;
     match issued {
         Ok(Ok((token, _, tenant_id))) => {
-            served.tenant = gw
-                .runtime
-                .shared()
-                .directory
-                .load()
-                .get(&tenant_id.to_string())
-                .cloned();
+            served.tenant = dir.by_id(&tenant_id).cloned();
             let mut resp = json_value(
                 StatusCode::OK,
                 &json!({

@@ -563,7 +563,7 @@ impl Registry {
         };
         let dir = self.dir.as_deref().unwrap_or(Path::new(""));
         let mut state = self.state.lock().await;
-        for (name, bytes, sha) in listed.read {
+        for (name, bytes, sha) in listed {
             let path = dir.join(&name);
             if state.files.get(&name) == Some(&sha) {
                 continue;
@@ -646,10 +646,8 @@ struct Looks {
     read_at: HashMap<String, Stamp>,
 }
 
-/// One look: the files read (name, bytes, SHA-256 hex).
-struct Listed {
-    read: Vec<(String, Vec<u8>, String)>,
-}
+/// The files one look read: name, bytes, SHA-256 hex.
+type Read = Vec<(String, Vec<u8>, String)>;
 
 static DIRECTORY_READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 static DIRECTORY_SCANS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -682,7 +680,7 @@ fn stamps_of(dir: &Path) -> std::io::Result<HashMap<String, Stamp>> {
 impl Looks {
     /// Lists `dir` (blocking) and reads the files that are new or changed
     /// and settled; `every_file`: all of them.
-    fn list(&mut self, dir: &Path, every_file: bool) -> std::io::Result<Listed> {
+    fn list(&mut self, dir: &Path, every_file: bool) -> std::io::Result<Read> {
         use std::sync::atomic::Ordering::Relaxed;
         DIRECTORY_SCANS.fetch_add(1, Relaxed);
         let now = stamps_of(dir)?;
@@ -702,7 +700,7 @@ impl Looks {
         }
         self.read_at.retain(|name, _| now.contains_key(name));
         self.stamps = now;
-        Ok(Listed { read })
+        Ok(read)
     }
 
     /// Counts every file there now as seen and read (after a full scan).

@@ -159,10 +159,7 @@ pub async fn serve(
                         Ok::<_, Infallible>(handle(&gw, req, peer).await)
                     }
                 });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
-                    .serve_connection(TokioIo::new(stream), service);
+                let conn = http1().serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _guard = guard;
@@ -223,11 +220,11 @@ pub async fn serve_admin(listener: TcpListener, gw: Arc<Gateway>) {
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let gw = gw.clone();
             async move {
-                let resp = match req.uri().path() {
-                    "/metrics" => metrics_response(&gw),
-                    "/healthz" | "/health" => json(StatusCode::OK, r#"{"status":"ok"}"#),
-                    "/readyz" => readiness(&gw).await,
-                    _ => error(
+                let path = req.uri().path();
+                let resp = match health(&gw, path).await {
+                    Some(resp) => resp,
+                    None if path == "/metrics" => metrics_response(&gw),
+                    None => error(
                         StatusCode::NOT_FOUND,
                         "The admin listener serves /metrics, /healthz and /readyz",
                         None,
@@ -236,17 +233,33 @@ pub async fn serve_admin(listener: TcpListener, gw: Arc<Gateway>) {
                 Ok::<_, Infallible>(resp)
             }
         });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30))
-            .serve_connection(TokioIo::new(stream), service);
+        let conn = http1().serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {
             let _ = conn.await;
         });
     }
 }
 
-/// What a connection past `Limits.MaxConnections` may still ask for.
+/// The HTTP/1.1 connection settings of both listeners.
+fn http1() -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder
+}
+
+/// `/healthz` (`/health`) and `/readyz`, on either listener.
+async fn health(gw: &Gateway, path: &str) -> Option<Response<Body>> {
+    match path {
+        "/healthz" | "/health" => Some(json(StatusCode::OK, r#"{"status":"ok"}"#)),
+        "/readyz" => Some(readiness(gw).await),
+        _ => None,
+    }
+}
+
+/// What a connection past `Limits.MaxConnections` may still ask for: the
+/// health paths and `/metrics`.
 fn is_health(path: &str) -> bool {
     matches!(path, "/healthz" | "/health" | "/readyz" | "/metrics")
 }
@@ -363,7 +376,6 @@ pub(crate) async fn authenticate(
         .authenticate(
             headers.get(http::header::AUTHORIZATION),
             client_addr(extensions),
-            &dir.auth,
             tenant,
             dir,
         )
@@ -371,7 +383,7 @@ pub(crate) async fn authenticate(
 }
 
 /// Sets `Retry-After` (seconds).
-fn retry_after(resp: &mut Response<Body>, secs: u64) {
+pub(crate) fn retry_after(resp: &mut Response<Body>, secs: u64) {
     resp.headers_mut()
         .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
 }
@@ -419,15 +431,11 @@ async fn route(
     served: &mut Served,
 ) -> Response<Body> {
     let path = req.uri().path();
+    if let Some(resp) = health(gw, path).await {
+        served.route = "health";
+        return resp;
+    }
     match path {
-        "/healthz" | "/health" => {
-            served.route = "health";
-            return json(StatusCode::OK, r#"{"status":"ok"}"#);
-        }
-        "/readyz" => {
-            served.route = "health";
-            return readiness(gw).await;
-        }
         "/metrics" => {
             served.route = "metrics";
             // It names every tenant: the admin listener's, or the super-user's.

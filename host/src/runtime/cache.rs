@@ -113,10 +113,15 @@ impl ArtifactCache {
                 // written wins, and is read back.
                 let linked = std::fs::hard_link(&tmp, key_file);
                 let _ = std::fs::remove_file(&tmp);
-                if linked.is_err() {
-                    return Self::open(dir, key_file);
+                match linked {
+                    Ok(()) => key,
+                    // Someone else's, whole (it was written before it was linked).
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        <[u8; 32]>::try_from(std::fs::read(key_file)?.as_slice())
+                            .map_err(|_| std::io::Error::other("malformed cache key"))?
+                    }
+                    Err(e) => return Err(e),
                 }
-                key
             }
             Err(e) => return Err(e),
         };
