@@ -791,6 +791,7 @@ fn main() {
                 cache_dir: Some(data.path().join("cache")),
                 cache_key: None,
                 components_dir: None,
+                compile_with: None,
                 watch: None,
             },
             std::future::pending(),

@@ -6,7 +6,8 @@
 //!   component gets 400 with the reason and the running one stays.
 //! - `DELETE /_components/{name}`: back to the built-in component (a tenant's
 //!   own: back to everyone's).
-//! - `POST /_components/{name}/rollback`: back to the version before.
+//! - `POST /_components/{name}/rollback`: back to the version before
+//!   (`?to={sha256}`: to any kept version).
 //!
 //! Names: `validator`, `feature-gate`, `config-api`, `validator@{tenant}`,
 //! `feature-gate@{tenant}`. Errors: `{"error": "...", "component": "name"}`.
@@ -70,6 +71,7 @@ fn entry_json(e: &Entry, dir: &Directory, overridden: &[Slot]) -> Value {
         "compiled": i.compiled,
         "tenants": users(dir, &i.slot, overridden),
         "previous": e.previous.as_ref().map(version_json),
+        "kept": e.kept.iter().map(version_json).collect::<Vec<_>>(),
     })
 }
 
@@ -105,6 +107,7 @@ fn failure(e: RegistryError, name: &str) -> Response<Body> {
         RegistryError::Load(LoadError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
         RegistryError::Load(_) => StatusCode::BAD_REQUEST,
         RegistryError::NoPrevious(_) => StatusCode::CONFLICT,
+        RegistryError::NotKept(..) => StatusCode::NOT_FOUND,
         RegistryError::Missing(_) => StatusCode::GONE,
         RegistryError::Storage(_) => {
             tracing::error!(error = %e, "component registry failed");
@@ -199,10 +202,17 @@ pub(crate) async fn serve(
             Ok(serving) => show(gw, Some(&Slot::global(serving.slot.kind))).await,
             Err(e) => failure(e, name),
         },
-        (Some("rollback"), Method::POST) => match gw.registry.rollback(slot.clone()).await {
-            Ok(_) => show(gw, Some(&slot)).await,
-            Err(e) => failure(e, name),
-        },
+        (Some("rollback"), Method::POST) => {
+            let to = req.uri().query().and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "to")
+                    .map(|(_, v)| v.into_owned())
+            });
+            match gw.registry.rollback(slot.clone(), to.as_deref()).await {
+                Ok(_) => show(gw, Some(&slot)).await,
+                Err(e) => failure(e, name),
+            }
+        }
         (Some("rollback"), m) => not_allowed(&m, "POST"),
         (None, m) => not_allowed(&m, "GET, PUT, DELETE"),
         (Some(_), _) => fail(

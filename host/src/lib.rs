@@ -52,6 +52,10 @@ pub struct Options {
     /// `config-api.wasm` and tenants' own `validator@{tenant}.wasm` /
     /// `feature-gate@{tenant}.wasm`, watched while running.
     pub components_dir: Option<PathBuf>,
+    /// The gateway binary, run as `compile-component` to compile what arrives
+    /// while serving under `Limits.CompileTimeoutMs` / `CompileMemoryMib`;
+    /// `None` compiles in this process, without those budgets.
+    pub compile_with: Option<PathBuf>,
     /// The settings file to watch: a changed file is applied while running. The
     /// environment overrides are applied again on every reload.
     pub watch: Option<Watch>,
@@ -323,6 +327,7 @@ pub async fn start(
     let shared = Arc::new(runtime::Shared::new(store));
     let limits = options.settings.limits.clone();
     let cache_dir = options.cache_dir.clone();
+    let compile_with = options.compile_with.clone();
     let cache_key = options
         .cache_key
         .clone()
@@ -339,7 +344,8 @@ pub async fn start(
                 })
             })
             .transpose()?;
-        runtime::Runtime::new(shared, limits, cache)
+        let compiler = runtime::compiler::Compiler::new(compile_with, &limits);
+        runtime::Runtime::new(shared, limits, cache, compiler)
     })
     .await??;
     apply_settings(&rt, options.settings.clone()).await?;

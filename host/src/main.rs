@@ -28,6 +28,15 @@ enum Command {
     /// Fill the `tenants` key-value store of the Spin application (`spin.toml`)
     /// with the settings file's tenants, as the config API on Spin reads them.
     SpinSeed(SpinSeed),
+    /// Compiles a component read on standard input to a precompiled artifact
+    /// on standard output: what the gateway runs to compile what arrives
+    /// while it serves.
+    #[command(name = "compile-component", hide = true)]
+    CompileComponent {
+        /// Heap limit in MiB.
+        #[arg(long)]
+        memory_mib: u64,
+    },
 }
 
 #[derive(Parser)]
@@ -211,6 +220,9 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
             cache_dir: Some(cache_dir),
             cache_key: args.cache_key,
             components_dir: Some(components_dir),
+            compile_with: Some(
+                std::env::current_exe().context("finding the gateway binary for its compiler")?,
+            ),
             watch,
         },
         shutdown_signal(),
@@ -236,6 +248,9 @@ fn main() -> anyhow::Result<()> {
             anyhow::ensure!(!password.is_empty(), "the password is empty");
             println!("{}", tenant_gateway::auth::hash_password(password));
             Ok(())
+        }
+        Command::CompileComponent { memory_mib } => {
+            tenant_gateway::runtime::compiler::run_child(memory_mib)
         }
         Command::SpinSeed(args) => {
             let (settings, _) = match load_settings(args.settings.as_deref()) {

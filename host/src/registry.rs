@@ -67,6 +67,48 @@ struct SlotState {
     current: Option<Version>,
     /// What served it before, for rollback.
     previous: Option<Version>,
+    /// Versions before the previous one, newest first, while
+    /// `Limits.KeptComponentVersions` is over 2.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    older: Vec<Version>,
+}
+
+impl SlotState {
+    /// The versions rollback can reach, newest first.
+    fn earlier(&self) -> impl Iterator<Item = &Version> {
+        self.previous.iter().chain(&self.older)
+    }
+
+    /// Makes `v` the newest earlier version (once), keeping at most `kept - 1`
+    /// earlier versions in all (`kept` counts the current one).
+    fn push_earlier(&mut self, v: Version, kept: usize) {
+        let mut all = vec![v];
+        for e in self.previous.take().into_iter().chain(self.older.drain(..)) {
+            if all.iter().all(|a| a.sha256 != e.sha256) {
+                all.push(e);
+            }
+        }
+        all.truncate(kept.saturating_sub(1).max(1));
+        self.set_earlier(all);
+    }
+
+    /// Drops `sha256` from the earlier versions (it serves now).
+    fn drop_earlier(&mut self, sha256: &str) {
+        let all = self
+            .previous
+            .take()
+            .into_iter()
+            .chain(self.older.drain(..))
+            .filter(|e| e.sha256 != sha256)
+            .collect();
+        self.set_earlier(all);
+    }
+
+    fn set_earlier(&mut self, all: Vec<Version>) {
+        let mut all = all.into_iter();
+        self.previous = all.next();
+        self.older = all.collect();
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -107,6 +149,9 @@ pub enum RegistryError {
     /// Nothing to roll back to.
     #[error("{0} has no previous version to roll back to")]
     NoPrevious(String),
+    /// No kept version of the slot has that SHA-256 (or it names more than one).
+    #[error("no kept version of {1} has the SHA-256 {0} (give 12 hex digits or more)")]
+    NotKept(String, String),
     /// The bytes of a remembered version are gone.
     #[error("the bytes of version {0} are no longer kept")]
     Missing(String),
@@ -122,15 +167,20 @@ pub struct Entry {
     pub info: ComponentInfo,
     /// What served it before (rollback target).
     pub previous: Option<Version>,
+    /// Every version rollback can reach, newest (the previous) first.
+    pub kept: Vec<Version>,
 }
 
 /// The registry of one gateway.
 pub struct Registry {
     rt: Arc<Runtime>,
     store: Arc<dyn crate::store::Store>,
-    blobs: PathBuf,
+    disk: Arc<Disk>,
     dir: Option<PathBuf>,
     state: tokio::sync::Mutex<State>,
+    /// Versions kept per slot, the serving one included
+    /// (`Limits.KeptComponentVersions`, at least 2).
+    kept: usize,
 }
 
 fn storage(e: impl std::fmt::Display) -> RegistryError {
@@ -147,6 +197,7 @@ impl Registry {
         dir: Option<PathBuf>,
     ) -> anyhow::Result<Arc<Self>> {
         let blobs = data_dir.join("registry");
+        let kept_versions = rt.limits().kept_component_versions.max(2);
         let saved = match std::fs::read(blobs.join(STATE_FILE)) {
             Ok(bytes) => Some(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -170,10 +221,14 @@ impl Registry {
         }
         let registry = Arc::new(Self {
             store: rt.shared().store.clone(),
+            disk: Arc::new(Disk {
+                blobs,
+                rt: rt.clone(),
+            }),
             rt,
-            blobs,
             dir,
             state: tokio::sync::Mutex::new(state.clone()),
+            kept: kept_versions,
         });
         for (name, slot_state) in &state.slots {
             let (Ok(slot), Some(v)) = (Slot::parse(name), &slot_state.current) else {
@@ -182,7 +237,7 @@ impl Registry {
             if v.source == "builtin" {
                 continue;
             }
-            let result = match registry.bytes_of(&slot, v) {
+            let result = match registry.bytes_of(&slot, v).await {
                 Ok(bytes) => registry
                     .rt
                     .load(slot, bytes, source_of(&v.source))
@@ -199,83 +254,53 @@ impl Registry {
         Ok(registry)
     }
 
-    fn blob(&self, sha256: &str) -> PathBuf {
-        self.blobs.join(format!("{sha256}.wasm"))
-    }
-
-    fn keep(&self, sha256: &str, bytes: &[u8]) -> Result<(), RegistryError> {
-        let file = self.blob(sha256);
-        if file.exists() {
-            return Ok(());
-        }
-        crate::write_whole(&file, bytes).map_err(storage)
-    }
-
-    /// The kept bytes of `sha256`, if they are there and still hash to it.
-    fn kept(&self, sha256: &str) -> Result<Bytes, RegistryError> {
-        let bytes = std::fs::read(self.blob(sha256))
-            .map_err(|_| RegistryError::Missing(sha256.to_owned()))?;
-        hashing_to(sha256, bytes)
+    /// Runs `f` on the registry's files off the async workers.
+    async fn on_disk<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Disk) -> Result<T, RegistryError> + Send + 'static,
+    ) -> Result<T, RegistryError> {
+        let disk = self.disk.clone();
+        tokio::task::spawn_blocking(move || f(&disk))
+            .await
+            .map_err(storage)?
     }
 
     /// The bytes of a remembered version.
-    fn bytes_of(&self, slot: &Slot, v: &Version) -> Result<Bytes, RegistryError> {
+    async fn bytes_of(&self, slot: &Slot, v: &Version) -> Result<Bytes, RegistryError> {
         if v.source == "builtin" {
             return Ok(Bytes::from_static(slot.kind.builtin()));
         }
-        self.kept(&v.sha256)
+        let sha = v.sha256.clone();
+        self.on_disk(move |d| d.kept(&sha)).await
     }
 
-    fn save(&self, state: &State) -> Result<(), RegistryError> {
+    /// Writes `state` (and deletes the kept bytes it no longer reaches).
+    async fn save(&self, state: &State) -> Result<(), RegistryError> {
         let text = serde_json::to_vec_pretty(state).map_err(storage)?;
-        crate::write_whole(&self.blobs.join(STATE_FILE), &text).map_err(storage)?;
-        self.forget_unreachable(state);
-        Ok(())
-    }
-
-    /// Deletes the kept bytes no slot can reach any more: each slot keeps its
-    /// current version and the one rollback goes back to, nothing older (every
-    /// distinct upload used to be kept for ever).
-    fn forget_unreachable(&self, state: &State) {
-        let reachable: std::collections::HashSet<&str> = state
+        let reachable: std::collections::HashSet<String> = state
             .slots
             .values()
-            .flat_map(|s| [&s.current, &s.previous])
-            .flatten()
-            .map(|v| v.sha256.as_str())
+            .flat_map(|s| s.current.iter().chain(s.earlier()))
+            .map(|v| v.sha256.clone())
             .collect();
-        let Ok(entries) = std::fs::read_dir(&self.blobs) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(sha) = name.to_str().and_then(|n| n.strip_suffix(".wasm")) else {
-                continue;
-            };
-            if !reachable.contains(sha) {
-                match std::fs::remove_file(entry.path()) {
-                    Ok(()) => tracing::debug!(
-                        sha256 = sha,
-                        "forgot a component version no rollback reaches"
-                    ),
-                    Err(e) => {
-                        tracing::warn!(sha256 = sha, error = %e, "could not delete an unreachable component version")
-                    }
-                }
-            }
-        }
+        self.on_disk(move |d| {
+            crate::write_whole(&d.blobs.join(STATE_FILE), &text).map_err(storage)?;
+            d.forget_unreachable(&reachable);
+            Ok(())
+        })
+        .await
     }
 
     /// Records that `info` now serves its slot; what served it before
     /// (`before`, when the registry had no record of it) becomes the previous.
-    fn record(state: &mut State, info: &ComponentInfo, before: Option<&ComponentInfo>) {
+    fn record(&self, state: &mut State, info: &ComponentInfo, before: Option<&ComponentInfo>) {
         let entry = state.slots.entry(info.slot.to_string()).or_default();
         let next = Version::of(info);
         let current = entry.current.take().or_else(|| before.map(Version::of));
-        match current {
-            Some(c) if c.sha256 != next.sha256 => entry.previous = Some(c),
-            _ => {}
+        if let Some(c) = current.filter(|c| c.sha256 != next.sha256) {
+            entry.push_earlier(c, self.kept);
         }
+        entry.drop_earlier(&next.sha256);
         entry.current = Some(next);
     }
 
@@ -317,10 +342,11 @@ impl Registry {
         let before = self.serving(&slot);
         let info = self.rt.load(slot, bytes.clone(), source).await?;
         if info.source != Source::Builtin {
-            self.keep(&info.sha256, &bytes)?;
+            let sha = info.sha256.clone();
+            self.on_disk(move |d| d.keep(&sha, &bytes)).await?;
         }
-        Self::record(state, &info, before.as_ref());
-        self.save(state)?;
+        self.record(state, &info, before.as_ref());
+        self.save(state).await?;
         tracing::info!(slot = %info.slot, sha256 = info.short_sha(), source = %info.source, compiled = info.compiled, "component loaded");
         Ok(info)
     }
@@ -348,27 +374,44 @@ impl Registry {
                 .current
                 .take()
                 .or_else(|| before.as_ref().map(Version::of));
-            if current.is_some() {
-                entry.previous = current;
+            if let Some(c) = current {
+                entry.push_earlier(c, self.kept);
             }
         } else {
-            Self::record(state, &serving, before.as_ref());
+            self.record(state, &serving, before.as_ref());
         }
-        self.save(state)?;
+        self.save(state).await?;
         tracing::info!(slot = %name, "component removed; the default serves");
         Ok(serving)
     }
 
-    /// Brings back the version that served `slot` before the current one.
-    pub async fn rollback(&self, slot: Slot) -> Result<ComponentInfo, RegistryError> {
+    /// Brings back the version that served `slot` before the current one, or
+    /// the kept version whose SHA-256 starts with `to` (12 hex digits or more).
+    pub async fn rollback(
+        &self,
+        slot: Slot,
+        to: Option<&str>,
+    ) -> Result<ComponentInfo, RegistryError> {
         let mut state = self.state.lock().await;
         let name = slot.to_string();
-        let previous = state
-            .slots
-            .get(&name)
-            .and_then(|s| s.previous.clone())
-            .ok_or_else(|| RegistryError::NoPrevious(name.clone()))?;
-        let bytes = self.bytes_of(&slot, &previous)?;
+        let slot_state = state.slots.get(&name);
+        let previous = match to {
+            None => slot_state
+                .and_then(|s| s.previous.clone())
+                .ok_or_else(|| RegistryError::NoPrevious(name.clone()))?,
+            Some(to) => {
+                let to = to.to_ascii_lowercase();
+                let mut found = slot_state
+                    .into_iter()
+                    .flat_map(|s| s.earlier())
+                    .filter(|v| to.len() >= 12 && v.sha256.starts_with(&to));
+                match (found.next(), found.next()) {
+                    (Some(v), None) => v.clone(),
+                    _ => return Err(RegistryError::NotKept(to, name)),
+                }
+            }
+        };
+        let bytes = self.bytes_of(&slot, &previous).await?;
         let source = source_of(&previous.source);
         let builtin = source == Source::Builtin;
         let info = self
@@ -411,6 +454,18 @@ impl Registry {
                     .swap(SHARED_BUCKET, WANTED_KEY, expected, &text)
                     .map_err(storage)?
                 {
+                    if let Some((sha, bytes)) = &wanted {
+                        // Another instance's sweep may have taken the bytes
+                        // between their write and the record's: put them back.
+                        if store.get(SHARED_BUCKET, sha).map_err(storage)?.is_none() {
+                            store
+                                .swap(SHARED_BUCKET, sha, None, bytes)
+                                .map_err(storage)?;
+                        }
+                    }
+                    if let Err(e) = sweep_shared(store.as_ref(), &record) {
+                        tracing::warn!(error = %e, "could not delete component versions the shared record no longer names");
+                    }
                     return Ok(());
                 }
             }
@@ -497,7 +552,8 @@ impl Registry {
 
     /// The bytes of a shared component: kept here already, or from the store.
     async fn shared_bytes(&self, sha: &str) -> Result<Bytes, RegistryError> {
-        if let Ok(bytes) = self.kept(sha) {
+        let key = sha.to_owned();
+        if let Ok(bytes) = self.on_disk(move |d| d.kept(&key)).await {
             return Ok(bytes);
         }
         let store = self.store.clone();
@@ -517,12 +573,15 @@ impl Registry {
             .snapshot()
             .components()
             .into_iter()
-            .map(|info| Entry {
-                previous: state
-                    .slots
-                    .get(&info.slot.to_string())
-                    .and_then(|s| s.previous.clone()),
-                info,
+            .map(|info| {
+                let slot = state.slots.get(&info.slot.to_string());
+                Entry {
+                    previous: slot.and_then(|s| s.previous.clone()),
+                    kept: slot
+                        .map(|s| s.earlier().cloned().collect())
+                        .unwrap_or_default(),
+                    info,
+                }
             })
             .collect()
     }
@@ -571,7 +630,7 @@ impl Registry {
             state.files.insert(name.clone(), sha);
             let Some(slot) = slot_of_file(&name) else {
                 tracing::warn!(file = %path.display(), "ignoring a file that names no component slot (validator.wasm, feature-gate.wasm, config-api.wasm, validator@TENANT.wasm, feature-gate@TENANT.wasm)");
-                let _ = self.save(&state);
+                let _ = self.save(&state).await;
                 continue;
             };
             let source = Source::Directory(PathBuf::from(&name));
@@ -580,7 +639,7 @@ impl Registry {
                 .await
             {
                 tracing::warn!(file = %path.display(), error = %e, "component refused; the running one stays");
-                let _ = self.save(&state);
+                let _ = self.save(&state).await;
             }
         }
         // Files gone: their slots go back to the default if a file still serves them.
@@ -605,7 +664,7 @@ impl Registry {
                     tracing::warn!(file = %name, error = %e, "could not unload a removed component");
                 }
             } else {
-                let _ = self.save(&state);
+                let _ = self.save(&state).await;
             }
         }
         drop(state);
@@ -630,6 +689,114 @@ impl Registry {
             tokio::time::sleep(WATCH_INTERVAL).await;
             self.scan(Some(&mut looks)).await;
             self.follow_shared().await;
+        }
+    }
+}
+
+/// The registry's files: the kept bytes of each version and the state file
+/// (blocking: used through [`Registry::on_disk`]).
+struct Disk {
+    blobs: PathBuf,
+    rt: Arc<Runtime>,
+}
+
+impl Disk {
+    fn blob(&self, sha256: &str) -> PathBuf {
+        self.blobs.join(format!("{sha256}.wasm"))
+    }
+
+    fn keep(&self, sha256: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+        let file = self.blob(sha256);
+        if file.exists() {
+            return Ok(());
+        }
+        crate::write_whole(&file, bytes).map_err(storage)
+    }
+
+    /// The kept bytes of `sha256`, if they are there and still hash to it.
+    fn kept(&self, sha256: &str) -> Result<Bytes, RegistryError> {
+        let bytes = std::fs::read(self.blob(sha256))
+            .map_err(|_| RegistryError::Missing(sha256.to_owned()))?;
+        hashing_to(sha256, bytes)
+    }
+
+    /// Deletes the kept bytes, and their precompiled artifacts, that no slot
+    /// can reach any more: each slot keeps `Limits.KeptComponentVersions`
+    /// versions, nothing older (every distinct upload used to be kept for ever).
+    fn forget_unreachable(&self, reachable: &std::collections::HashSet<String>) {
+        let Ok(entries) = std::fs::read_dir(&self.blobs) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(sha) = name.to_str().and_then(|n| n.strip_suffix(".wasm")) else {
+                continue;
+            };
+            if !reachable.contains(sha) {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        self.rt.forget_artifact(sha);
+                        tracing::debug!(
+                            sha256 = sha,
+                            "forgot a component version no rollback reaches"
+                        )
+                    }
+                    Err(e) => {
+                        tracing::warn!(sha256 = sha, error = %e, "could not delete an unreachable component version")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Deletes from the shared store the component bytes `record` names for no
+/// slot (what a later upload, delete or rollback replaced, and what an
+/// interrupted upload left); each instance keeps its own copies of what its
+/// rollback can reach. An upload that names deleted bytes while this runs
+/// gets them back: from this sweep, if it sees the name after deleting, else
+/// from the upload itself, which checks after writing the record.
+fn sweep_shared(store: &dyn crate::store::Store, record: &Wanted) -> Result<usize, String> {
+    let named: std::collections::HashSet<&str> = record
+        .slots
+        .values()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    let mut deleted = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store
+            .list_keys(SHARED_BUCKET, cursor.as_deref(), 256)
+            .map_err(|e| e.to_string())?;
+        for key in &page.keys {
+            let is_sha = key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit());
+            if !is_sha || named.contains(key.as_str()) {
+                continue;
+            }
+            let Some(bytes) = store.get(SHARED_BUCKET, key).map_err(|e| e.to_string())? else {
+                continue;
+            };
+            store
+                .delete(SHARED_BUCKET, key)
+                .map_err(|e| e.to_string())?;
+            let now: Wanted = store
+                .get(SHARED_BUCKET, WANTED_KEY)
+                .map_err(|e| e.to_string())?
+                .and_then(|v| serde_json::from_slice(&v.value).ok())
+                .unwrap_or_default();
+            if now.slots.values().flatten().any(|s| s == key) {
+                store
+                    .swap(SHARED_BUCKET, key, None, &bytes.value)
+                    .map_err(|e| e.to_string())?;
+            } else {
+                deleted += 1;
+                tracing::debug!(sha256 = %key, "deleted a component version no instance is asked to serve");
+            }
+        }
+        match page.cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(deleted),
         }
     }
 }

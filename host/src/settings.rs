@@ -353,6 +353,16 @@ pub struct Limits {
     /// Most functions (over all its core modules) a component from an upload
     /// or the components directory may have; counted before compiling.
     pub max_component_functions: usize,
+    /// Longest the compilation of an uploaded or directory component may take;
+    /// past it the compiler process is killed and the component refused.
+    pub compile_timeout_ms: u64,
+    /// Memory (heap) the compiler process of an uploaded or directory
+    /// component may use; past it the component is refused.
+    pub compile_memory_mib: u32,
+    /// Versions kept per component slot, the serving one included: what
+    /// rollback can reach. Older ones are deleted (bytes, precompiled
+    /// artifact, shared copy).
+    pub kept_component_versions: usize,
     /// Longest a component's outbound request waits to connect, for its
     /// response headers, or between body chunks; the component may ask for less.
     pub outbound_timeout_ms: u64,
@@ -404,6 +414,9 @@ impl Default for Limits {
             upstream_timeout_ms: 30_000,
             max_component_bytes: 32 * 1024 * 1024,
             max_component_functions: 50_000,
+            compile_timeout_ms: 60_000,
+            compile_memory_mib: 2048,
+            kept_component_versions: 2,
             outbound_timeout_ms: 10_000,
             max_outbound_response_bytes: 4 * 1024 * 1024,
             max_outbound_requests_per_call: 16,

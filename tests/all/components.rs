@@ -530,3 +530,167 @@ fn components_with_too_many_functions_are_refused_before_compiling() {
     assert_eq!(made(&gw), before, "it was compiled");
     assert_eq!(gw.get("/api/v1/tenants/Tenant1/config").status, 200);
 }
+
+/// `Limits.KeptComponentVersions` versions are kept per slot (the serving one
+/// included): rollback reaches any of them by SHA-256, and the bytes and the
+/// precompiled artifacts of older ones are deleted (every distinct upload
+/// used to be kept for ever, bytes and artifact).
+#[test]
+fn a_slot_keeps_the_versions_rollback_can_reach_and_no_more() {
+    use crate::harness::variant;
+    let (data, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let gw = Gateway::launch()
+        .data_dir(data.path())
+        .cache(&cache.path().join("cache"))
+        .env("TenantGateway__Limits__KeptComponentVersions", "3")
+        .start();
+    let gate = std::fs::read(FEATURE_GATE).unwrap();
+    let versions: Vec<Vec<u8>> = (1..=4).map(|n| variant(&gate, n)).collect();
+    let shas: Vec<String> = versions
+        .iter()
+        .map(|v| hex::encode(sha2::Sha256::digest(v)))
+        .collect();
+    for v in &versions {
+        let r = put(&gw, "feature-gate@Tenant1", v);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let listed = |dir: &std::path::Path, suffix: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|n| n.ends_with(suffix))
+            .collect();
+        names.sort();
+        names
+    };
+    // The bytes: the last three versions.
+    let mut expected: Vec<String> = shas[1..].iter().map(|s| format!("{s}.wasm")).collect();
+    expected.sort();
+    assert_eq!(listed(&data.path().join("registry"), ".wasm"), expected);
+    // The artifacts: none of the first version's (named by the first 32 hex
+    // digits of the SHA-256), each of the others'.
+    let artifacts = listed(&cache.path().join("cache"), ".cwasm");
+    let has_artifact = |sha: &str| artifacts.iter().any(|a| a.starts_with(&sha[..32]));
+    assert!(!has_artifact(&shas[0]), "{artifacts:?}");
+    for sha in &shas[1..] {
+        assert!(has_artifact(sha), "{sha}: {artifacts:?}");
+    }
+    // What GET shows: the two earlier versions, newest first.
+    let e = entry(&gw, "feature-gate@Tenant1");
+    let kept: Vec<&str> = e["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["sha256"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept, [shas[2].as_str(), shas[1].as_str()], "{e}");
+    assert_eq!(e["previous"]["sha256"], shas[2].as_str());
+
+    // Back to the oldest kept version, named by 12 hex digits.
+    let path = format!(
+        "/_components/feature-gate@Tenant1/rollback?to={}",
+        &shas[1][..12]
+    );
+    let r = gw.request("POST", &path, &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["sha256"], shas[1].as_str());
+    let e = entry(&gw, "feature-gate@Tenant1");
+    assert_eq!(e["kept"][0]["sha256"], shas[3].as_str(), "{e}");
+    assert_eq!(e["kept"][1]["sha256"], shas[2].as_str(), "{e}");
+    // A version no longer kept, or too short a name: 404, nothing changes.
+    for to in [&shas[0][..], &shas[2][..6]] {
+        let path = format!("/_components/feature-gate@Tenant1/rollback?to={to}");
+        let r = gw.request("POST", &path, &[], b"");
+        assert_eq!(r.status, 404, "{}", r.body);
+        assert!(r.body.contains("no kept version"), "{}", r.body);
+    }
+    assert_eq!(
+        entry(&gw, "feature-gate@Tenant1")["sha256"],
+        shas[1].as_str()
+    );
+    // A plain rollback goes back to what served before.
+    let r = gw.request(
+        "POST",
+        "/_components/feature-gate@Tenant1/rollback",
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["sha256"], shas[3].as_str());
+    let r = gw.get("/api/v1/tenants/Tenant1/features");
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// What arrives is compiled in a process of its own under
+/// `Limits.CompileMemoryMib` and `Limits.CompileTimeoutMs`: a component that
+/// needs more is refused with the setting named, leaves no artifact and no
+/// process behind, and the running one keeps serving. (Before: compiled in the
+/// gateway's process, without bound: 15 s and 0.7 GB for one upload.)
+#[test]
+fn compilation_runs_in_its_own_process_under_a_time_and_memory_budget() {
+    let policy = std::fs::read(POLICY_VALIDATOR).unwrap();
+    for (setting, value, says) in [
+        // Less than compiling a 5 MB component takes (found by trying: it
+        // needs about 150 MiB).
+        ("CompileMemoryMib", "64", "CompileMemoryMib"),
+        // Less than it takes to compile it here (seconds).
+        ("CompileTimeoutMs", "300", "CompileTimeoutMs"),
+    ] {
+        let cache = tempfile::tempdir().unwrap();
+        let gw = Gateway::launch()
+            .cache(&cache.path().join("cache"))
+            .env(&format!("TenantGateway__Limits__{setting}"), value)
+            .start();
+        let r = put(&gw, "validator@Tenant1", &policy);
+        assert_eq!(r.status, 400, "{setting}: {}", r.body);
+        assert!(r.body.contains(says), "{setting}: {}", r.body);
+        assert_eq!(gw.get("/_components/validator@tenant1").status, 404);
+        assert_eq!(gw.get(CONFIG).status, 200);
+        let artifacts = std::fs::read_dir(cache.path().join("cache"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(&sha(POLICY_VALIDATOR)[..32]))
+            })
+            .count();
+        assert_eq!(artifacts, 0, "{setting}: an artifact was kept");
+        // No compiler process is left running (a zombie not yet reaped has
+        // ended: it is not counted).
+        assert!(
+            eventually(Duration::from_secs(10), || compilers_of(gw.pid()) == 0),
+            "{setting}: a compiler process is still running"
+        );
+    }
+    // Within budget, the same component loads (through the compiler process).
+    let cache = tempfile::tempdir().unwrap();
+    let gw = Gateway::launch().cache(&cache.path().join("cache")).start();
+    let r = put(&gw, "validator@Tenant1", &policy);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["compiled"], true);
+}
+
+/// Running `compile-component` processes whose parent is `pid`.
+fn compilers_of(pid: u32) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid …
+            let Some(after) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+                return false;
+            };
+            let mut fields = after.split_whitespace();
+            let (state, ppid) = (fields.next(), fields.next());
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            ppid == Some(pid.to_string().as_str())
+                && state != Some("Z")
+                && String::from_utf8_lossy(&cmdline).contains("compile-component")
+        })
+        .count()
+}

@@ -92,9 +92,17 @@ pub struct Launch {
     settings: String,
     data_dir: Option<PathBuf>,
     components: Option<PathBuf>,
+    cache: Option<PathBuf>,
 }
 
 impl Launch {
+    /// A cache of precompiled components of its own (with its key beside it),
+    /// for tests that count or delete what is in it.
+    pub fn cache(mut self, dir: &Path) -> Self {
+        self.cache = Some(dir.to_owned());
+        self
+    }
+
     pub fn settings(mut self, text: &str) -> Self {
         self.settings = text.to_owned();
         self
@@ -127,6 +135,7 @@ impl Launch {
         std::fs::write(&settings, &self.settings).unwrap();
         let data_dir = self.data_dir.unwrap_or_else(|| work.path().join("data"));
         let log = work.path().join("gateway.log");
+        let cache = self.cache.clone().unwrap_or_else(cache_dir);
         let mut cmd = Command::new(BINARY);
         // Killed with its test however the test ends (a panic, a timeout
         // killing the test binary), not only when `Gateway` is dropped.
@@ -138,9 +147,9 @@ impl Launch {
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--cache-dir")
-            .arg(cache_dir())
+            .arg(&cache)
             .arg("--cache-key")
-            .arg(cache_dir().with_extension("key"))
+            .arg(cache.with_extension("key"))
             .current_dir(work.path())
             .env("RUST_LOG", "debug")
             .env_remove("TENANT_GATEWAY_LOG_FORMAT")
@@ -231,6 +240,7 @@ impl Gateway {
             settings: SAMPLE_SETTINGS.to_owned(),
             data_dir: None,
             components: None,
+            cache: None,
         }
     }
 
@@ -422,4 +432,19 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&data[start..(start + size).min(data.len())]);
         data = &data[(start + size + 2).min(data.len())..];
     }
+}
+
+/// `component` with a custom section naming `n` appended: the same code (it
+/// compiles and behaves the same), another SHA-256. For tests that need many
+/// distinct versions of one component.
+pub fn variant(component: &[u8], n: u32) -> Vec<u8> {
+    let name = b"tg-test-variant";
+    let payload = n.to_le_bytes();
+    let size = 1 + name.len() + payload.len();
+    assert!(size < 0x80, "one-byte LEB128 lengths");
+    let mut out = component.to_vec();
+    out.extend_from_slice(&[0, size as u8, name.len() as u8]);
+    out.extend_from_slice(name);
+    out.extend_from_slice(&payload);
+    out
 }

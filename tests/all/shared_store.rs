@@ -216,3 +216,51 @@ fn a_component_uploaded_to_one_instance_serves_on_every_instance() {
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(b.get("/_components/validator").json()["source"], "builtin");
 }
+
+/// The shared store keeps the bytes of what its record names and nothing
+/// older (every distinct upload used to stay there for ever); each instance
+/// keeps its own copies of what its rollback reaches, and a rollback shares
+/// them again.
+#[test]
+fn the_shared_store_keeps_only_the_components_it_names() {
+    use crate::harness::{FEATURE_GATE, eventually, variant};
+    use sha2::Digest;
+    use tenant_gateway::store::Store;
+    let db = TestSchema::new();
+    let (a, b) = (on(&db), on(&db));
+    let gate = std::fs::read(FEATURE_GATE).unwrap();
+    let versions: Vec<Vec<u8>> = (1..=3).map(|n| variant(&gate, 100 + n)).collect();
+    let shas: Vec<String> = versions
+        .iter()
+        .map(|v| hex::encode(sha2::Sha256::digest(v)))
+        .collect();
+    let slot = "/_components/feature-gate@Tenant1";
+    let serves = |gw: &Gateway, sha: &str| {
+        eventually(Duration::from_secs(10), || {
+            gw.get("/_components/feature-gate@tenant1").json()["sha256"] == sha
+        })
+    };
+    for (v, sha) in versions.iter().zip(&shas) {
+        let r = a.request("PUT", slot, &[("Content-Type", "application/wasm")], v);
+        assert_eq!(r.status, 200, "{}", r.body);
+        // B follows each one, so it has a version before the last.
+        assert!(serves(&b, sha), "B did not follow {sha}");
+    }
+    let store = tenant_gateway::store::PostgresStore::open(db.connection(), None).unwrap();
+    let stored = || {
+        let mut keys = store.list_keys("_components", None, 100).unwrap().keys;
+        keys.retain(|k| k != "wanted");
+        keys
+    };
+    assert_eq!(stored(), [shas[2].clone()]);
+    // B goes back to the version before, from its own copy; A follows.
+    let r = b.request("POST", &format!("{slot}/rollback"), &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["sha256"], shas[1].as_str());
+    assert_eq!(stored(), [shas[1].clone()]);
+    assert!(serves(&a, &shas[1]), "A did not follow the rollback");
+    // Emptied: nothing is named, nothing is kept.
+    let r = a.request("DELETE", slot, &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(stored().is_empty(), "{:?}", stored());
+}

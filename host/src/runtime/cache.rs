@@ -176,68 +176,120 @@ pub fn compile_uncached(
     Ok((c, true))
 }
 
+/// Counts a compilation made elsewhere (in a compiler process).
+pub(crate) fn count_compiled() {
+    COMPILED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The cache file of the component whose SHA-256 is `digest`, for `engine`.
+/// Named by content, not by slot: the same component in two slots is one entry.
+fn file_name(engine: &Engine, digest: &[u8]) -> String {
+    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
+    format!(
+        "{}-{:016x}.cwasm",
+        hex::encode(&digest[..16]),
+        engine_hash.finish()
+    )
+}
+
 impl ArtifactCache {
-    /// Compiles `bytes`, or loads the verified artifact of an earlier compilation.
-    /// Returns the component and whether it was compiled now.
+    /// Compiles `bytes` here, or loads the verified artifact of an earlier
+    /// compilation. Returns the component and whether it was compiled now.
     pub fn compile(
         &self,
         engine: &Engine,
         name: &str,
         bytes: &[u8],
     ) -> wasmtime::Result<(Component, bool)> {
-        let (dir, key) = (&self.dir, &self.key);
-        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-        engine
-            .precompile_compatibility_hash()
-            .hash(&mut engine_hash);
-        let digest = Sha256::digest(bytes);
-        // Named by content, not by slot: the same component in two slots is one entry.
-        let file_name = format!(
-            "{}-{:016x}.cwasm",
-            hex::encode(&digest[..16]),
-            engine_hash.finish()
-        );
-        let file = dir.join(&file_name);
-        if let Ok(contents) = std::fs::read(&file) {
-            match verified(key, &file_name, &contents) {
-                Some(artifact) => {
-                    // SAFETY: the artifact carries a valid MAC under this cache's
-                    // secret key: it was written by a gateway holding the key, from
-                    // `Engine::precompile_component` of an engine with the same
-                    // compatibility hash (the file name binds both the source's
-                    // digest and that hash), and it has not changed since.
-                    #[allow(unsafe_code)]
-                    match unsafe { Component::deserialize(engine, artifact) } {
-                        Ok(c) => {
-                            CACHED.fetch_add(1, Ordering::Relaxed);
-                            return Ok((c, false));
-                        }
-                        Err(e) => {
-                            REJECTED.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(file = %file.display(), error = %e, "ignoring an unusable cached component; compiling");
-                        }
-                    }
-                }
-                None => {
-                    REJECTED.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(file = %file.display(), "ignoring a cached component that is corrupt or was not written by this gateway; compiling");
-                }
-            }
+        if let Some(c) = self.lookup(engine, bytes) {
+            return Ok((c, false));
         }
         let compiled = engine
             .precompile_component(bytes)
             .with_context(|| format!("compiling {name}"))?;
         COMPILED.fetch_add(1, Ordering::Relaxed);
-        let tag = mac(key, &file_name, &compiled);
-        let mut out = Vec::with_capacity(MAGIC.len() + MAC_LEN + compiled.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&tag);
-        out.extend_from_slice(&compiled);
-        crate::write_whole(&file, &out).with_context(|| format!("writing {}", file.display()))?;
+        self.keep(engine, bytes, &compiled)?;
         // SAFETY: `compiled` was produced just now by this engine.
         #[allow(unsafe_code)]
         let component = unsafe { Component::deserialize(engine, &compiled) }?;
         Ok((component, true))
+    }
+
+    /// The component of `bytes` from the verified artifact of an earlier
+    /// compilation, if there is one (a corrupt, foreign or unusable one is
+    /// counted and ignored).
+    pub fn lookup(&self, engine: &Engine, bytes: &[u8]) -> Option<Component> {
+        let file_name = file_name(engine, &Sha256::digest(bytes));
+        let file = self.dir.join(&file_name);
+        let contents = std::fs::read(&file).ok()?;
+        match verified(&self.key, &file_name, &contents) {
+            Some(artifact) => {
+                // SAFETY: the artifact carries a valid MAC under this cache's
+                // secret key: it was written by a gateway holding the key, from
+                // `Engine::precompile_component` of an engine with the same
+                // compatibility hash (the file name binds both the source's
+                // digest and that hash), and it has not changed since.
+                #[allow(unsafe_code)]
+                match unsafe { Component::deserialize(engine, artifact) } {
+                    Ok(c) => {
+                        CACHED.fetch_add(1, Ordering::Relaxed);
+                        return Some(c);
+                    }
+                    Err(e) => {
+                        REJECTED.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(file = %file.display(), error = %e, "ignoring an unusable cached component; compiling");
+                    }
+                }
+            }
+            None => {
+                REJECTED.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(file = %file.display(), "ignoring a cached component that is corrupt or was not written by this gateway; compiling");
+            }
+        }
+        None
+    }
+
+    /// Keeps `artifact`, what `Engine::precompile_component` of an engine
+    /// compatible with `engine` made of `bytes`, signed.
+    pub fn keep(&self, engine: &Engine, bytes: &[u8], artifact: &[u8]) -> wasmtime::Result<()> {
+        let file_name = file_name(engine, &Sha256::digest(bytes));
+        let file = self.dir.join(&file_name);
+        let tag = mac(&self.key, &file_name, artifact);
+        let mut out = Vec::with_capacity(MAGIC.len() + MAC_LEN + artifact.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&tag);
+        out.extend_from_slice(artifact);
+        crate::write_whole(&file, &out).with_context(|| format!("writing {}", file.display()))
+    }
+
+    /// Deletes the artifacts (for any engine) of the component whose SHA-256
+    /// is `sha256` (hex): it is no longer kept.
+    pub fn forget(&self, sha256: &str) {
+        let Some(prefix) = sha256.get(..32) else {
+            return;
+        };
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".cwasm")
+                && name
+                    .strip_prefix(prefix)
+                    .is_some_and(|r| r.starts_with('-'))
+            {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => tracing::debug!(
+                        file = name,
+                        "deleted a precompiled component no longer kept"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(file = name, error = %e, "could not delete a precompiled component")
+                    }
+                }
+            }
+        }
     }
 }
 

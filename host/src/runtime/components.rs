@@ -187,6 +187,9 @@ pub enum LoadError {
     /// It does not compile.
     #[error("the component does not compile: {0}")]
     Compile(String),
+    /// Compiling it needed more time or memory than the compiler is given.
+    #[error("the component was refused: {0}")]
+    CompileBudget(String),
     /// It imports what the gateway does not provide, or lacks an export.
     #[error("the component does not fit the {slot} slot: {why}")]
     WrongShape {

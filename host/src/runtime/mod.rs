@@ -9,6 +9,7 @@
 mod apps;
 mod bindings;
 pub mod cache;
+pub mod compiler;
 pub mod components;
 mod kv;
 pub mod outbound;
@@ -34,6 +35,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use sha2::Digest;
 
 pub use apps::App;
 pub use components::{ComponentInfo, Kind, LoadError, Slot, Source};
@@ -420,6 +423,7 @@ struct Loader {
     app_linker: Linker<apps::AppState>,
     plugin_linker: Linker<PluginState>,
     cache: Option<cache::ArtifactCache>,
+    compiler: compiler::Compiler,
     limits: Limits,
     idle_budget: Arc<pool::IdleBudget>,
 }
@@ -470,12 +474,17 @@ fn engine(limits: &Limits) -> wasmtime::Result<Engine> {
         // cost is up to this much resident memory per slot once used.
         .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
         .table_keep_resident(KEEP_RESIDENT_TABLE);
-    let mut config = Config::new();
-    config
-        .wasm_component_model(true)
-        .epoch_interruption(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let mut config = compiler_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config)
+}
+
+/// What the gateway's engine and the compiler process's share: everything
+/// that shapes the compiled code (an artifact made under another is refused).
+pub(crate) fn compiler_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true).epoch_interruption(true);
+    config
 }
 
 fn store_limits(limits: &Limits) -> StoreLimits {
@@ -527,10 +536,9 @@ impl Loader {
         }
     }
 
-    /// Checks, compiles, links and type-checks a component for `slot`
-    /// (blocking). Its self-test is [`Runtime::self_test`].
-    fn prepare(&self, slot: &Slot, bytes: &[u8], source: Source) -> Result<Prepared, LoadError> {
-        use sha2::Digest;
+    /// Checks `bytes` for `slot` before anything is compiled, and returns the
+    /// component from its cached artifact if there is one (blocking).
+    fn check(&self, bytes: &[u8], source: &Source) -> Result<Option<Component>, LoadError> {
         let max = self.limits.max_component_bytes;
         if bytes.len() > max {
             return Err(LoadError::TooLarge {
@@ -543,10 +551,41 @@ impl Loader {
         if !matches!(source, Source::Builtin) {
             components::check_functions(bytes, self.limits.max_component_functions)?;
         }
+        Ok(self
+            .cache
+            .as_ref()
+            .and_then(|c| c.lookup(&self.engine, bytes)))
+    }
+
+    /// The component of `artifact`, which the compiler made of `bytes`, kept in
+    /// the cache (blocking).
+    fn adopt(&self, name: &str, bytes: &[u8], artifact: &[u8]) -> Result<Component, LoadError> {
+        cache::count_compiled();
+        if let Some(cache) = &self.cache
+            && let Err(e) = cache.keep(&self.engine, bytes, artifact)
+        {
+            tracing::warn!(slot = name, error = %e, "could not keep the precompiled component; it will be compiled again next time");
+        }
+        // SAFETY: `artifact` was made just now by `Engine::precompile_component`
+        // (here, or in the compiler process this gateway started, from its own
+        // binary); an engine of another configuration is refused by
+        // `deserialize`'s compatibility check.
+        #[allow(unsafe_code)]
+        unsafe { Component::deserialize(&self.engine, artifact) }
+            .map_err(|e| LoadError::Compile(format!("loading the compiled component: {e:#}")))
+    }
+
+    /// Links and type-checks a component for `slot` (blocking). Its self-test
+    /// is [`Runtime::self_test`].
+    fn prepare(
+        &self,
+        slot: &Slot,
+        component: Component,
+        compiled: bool,
+        bytes: &[u8],
+        source: Source,
+    ) -> Result<Prepared, LoadError> {
         let name = slot.to_string();
-        let (component, compiled) = self
-            .compile(&name, bytes)
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let ty = component.component_type();
         let exports: Vec<String> = ty
             .exports(&self.engine)
@@ -646,6 +685,7 @@ impl Runtime {
         shared: Arc<Shared>,
         limits: Limits,
         cache: Option<cache::ArtifactCache>,
+        compiler: compiler::Compiler,
     ) -> anyhow::Result<Arc<Self>> {
         let engine = engine(&limits)?;
 
@@ -688,12 +728,15 @@ impl Runtime {
             app_linker,
             plugin_linker,
             cache,
+            compiler,
             limits,
             idle_budget: pool::IdleBudget::new(IDLE_BUDGET),
         };
         let builtin = |kind: Kind| {
+            let (bytes, slot) = (kind.builtin(), Slot::global(kind));
+            let (component, compiled) = loader.compile(&slot.to_string(), bytes)?;
             loader
-                .prepare(&Slot::global(kind), kind.builtin(), Source::Builtin)
+                .prepare(&slot, component, compiled, bytes, Source::Builtin)
                 .map_err(|e| anyhow::anyhow!("built-in {}: {e}", kind.as_str()))
         };
         let snapshot = match (
@@ -714,9 +757,29 @@ impl Runtime {
         }))
     }
 
+    /// Deletes the precompiled artifacts of the component with `sha256` (hex),
+    /// one no longer kept; never those of a built-in component.
+    pub fn forget_artifact(&self, sha256: &str) {
+        static BUILTIN: std::sync::OnceLock<[String; 3]> = std::sync::OnceLock::new();
+        let builtin = BUILTIN.get_or_init(|| {
+            [Kind::Validator, Kind::FeatureGate, Kind::ConfigApi]
+                .map(|k| hex::encode(sha2::Sha256::digest(k.builtin())))
+        });
+        if let Some(cache) = &self.loader.cache
+            && !builtin.iter().any(|b| b == sha256)
+        {
+            cache.forget(sha256);
+        }
+    }
+
     /// The shared state (store, directory).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// The limits it was made with.
+    pub fn limits(&self) -> &Limits {
+        &self.loader.limits
     }
 
     /// `TenantGateway.Limits.MaxComponentBytes`.
@@ -741,12 +804,45 @@ impl Runtime {
         source: Source,
     ) -> Result<ComponentInfo, LoadError> {
         let _one = self.loading.lock().await;
-        let this = self.clone();
+        let task_failed =
+            |e: tokio::task::JoinError| LoadError::Compile(format!("compilation task failed: {e}"));
+        let mut fresh = None;
         let prepared = async {
-            let prepared =
-                tokio::task::spawn_blocking(move || this.loader.prepare(&slot, &bytes, source))
-                    .await
-                    .map_err(|e| LoadError::Compile(format!("compilation task failed: {e}")))??;
+            let this = self.clone();
+            let (b, src) = (bytes.clone(), source.clone());
+            let cached = tokio::task::spawn_blocking(move || this.loader.check(&b, &src))
+                .await
+                .map_err(task_failed)??;
+            let builtin = matches!(source, Source::Builtin);
+            let artifact = match cached {
+                Some(_) => None,
+                // What arrives is compiled under the compiler's budget.
+                None if !builtin => Some(
+                    self.loader
+                        .compiler
+                        .precompile(&self.loader.engine, bytes.clone())
+                        .await?,
+                ),
+                None => None,
+            };
+            let this = self.clone();
+            let sha = hex::encode(sha2::Sha256::digest(&bytes));
+            fresh = cached.is_none().then(|| sha.clone());
+            let prepared = tokio::task::spawn_blocking(move || {
+                let name = slot.to_string();
+                let (component, compiled) = match (cached, artifact) {
+                    (Some(c), _) => (c, false),
+                    (None, Some(artifact)) => (this.loader.adopt(&name, &bytes, &artifact)?, true),
+                    (None, None) => this
+                        .loader
+                        .compile(&name, &bytes)
+                        .map_err(|e| LoadError::Compile(format!("{e:#}")))?,
+                };
+                this.loader
+                    .prepare(&slot, component, compiled, &bytes, source)
+            })
+            .await
+            .map_err(task_failed)??;
             self.self_test(&prepared).await?;
             // Its first requests are served by primed instances.
             let primed = match &prepared {
@@ -760,6 +856,11 @@ impl Runtime {
         .await
         .inspect_err(|_| {
             REFUSED.fetch_add(1, Ordering::Relaxed);
+            // A refused component's artifact, made by this load, would only
+            // take room: nothing can use it.
+            if let Some(sha) = &fresh {
+                self.forget_artifact(sha);
+            }
         })?;
         LOADED.fetch_add(1, Ordering::Relaxed);
         let info = prepared.info().clone();
@@ -1004,7 +1105,6 @@ impl Runtime {
         allowed_outbound_hosts: Arc<crate::allowed_hosts::AllowedHosts>,
         bytes: &[u8],
     ) -> anyhow::Result<Arc<App>> {
-        use sha2::Digest;
         use wasmtime::error::Context;
         let (component, _) = self.loader.compile(&format!("app-{name}"), bytes)?;
         let pre = ProxyPre::new(
@@ -1160,10 +1260,39 @@ mod tests {
         // Compiled components are cached by content and engine hash: safe to share.
         let root = std::env::temp_dir().join("tenant-gateway-unit-test-cache");
         let cache = cache::ArtifactCache::open(&root.join("artifacts"), &root.join("cache.key"));
-        Runtime::new(shared, limits, Some(cache.unwrap())).unwrap()
+        let compiler = compiler::Compiler::new(None, &limits);
+        Runtime::new(shared, limits, Some(cache.unwrap()), compiler).unwrap()
     }
 
     const BAD_CACHE: &str = r#"{"performance":{"cache_size_mb":200000}}"#;
+
+    /// What the compiler process makes (its engine: [`compiler_config`], one
+    /// thread, no pooling) loads in the gateway's engine; a mismatch would fail
+    /// every upload.
+    #[test]
+    fn the_compiler_processes_artifacts_load_in_the_gateways_engine() {
+        let mut config = compiler_config();
+        config.parallel_compilation(false);
+        let compiler = Engine::new(&config).unwrap();
+        let artifact = compiler
+            .precompile_component(builtin::FEATURE_GATE)
+            .unwrap();
+        let gateway = engine(&Limits::default()).unwrap();
+        // SAFETY: made just now by `precompile_component`.
+        #[allow(unsafe_code)]
+        let loaded = unsafe { Component::deserialize(&gateway, &artifact) };
+        assert!(loaded.is_ok(), "{:?}", loaded.err());
+        // An engine that shapes code otherwise (no epoch interruption) is refused.
+        let mut other = Config::new();
+        other.wasm_component_model(true);
+        let foreign = Engine::new(&other)
+            .unwrap()
+            .precompile_component(builtin::FEATURE_GATE)
+            .unwrap();
+        #[allow(unsafe_code)]
+        let refused = unsafe { Component::deserialize(&gateway, &foreign) };
+        assert!(refused.is_err());
+    }
 
     /// A bad module is rejected and the running one keeps serving; a good one
     /// replaces it atomically.
