@@ -195,17 +195,35 @@ fn swapping_the_validator_under_load_fails_no_request() {
             })
         })
         .collect();
+    // The clients stop however this test ends (an assertion failing included).
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _stop = StopOnDrop(stop.clone());
     let versions = [
         std::fs::read(FAULTY_VALIDATOR).unwrap(),
         std::fs::read(VALIDATOR).unwrap(),
     ];
-    std::thread::sleep(Duration::from_millis(300));
+    let total = || served.lock().unwrap().values().sum::<usize>();
+    // Requests are running before the first swap, between any two, and after
+    // the last: counted, not slept for.
+    let more = |n: usize| {
+        let from = total();
+        assert!(
+            eventually(Duration::from_secs(60), || total() >= from + n),
+            "the clients stopped being served"
+        );
+    };
+    more(8);
     for i in 0..20 {
         let r = put(&gw, "validator", &versions[i % 2]);
         assert_eq!(r.status, 200, "swap {i}: {}", r.body);
-        std::thread::sleep(Duration::from_millis(50));
+        more(2);
     }
-    std::thread::sleep(Duration::from_millis(300));
+    more(8);
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.join().unwrap();

@@ -58,14 +58,20 @@ pub fn metric(gw: &Gateway, series: &str) -> u64 {
 }
 
 /// Polls `f` every 50 ms until it holds (true) or `within` has passed (false).
-pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + within;
+pub fn eventually(within: Duration, f: impl FnMut() -> bool) -> bool {
+    waited(within, f).is_some()
+}
+
+/// Polls `f` every 50 ms until it holds, and says how long that took; `None`
+/// if it did not hold within `within`.
+pub fn waited(within: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let started = std::time::Instant::now();
     loop {
         if f() {
-            return true;
+            return Some(started.elapsed());
         }
-        if std::time::Instant::now() > deadline {
-            return false;
+        if started.elapsed() > within {
+            return None;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -322,9 +328,24 @@ impl Gateway {
 
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(mut self) {
+        self.terminate();
+        self.wait_clean_exit();
+    }
+
+    /// Sends SIGTERM (a graceful shutdown begins).
+    pub fn terminate(&self) {
         let pid = self.child.id().to_string();
         let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
+    }
+
+    /// How it exited, if it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// Waits for the process to end, and asserts it ended cleanly.
+    pub fn wait_clean_exit(&mut self) {
         let exit = self.child.wait().unwrap();
         assert!(
             exit.success(),
@@ -350,8 +371,11 @@ impl Drop for Gateway {
 /// Sends raw bytes to any HTTP server on loopback and parses the response.
 pub fn raw_to(addr: SocketAddr, request: &[u8]) -> Reply {
     let mut stream = TcpStream::connect(addr).expect("connect");
+    // Longer than the slowest answer the gateway may take: an upload that
+    // compiles waits for its compiler, up to `Limits.CompileTimeoutMs` (60 s),
+    // on however loaded a machine.
     stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
+        .set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
     // The gateway may answer (e.g. 413) before reading all of a large body.
     let _ = stream.write_all(request);

@@ -5,6 +5,7 @@ use crate::harness::{Gateway, SAMPLE_SETTINGS};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// A one-thread HTTP upstream that answers every request with a JSON description
@@ -23,6 +24,25 @@ impl Upstream {
             }
         });
         Self { addr }
+    }
+
+    /// An upstream that answers one request at a time only when let: it says
+    /// on `arrived` that a request came, then waits on `release`.
+    fn gated(name: &'static str) -> (Self, mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (arrived_tx, arrived) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = arrived_tx.send(());
+                if release_rx.recv().is_err() {
+                    return;
+                }
+                serve(name, Duration::ZERO, stream);
+            }
+        });
+        (Self { addr }, arrived, release)
     }
 
     fn url(&self) -> String {
@@ -200,9 +220,9 @@ fn upstream_down_is_502_and_slow_is_504() {
 /// connections are refused, and the process exits cleanly.
 #[test]
 fn sigterm_lets_in_flight_requests_finish() {
-    let slow = Upstream::start("slow", Duration::from_millis(1500));
-    let gw = Gateway::launch()
-        .settings(&settings(&slow.url(), &slow.url(), 10_000))
+    let (slow, arrived, release) = Upstream::gated("slow");
+    let mut gw = Gateway::launch()
+        .settings(&settings(&slow.url(), &slow.url(), 60_000))
         .start();
     let addr = gw.addr;
     let in_flight = std::thread::spawn(move || {
@@ -211,20 +231,23 @@ fn sigterm_lets_in_flight_requests_finish() {
             b"GET /slow HTTP/1.1\r\nHost: x\r\nTenant: Tenant1\r\nConnection: close\r\n\r\n",
         )
     });
-    std::thread::sleep(Duration::from_millis(400));
-    let started = std::time::Instant::now();
-    gw.stop(); // SIGTERM, then waits for a clean exit
+    // The request is at the upstream, which holds its answer.
+    arrived
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the request never reached the upstream");
+    gw.terminate();
+    assert!(
+        crate::harness::eventually(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(addr).is_err()
+        }),
+        "still accepting after SIGTERM"
+    );
+    assert!(gw.exited().is_none(), "exited with a request in flight");
+    release.send(()).unwrap();
     let r = in_flight.join().unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["upstream"], "slow");
-    assert!(
-        started.elapsed() >= Duration::from_millis(800),
-        "did not wait"
-    );
-    assert!(
-        std::net::TcpStream::connect(addr).is_err(),
-        "still accepting after shutdown"
-    );
+    gw.wait_clean_exit();
 }
 
 /// A client's own forwarding headers are replaced unless it is one of

@@ -167,7 +167,7 @@ fn a_bad_or_unreachable_store_stops_start_up_naming_the_setting() {
 
 #[test]
 fn a_component_uploaded_to_one_instance_serves_on_every_instance() {
-    use crate::harness::{POLICY_VALIDATOR, eventually};
+    use crate::harness::{POLICY_VALIDATOR, eventually, metric};
     use sha2::Digest;
     let db = TestSchema::new();
     let (a, b) = (on(&db), on(&db));
@@ -213,7 +213,11 @@ fn a_component_uploaded_to_one_instance_serves_on_every_instance() {
         b"not a component",
     );
     assert_eq!(r.status, 400, "{}", r.body);
-    std::thread::sleep(Duration::from_millis(1200));
+    // B has looked at the shared record since (each look at the components
+    // directory is followed by one at the record).
+    let looks = |gw: &Gateway| metric(gw, "tg_component_directory_scans_total");
+    let from = looks(&b);
+    assert!(eventually(Duration::from_secs(10), || looks(&b) >= from + 2));
     assert_eq!(b.get("/_components/validator").json()["source"], "builtin");
 }
 

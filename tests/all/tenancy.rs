@@ -4,7 +4,7 @@
 
 use crate::harness::{Gateway, Reply, SAMPLE_SETTINGS, SUPER_USER, basic};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub(crate) const SECRET: &str = "Str0ng!Secret-for-the-tests-0123456789";
 
@@ -378,17 +378,6 @@ fn with_tenant3(base: &str) -> String {
     s.to_string()
 }
 
-fn wait_for(deadline: Duration, mut ok: impl FnMut() -> bool) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < deadline {
-        if ok() {
-            return Some(started.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
-
 #[test]
 fn a_changed_settings_file_applies_within_two_seconds() {
     let gw = Gateway::start();
@@ -397,7 +386,7 @@ fn a_changed_settings_file_applies_within_two_seconds() {
 
     // Added: routable, served by the config API, within 2 s.
     std::fs::write(&gw.settings, with_tenant3(SAMPLE_SETTINGS)).unwrap();
-    let took = wait_for(Duration::from_secs(2), || ask("Tenant3").status == 200)
+    let took = crate::harness::waited(Duration::from_secs(2), || ask("Tenant3").status == 200)
         .unwrap_or_else(|| panic!("Tenant3 not routable after 2 s; log:\n{}", gw.log()));
     assert_eq!(ask("Tenant3").json()["database"], "EdFi_Admin_Tenant3");
     assert_eq!(gw.get("/api/v1/tenants/Tenant3/config").status, 200);
@@ -408,7 +397,7 @@ fn a_changed_settings_file_applies_within_two_seconds() {
     bad["TenantGateway"]["Bogus"] = json!(1);
     std::fs::write(&gw.settings, bad.to_string()).unwrap();
     assert!(
-        wait_for(Duration::from_secs(3), || gw
+        crate::harness::waited(Duration::from_secs(3), || gw
             .get("/metrics")
             .body
             .contains("tg_settings_reloads_total{result=\"rejected\"} 1"))
@@ -421,7 +410,7 @@ fn a_changed_settings_file_applies_within_two_seconds() {
     // Removed: gone, no fall-through to another tenant.
     std::fs::write(&gw.settings, SAMPLE_SETTINGS).unwrap();
     assert!(
-        wait_for(Duration::from_secs(2), || ask("Tenant3").status == 400).is_some(),
+        crate::harness::waited(Duration::from_secs(2), || ask("Tenant3").status == 400).is_some(),
         "Tenant3 still routable"
     );
     assert_eq!(ask("Tenant1").status, 200);
