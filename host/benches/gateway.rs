@@ -32,8 +32,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tenant_gateway::runtime::Instance;
-use tenant_gateway::settings::{SAMPLE, Settings, Tier};
+use tenant_gateway::config::{SAMPLE, Settings, Tier};
+use tenant_gateway::wasm::Instance;
 
 const PATCH: &str = r#"{"performance":{"cache_size_mb":2048,"max_parallel_workers":16},"security":{"require_mfa":true,"session_timeout_mins":60,"allowed_ips":["10.0.0.0/8","172.16.0.0/12"]},"compliance":{"hipaa":true}}"#;
 
@@ -211,11 +211,7 @@ async fn proxy_bench(upstream: SocketAddr, body_len: usize, gateway: SocketAddr,
 
 /// Section 1: a plugin call on a fresh store and instance vs a warm pooled one.
 /// Returns the warm validator's stats (section 2 compares them with native code).
-async fn plugin_bench(
-    runtime: &tenant_gateway::runtime::Runtime,
-    defaults: &str,
-    n: usize,
-) -> Stats {
+async fn plugin_bench(runtime: &tenant_gateway::wasm::Runtime, defaults: &str, n: usize) -> Stats {
     println!("\n1. plugin call latency (feature gate list-features, validator apply-patch)");
     let gate_fresh = time_async(n, || async {
         runtime
@@ -316,7 +312,7 @@ async fn swap_bench(addr: SocketAddr, quick: bool) {
     let base = format!("http://{addr}");
     let versions = [
         Bytes::from(std::fs::read(env!("TG_FAULTY_VALIDATOR_WASM")).unwrap()),
-        Bytes::from_static(tenant_gateway::runtime::builtin::VALIDATOR),
+        Bytes::from_static(tenant_gateway::wasm::builtin::VALIDATOR),
     ];
     let swap = |bytes: Bytes| {
         let client = client.clone();
@@ -448,8 +444,8 @@ async fn swap_bench(addr: SocketAddr, quick: bool) {
 
 /// Compiling the validator component vs loading its verified precompiled artifact.
 fn cache_bench(quick: bool) {
-    use tenant_gateway::runtime::cache;
-    let bytes = tenant_gateway::runtime::builtin::VALIDATOR;
+    use tenant_gateway::wasm::cache;
+    let bytes = tenant_gateway::wasm::builtin::VALIDATOR;
     println!(
         "\n6. component load: compile vs verified precompiled artifact ({:.1} MB validator)",
         bytes.len() as f64 / 1e6

@@ -94,8 +94,8 @@ fn text(bytes: &[u8]) -> String {
 fn fuzz_tenant_header() {
     let tmp = tempfile::tempdir().unwrap();
     let store = crate::store::SqliteStore::open(tmp.path()).unwrap();
-    let (dir, settings) = crate::tenants::Directory::sample(&store);
-    let resolver = crate::routing::Resolver::new(&settings);
+    let (dir, settings) = crate::tenancy::Directory::sample(&store);
+    let resolver = crate::tenancy::resolve::Resolver::new(&settings);
     run(
         "tenant-header",
         inputs(&[
@@ -105,7 +105,7 @@ fn fuzz_tenant_header() {
             "a_b-c",
         ]),
         |bytes| {
-            let _ = crate::settings::TenantName::parse(&text(&bytes));
+            let _ = crate::config::TenantName::parse(&text(&bytes));
             if let Ok(value) = http::HeaderValue::from_bytes(&bytes) {
                 let mut headers = http::HeaderMap::new();
                 headers.insert("tenant", value);
@@ -127,8 +127,9 @@ fn fuzz_subject_dn() {
             "cn=\"quoted, value\"",
         ]),
         |bytes| {
-            if let Ok(canonical) = crate::dn::canonical(&text(&bytes)) {
-                let again = crate::dn::canonical(&canonical).expect("a canonical DN parses");
+            if let Ok(canonical) = crate::tenancy::dn::canonical(&text(&bytes)) {
+                let again =
+                    crate::tenancy::dn::canonical(&canonical).expect("a canonical DN parses");
                 assert_eq!(again, canonical, "canonical form is stable");
             }
         },
@@ -145,7 +146,7 @@ fn fuzz_doradus_documents() {
             "<?xml version=\"1.0\"?><tenant name=\"&amp;\"/>",
         ]),
         |bytes| {
-            let _ = crate::doradus::parse_xml(&bytes);
+            let _ = crate::api::doradus::parse_xml(&bytes);
         },
     );
     run(
@@ -155,8 +156,8 @@ fn fuzz_doradus_documents() {
             r#"{"users": {"a": {"password": "p"}}}"#,
         ]),
         |bytes| {
-            let _ = crate::doradus::parse_json(&bytes, None);
-            let _ = crate::doradus::parse_json(&bytes, Some("Acme"));
+            let _ = crate::api::doradus::parse_json(&bytes, None);
+            let _ = crate::api::doradus::parse_json(&bytes, Some("Acme"));
         },
     );
 }
@@ -167,7 +168,7 @@ fn fuzz_strict_json() {
         "strict-json",
         inputs(&[r#"{"a": [1, 2.5e3, -0, "\u00e9", null], "b": {"c": {}}}"#]),
         |bytes| {
-            if let Ok(v) = crate::json::parse(&bytes) {
+            if let Ok(v) = crate::http::json::parse(&bytes) {
                 // What the strict reader accepts, the ordinary one reads the same.
                 assert_eq!(
                     serde_json::from_slice::<serde_json::Value>(&bytes).ok(),
@@ -203,7 +204,7 @@ fn fuzz_config_patches() {
 fn fuzz_tokens() {
     let tmp = tempfile::tempdir().unwrap();
     let store = crate::store::SqliteStore::open(tmp.path()).unwrap();
-    let auth = crate::auth::Authenticator::open(&store).unwrap();
+    let auth = crate::security::auth::Authenticator::open(&store).unwrap();
     let (good, _) = auth.issue(uuid::Uuid::from_u128(7), 42, "client-1", 3600);
     // The strategy wants seeds that live as long as the program.
     let good: &'static str = Box::leak(good.into_boxed_str());
@@ -224,11 +225,11 @@ fn fuzz_settings_files() {
     run(
         "settings-file",
         inputs(&[
-            crate::settings::SAMPLE,
+            crate::config::SAMPLE,
             r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"a":{"ConnectionStrings":{"EdFi_Admin":"x"}}},"TenantGateway":{"Limits":{"MaxBodyBytes":10},"Apps":{"p":{"Component":"builtin:tenant-app","AllowedOutboundHosts":["https://*.svc:8000..8100"]}},"Routes":[{"Path":"/p","App":"p"}]}}"#,
         ]),
         |bytes| {
-            let _ = crate::settings::Settings::parse(&text(&bytes));
+            let _ = crate::config::Settings::parse(&text(&bytes));
         },
     );
 }
@@ -247,7 +248,7 @@ fn fuzz_allowed_hosts() {
         ),
         |entries| {
             let entries: Vec<String> = entries.iter().map(|b| text(b)).collect();
-            if let Ok(list) = crate::allowed_hosts::AllowedHosts::parse(&entries) {
+            if let Ok(list) = crate::config::allowed_hosts::AllowedHosts::parse(&entries) {
                 let _ = list.allows("https", "api.example.com", None);
                 let _ = list.allows("http", "[::1]", Some(85));
             }
@@ -261,7 +262,7 @@ fn fuzz_component_uploads() {
         "component-header",
         inputs(&["\0asm\x0d\0\x01\0", "\0asm\x01\0\0\0"]),
         |bytes| {
-            let _ = crate::runtime::components::check_header(&bytes);
+            let _ = crate::wasm::components::check_header(&bytes);
         },
     );
 }

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use tenant_gateway::settings::{SAMPLE, Settings};
+use tenant_gateway::config::{SAMPLE, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -130,7 +130,7 @@ fn init_logging(format: LogFormat) {
 /// Also the file read, if any (it is watched for changes).
 fn load_settings(
     path: Option<&Path>,
-) -> Result<(Settings, Option<PathBuf>), tenant_gateway::settings::SettingsError> {
+) -> Result<(Settings, Option<PathBuf>), tenant_gateway::config::SettingsError> {
     let file = match path {
         Some(p) => Some(p.to_owned()),
         None if Path::new("appsettings.json").exists() => Some(PathBuf::from("appsettings.json")),
@@ -143,8 +143,8 @@ fn load_settings(
     Ok((Settings::parse_with_env(&text, std::env::vars())?, file))
 }
 
-fn read(path: &Path) -> Result<String, tenant_gateway::settings::SettingsError> {
-    std::fs::read_to_string(path).map_err(|e| tenant_gateway::settings::SettingsError {
+fn read(path: &Path) -> Result<String, tenant_gateway::config::SettingsError> {
+    std::fs::read_to_string(path).map_err(|e| tenant_gateway::config::SettingsError {
         key: path.display().to_string(),
         problem: format!("cannot read: {e}"),
     })
@@ -246,11 +246,14 @@ fn main() -> anyhow::Result<()> {
                 .context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\r', '\n']);
             anyhow::ensure!(!password.is_empty(), "the password is empty");
-            println!("{}", tenant_gateway::auth::hash_password(password));
+            println!(
+                "{}",
+                tenant_gateway::security::auth::hash_password(password)
+            );
             Ok(())
         }
         Command::CompileComponent { memory_mib } => {
-            tenant_gateway::runtime::compiler::run_child(memory_mib)
+            tenant_gateway::wasm::compiler::run_child(memory_mib)
         }
         Command::SpinSeed(args) => {
             let (settings, _) = match load_settings(args.settings.as_deref()) {
@@ -261,7 +264,7 @@ fn main() -> anyhow::Result<()> {
                 }
             };
             let out =
-                tenant_gateway::spin_seed::seed(&settings, &args.runtime_config, &args.store)?;
+                tenant_gateway::app::spin_seed::seed(&settings, &args.runtime_config, &args.store)?;
             println!(
                 "seeded {} tenant(s) into Spin key-value store `{}` ({}); {} stale record(s) removed",
                 out.tenants.len(),

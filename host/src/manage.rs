@@ -6,10 +6,11 @@
 //! once. Another instance sharing the store learns of it from the store's change
 //! sequence ([`follow_store`]).
 
-use crate::runtime::{Runtime, Shared, Violation};
-use crate::settings::{TenantName, Tier};
+use crate::config::{TenantName, Tier};
 use crate::store::{Change, Origin, StoreError, Subject, TenantDoc, TenantRow, TenantWrite};
-use crate::tenants::{Directory, Tenant, tenant_id};
+use crate::tenancy::Shared;
+use crate::tenancy::{Directory, Tenant, tenant_id};
+use crate::wasm::{Runtime, Violation};
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -228,7 +229,7 @@ fn trusted_dns(hono: &Map<String, Value>) -> Result<Vec<String>, ManageError> {
         let Some(dn) = ca.get("subject-dn").and_then(Value::as_str) else {
             continue;
         };
-        let canonical = crate::dn::canonical(dn)
+        let canonical = crate::tenancy::dn::canonical(dn)
             .map_err(|e| ManageError::Invalid(format!("$.trusted-ca[{i}].subject-dn: {e}")))?;
         if out.contains(&canonical) {
             return Err(ManageError::Invalid(format!(
@@ -250,11 +251,11 @@ fn stored_hono(mut doc: Map<String, Value>) -> (Map<String, Value>, Option<bool>
 
 /// Who made a change, as history records it (`None`: an unauthenticated caller,
 /// where the settings allow one).
-pub fn principal_label(p: Option<&crate::auth::Principal>) -> String {
+pub fn principal_label(p: Option<&crate::security::auth::Principal>) -> String {
     match p {
-        Some(crate::auth::Principal::SuperUser) => "super-user".into(),
-        Some(crate::auth::Principal::Client(c)) => format!("client:{}", c.client_id),
-        Some(crate::auth::Principal::TenantUser { tenant, user }) => {
+        Some(crate::security::auth::Principal::SuperUser) => "super-user".into(),
+        Some(crate::security::auth::Principal::Client(c)) => format!("client:{}", c.client_id),
+        Some(crate::security::auth::Principal::TenantUser { tenant, user }) => {
             format!("user:{tenant}/{user}")
         }
         None => "anonymous".into(),
@@ -323,7 +324,7 @@ async fn validated_hono(
 /// Creates a tenant.
 pub async fn create(
     rt: &Arc<Runtime>,
-    hasher: &crate::auth::Hasher,
+    hasher: &crate::security::auth::Hasher,
     principal: String,
     name: &str,
     spec: TenantSpec,
@@ -451,14 +452,14 @@ fn check_user_count(n: usize) -> Result<(), ManageError> {
 
 /// The users' passwords hashed on the hashing threads: (name, PHC hash).
 async fn hash_users(
-    hasher: &crate::auth::Hasher,
+    hasher: &crate::security::auth::Hasher,
     users: &[NewUser],
 ) -> Result<Vec<(String, String)>, ManageError> {
     let mut hashed = Vec::with_capacity(users.len());
     for u in users {
         let password = u.password.clone();
         let phc = hasher
-            .run(move || crate::auth::hash_password(&password))
+            .run(move || crate::security::auth::hash_password(&password))
             .await
             .map_err(|_| ManageError::Busy)?;
         hashed.push((u.name.clone(), phc));
@@ -472,7 +473,7 @@ const UPDATE_ATTEMPTS: usize = 16;
 /// Changes a live tenant.
 pub async fn update(
     rt: &Arc<Runtime>,
-    hasher: &crate::auth::Hasher,
+    hasher: &crate::security::auth::Hasher,
     principal: String,
     name: &str,
     update: TenantUpdate,
@@ -575,53 +576,6 @@ fn commit_update(
         TenantWrite::DnTaken { dn, tenant } => Err(ManageError::DnTaken { dn, tenant }),
         TenantWrite::Exists(_) => unreachable!("an update never reports Exists"),
     }
-}
-
-/// The leaf fields (dotted) that differ between two configuration documents
-/// (JSON text), leaving out the read-only `tenant_id` and `updated_at`.
-pub fn changed_fields(before: Option<&[u8]>, after: Option<&[u8]>) -> Vec<String> {
-    fn parse(text: Option<&[u8]>) -> Value {
-        text.and_then(|t| serde_json::from_slice(t).ok())
-            .unwrap_or(Value::Null)
-    }
-    fn walk(prefix: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
-        match (a, b) {
-            (Value::Object(x), Value::Object(y)) if prefix.matches('.').count() < 1 => {
-                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-                keys.sort();
-                keys.dedup();
-                for k in keys {
-                    if prefix.is_empty() && (k == "tenant_id" || k == "updated_at") {
-                        continue;
-                    }
-                    let path = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    let null = Value::Null;
-                    walk(
-                        &path,
-                        x.get(k).unwrap_or(&null),
-                        y.get(k).unwrap_or(&null),
-                        out,
-                    );
-                }
-            }
-            _ if a != b => out.push(prefix.to_owned()),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    let (a, b) = (parse(before), parse(after));
-    let empty = Value::Object(Map::new());
-    walk(
-        "",
-        if a.is_null() { &empty } else { &a },
-        if b.is_null() { &empty } else { &b },
-        &mut out,
-    );
-    out
 }
 
 /// The top-level members that differ between two Hono documents.

@@ -382,3 +382,52 @@ pub trait Store: Send + Sync + 'static {
         change: &Change,
     ) -> Result<Option<i64>, StoreError>;
 }
+
+/// The leaf fields (dotted) that differ between two configuration documents
+/// (JSON text), leaving out the read-only `tenant_id` and `updated_at`.
+pub fn changed_fields(before: Option<&[u8]>, after: Option<&[u8]>) -> Vec<String> {
+    fn parse(text: Option<&[u8]>) -> serde_json::Value {
+        text.and_then(|t| serde_json::from_slice(t).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+    fn walk(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (serde_json::Value::Object(x), serde_json::Value::Object(y))
+                if prefix.matches('.').count() < 1 =>
+            {
+                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    if prefix.is_empty() && (k == "tenant_id" || k == "updated_at") {
+                        continue;
+                    }
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    let null = serde_json::Value::Null;
+                    walk(
+                        &path,
+                        x.get(k).unwrap_or(&null),
+                        y.get(k).unwrap_or(&null),
+                        out,
+                    );
+                }
+            }
+            _ if a != b => out.push(prefix.to_owned()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    let (a, b) = (parse(before), parse(after));
+    let empty = serde_json::Value::Object(serde_json::Map::new());
+    walk(
+        "",
+        if a.is_null() { &empty } else { &a },
+        if b.is_null() { &empty } else { &b },
+        &mut out,
+    );
+    out
+}

@@ -1,0 +1,280 @@
+//! Hono tenant information over HTTP, over the one tenant model:
+//! - `GET /hono/v1/tenants?tenant-id={id}` or `?subject-dn={dn}`: exactly one
+//!   of the two, else 400. A subject DN matches a trusted CA of the tenant as an
+//!   RFC 2253 name (attribute type case, spacing, escapes do not matter).
+//! - `GET /hono/v1/tenants/{id}`: the same as `?tenant-id={id}`.
+//! - `PUT /hono/v1/tenants/{id}`: sets a tenant's information (201 when this
+//!   creates the tenant, 200 when it replaces the information of one). Checked
+//!   against `schemas/hono-tenant.schema.json` by the validator component.
+//!
+//! Reads are for the super-user, and for a tenant's own users and clients about
+//! their own tenant (403 otherwise); a successful read carries a
+//! `Cache-Control` directive. Writes are for the super-user. Errors:
+//! `{"error": "message"}`.
+
+use crate::http::{Body, Gateway, json_value, read_limited, require_super_user};
+use crate::manage::{self, ManageError, TenantSpec, TenantUpdate};
+use crate::security::auth::Principal;
+use crate::telemetry::Rejection;
+use crate::tenancy::Tenant;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION};
+use http::{Method, Request, Response, StatusCode};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+/// The API's path.
+pub const PREFIX: &str = "/hono/v1/tenants";
+
+/// How long a client may cache a tenant's information (Hono's `cache_control`).
+pub const CACHE_DIRECTIVE: &str = "max-age=60";
+
+fn fail(status: StatusCode, message: &str) -> Response<Body> {
+    json_value(status, &json!({ "error": message }))
+}
+
+/// The information document of a tenant: its stored members with `tenant-id`
+/// and `enabled` from the tenant itself.
+pub fn document(tenant: &Tenant) -> Value {
+    let mut doc: Map<String, Value> = tenant.doc.hono.clone().unwrap_or_default();
+    doc.insert("tenant-id".into(), json!(tenant.name.as_str()));
+    doc.insert("enabled".into(), json!(tenant.enabled));
+    Value::Object(doc)
+}
+
+fn found(status: StatusCode, tenant: &Tenant) -> Response<Body> {
+    let mut resp = json_value(status, &document(tenant));
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static(CACHE_DIRECTIVE));
+    resp
+}
+
+/// What a read looks for.
+enum Criterion {
+    TenantId(String),
+    SubjectDn(String),
+}
+
+fn criterion(path_id: Option<&str>, query: Option<&str>) -> Result<Criterion, &'static str> {
+    let mut found = path_id.map(|id| Criterion::TenantId(id.to_owned()));
+    let mut count = usize::from(found.is_some());
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let c = match k.as_ref() {
+            "tenant-id" => Criterion::TenantId(v.into_owned()),
+            "subject-dn" => Criterion::SubjectDn(v.into_owned()),
+            _ => continue,
+        };
+        count += 1;
+        found = Some(c);
+    }
+    match found {
+        Some(Criterion::TenantId(v) | Criterion::SubjectDn(v)) if v.is_empty() => {
+            Err("The search criterion is empty")
+        }
+        Some(c) if count == 1 => Ok(c),
+        _ => Err("Give exactly one search criterion: tenant-id or subject-dn"),
+    }
+}
+
+async fn read(
+    gw: &Gateway,
+    req: &Request<hyper::body::Incoming>,
+    path_id: Option<&str>,
+) -> Response<Body> {
+    let criterion = match criterion(path_id, req.uri().query()) {
+        Ok(c) => c,
+        Err(message) => return fail(StatusCode::BAD_REQUEST, message),
+    };
+    let dir = gw.runtime.shared().directory.load_full();
+    let tenant: Option<&Arc<Tenant>> = match &criterion {
+        Criterion::TenantId(id) => dir.get(id),
+        Criterion::SubjectDn(dn) => {
+            if let Err(e) = crate::tenancy::dn::canonical(dn) {
+                return fail(
+                    StatusCode::BAD_REQUEST,
+                    &format!("subject-dn is not an RFC 2253 distinguished name: {e}"),
+                );
+            }
+            dir.by_subject_dn(dn)
+        }
+    };
+    let principal = match crate::http::authenticate(
+        gw,
+        req.headers(),
+        req.extensions(),
+        &dir,
+        tenant.map(|t| t.as_ref()),
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(refusal) => {
+            gw.metrics.reject(crate::http::refusal_reason(refusal));
+            let mut resp = fail(refusal.status(), &refusal.to_string());
+            crate::http::refused(&mut resp, refusal);
+            return resp;
+        }
+    };
+    let entitled = match (&principal, tenant) {
+        (Principal::SuperUser, _) => true,
+        (Principal::Client(claims), Some(t)) => claims.tenant == t.id,
+        (Principal::TenantUser { tenant: id, .. }, Some(t)) => *id == t.id,
+        _ => false,
+    };
+    match tenant {
+        _ if !entitled => {
+            gw.metrics.reject(Rejection::Forbidden);
+            fail(
+                StatusCode::FORBIDDEN,
+                "The caller may not read this tenant's information",
+            )
+        }
+        Some(t) => found(StatusCode::OK, t),
+        None => fail(
+            StatusCode::NOT_FOUND,
+            "No tenant matches the search criterion",
+        ),
+    }
+}
+
+fn failure(e: ManageError) -> Response<Body> {
+    fail(e.status(), &e.public_message())
+}
+
+async fn write(
+    gw: &Gateway,
+    req: Request<hyper::body::Incoming>,
+    id: u64,
+    name: &str,
+) -> Response<Body> {
+    if let Err(denied) = require_super_user(gw, &req).await {
+        return denied.challenge(fail(denied.status, denied.message));
+    }
+    let json_body = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if !json_body
+        .as_deref()
+        .is_some_and(|ct| ct == "application/json" || ct.ends_with("+json"))
+    {
+        return fail(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Send the tenant information as application/json",
+        );
+    }
+    let req = match read_limited(gw, req, id).await {
+        Ok(r) => r,
+        Err(e) => return fail(e.status(), &e.to_string()),
+    };
+    let doc = match crate::http::json::parse(req.body()) {
+        Ok(Value::Object(doc)) => doc,
+        Ok(_) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "The tenant information must be a JSON object",
+            );
+        }
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                &format!("The tenant information is not valid JSON: {e}"),
+            );
+        }
+    };
+    let rt = &gw.runtime;
+    let principal = || "super-user".to_owned();
+    let exists = rt.shared().directory.load().get(name).is_some();
+    if !exists {
+        let spec = TenantSpec {
+            hono: Some(doc.clone()),
+            ..TenantSpec::default()
+        };
+        match manage::create(rt, &gw.auth.hasher, principal(), name, spec).await {
+            Ok(created) => {
+                let mut resp = found(StatusCode::CREATED, &created.tenant);
+                let location = format!("{PREFIX}/{}", created.tenant.name);
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    resp.headers_mut().insert(LOCATION, v);
+                }
+                return resp;
+            }
+            // Created by someone else meanwhile: replace its information.
+            Err(ManageError::Exists { deleted: false, .. }) => {}
+            Err(e) => return failure(e),
+        }
+    }
+    let update = TenantUpdate {
+        hono: Some(doc),
+        ..TenantUpdate::default()
+    };
+    match manage::update(rt, &gw.auth.hasher, principal(), name, update).await {
+        Ok(t) => found(StatusCode::OK, &t),
+        Err(e) => failure(e),
+    }
+}
+
+/// Serves one request under [`PREFIX`].
+pub(crate) async fn serve(
+    gw: &Gateway,
+    req: Request<hyper::body::Incoming>,
+    id: u64,
+) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let rest = path[PREFIX.len()..].trim_matches('/');
+    if rest.contains('/') {
+        return fail(StatusCode::NOT_FOUND, &format!("Nothing at '{path}'"));
+    }
+    let path_id = (!rest.is_empty()).then_some(rest);
+    match (req.method(), path_id) {
+        (&Method::GET, _) => read(gw, &req, path_id).await,
+        (&Method::PUT, Some(name)) => write(gw, req, id, name).await,
+        (method, _) => {
+            let allow = if path_id.is_some() { "GET, PUT" } else { "GET" };
+            let mut resp = fail(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("Method {method} is not allowed here; allowed: {allow}"),
+            );
+            resp.headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+            resp
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exactly_one_criterion() {
+        assert!(matches!(
+            criterion(None, Some("tenant-id=a")),
+            Ok(Criterion::TenantId(id)) if id == "a"
+        ));
+        assert!(matches!(
+            criterion(None, Some("subject-dn=CN%3Dca%2C%20O%3DACME")),
+            Ok(Criterion::SubjectDn(dn)) if dn == "CN=ca, O=ACME"
+        ));
+        assert!(matches!(
+            criterion(Some("a"), None),
+            Ok(Criterion::TenantId(id)) if id == "a"
+        ));
+        for (path, query) in [
+            (None, None),
+            (None, Some("other=1")),
+            (None, Some("tenant-id=a&subject-dn=CN%3Dx")),
+            (None, Some("tenant-id=a&tenant-id=b")),
+            (Some("a"), Some("subject-dn=CN%3Dx")),
+            (None, Some("tenant-id=")),
+        ] {
+            assert!(criterion(path, query).is_err(), "{path:?} {query:?}");
+        }
+    }
+}

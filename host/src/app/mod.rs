@@ -1,0 +1,385 @@
+//! Start-up and the background loops: builds the state every request shares
+//! (store, authenticator, Wasm runtime, component registry, tenant directory),
+//! binds the listeners, and keeps the directory current: settings-file reloads
+//! and changes other instances make in a shared store.
+
+pub mod spin_seed;
+
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::now_rfc3339;
+
+/// Where and how to run a gateway.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Parsed settings.
+    pub settings: crate::config::Settings,
+    /// Address to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Directory of the SQLite store.
+    pub data_dir: PathBuf,
+    /// Directory of precompiled components; `None` compiles on every start.
+    pub cache_dir: Option<PathBuf>,
+    /// The key that signs the precompiled components (outside `cache_dir`).
+    /// Default: `<data_dir>/cache.key`.
+    pub cache_key: Option<PathBuf>,
+    /// The components directory: `validator.wasm`, `feature-gate.wasm`,
+    /// `config-api.wasm` and tenants' own `validator@{tenant}.wasm` /
+    /// `feature-gate@{tenant}.wasm`, watched while running.
+    pub components_dir: Option<PathBuf>,
+    /// The gateway binary, run as `compile-component` to compile what arrives
+    /// while serving under `Limits.CompileTimeoutMs` / `CompileMemoryMib`;
+    /// `None` compiles in this process, without those budgets.
+    pub compile_with: Option<PathBuf>,
+    /// The settings file to watch: a changed file is applied while running. The
+    /// environment overrides are applied again on every reload.
+    pub watch: Option<Watch>,
+}
+
+/// A settings file watched for changes.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    /// The file.
+    pub path: PathBuf,
+    /// Environment overrides (`Section__Key=value`) applied on top of it.
+    pub env: Vec<(String, String)>,
+}
+
+/// How often the settings file is checked for changes (a change applies after
+/// two checks agree on it: within 2 intervals and the time to apply it).
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// How often the store is asked whether another instance changed tenants (a
+/// shared store also wakes the follower as soon as a change is committed).
+const STORE_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A started gateway.
+pub struct Running {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The admin listener's address (`TenantGateway.AdminListen`), if any.
+    pub admin_addr: Option<SocketAddr>,
+    /// The Wasm runtime (component swaps go through it).
+    pub runtime: Arc<crate::wasm::Runtime>,
+    /// The metrics the server counts.
+    pub metrics: Arc<crate::telemetry::Metrics>,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, and waits.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(());
+        self.task.await.map_err(std::io::Error::other)?
+    }
+
+    /// Waits until the server ends: when the `shutdown` future given to [`start`] completes.
+    pub async fn wait(self) -> std::io::Result<()> {
+        let Running { task, shutdown, .. } = self;
+        let r = task.await.map_err(std::io::Error::other)?;
+        drop(shutdown);
+        r
+    }
+}
+
+/// Loads the tenant apps of `settings`, reusing those of `current` whose
+/// component bytes are unchanged (blocking: compiles).
+fn load_apps(
+    rt: &crate::wasm::Runtime,
+    settings: &crate::config::Settings,
+    current: Option<&crate::tenancy::Directory>,
+) -> anyhow::Result<std::collections::HashMap<String, Arc<crate::wasm::App>>> {
+    use sha2::Digest;
+    let mut apps = std::collections::HashMap::new();
+    for (name, app) in &settings.apps {
+        let source = &app.source;
+        let bytes: std::borrow::Cow<'static, [u8]> = match source {
+            crate::config::AppSource::Builtin(_) => crate::wasm::builtin::TENANT_APP.into(),
+            crate::config::AppSource::File(path) => std::fs::read(path)
+                .with_context(|| {
+                    format!(
+                        "TenantGateway.Apps.{name}.Component: reading {}",
+                        path.display()
+                    )
+                })?
+                .into(),
+        };
+        let sha = hex::encode(sha2::Sha256::digest(&bytes));
+        let reused = current
+            .and_then(|d| d.apps.get(name))
+            .filter(|a| a.sha256 == sha && &a.source == source)
+            .cloned();
+        let allowed = app.allowed_outbound_hosts.clone();
+        let app = match reused {
+            Some(app) if app.allowed_outbound_hosts == allowed => app,
+            Some(app) => app.with_allowed_outbound_hosts(allowed),
+            None => rt.load_app(name, source.clone(), allowed, &bytes)?,
+        };
+        apps.insert(name.clone(), app);
+    }
+    Ok(apps)
+}
+
+/// Applies settings to a running gateway: loads its apps, records its tenants in
+/// the store and publishes the new directory in one atomic swap. On any error
+/// nothing changes.
+pub async fn apply_settings(
+    rt: &Arc<crate::wasm::Runtime>,
+    settings: crate::config::Settings,
+) -> anyhow::Result<()> {
+    let rt = rt.clone();
+    tokio::task::spawn_blocking(move || {
+        let shared = rt.shared().clone();
+        let current = shared.directory.load_full();
+        let apps = load_apps(&rt, &settings, Some(&current))?;
+        let _guard = shared.publishing.lock().expect("poisoned");
+        let seq = shared.store.change_seq()?;
+        let directory = crate::tenancy::Directory::seed(
+            shared.store.as_ref(),
+            &settings,
+            apps,
+            &now_rfc3339(),
+        )?;
+        shared.directory.store(Arc::new(directory));
+        shared
+            .seen_seq
+            .store(seq, std::sync::atomic::Ordering::Release);
+        anyhow::Ok(())
+    })
+    .await?
+}
+
+/// Settings a running gateway cannot change (it logs that a restart is needed).
+fn restart_only(a: &crate::config::Settings, b: &crate::config::Settings) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    if a.listen != b.listen {
+        keys.push("TenantGateway.Listen");
+    }
+    if a.data_dir != b.data_dir {
+        keys.push("TenantGateway.DataDir");
+    }
+    if a.store != b.store {
+        keys.push("TenantGateway.Store");
+    }
+    if a.components_dir != b.components_dir {
+        keys.push("TenantGateway.ComponentsDir");
+    }
+    if a.limits != b.limits {
+        keys.push("TenantGateway.Limits");
+    }
+    keys
+}
+
+/// Polls the settings file and applies each change that parses; a bad file is
+/// logged and the running settings stay.
+async fn watch_settings(
+    watch: Watch,
+    rt: Arc<crate::wasm::Runtime>,
+    metrics: Arc<crate::telemetry::Metrics>,
+    started_with: crate::config::Settings,
+) {
+    use sha2::Digest;
+    let mut last = std::fs::read(&watch.path)
+        .map(|b| sha2::Sha256::digest(&b))
+        .ok();
+    let mut pending = None;
+    let mut ticker = tokio::time::interval(WATCH_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Ok(bytes) = tokio::fs::read(&watch.path).await else {
+            continue;
+        };
+        let digest = sha2::Sha256::digest(&bytes);
+        if last == Some(digest) {
+            pending = None;
+            continue;
+        }
+        // A file being written may be read half-way: act on a content only once
+        // two polls in a row have seen it.
+        if pending != Some(digest) {
+            pending = Some(digest);
+            continue;
+        }
+        pending = None;
+        last = Some(digest);
+        let parsed = std::str::from_utf8(&bytes)
+            .map_err(|_| crate::config::SettingsError {
+                key: watch.path.display().to_string(),
+                problem: "not UTF-8".into(),
+            })
+            .and_then(|text| crate::config::Settings::parse_with_env(text, watch.env.clone()));
+        let new = match parsed {
+            Ok(s) => s,
+            Err(e) => {
+                metrics.reload(false);
+                tracing::warn!(error = %e, "settings file changed but is invalid; keeping the running settings");
+                continue;
+            }
+        };
+        let pending = restart_only(&started_with, &new);
+        let tenants = new.tenants.len();
+        match apply_settings(&rt, new).await {
+            Ok(()) => {
+                metrics.reload(true);
+                tracing::info!(tenants, "settings reloaded");
+                if !pending.is_empty() {
+                    tracing::warn!(keys = ?pending, "these settings changed but apply only after a restart");
+                }
+            }
+            Err(e) => {
+                metrics.reload(false);
+                tracing::warn!(error = %format!("{e:#}"), "settings reload failed; keeping the running settings");
+            }
+        }
+    }
+}
+
+/// Opens the store, seeds the tenants, loads and warms the built-in components and
+/// starts serving. `shutdown` ends the server gracefully when it completes.
+pub async fn start(
+    options: Options,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
+    let (store, engine): (Arc<dyn crate::store::Store>, _) = match &options.settings.store {
+        crate::config::StoreSettings::Sqlite => (
+            Arc::new(
+                crate::store::SqliteStore::open(&options.data_dir).with_context(|| {
+                    format!("opening the store in {}", options.data_dir.display())
+                })?,
+            ),
+            "sqlite",
+        ),
+        crate::config::StoreSettings::Postgres {
+            connection,
+            root_certificate,
+        } => {
+            let (connection, root) = (connection.clone(), root_certificate.clone());
+            let store = tokio::task::spawn_blocking(move || {
+                crate::store::PostgresStore::open(connection.expose(), root.as_deref())
+            })
+            .await?
+            .context("opening the PostgreSQL store (TenantGateway.Store)")?;
+            (Arc::new(store), "postgresql")
+        }
+    };
+    tracing::info!(engine, "store opened");
+    let auth = {
+        let store = store.clone();
+        Arc::new(
+            tokio::task::spawn_blocking(move || {
+                crate::security::auth::Authenticator::open(store.as_ref())
+            })
+            .await??,
+        )
+    };
+    let shared = Arc::new(crate::tenancy::Shared::new(store));
+    let limits = options.settings.limits.clone();
+    let cache_dir = options.cache_dir.clone();
+    let compile_with = options.compile_with.clone();
+    let cache_key = options
+        .cache_key
+        .clone()
+        .unwrap_or_else(|| options.data_dir.join("cache.key"));
+    let rt = tokio::task::spawn_blocking(move || {
+        let cache = cache_dir
+            .map(|dir| {
+                crate::wasm::cache::ArtifactCache::open(&dir, &cache_key).with_context(|| {
+                    format!(
+                        "component cache {} (key {})",
+                        dir.display(),
+                        cache_key.display()
+                    )
+                })
+            })
+            .transpose()?;
+        let compiler = crate::wasm::compiler::Compiler::new(compile_with, &limits);
+        crate::wasm::Runtime::new(shared, limits, cache, compiler)
+    })
+    .await??;
+    apply_settings(&rt, options.settings.clone()).await?;
+    rt.warm_up().await.context("warming up the components")?;
+    let registry = crate::registry::Registry::open(
+        rt.clone(),
+        &options.data_dir,
+        options.components_dir.clone(),
+    )
+    .await
+    .context("opening the component registry")?;
+
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("binding {}", options.listen))?;
+    let addr = listener.local_addr()?;
+    let admin = match options.settings.admin_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding TenantGateway.AdminListen {at}"))?,
+        ),
+        None => None,
+    };
+    let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
+    let metrics = Arc::new(crate::telemetry::Metrics::default());
+    let gateway = Arc::new(crate::http::Gateway::new(
+        rt.clone(),
+        &options.settings.limits,
+        auth,
+        metrics.clone(),
+        registry.clone(),
+        admin_addr.is_some(),
+    ));
+    let admin_task = admin.map(|l| {
+        tracing::info!(addr = %admin_addr.expect("bound"), "admin listener (metrics, health) on http://{}", admin_addr.expect("bound"));
+        tokio::spawn(crate::http::serve_admin(l, gateway.clone()))
+    });
+    let components_watcher = tokio::spawn(registry.watch());
+    let watcher = options.watch.clone().map(|w| {
+        tokio::spawn(watch_settings(
+            w,
+            rt.clone(),
+            metrics.clone(),
+            options.settings.clone(),
+        ))
+    });
+    let changed = Arc::new(tokio::sync::Notify::new());
+    {
+        let changed = changed.clone();
+        rt.shared()
+            .store
+            .on_change(Arc::new(move || changed.notify_one()));
+    }
+    let follower = tokio::spawn(crate::manage::follow_store(
+        rt.shared().clone(),
+        STORE_POLL_INTERVAL,
+        changed,
+    ));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = rx => {}
+        }
+        if let Some(w) = watcher {
+            w.abort();
+        }
+        follower.abort();
+        components_watcher.abort();
+        if let Some(t) = admin_task {
+            t.abort();
+        }
+    };
+    let task = tokio::spawn(crate::http::serve(listener, gateway, stop));
+    Ok(Running {
+        addr,
+        admin_addr,
+        runtime: rt,
+        metrics,
+        shutdown: tx,
+        task,
+    })
+}

@@ -1,0 +1,3 @@
+//! Tenant traffic to a tenant's upstream: the streaming reverse proxy.
+
+pub mod proxy;

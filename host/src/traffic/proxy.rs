@@ -1,0 +1,333 @@
+//! Proxying tenant traffic to the tenant's upstream: method, path, query, headers
+//! (minus hop-by-hop ones) and body, streamed both ways; `Forwarded` and
+//! `X-Forwarded-*` set; the tenant passed on as `X-Tenant-Name` / `X-Tenant-Id`
+//! (client-sent values of those are dropped).
+//!
+//! A client's own `Forwarded` / `X-Forwarded-*` are believed (and appended to)
+//! only when the client is one of `Limits.TrustedProxies`; from anyone else they
+//! are replaced, so no client can tell the upstream it is someone else.
+
+use crate::tenancy::Tenant;
+use bytes::Bytes;
+use http::header::{CONNECTION, HOST, HeaderValue};
+use http::{HeaderMap, HeaderName, Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::body::{Body, Frame, SizeHint};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// Header carrying the resolved tenant's name to the upstream.
+pub const X_TENANT_NAME: HeaderName = HeaderName::from_static("x-tenant-name");
+/// Header carrying the resolved tenant's UUID to the upstream.
+pub const X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Why a request could not be proxied.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The upstream could not be reached or broke the exchange: 502.
+    #[error("upstream unreachable: {0}")]
+    Unreachable(String),
+    /// The upstream did not answer in time: 504.
+    #[error("upstream timed out")]
+    Timeout,
+    /// The client's request body broke off or was malformed (bad chunked
+    /// framing) while it was being sent on: 400, the upstream is not at fault.
+    #[error("the request body is malformed or incomplete")]
+    BadRequestBody,
+    /// The client's request body stalled or took too long: 408.
+    #[error("the request body did not arrive in time")]
+    BodyTimedOut,
+}
+
+/// What became of the client's body on its way: fine, broken, or too slow.
+const BODY_BROKEN: u8 = 1;
+const BODY_TIMED_OUT: u8 = 2;
+
+/// The client's request body on its way to the upstream, noting whether it
+/// failed (so that failure is the client's 400, not the upstream's 502).
+struct ClientBody {
+    inner: crate::http::body::Timed<Incoming>,
+    /// `None` for a body that had ended before it was sent (most `GET`s):
+    /// nothing can fail, nothing to allocate.
+    failed: Option<Arc<AtomicU8>>,
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(e))) = &polled {
+            let how = if crate::http::body::timed_out(e.as_ref()) {
+                BODY_TIMED_OUT
+            } else {
+                BODY_BROKEN
+            };
+            if let Some(failed) = &self.failed {
+                failed.store(how, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// `value` as an RFC 9110 quoted-string (for `Forwarded`'s `host=`).
+fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// A pooled HTTP/1.1 client for upstreams.
+pub struct Proxy {
+    client: Client<HttpConnector, ClientBody>,
+    timeout: Duration,
+    trusted: Vec<ipnet::IpNet>,
+}
+
+impl Proxy {
+    /// A proxy that waits at most `Limits.UpstreamTimeoutMs` for an upstream's
+    /// response headers, keeps at most `Limits.MaxIdleUpstreamConnections` idle
+    /// connections per upstream (for `Limits.UpstreamIdleTimeoutMs`), and
+    /// believes the forwarding headers of `Limits.TrustedProxies` only.
+    pub fn new(limits: &crate::config::Limits) -> Self {
+        let timeout = Duration::from_millis(limits.upstream_timeout_ms);
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        Self {
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(limits.max_idle_upstream_connections)
+                .pool_idle_timeout(Duration::from_millis(limits.upstream_idle_timeout_ms))
+                .build(connector),
+            timeout,
+            trusted: limits.trusted_proxies.clone(),
+        }
+    }
+
+    /// Whether `addr` is one of `Limits.TrustedProxies`.
+    pub fn trusts(&self, addr: std::net::IpAddr) -> bool {
+        self.trusted.iter().any(|net| net.contains(&addr))
+    }
+
+    /// Sends `req` to `upstream` on behalf of `tenant`; the response body streams.
+    pub async fn forward(
+        &self,
+        tenant: &Tenant,
+        upstream: &Uri,
+        mut req: Request<Incoming>,
+        client: SocketAddr,
+        body_timeouts: crate::http::body::BodyTimeouts,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let target =
+            target_uri(upstream, req.uri()).map_err(|e| ProxyError::Unreachable(e.to_string()))?;
+        let original_host = req.headers().get(HOST).cloned();
+        strip_hop_by_hop(req.headers_mut());
+        let headers = req.headers_mut();
+        headers.remove(X_TENANT_NAME);
+        headers.remove(X_TENANT_ID);
+        headers.remove(HOST);
+        if let Ok(v) = HeaderValue::from_str(tenant.name.as_str()) {
+            headers.insert(X_TENANT_NAME, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&tenant.id.to_string()) {
+            headers.insert(X_TENANT_ID, v);
+        }
+        let trusted = self.trusts(client.ip());
+        if !trusted {
+            for name in [
+                FORWARDED,
+                X_FORWARDED_FOR,
+                X_FORWARDED_HOST,
+                X_FORWARDED_PROTO,
+            ] {
+                headers.remove(name);
+            }
+        }
+        let ip = client.ip().to_string();
+        let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prior) => format!("{prior}, {ip}"),
+            None => ip.clone(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+            headers.insert(X_FORWARDED_FOR, v);
+        }
+        let host = original_host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let for_node = if client.is_ipv6() {
+            format!("\"[{ip}]\"")
+        } else {
+            ip
+        };
+        let forwarded = if host.is_empty() {
+            format!("for={for_node};proto=http")
+        } else {
+            format!("for={for_node};host={};proto=http", quoted(host))
+        };
+        // One field, a trusted proxy's elements first (RFC 7239 §4), so an
+        // upstream reading only one `Forwarded` line still sees them all.
+        let forwarded = if headers.contains_key(FORWARDED) {
+            let prior: Vec<&str> = headers
+                .get_all(FORWARDED)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            format!("{}, {forwarded}", prior.join(", "))
+        } else {
+            forwarded
+        };
+        if let Ok(v) = HeaderValue::from_str(&forwarded) {
+            headers.insert(FORWARDED, v);
+        }
+        // A trusted proxy's own X-Forwarded-Host / -Proto say what its client
+        // asked for; keep them.
+        if !(trusted && headers.contains_key(X_FORWARDED_HOST))
+            && let Some(h) = original_host
+        {
+            headers.insert(X_FORWARDED_HOST, h);
+        }
+        if !(trusted && headers.contains_key(X_FORWARDED_PROTO)) {
+            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        }
+        *req.uri_mut() = target;
+        *req.version_mut() = http::Version::HTTP_11;
+        let failed = (!req.body().is_end_stream()).then(|| Arc::new(AtomicU8::new(0)));
+        let req = req.map(|inner| ClientBody {
+            inner: crate::http::body::Timed::new(inner, body_timeouts),
+            failed: failed.clone(),
+        });
+
+        let mut resp = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Err(_) => return Err(ProxyError::Timeout),
+            Ok(Err(e)) => {
+                return Err(
+                    match failed.as_ref().map_or(0, |f| f.load(Ordering::Relaxed)) {
+                        BODY_TIMED_OUT => ProxyError::BodyTimedOut,
+                        BODY_BROKEN => ProxyError::BadRequestBody,
+                        _ => ProxyError::Unreachable(e.to_string()),
+                    },
+                );
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        strip_hop_by_hop(resp.headers_mut());
+        Ok(resp)
+    }
+}
+
+/// `upstream` (scheme, authority, path prefix) joined with the request's path and query.
+fn target_uri(upstream: &Uri, request: &Uri) -> Result<Uri, http::Error> {
+    let prefix = upstream.path().trim_end_matches('/');
+    let path_and_query = request.path_and_query().map_or("/", |p| p.as_str());
+    let mut joined = String::with_capacity(prefix.len() + path_and_query.len());
+    joined.push_str(prefix);
+    joined.push_str(path_and_query);
+    Uri::builder()
+        .scheme(upstream.scheme_str().unwrap_or("http"))
+        .authority(upstream.authority().map_or("", |a| a.as_str()))
+        .path_and_query(joined)
+        .build()
+}
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_keeps_prefix_path_and_query() {
+        let up: Uri = "http://127.0.0.1:9000/base/".parse().unwrap();
+        let req: Uri = "/v2/vendors?limit=5".parse().unwrap();
+        assert_eq!(
+            target_uri(&up, &req).unwrap().to_string(),
+            "http://127.0.0.1:9000/base/v2/vendors?limit=5"
+        );
+        let up: Uri = "http://up:81".parse().unwrap();
+        assert_eq!(
+            target_uri(&up, &req).unwrap().to_string(),
+            "http://up:81/v2/vendors?limit=5"
+        );
+    }
+
+    #[test]
+    fn forwarded_host_is_a_quoted_string() {
+        assert_eq!(quoted("example.com:8080"), "\"example.com:8080\"");
+        assert_eq!(quoted(r#"a"b\c"#), r#""a\"b\\c""#);
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_including_connection_named_ones() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("accept"));
+    }
+}

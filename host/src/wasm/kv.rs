@@ -1,0 +1,339 @@
+//! `wasi:keyvalue` (store + atomics) for the config API component, over the
+//! gateway's store. Two buckets exist:
+//! - `tenants`: read-only view of the tenant directory; a key is a tenant's UUID
+//!   or its name (any case); the value is the tenant's public record (no secrets).
+//! - `configs`: tenant configurations in the persistent store, with
+//!   compare-and-swap so concurrent updates of one tenant never lose a write.
+
+use super::ApiState;
+use super::bindings::api::wasi::keyvalue::{atomics, store};
+use crate::store::{Change, Expect, Store, StoreError, Subject, Versioned};
+use std::sync::Arc;
+use wasmtime::component::Resource;
+
+/// The buckets a component may open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// The tenant directory (read-only).
+    Tenants,
+    /// Tenant configurations.
+    Configs,
+}
+
+impl Bucket {
+    fn name(self) -> &'static str {
+        match self {
+            Bucket::Tenants => "tenants",
+            Bucket::Configs => "configs",
+        }
+    }
+}
+
+/// A compare-and-swap handle: the key and the version read when it was made.
+#[derive(Debug)]
+pub struct Cas {
+    bucket: Bucket,
+    key: String,
+    current: Option<Versioned>,
+}
+
+/// Most keys one `list-keys` call returns.
+const PAGE: usize = 1000;
+
+fn store_error(e: StoreError) -> store::Error {
+    tracing::error!(error = %e, "key-value store failure");
+    store::Error::Other("storage failure".into())
+}
+
+async fn blocking<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, store::Error> {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+        Ok(r) => r.map_err(store_error),
+        Err(e) => Err(store::Error::Other(format!("storage task failed: {e}"))),
+    }
+}
+
+impl ApiState {
+    fn bucket(&self, r: &Resource<Bucket>) -> wasmtime::Result<Bucket> {
+        Ok(*self.table.get(r)?)
+    }
+
+    /// Guests may write `configs` only; `tenants` is the directory's read-only view.
+    fn ensure_writable(bucket: Bucket) -> Result<(), store::Error> {
+        match bucket {
+            Bucket::Tenants => Err(store::Error::AccessDenied),
+            Bucket::Configs => Ok(()),
+        }
+    }
+
+    /// Reads a key; the returned future does not borrow `self`.
+    fn read(
+        &self,
+        bucket: Bucket,
+        key: String,
+    ) -> impl Future<Output = Result<Option<Versioned>, store::Error>> + Send + 'static {
+        let shared = self.shared.clone();
+        async move {
+            match bucket {
+                Bucket::Tenants => Ok(shared.directory.load().get(&key).map(|t| Versioned {
+                    value: t.record.to_vec(),
+                    version: 0,
+                })),
+                Bucket::Configs => {
+                    blocking(&shared.store, move |s| s.get(Bucket::Configs.name(), &key)).await
+                }
+            }
+        }
+    }
+}
+
+impl ApiState {
+    /// Writes (or removes) a configuration and records the change with it.
+    /// `Ok(false)`: the key was not as expected.
+    /// The returned future does not borrow `self`.
+    fn write_config(
+        &self,
+        key: String,
+        expected: Expect,
+        before: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+    ) -> impl Future<Output = Result<bool, store::Error>> + Send + 'static {
+        let name = self
+            .shared
+            .directory
+            .load()
+            .get(&key)
+            .map(|t| t.name.to_string())
+            .unwrap_or_else(|| key.clone());
+        let baseline = before.clone().or_else(|| {
+            self.validator()
+                .defaults
+                .get()
+                .map(|d| d.clone().into_bytes())
+        });
+        let fields = crate::store::changed_fields(baseline.as_deref(), value.as_deref());
+        let change = Change {
+            tenant_id: key.clone(),
+            tenant_name: name,
+            at: crate::now_rfc3339(),
+            principal: self.principal.clone(),
+            subject: Subject::Config,
+            action: match (&before, &value) {
+                (_, None) => "deleted",
+                (None, Some(_)) => "created",
+                (Some(_), Some(_)) => "updated",
+            }
+            .into(),
+            fields,
+            before,
+        };
+        let store = self.shared.store.clone();
+        async move {
+            blocking(&store, move |s| {
+                s.write_recorded(
+                    Bucket::Configs.name(),
+                    &key,
+                    expected,
+                    value.as_deref(),
+                    &change,
+                )
+            })
+            .await
+            .map(|v| v.is_some())
+        }
+    }
+}
+
+impl store::Host for ApiState {
+    async fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<Bucket>, store::Error>> {
+        let bucket = match identifier.as_str() {
+            "tenants" => Bucket::Tenants,
+            "configs" => Bucket::Configs,
+            _ => return Ok(Err(store::Error::NoSuchStore)),
+        };
+        Ok(Ok(self.table.push(bucket)?))
+    }
+}
+
+impl store::HostBucket for ApiState {
+    async fn get(
+        &mut self,
+        this: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
+        let bucket = self.bucket(&this)?;
+        Ok(self.read(bucket, key).await.map(|v| v.map(|v| v.value)))
+    }
+
+    async fn set(
+        &mut self,
+        this: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let bucket = self.bucket(&this)?;
+        if let Err(e) = Self::ensure_writable(bucket) {
+            return Ok(Err(e));
+        }
+        let before = match self.read(bucket, key.clone()).await {
+            Ok(v) => v.map(|v| v.value),
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(self
+            .write_config(key, Expect::Any, before, Some(value))
+            .await
+            .map(drop))
+    }
+
+    async fn delete(
+        &mut self,
+        this: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let bucket = self.bucket(&this)?;
+        if let Err(e) = Self::ensure_writable(bucket) {
+            return Ok(Err(e));
+        }
+        let before = match self.read(bucket, key.clone()).await {
+            Ok(Some(v)) => v.value,
+            Ok(None) => return Ok(Ok(())),
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(self
+            .write_config(key, Expect::Any, Some(before), None)
+            .await
+            .map(drop))
+    }
+
+    async fn exists(
+        &mut self,
+        this: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, store::Error>> {
+        let bucket = self.bucket(&this)?;
+        Ok(self.read(bucket, key).await.map(|v| v.is_some()))
+    }
+
+    async fn list_keys(
+        &mut self,
+        this: Resource<Bucket>,
+        cursor: Option<String>,
+    ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
+        let bucket = self.bucket(&this)?;
+        let page = match bucket {
+            Bucket::Tenants => {
+                // Tenant records are listed once each, by UUID.
+                let dir = self.shared.directory.load();
+                let mut keys: Vec<String> = dir.iter().map(|t| t.id.to_string()).collect();
+                keys.sort();
+                keys.retain(|k| cursor.as_deref().is_none_or(|c| k.as_str() > c));
+                let next = (keys.len() > PAGE).then(|| keys[PAGE - 1].clone());
+                keys.truncate(PAGE);
+                Ok(crate::store::KeyPage { keys, cursor: next })
+            }
+            Bucket::Configs => {
+                blocking(&self.shared.store, move |s| {
+                    s.list_keys(bucket.name(), cursor.as_deref(), PAGE)
+                })
+                .await
+            }
+        };
+        Ok(page.map(|p| store::KeyResponse {
+            keys: p.keys,
+            cursor: p.cursor,
+        }))
+    }
+
+    async fn drop(&mut self, this: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for ApiState {
+    async fn increment(
+        &mut self,
+        _bucket: Resource<Bucket>,
+        _key: String,
+        _delta: i64,
+    ) -> wasmtime::Result<Result<i64, store::Error>> {
+        // No bucket here holds counters; say so rather than invent an encoding.
+        Ok(Err(store::Error::Other(
+            "increment is not supported by this store".into(),
+        )))
+    }
+
+    async fn swap(
+        &mut self,
+        this: Resource<Cas>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), atomics::CasError>> {
+        let cas = self.table.delete(this)?;
+        if let Err(e) = Self::ensure_writable(cas.bucket) {
+            return Ok(Err(atomics::CasError::StoreError(e)));
+        }
+        let expected = cas
+            .current
+            .as_ref()
+            .map_or(Expect::Absent, |v| Expect::Version(v.version));
+        let before = cas.current.as_ref().map(|v| v.value.clone());
+        let swapped = self
+            .write_config(cas.key.clone(), expected, before, Some(value))
+            .await;
+        Ok(match swapped {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                // Hand back a fresh handle on the key so the guest may retry.
+                let current = match self.read(cas.bucket, cas.key.clone()).await {
+                    Ok(v) => v,
+                    Err(e) => return Ok(Err(atomics::CasError::StoreError(e))),
+                };
+                let fresh = self.table.push(Cas {
+                    bucket: cas.bucket,
+                    key: cas.key,
+                    current,
+                })?;
+                Err(atomics::CasError::CasFailed(fresh))
+            }
+            Err(e) => Err(atomics::CasError::StoreError(e)),
+        })
+    }
+}
+
+impl atomics::HostCas for ApiState {
+    async fn new(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<Resource<Cas>, store::Error>> {
+        let bucket = self.bucket(&bucket)?;
+        let current = match self.read(bucket, key.clone()).await {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok(self.table.push(Cas {
+            bucket,
+            key,
+            current,
+        })?))
+    }
+
+    async fn current(
+        &mut self,
+        this: Resource<Cas>,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
+        let cas = self.table.get(&this)?;
+        Ok(Ok(cas.current.as_ref().map(|v| v.value.clone())))
+    }
+
+    async fn drop(&mut self, this: Resource<Cas>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
