@@ -34,11 +34,6 @@ const NOT_YET: &[(&str, &str, &str)] = &[
         "metrics read the directory-scan counters: prometheus-client families passed in",
     ),
     (
-        "tenancy",
-        "wasm",
-        "the directory holds loaded apps: destinations name apps, the runtime holds them",
-    ),
-    (
         "http",
         "api",
         "the dispatcher names every surface: each surface exports its routes, app mounts them",

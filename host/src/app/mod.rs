@@ -91,8 +91,8 @@ impl Running {
 fn load_apps(
     rt: &crate::wasm::Runtime,
     settings: &crate::config::Settings,
-    current: Option<&crate::tenancy::Directory>,
-) -> anyhow::Result<std::collections::HashMap<String, Arc<crate::wasm::App>>> {
+    current: &crate::wasm::Apps,
+) -> anyhow::Result<crate::wasm::Apps> {
     use sha2::Digest;
     let mut apps = std::collections::HashMap::new();
     for (name, app) in &settings.apps {
@@ -110,7 +110,7 @@ fn load_apps(
         };
         let sha = hex::encode(sha2::Sha256::digest(&bytes));
         let reused = current
-            .and_then(|d| d.apps.get(name))
+            .get(name)
             .filter(|a| a.sha256 == sha && &a.source == source)
             .cloned();
         let allowed = app.allowed_outbound_hosts.clone();
@@ -134,17 +134,22 @@ pub async fn apply_settings(
     let rt = rt.clone();
     tokio::task::spawn_blocking(move || {
         let shared = rt.shared().clone();
-        let current = shared.directory.load_full();
-        let apps = load_apps(&rt, &settings, Some(&current))?;
+        let apps = load_apps(&rt, &settings, &rt.apps())?;
         let _guard = shared.publishing.lock().expect("poisoned");
         let seq = shared.store.change_seq()?;
         let directory = crate::tenancy::Directory::seed(
             shared.store.as_ref(),
             &settings,
-            apps,
+            apps.keys().cloned().collect(),
             &now_rfc3339(),
         )?;
+        // While the old directory and the new one may both be read, every app
+        // either names is loaded.
+        let mut both = (*rt.apps()).clone();
+        both.extend(apps.iter().map(|(n, a)| (n.clone(), a.clone())));
+        rt.publish_apps(both);
         shared.directory.store(Arc::new(directory));
+        rt.publish_apps(apps);
         shared
             .seen_seq
             .store(seq, std::sync::atomic::Ordering::Release);

@@ -867,8 +867,17 @@ async fn tenant_traffic(
         req.headers_mut().remove(http::header::AUTHORIZATION);
     }
     match dir.destination(&tenant, req.uri().path()) {
-        Destination::App(app) => {
+        Destination::App(name) => {
             served.route = "app";
+            // Only a directory replaced this instant names an app since dropped.
+            let Some(app) = gw.runtime.app(name) else {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The tenant's app is being replaced; try again",
+                    Some(&tenant_id),
+                );
+            };
+            let app = &app;
             let req = match read_body(gw, req, id, Some(&tenant_id)).await {
                 Ok(r) => r,
                 Err(resp) => return resp,

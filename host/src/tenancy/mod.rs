@@ -9,9 +9,8 @@ pub mod resolve;
 use crate::config::{AuthSettings, RateLimits, Route, Secret, Settings, TenantName, Tier};
 use crate::store::{Origin, Store, StoreError, TenantDoc, TenantRow};
 use crate::tenancy::resolve::Resolver;
-use crate::wasm::App;
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -103,8 +102,9 @@ pub struct Directory {
     pub resolver: Resolver,
     /// Routes of every tenant (after each tenant's own).
     pub routes: Vec<Route>,
-    /// Tenant apps by name (`TenantGateway.Apps`), loaded.
-    pub apps: HashMap<String, Arc<App>>,
+    /// The tenant apps (`TenantGateway.Apps`) loaded when it was built, by
+    /// name; the runtime holds the components.
+    pub apps: BTreeSet<String>,
     /// `TenantGateway.Auth`.
     pub auth: AuthSettings,
     /// `Authentication.AllowRegistration`.
@@ -123,8 +123,8 @@ pub struct Directory {
 /// Where a tenant request goes.
 #[derive(Debug, Clone)]
 pub enum Destination<'a> {
-    /// A tenant app.
-    App(&'a Arc<App>),
+    /// A tenant app, by name.
+    App(&'a str),
     /// The tenant's upstream.
     Upstream(&'a http::Uri),
     /// Nowhere: 404.
@@ -136,17 +136,17 @@ impl Directory {
     #[cfg(test)]
     pub(crate) fn sample(store: &dyn Store) -> (Self, Settings) {
         let settings = Settings::parse(crate::config::SAMPLE).unwrap();
-        let dir = Self::seed(store, &settings, HashMap::new(), "2025-01-01T00:00:00Z").unwrap();
+        let dir = Self::seed(store, &settings, BTreeSet::new(), "2025-01-01T00:00:00Z").unwrap();
         (dir, settings)
     }
 
     /// Records the settings' tenants in the store (creation times persist there)
     /// and builds the directory from the store.
-    /// `apps`: the loaded components of `settings.apps`.
+    /// `apps`: the names of `settings.apps` loaded.
     pub fn seed(
         store: &dyn Store,
         settings: &Settings,
-        apps: HashMap<String, Arc<App>>,
+        apps: BTreeSet<String>,
         now: &str,
     ) -> Result<Self, StoreError> {
         for t in &settings.tenants {
@@ -171,7 +171,7 @@ impl Directory {
     fn build(
         store: &dyn Store,
         settings: Arc<Settings>,
-        apps: HashMap<String, Arc<App>>,
+        apps: BTreeSet<String>,
     ) -> Result<Self, StoreError> {
         let mut dir = Directory {
             resolver: Resolver::new(&settings),
@@ -292,9 +292,7 @@ impl Directory {
             .iter()
             .chain(&self.routes)
             .filter_map(|r| match &r.target {
-                crate::config::Target::App(name) if self.apps.contains_key(name) => {
-                    Some(name.clone())
-                }
+                crate::config::Target::App(name) if self.apps.contains(name) => Some(name.clone()),
                 _ => None,
             })
             .collect();
@@ -320,7 +318,7 @@ impl Directory {
             Some(crate::config::Target::App(name)) => self
                 .apps
                 .get(name)
-                .map_or(Destination::None, Destination::App),
+                .map_or(Destination::None, |n| Destination::App(n.as_str())),
             Some(crate::config::Target::Upstream) | None => tenant
                 .upstream
                 .as_ref()
@@ -381,7 +379,7 @@ mod tests {
         let store = SqliteStore::open(dir_path.path()).unwrap();
         let settings = Settings::parse(crate::config::SAMPLE).unwrap();
         let dir =
-            Directory::seed(&store, &settings, HashMap::new(), "2025-01-01T00:00:00Z").unwrap();
+            Directory::seed(&store, &settings, BTreeSet::new(), "2025-01-01T00:00:00Z").unwrap();
         assert_eq!(dir.iter().count(), 2);
         let t = dir.get("tenant1").unwrap();
         assert_eq!(t.name.as_str(), "Tenant1");

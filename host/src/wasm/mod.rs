@@ -38,6 +38,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use sha2::Digest;
 
 pub use apps::App;
+
+/// Tenant apps by name (`TenantGateway.Apps`).
+pub type Apps = std::collections::HashMap<String, Arc<App>>;
 pub use components::{ComponentInfo, Kind, LoadError, Slot, Source};
 pub use pool::{WarmPool, cold_starts};
 
@@ -406,6 +409,8 @@ struct Loader {
 pub struct Runtime {
     loader: Loader,
     snapshot: ArcSwap<Snapshot>,
+    /// The tenant apps, by name (the directory names them).
+    apps: ArcSwap<Apps>,
     shared: Arc<Shared>,
     permits: tokio::sync::Semaphore,
     ticker: Arc<AtomicBool>,
@@ -725,6 +730,7 @@ impl Runtime {
             permits: tokio::sync::Semaphore::new(loader.limits.max_concurrent_component_calls),
             loader,
             snapshot: ArcSwap::from_pointee(snapshot),
+            apps: ArcSwap::from_pointee(Apps::new()),
             shared,
             ticker,
             loading: tokio::sync::Mutex::new(()),
@@ -1067,6 +1073,23 @@ impl Runtime {
             }),
             Err(e) => Err(e),
         }
+    }
+
+    /// The tenant apps loaded now.
+    pub fn apps(&self) -> Arc<Apps> {
+        self.apps.load_full()
+    }
+
+    /// The tenant app named `name`, if it is loaded.
+    pub fn app(&self, name: &str) -> Option<Arc<App>> {
+        self.apps.load().get(name).cloned()
+    }
+
+    /// Makes `apps` the tenant apps. A directory may name only loaded apps:
+    /// publish the apps a new directory needs before it, and drop the ones
+    /// only the old one named after it.
+    pub fn publish_apps(&self, apps: Apps) {
+        self.apps.store(Arc::new(apps));
     }
 
     /// Compiles a tenant app (blocking: run it off the async threads). Fails when
