@@ -466,11 +466,15 @@ fn cache_bench(quick: bool) {
     let cache =
         cache::ArtifactCache::open(&dir.path().join("cache"), &dir.path().join("cache.key"))
             .unwrap();
-    cache.compile(&engine, "validator", bytes).unwrap();
+    cache
+        .compile(&engine, "validator", bytes, &Default::default())
+        .unwrap();
     let mut load: Vec<Duration> = (0..20)
         .map(|_| {
             let t = Instant::now();
-            let (_, compiled) = cache.compile(&engine, "validator", bytes).unwrap();
+            let (_, compiled) = cache
+                .compile(&engine, "validator", bytes, &Default::default())
+                .unwrap();
             assert!(!compiled);
             t.elapsed()
         })

@@ -24,16 +24,6 @@ const ROOT_ITEMS: &[&str] = &["now_rfc3339", "write_whole"];
 /// fails when one is gone (take it off the list) as when a new one appears.
 const NOT_YET: &[(&str, &str, &str)] = &[
     (
-        "telemetry",
-        "wasm",
-        "metrics read the runtime's counters: prometheus-client families passed in",
-    ),
-    (
-        "telemetry",
-        "registry",
-        "metrics read the directory-scan counters: prometheus-client families passed in",
-    ),
-    (
         "http",
         "api",
         "the dispatcher names every surface: each surface exports its routes, app mounts them",

@@ -435,6 +435,29 @@ fn operations_endpoints() {
     assert_eq!(anonymous.status, 401, "{}", anonymous.body);
     assert!(anonymous.header("www-authenticate").is_some());
     assert!(m.header("content-type").unwrap().starts_with("text/plain"));
+    // A scraper that asks for OpenMetrics (Prometheus does) is told it gets it.
+    let om = gw.request(
+        "GET",
+        "/metrics",
+        &[(
+            "Accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+        )],
+        b"",
+    );
+    assert!(
+        om.header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "{:?}",
+        om.headers
+    );
+    assert!(om.body.ends_with("# EOF\n"), "{}", om.body);
+    assert!(
+        om.body.contains("# TYPE tg_http_requests counter\n"),
+        "{}",
+        om.body
+    );
     for needle in [
         "tg_http_requests_total{tenant=\"Tenant1\",route=\"app\",status=\"200\"} 1",
         "tg_http_requests_total{tenant=\"Tenant2\",route=\"features\",status=\"200\"} 1",

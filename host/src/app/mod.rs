@@ -283,6 +283,13 @@ pub async fn start(
         )
     };
     let shared = Arc::new(crate::tenancy::Shared::new(store));
+    // Every layer registers its metrics here once; `/metrics` encodes them.
+    let mut exposition = crate::telemetry::Registry::default();
+    let metrics = Arc::new(crate::telemetry::Metrics::register(&mut exposition));
+    let wasm_metrics = crate::wasm::Metrics::register(&mut exposition);
+    let registry_metrics = crate::registry::Metrics::register(&mut exposition);
+    let connection_metrics = crate::http::ConnectionMetrics::register(&mut exposition);
+    let exposition = Arc::new(exposition);
     let limits = options.settings.limits.clone();
     let cache_dir = options.cache_dir.clone();
     let compile_with = options.compile_with.clone();
@@ -303,7 +310,7 @@ pub async fn start(
             })
             .transpose()?;
         let compiler = crate::wasm::compiler::Compiler::new(compile_with, &limits);
-        crate::wasm::Runtime::new(shared, limits, cache, compiler)
+        crate::wasm::Runtime::new(shared, limits, cache, compiler, wasm_metrics)
     })
     .await??;
     apply_settings(&rt, options.settings.clone()).await?;
@@ -312,6 +319,7 @@ pub async fn start(
         rt.clone(),
         &options.data_dir,
         options.components_dir.clone(),
+        registry_metrics,
     )
     .await
     .context("opening the component registry")?;
@@ -329,12 +337,12 @@ pub async fn start(
         None => None,
     };
     let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
-    let metrics = Arc::new(crate::telemetry::Metrics::default());
     let gateway = Arc::new(crate::http::Gateway::new(
         rt.clone(),
         &options.settings.limits,
         auth,
         metrics.clone(),
+        (connection_metrics, exposition),
         registry.clone(),
         admin_addr.is_some(),
     ));

@@ -22,7 +22,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,10 +54,10 @@ pub struct Gateway {
     pub(crate) registry: Arc<crate::registry::Registry>,
     draining: AtomicBool,
     swagger: Arc<utoipa_swagger_ui::Config<'static>>,
-    /// Client connections open now.
-    connections: std::sync::atomic::AtomicUsize,
-    /// Connections closed at once because even the health headroom was taken.
-    connections_refused: AtomicU64,
+    /// The connection counts.
+    connection_metrics: ConnectionMetrics,
+    /// Every layer's metrics, for `/metrics`.
+    exposition: Arc<crate::telemetry::Registry>,
     /// Whether `/metrics` is served on the admin listener (and not here).
     admin_listener: bool,
     /// Open registrations per client address.
@@ -75,7 +74,7 @@ struct Open(Arc<Gateway>);
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+        self.0.connection_metrics.open.dec();
     }
 }
 
@@ -95,6 +94,7 @@ impl Gateway {
         limits: &Limits,
         auth: Arc<Authenticator>,
         metrics: Arc<Metrics>,
+        (connection_metrics, exposition): (ConnectionMetrics, Arc<crate::telemetry::Registry>),
         registry: Arc<crate::registry::Registry>,
         admin_listener: bool,
     ) -> Self {
@@ -108,8 +108,8 @@ impl Gateway {
             metrics,
             registry,
             draining: AtomicBool::new(false),
-            connections: std::sync::atomic::AtomicUsize::new(0),
-            connections_refused: AtomicU64::new(0),
+            connection_metrics,
+            exposition,
             admin_listener,
             registrations: RateLimiter::default(),
             swagger: Arc::new(
@@ -141,11 +141,11 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let open = gateway.connections.fetch_add(1, Ordering::Relaxed);
+                let open = usize::try_from(gateway.connection_metrics.open.inc()).unwrap_or(0);
                 let guard = Open(gateway.clone());
                 if open >= gateway.limits.max_connections + HEALTH_HEADROOM {
                     // Full, headroom included: closed at once.
-                    gateway.connections_refused.fetch_add(1, Ordering::Relaxed);
+                    gateway.connection_metrics.refused.inc();
                     drop(stream);
                     drop(guard);
                     continue;
@@ -187,23 +187,54 @@ pub async fn serve(
 }
 
 /// The metrics in Prometheus' text format.
-fn metrics_response(gw: &Gateway) -> Response<Body> {
-    let mut text = gw.metrics.render();
-    let _ = write!(
-        text,
-        "# HELP tg_connections_open Client connections open now (Limits.MaxConnections, plus {HEALTH_HEADROOM} for health checks).\n\
-         # TYPE tg_connections_open gauge\ntg_connections_open {}\n\
-         # HELP tg_connections_refused_total Connections closed at once: the limit and the health headroom were taken.\n\
-         # TYPE tg_connections_refused_total counter\ntg_connections_refused_total {}\n",
-        gw.connections.load(Ordering::Relaxed),
-        gw.connections_refused.load(Ordering::Relaxed),
-    );
+/// Every layer's metrics. OpenMetrics text, labelled as such for scrapers that
+/// ask for it (Prometheus does); others get it as the classic text format,
+/// which reads it the same (its `# EOF` is a comment there).
+fn metrics_response<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
+    let text = crate::telemetry::encode(&gw.exposition);
+    let open_metrics = req
+        .headers()
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
     let mut resp = Response::new(full(Bytes::from(text)));
     resp.headers_mut().insert(
         CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static(if open_metrics {
+            crate::telemetry::CONTENT_TYPE
+        } else {
+            "text/plain; version=0.0.4; charset=utf-8"
+        }),
     );
     resp
+}
+
+/// The connection counts `/metrics` shows.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionMetrics {
+    open: prometheus_client::metrics::gauge::Gauge,
+    refused: prometheus_client::metrics::counter::Counter,
+}
+
+impl ConnectionMetrics {
+    /// The families, registered in `registry`.
+    pub fn register(registry: &mut crate::telemetry::Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "tg_connections_open",
+            format!(
+                "Client connections open now (Limits.MaxConnections, plus {HEALTH_HEADROOM} for health checks)."
+            ),
+            m.open.clone(),
+        );
+        registry.register(
+            "tg_connections_refused",
+            "Connections closed at once: the limit and the health headroom were taken.",
+            m.refused.clone(),
+        );
+        m
+    }
 }
 
 /// Serves the admin listener (`TenantGateway.AdminListen`): `/metrics`,
@@ -226,7 +257,7 @@ pub async fn serve_admin(listener: TcpListener, gw: Arc<Gateway>) {
                 let path = req.uri().path();
                 let resp = match health(&gw, path).await {
                     Some(resp) => resp,
-                    None if path == "/metrics" => metrics_response(&gw),
+                    None if path == "/metrics" => metrics_response(&gw, &req),
                     None => error(
                         StatusCode::NOT_FOUND,
                         "The admin listener serves /metrics, /healthz and /readyz",
@@ -410,7 +441,7 @@ async fn handle(
     resp.headers_mut().insert(REQUEST_ID, HeaderValue::from(id));
     let status = resp.status().as_u16();
     gw.metrics.request(
-        served.tenant.as_ref().map(|t| (t.id, t.name.as_str())),
+        served.tenant.as_ref().map(|t| &t.label),
         served.route,
         status,
     );
@@ -452,7 +483,7 @@ async fn route(
             if let Err(denied) = require_super_user(gw, &req).await {
                 return denied.challenge(error(denied.status, denied.message, None));
             }
-            return metrics_response(gw);
+            return metrics_response(gw, &req);
         }
         "/openapi.json" => {
             served.route = "openapi";

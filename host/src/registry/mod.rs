@@ -181,6 +181,7 @@ pub struct Registry {
     /// Versions kept per slot, the serving one included
     /// (`Limits.KeptComponentVersions`, at least 2).
     kept: usize,
+    metrics: Metrics,
 }
 
 fn storage(e: impl std::fmt::Display) -> RegistryError {
@@ -195,6 +196,7 @@ impl Registry {
         rt: Arc<Runtime>,
         data_dir: &Path,
         dir: Option<PathBuf>,
+        metrics: Metrics,
     ) -> anyhow::Result<Arc<Self>> {
         let blobs = data_dir.join("registry");
         let kept_versions = rt.limits().kept_component_versions.max(2);
@@ -229,6 +231,7 @@ impl Registry {
             dir,
             state: tokio::sync::Mutex::new(state.clone()),
             kept: kept_versions,
+            metrics,
         });
         for (name, slot_state) in &state.slots {
             let (Ok(slot), Some(v)) = (Slot::parse(name), &slot_state.current) else {
@@ -599,8 +602,9 @@ impl Registry {
             Some(l) => std::mem::take(l),
             None => Looks::default(),
         };
+        let metrics = self.metrics.clone();
         let seen = tokio::task::spawn_blocking(move || {
-            let listed = looks.list(&dir, every_file);
+            let listed = looks.list(&dir, every_file, &metrics);
             (looks, listed)
         })
         .await;
@@ -816,13 +820,30 @@ struct Looks {
 /// The files one look read: name, bytes, SHA-256 hex.
 type Read = Vec<(String, Vec<u8>, String)>;
 
-static DIRECTORY_READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static DIRECTORY_SCANS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// What the registry counts: looks at the components directory and files
+/// read from it.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    scans: prometheus_client::metrics::counter::Counter,
+    reads: prometheus_client::metrics::counter::Counter,
+}
 
-/// Components-directory looks and file reads since start: (looks, reads).
-pub fn directory_stats() -> (u64, u64) {
-    use std::sync::atomic::Ordering::Relaxed;
-    (DIRECTORY_SCANS.load(Relaxed), DIRECTORY_READS.load(Relaxed))
+impl Metrics {
+    /// The families, registered in `registry`.
+    pub fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "tg_component_directory_scans",
+            "Looks at the components directory (every 0.5 s).",
+            m.scans.clone(),
+        );
+        registry.register(
+            "tg_component_directory_reads",
+            "Files read from the components directory (new or changed ones only).",
+            m.reads.clone(),
+        );
+        m
+    }
 }
 
 fn stamps_of(dir: &Path) -> std::io::Result<HashMap<String, Stamp>> {
@@ -847,9 +868,8 @@ fn stamps_of(dir: &Path) -> std::io::Result<HashMap<String, Stamp>> {
 impl Looks {
     /// Lists `dir` (blocking) and reads the files that are new or changed
     /// and settled; `every_file`: all of them.
-    fn list(&mut self, dir: &Path, every_file: bool) -> std::io::Result<Read> {
-        use std::sync::atomic::Ordering::Relaxed;
-        DIRECTORY_SCANS.fetch_add(1, Relaxed);
+    fn list(&mut self, dir: &Path, every_file: bool, metrics: &Metrics) -> std::io::Result<Read> {
+        metrics.scans.inc();
         let now = stamps_of(dir)?;
         let mut read = Vec::new();
         for (name, stamp) in &now {
@@ -860,7 +880,7 @@ impl Looks {
             let Ok(bytes) = std::fs::read(dir.join(name)) else {
                 continue;
             };
-            DIRECTORY_READS.fetch_add(1, Relaxed);
+            metrics.reads.inc();
             self.read_at.insert(name.clone(), *stamp);
             let sha = hex::encode(sha2::Sha256::digest(&bytes));
             read.push((name.clone(), bytes, sha));

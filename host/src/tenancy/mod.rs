@@ -53,6 +53,8 @@ impl Shared {
 pub struct Tenant {
     /// Name as configured.
     pub name: TenantName,
+    /// The name as the label of its metrics (shared, not copied per request).
+    pub label: Arc<str>,
     /// Stable UUID.
     pub id: Uuid,
     /// Service tier.
@@ -239,6 +241,7 @@ impl Directory {
             ),
         };
         Some(Tenant {
+            label: Arc::from(name.as_str()),
             name,
             id,
             tier,

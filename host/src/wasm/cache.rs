@@ -14,7 +14,6 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime::error::Context;
@@ -24,30 +23,6 @@ const MAGIC: &[u8; 8] = b"TGCWASM1";
 const MAC_LEN: usize = 32;
 /// Where earlier versions kept the key: in the cache directory itself.
 const LEGACY_KEY_FILE: &str = "cache.key";
-
-static COMPILED: AtomicU64 = AtomicU64::new(0);
-static CACHED: AtomicU64 = AtomicU64::new(0);
-static REJECTED: AtomicU64 = AtomicU64::new(0);
-
-/// How components were made ready since the process started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stats {
-    /// Compiled from source.
-    pub compiled: u64,
-    /// Loaded from a verified precompiled artifact.
-    pub cached: u64,
-    /// Artifacts found but refused (corrupt, foreign, another engine).
-    pub rejected: u64,
-}
-
-/// The counts of this process.
-pub fn stats() -> Stats {
-    Stats {
-        compiled: COMPILED.load(Ordering::Relaxed),
-        cached: CACHED.load(Ordering::Relaxed),
-        rejected: REJECTED.load(Ordering::Relaxed),
-    }
-}
 
 /// A cache directory of verified artifacts and the key that signs them.
 #[derive(Debug)]
@@ -172,13 +147,7 @@ pub fn compile_uncached(
     bytes: &[u8],
 ) -> wasmtime::Result<(Component, bool)> {
     let c = Component::new(engine, bytes).with_context(|| format!("compiling {name}"))?;
-    COMPILED.fetch_add(1, Ordering::Relaxed);
     Ok((c, true))
-}
-
-/// Counts a compilation made elsewhere (in a compiler process).
-pub(crate) fn count_compiled() {
-    COMPILED.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The cache file of the component whose SHA-256 is `digest`, for `engine`.
@@ -203,14 +172,14 @@ impl ArtifactCache {
         engine: &Engine,
         name: &str,
         bytes: &[u8],
+        metrics: &super::Metrics,
     ) -> wasmtime::Result<(Component, bool)> {
-        if let Some(c) = self.lookup(engine, bytes) {
+        if let Some(c) = self.lookup(engine, bytes, metrics) {
             return Ok((c, false));
         }
         let compiled = engine
             .precompile_component(bytes)
             .with_context(|| format!("compiling {name}"))?;
-        COMPILED.fetch_add(1, Ordering::Relaxed);
         self.keep(engine, bytes, &compiled)?;
         // SAFETY: `compiled` was produced just now by this engine.
         #[allow(unsafe_code)]
@@ -221,7 +190,12 @@ impl ArtifactCache {
     /// The component of `bytes` from the verified artifact of an earlier
     /// compilation, if there is one (a corrupt, foreign or unusable one is
     /// counted and ignored).
-    pub fn lookup(&self, engine: &Engine, bytes: &[u8]) -> Option<Component> {
+    pub fn lookup(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        metrics: &super::Metrics,
+    ) -> Option<Component> {
         let file_name = file_name(engine, &Sha256::digest(bytes));
         let file = self.dir.join(&file_name);
         let contents = std::fs::read(&file).ok()?;
@@ -235,17 +209,17 @@ impl ArtifactCache {
                 #[allow(unsafe_code)]
                 match unsafe { Component::deserialize(engine, artifact) } {
                     Ok(c) => {
-                        CACHED.fetch_add(1, Ordering::Relaxed);
+                        metrics.artifact(super::metrics::Artifact::Cached);
                         return Some(c);
                     }
                     Err(e) => {
-                        REJECTED.fetch_add(1, Ordering::Relaxed);
+                        metrics.artifact(super::metrics::Artifact::Rejected);
                         tracing::warn!(file = %file.display(), error = %e, "ignoring an unusable cached component; compiling");
                     }
                 }
             }
             None => {
-                REJECTED.fetch_add(1, Ordering::Relaxed);
+                metrics.artifact(super::metrics::Artifact::Rejected);
                 tracing::warn!(file = %file.display(), "ignoring a cached component that is corrupt or was not written by this gateway; compiling");
             }
         }
@@ -323,13 +297,16 @@ mod tests {
     #[test]
     fn cached_artifacts_are_verified_before_use() {
         let engine = engine();
+        let metrics = super::super::Metrics::default();
         let root = tempfile::tempdir().unwrap();
         let cache = open(root.path());
         let dir = root.path().join("cache");
         let bytes = super::super::builtin::FEATURE_GATE;
-        let (_, compiled) = cache.compile(&engine, "gate", bytes).unwrap();
+        let (_, compiled) = cache.compile(&engine, "gate", bytes, &metrics).unwrap();
         assert!(compiled);
-        let (_, compiled) = open(root.path()).compile(&engine, "gate", bytes).unwrap();
+        let (_, compiled) = open(root.path())
+            .compile(&engine, "gate", bytes, &metrics)
+            .unwrap();
         assert!(!compiled, "a verified artifact is used");
         assert!(!dir.join(LEGACY_KEY_FILE).exists(), "the key is kept apart");
 
@@ -339,25 +316,27 @@ mod tests {
         let last = contents.len() - 100;
         contents[last] ^= 0xff;
         std::fs::write(&file, &contents).unwrap();
-        let before = stats().rejected;
-        let (_, compiled) = cache.compile(&engine, "gate", bytes).unwrap();
+        let before = metrics.artifacts(super::super::metrics::Artifact::Rejected);
+        let (_, compiled) = cache.compile(&engine, "gate", bytes, &metrics).unwrap();
         assert!(compiled, "a corrupt artifact is not used");
-        assert!(stats().rejected > before);
-        let (_, compiled) = cache.compile(&engine, "gate", bytes).unwrap();
+        assert!(metrics.artifacts(super::super::metrics::Artifact::Rejected) > before);
+        let (_, compiled) = cache.compile(&engine, "gate", bytes, &metrics).unwrap();
         assert!(!compiled, "the rebuilt artifact is used");
 
         // Foreign: a whole, valid artifact of another cache (another key).
         let other = tempfile::tempdir().unwrap();
-        open(other.path()).compile(&engine, "gate", bytes).unwrap();
+        open(other.path())
+            .compile(&engine, "gate", bytes, &metrics)
+            .unwrap();
         std::fs::copy(only_file(&other.path().join("cache")), &file).unwrap();
-        let (_, compiled) = cache.compile(&engine, "gate", bytes).unwrap();
+        let (_, compiled) = cache.compile(&engine, "gate", bytes, &metrics).unwrap();
         assert!(compiled, "another cache's artifact is not trusted");
 
         // Truncated, and not ours at all.
         std::fs::write(&file, &MAGIC[..]).unwrap();
-        assert!(cache.compile(&engine, "gate", bytes).unwrap().1);
+        assert!(cache.compile(&engine, "gate", bytes, &metrics).unwrap().1);
         std::fs::write(&file, b"hello").unwrap();
-        assert!(cache.compile(&engine, "gate", bytes).unwrap().1);
+        assert!(cache.compile(&engine, "gate", bytes, &metrics).unwrap().1);
     }
 
     /// A damaged key (cut short, or empty after a crash) no longer stops the
@@ -366,9 +345,12 @@ mod tests {
     #[test]
     fn a_damaged_key_is_replaced_and_the_cache_discarded() {
         let engine = engine();
+        let metrics = super::super::Metrics::default();
         let root = tempfile::tempdir().unwrap();
         let bytes = super::super::builtin::FEATURE_GATE;
-        open(root.path()).compile(&engine, "gate", bytes).unwrap();
+        open(root.path())
+            .compile(&engine, "gate", bytes, &metrics)
+            .unwrap();
         let key_file = root.path().join("cache.key");
         let old = std::fs::read(&key_file).unwrap();
         for damaged in [&old[..7], &b""[..]] {
@@ -381,8 +363,13 @@ mod tests {
                 .unwrap()
                 .count();
             assert_eq!(left, 0, "the old artifacts are discarded");
-            assert!(cache.compile(&engine, "gate", bytes).unwrap().1);
-            assert!(!open(root.path()).compile(&engine, "gate", bytes).unwrap().1);
+            assert!(cache.compile(&engine, "gate", bytes, &metrics).unwrap().1);
+            assert!(
+                !open(root.path())
+                    .compile(&engine, "gate", bytes, &metrics)
+                    .unwrap()
+                    .1
+            );
         }
         #[cfg(unix)]
         {

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod compiler;
 pub mod components;
 mod kv;
+pub mod metrics;
 pub mod outbound;
 mod plugins;
 mod pool;
@@ -42,44 +43,11 @@ pub use apps::App;
 /// Tenant apps by name (`TenantGateway.Apps`).
 pub type Apps = std::collections::HashMap<String, Arc<App>>;
 pub use components::{ComponentInfo, Kind, LoadError, Slot, Source};
-pub use pool::{WarmPool, cold_starts};
+pub use metrics::Metrics;
+pub use pool::WarmPool;
 
 /// The header of config API answers naming the component versions that served them.
 pub const COMPONENTS_HEADER: http::HeaderName = http::HeaderName::from_static("x-tg-components");
-
-static LOADED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-static IN_FLIGHT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Config API and tenant app requests running in a component now.
-pub fn calls_in_flight() -> u64 {
-    IN_FLIGHT.load(Ordering::Relaxed)
-}
-
-/// Counts one call in [`calls_in_flight`] while it lives.
-struct InFlight;
-
-impl InFlight {
-    fn start() -> Self {
-        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
-        Self
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Component loads since the process started: (published, refused).
-pub fn load_stats() -> (u64, u64) {
-    (
-        LOADED.load(Ordering::Relaxed),
-        REFUSED.load(Ordering::Relaxed),
-    )
-}
 
 /// The config API's name in outbound-request logs.
 static CONFIG_API_LABEL: std::sync::LazyLock<Arc<str>> =
@@ -403,6 +371,7 @@ struct Loader {
     compiler: compiler::Compiler,
     limits: Limits,
     idle_budget: Arc<pool::IdleBudget>,
+    metrics: Metrics,
 }
 
 /// The process's Wasm runtime.
@@ -509,10 +478,14 @@ fn yield_each_tick<T: 'static>(
 impl Loader {
     /// Compiles `bytes` (or loads its precompiled artifact); `true` if it compiled.
     fn compile(&self, name: &str, bytes: &[u8]) -> wasmtime::Result<(Component, bool)> {
-        match &self.cache {
-            Some(cache) => cache.compile(&self.engine, name, bytes),
+        let made = match &self.cache {
+            Some(cache) => cache.compile(&self.engine, name, bytes, &self.metrics),
             None => cache::compile_uncached(&self.engine, name, bytes),
+        };
+        if let Ok((_, true)) = &made {
+            self.metrics.artifact(metrics::Artifact::Compiled);
         }
+        made
     }
 
     /// Checks `bytes` for `slot` before anything is compiled, and returns the
@@ -533,13 +506,13 @@ impl Loader {
         Ok(self
             .cache
             .as_ref()
-            .and_then(|c| c.lookup(&self.engine, bytes)))
+            .and_then(|c| c.lookup(&self.engine, bytes, &self.metrics)))
     }
 
     /// The component of `artifact`, which the compiler made of `bytes`, kept in
     /// the cache (blocking).
     fn adopt(&self, name: &str, bytes: &[u8], artifact: &[u8]) -> Result<Component, LoadError> {
-        cache::count_compiled();
+        self.metrics.artifact(metrics::Artifact::Compiled);
         if let Some(cache) = &self.cache
             && let Err(e) = cache.keep(&self.engine, bytes, artifact)
         {
@@ -653,6 +626,7 @@ impl Loader {
             WARM_PER_TENANT,
             self.idle_budget.clone(),
             MAX_USES_PER_INSTANCE,
+            self.metrics.clone(),
         )
     }
 }
@@ -665,6 +639,7 @@ impl Runtime {
         limits: Limits,
         cache: Option<cache::ArtifactCache>,
         compiler: compiler::Compiler,
+        metrics: Metrics,
     ) -> anyhow::Result<Arc<Self>> {
         let engine = engine(&limits)?;
 
@@ -710,6 +685,7 @@ impl Runtime {
             compiler,
             limits,
             idle_budget: pool::IdleBudget::new(IDLE_BUDGET),
+            metrics,
         };
         let builtin = |kind: Kind| {
             let (bytes, slot) = (kind.builtin(), Slot::global(kind));
@@ -835,14 +811,14 @@ impl Runtime {
         }
         .await
         .inspect_err(|_| {
-            REFUSED.fetch_add(1, Ordering::Relaxed);
+            self.loader.metrics.load(false);
             // A refused component's artifact, made by this load, would only
             // take room: nothing can use it.
             if let Some(sha) = &fresh {
                 self.forget_artifact(sha);
             }
         })?;
-        LOADED.fetch_add(1, Ordering::Relaxed);
+        self.loader.metrics.load(true);
         let info = prepared.info().clone();
         let next = self.snapshot.load().with(prepared);
         self.snapshot.store(Arc::new(next));
@@ -1037,7 +1013,11 @@ impl Runtime {
             limits: store_limits(&self.loader.limits),
             snapshot,
             shared: self.shared.clone(),
-            outbound: outbound::Outbound::deny_all(&self.loader.limits, CONFIG_API_LABEL.clone()),
+            outbound: outbound::Outbound::deny_all(
+                &self.loader.limits,
+                CONFIG_API_LABEL.clone(),
+                self.loader.metrics.clone(),
+            ),
             principal,
             tenant,
             failed: Arc::new(std::sync::OnceLock::new()),
@@ -1139,6 +1119,7 @@ impl Runtime {
                 &self.loader.limits,
                 app.label.clone(),
                 Some(tenant.clone()),
+                self.loader.metrics.clone(),
             ),
             tenant,
         };
@@ -1161,7 +1142,7 @@ impl Runtime {
             .await
             .map_err(|_| CallError::Busy)?
             .map_err(|_| CallError::Busy)?;
-        let _counted = InFlight::start();
+        let _counted = self.loader.metrics.in_flight();
         let mut store = WasmStore::new(&self.loader.engine, data);
         store.limiter(|s| s.limits());
         let deadline = std::time::Instant::now() + call_timeout(&self.loader.limits);
@@ -1258,7 +1239,14 @@ mod tests {
         let root = std::env::temp_dir().join("tenant-gateway-unit-test-cache");
         let cache = cache::ArtifactCache::open(&root.join("artifacts"), &root.join("cache.key"));
         let compiler = compiler::Compiler::new(None, &limits);
-        Runtime::new(shared, limits, Some(cache.unwrap()), compiler).unwrap()
+        Runtime::new(
+            shared,
+            limits,
+            Some(cache.unwrap()),
+            compiler,
+            Metrics::default(),
+        )
+        .unwrap()
     }
 
     const BAD_CACHE: &str = r#"{"performance":{"cache_size_mb":200000}}"#;

@@ -13,23 +13,8 @@ use crate::config::allowed_hosts::AllowedHosts;
 use crate::tenancy::Tenant;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
-
-static ALLOWED: AtomicU64 = AtomicU64::new(0);
-static DENIED: AtomicU64 = AtomicU64::new(0);
-static FAILED: AtomicU64 = AtomicU64::new(0);
-
-/// Outbound requests since start: (sent, refused by an allow-list or the
-/// per-call budget, sent but failed: connect, timeout, size).
-pub fn stats() -> (u64, u64, u64) {
-    (
-        ALLOWED.load(Ordering::Relaxed),
-        DENIED.load(Ordering::Relaxed),
-        FAILED.load(Ordering::Relaxed),
-    )
-}
 
 /// The outbound policy of one component call.
 pub struct Outbound {
@@ -43,6 +28,7 @@ pub struct Outbound {
     tenant: Option<Arc<Tenant>>,
     /// One refusal is logged per call (a guest in a loop would flood the log).
     logged: bool,
+    metrics: super::Metrics,
 }
 
 impl Outbound {
@@ -52,6 +38,7 @@ impl Outbound {
         limits: &Limits,
         component: Arc<str>,
         tenant: Option<Arc<Tenant>>,
+        metrics: super::Metrics,
     ) -> Self {
         Self {
             allowed,
@@ -61,16 +48,17 @@ impl Outbound {
             component,
             tenant,
             logged: false,
+            metrics,
         }
     }
 
     /// A policy that refuses every request.
-    pub fn deny_all(limits: &Limits, component: Arc<str>) -> Self {
-        Self::new(Arc::default(), limits, component, None)
+    pub fn deny_all(limits: &Limits, component: Arc<str>, metrics: super::Metrics) -> Self {
+        Self::new(Arc::default(), limits, component, None, metrics)
     }
 
     fn refuse(&mut self, uri: &http::Uri, why: &str) -> Error {
-        DENIED.fetch_add(1, Ordering::Relaxed);
+        self.metrics.outbound(super::metrics::Outbound::Denied);
         if !std::mem::replace(&mut self.logged, true) {
             // Scheme, host and port only: a path or query may carry secrets.
             tracing::warn!(
@@ -146,6 +134,7 @@ impl WasiHttpHooks for Outbound {
             between_bytes_timeout: capped(asked.between_bytes_timeout, self.timeout),
         };
         let cap = self.max_response_bytes;
+        let metrics = self.metrics.clone();
         Box::new(async move {
             let sent = async {
                 let (response, io) =
@@ -169,10 +158,10 @@ impl WasiHttpHooks for Outbound {
                 ))
             };
             let result = sent.await;
-            match &result {
-                Ok(_) => ALLOWED.fetch_add(1, Ordering::Relaxed),
-                Err(_) => FAILED.fetch_add(1, Ordering::Relaxed),
-            };
+            metrics.outbound(match &result {
+                Ok(_) => super::metrics::Outbound::Answered,
+                Err(_) => super::metrics::Outbound::Failed,
+            });
             result
         })
     }
@@ -200,13 +189,13 @@ mod tests {
             ..Limits::default()
         };
         let allowed = Arc::new(AllowedHosts::parse(&["http://127.0.0.1:9"]).unwrap());
-        let mut o = Outbound::new(allowed, &limits, "app".into(), None);
+        let mut o = Outbound::new(allowed, &limits, "app".into(), None, Default::default());
         let ok: http::Uri = "http://127.0.0.1:9/x".parse().unwrap();
         let other: http::Uri = "http://127.0.0.1:10/x".parse().unwrap();
         assert!(matches!(o.check(&other), Err(Error::HttpRequestDenied)));
         assert!(o.check(&ok).is_ok());
         assert!(matches!(o.check(&ok), Err(Error::HttpRequestDenied)));
-        let mut none = Outbound::deny_all(&limits, "api".into());
+        let mut none = Outbound::deny_all(&limits, "api".into(), Default::default());
         assert!(none.check(&ok).is_err());
     }
 }

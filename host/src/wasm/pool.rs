@@ -251,14 +251,6 @@ impl<I> Idle<I> {
 /// Primed instances a pool keeps ready.
 const PRIMED: usize = 2;
 
-static COLD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Instances made on the request path (no idle or primed one was ready) since
-/// the process started.
-pub fn cold_starts() -> u64 {
-    COLD.load(Ordering::Relaxed)
-}
-
 /// Warm instances of one component: per tenant, and primed ones for anyone.
 pub struct WarmPool<P: Instantiate> {
     inner: Arc<Inner<P>>,
@@ -280,6 +272,8 @@ struct Inner<P: Instantiate> {
     max_uses: u32,
     /// How long one call may take.
     timeout: std::time::Duration,
+    /// Where cold instances are counted.
+    metrics: super::Metrics,
 }
 
 impl<P: Instantiate> Drop for Inner<P> {
@@ -379,6 +373,7 @@ impl<P: Instantiate> WarmPool<P> {
         per_tenant: usize,
         budget: Arc<IdleBudget>,
         max_uses: u32,
+        metrics: super::Metrics,
     ) -> Self {
         let inner = Arc::new(Inner {
             pre,
@@ -395,6 +390,7 @@ impl<P: Instantiate> WarmPool<P> {
             budget,
             max_uses,
             timeout: call_timeout(limits),
+            metrics,
         });
         let weak: Weak<Inner<P>> = Arc::downgrade(&inner);
         inner.budget.register(weak);
@@ -443,7 +439,7 @@ impl<P: Instantiate> WarmPool<P> {
                     w
                 }
                 None => {
-                    COLD.fetch_add(1, Ordering::Relaxed);
+                    inner.metrics.cold_instance();
                     inner.cold.fetch_add(1, Ordering::Relaxed);
                     inner.instantiate(0).await?
                 }
