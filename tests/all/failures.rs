@@ -294,3 +294,44 @@ fn a_gateway_never_outlives_what_started_it() {
     }
     assert!(ended, "the gateway outlived the thread that started it");
 }
+
+/// Request ids are unique across instances (the instance's random part, then
+/// the request's number), and a request's log lines carry its id with what was
+/// learnt serving it (route, tenant, status). (Before: a per-process counter,
+/// the same ids on every instance.)
+#[test]
+fn request_ids_are_unique_across_instances_and_carried_by_the_log() {
+    use crate::harness::eventually;
+    use std::time::Duration;
+    let (a, b) = (Gateway::start(), Gateway::start());
+    let id = |gw: &Gateway| {
+        gw.get("/healthz")
+            .header("x-request-id")
+            .expect("x-request-id")
+            .to_owned()
+    };
+    let (a1, a2, b1) = (id(&a), id(&a), id(&b));
+    let instance = |id: &str| id.split_once('-').expect("instance-number").0.to_owned();
+    assert_ne!(a1, a2);
+    assert_eq!(instance(&a1), instance(&a2));
+    assert_ne!(instance(&a1), instance(&b1), "{a1} and {b1}");
+    assert_eq!(instance(&a1).len(), 16, "{a1}");
+
+    let r = a.get("/api/v1/tenants/Tenant1/config");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rid = r.header("x-request-id").unwrap().to_owned();
+    let logged = || {
+        a.log().lines().any(|l| {
+            l.contains(&format!("id={rid} "))
+                && l.contains("served")
+                && l.contains("route=\"config\"")
+                && l.contains("tenant=\"Tenant1\"")
+                && l.contains("status=200")
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(5), logged),
+        "no served line for {rid}:\n{}",
+        a.log()
+    );
+}

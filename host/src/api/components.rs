@@ -122,11 +122,7 @@ fn failure(e: RegistryError, name: &str) -> Response<Body> {
 }
 
 /// Serves one request under [`PREFIX`].
-pub(crate) async fn serve(
-    gw: &Gateway,
-    req: Request<hyper::body::Incoming>,
-    id: u64,
-) -> Response<Body> {
+pub(crate) async fn serve(gw: &Gateway, req: Request<hyper::body::Incoming>) -> Response<Body> {
     if let Err(denied) = require_super_user(gw, &req).await {
         return denied.challenge(fail(denied.status, denied.message, None));
     }
@@ -180,7 +176,7 @@ pub(crate) async fn serve(
                 );
             }
             let max = gw.runtime.max_component_bytes();
-            let body = match read_limited_to(gw, req, id, max).await {
+            let body = match read_limited_to(gw, req, max).await {
                 Ok(r) => r.into_body(),
                 Err(e @ BodyError::TooLarge(_)) => {
                     return fail(

@@ -51,7 +51,7 @@ async fn form(
             None,
         ));
     }
-    let (parts, bytes) = match crate::http::read_limited_to(gw, req, 0, MAX_FORM).await {
+    let (parts, bytes) = match crate::http::read_limited_to(gw, req, MAX_FORM).await {
         Ok(r) => r.into_parts(),
         Err(e) => return Err(problem(e.status(), &e.to_string(), None)),
     };

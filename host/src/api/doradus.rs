@@ -514,11 +514,10 @@ fn failure(format: Format, e: ManageError) -> Response<Body> {
 async fn definition(
     gw: &Gateway,
     req: Request<hyper::body::Incoming>,
-    id: u64,
     format: Format,
     path_tenant: Option<&str>,
 ) -> Result<Definition, Response<Body>> {
-    let req = read_limited(gw, req, id)
+    let req = read_limited(gw, req)
         .await
         .map_err(|e: BodyError| fail(e.status(), format, &e.to_string()))?;
     let content_type = req
@@ -537,11 +536,7 @@ async fn definition(
 }
 
 /// Serves one request under [`PREFIX`] (super-user only).
-pub(crate) async fn serve(
-    gw: &Gateway,
-    req: Request<hyper::body::Incoming>,
-    id: u64,
-) -> Response<Body> {
+pub(crate) async fn serve(gw: &Gateway, req: Request<hyper::body::Incoming>) -> Response<Body> {
     let format = Format::of_response(&req);
     if let Err(denied) = require_super_user(gw, &req).await {
         return denied.challenge(fail(denied.status, format, denied.message));
@@ -564,7 +559,7 @@ pub(crate) async fn serve(
         ("", _) => match method {
             Method::GET => answer(StatusCode::OK, format, list_document(format, gw)),
             Method::POST => {
-                let def = match definition(gw, req, id, format, None).await {
+                let def = match definition(gw, req, format, None).await {
                     Ok(d) => d,
                     Err(resp) => return resp,
                 };
@@ -612,7 +607,7 @@ pub(crate) async fn serve(
                 None => failure(format, ManageError::NotFound(name.to_owned())),
             },
             Method::PUT => {
-                let def = match definition(gw, req, id, format, Some(name)).await {
+                let def = match definition(gw, req, format, Some(name)).await {
                     Ok(d) => d,
                     Err(resp) => return resp,
                 };

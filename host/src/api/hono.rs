@@ -140,12 +140,7 @@ fn failure(e: ManageError) -> Response<Body> {
     fail(e.status(), &e.public_message())
 }
 
-async fn write(
-    gw: &Gateway,
-    req: Request<hyper::body::Incoming>,
-    id: u64,
-    name: &str,
-) -> Response<Body> {
+async fn write(gw: &Gateway, req: Request<hyper::body::Incoming>, name: &str) -> Response<Body> {
     if let Err(denied) = require_super_user(gw, &req).await {
         return denied.challenge(fail(denied.status, denied.message));
     }
@@ -169,7 +164,7 @@ async fn write(
             "Send the tenant information as application/json",
         );
     }
-    let req = match read_limited(gw, req, id).await {
+    let req = match read_limited(gw, req).await {
         Ok(r) => r,
         Err(e) => return fail(e.status(), &e.to_string()),
     };
@@ -221,11 +216,7 @@ async fn write(
 }
 
 /// Serves one request under [`PREFIX`].
-pub(crate) async fn serve(
-    gw: &Gateway,
-    req: Request<hyper::body::Incoming>,
-    id: u64,
-) -> Response<Body> {
+pub(crate) async fn serve(gw: &Gateway, req: Request<hyper::body::Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let rest = path[PREFIX.len()..].trim_matches('/');
     if rest.contains('/') {
@@ -234,7 +225,7 @@ pub(crate) async fn serve(
     let path_id = (!rest.is_empty()).then_some(rest);
     match (req.method(), path_id) {
         (&Method::GET, _) => read(gw, &req, path_id).await,
-        (&Method::PUT, Some(name)) => write(gw, req, id, name).await,
+        (&Method::PUT, Some(name)) => write(gw, req, name).await,
         (method, _) => {
             let allow = if path_id.is_some() { "GET, PUT" } else { "GET" };
             let mut resp = fail(

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 /// `x-request-id`: set on every response, and on every log line of the request.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -48,6 +49,8 @@ pub struct Gateway {
     limits: Limits,
     proxy: Proxy,
     next_id: AtomicU64,
+    /// This instance's part of every request id (random at start).
+    instance: u64,
     pub(crate) auth: Arc<Authenticator>,
     rate: RateLimiter,
     pub(crate) metrics: Arc<Metrics>,
@@ -103,6 +106,9 @@ impl Gateway {
             limits: limits.clone(),
             proxy: Proxy::new(limits),
             next_id: AtomicU64::new(1),
+            instance: argon2::password_hash::rand_core::RngCore::next_u64(
+                &mut argon2::password_hash::rand_core::OsRng,
+            ),
             auth,
             rate: RateLimiter::default(),
             metrics,
@@ -381,8 +387,24 @@ fn path_tenant(path: &str) -> Option<&str> {
 
 /// What the access log and the metrics learn about a request as it is served.
 pub(crate) struct Served {
+    pub(crate) id: RequestId,
     pub(crate) route: &'static str,
     pub(crate) tenant: Option<Arc<Tenant>>,
+}
+
+/// A request's id: this instance's random id and the request's number on it,
+/// so ids from instances behind one load balancer never collide. Sent back
+/// as `x-request-id` and carried by the request's log span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId {
+    instance: u64,
+    n: u64,
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}-{}", self.instance, self.n)
+    }
 }
 
 /// The address of the client a request came from (a request extension).
@@ -429,30 +451,47 @@ async fn handle(
 ) -> Response<Body> {
     req.extensions_mut().insert(ClientAddr(peer.ip()));
     let started = Instant::now();
-    let id = gw.next_id.fetch_add(1, Ordering::Relaxed);
-    // Both clones share the request's buffers: no copy of the path.
-    let method = req.method().clone();
-    let uri = req.uri().clone();
+    let id = RequestId {
+        instance: gw.instance,
+        n: gw.next_id.fetch_add(1, Ordering::Relaxed),
+    };
+    // Every log line of the request (components', the store's) is in its
+    // span; what is learnt on the way (route, tenant, status) is recorded there.
+    let span = tracing::info_span!(
+        "request",
+        id = %id,
+        method = %req.method(),
+        path = req.uri().path(),
+        route = tracing::field::Empty,
+        tenant = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
     let mut served = Served {
+        id,
         route: "other",
         tenant: None,
     };
-    let mut resp = route(gw, req, id, peer, &mut served).await;
-    resp.headers_mut().insert(REQUEST_ID, HeaderValue::from(id));
+    let mut resp = route(gw, req, peer, &mut served)
+        .instrument(span.clone())
+        .await;
+    if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+        resp.headers_mut().insert(REQUEST_ID, value);
+    }
     let status = resp.status().as_u16();
     gw.metrics.request(
         served.tenant.as_ref().map(|t| &t.label),
         served.route,
         status,
     );
+    span.record("route", served.route);
+    if let Some(t) = &served.tenant {
+        span.record("tenant", t.name.as_str());
+    }
+    span.record("status", status);
     tracing::info!(
-        request_id = id,
-        method = %method,
-        path = uri.path(),
-        tenant = served.tenant.as_ref().map(|t| t.name.as_str()),
-        status,
+        parent: &span,
         micros = started.elapsed().as_micros() as u64,
-        "request"
+        "served"
     );
     resp
 }
@@ -460,7 +499,6 @@ async fn handle(
 async fn route(
     gw: &Gateway,
     req: Request<Incoming>,
-    id: u64,
     peer: std::net::SocketAddr,
     served: &mut Served,
 ) -> Response<Body> {
@@ -506,15 +544,15 @@ async fn route(
     }
     if path == crate::api::doradus::PREFIX || path.starts_with("/_tenants/") {
         served.route = "tenants";
-        return crate::api::doradus::serve(gw, req, id).await;
+        return crate::api::doradus::serve(gw, req).await;
     }
     if path == crate::api::components::PREFIX || path.starts_with("/_components/") {
         served.route = "components";
-        return crate::api::components::serve(gw, req, id).await;
+        return crate::api::components::serve(gw, req).await;
     }
     if path == crate::api::hono::PREFIX || path.starts_with("/hono/v1/tenants/") {
         served.route = "hono";
-        return crate::api::hono::serve(gw, req, id).await;
+        return crate::api::hono::serve(gw, req).await;
     }
     if path == "/swagger" || path.starts_with("/swagger/") {
         served.route = "swagger";
@@ -526,12 +564,12 @@ async fn route(
         } else {
             "config"
         };
-        return config_api(gw, req, id, served).await;
+        return config_api(gw, req, served).await;
     }
     if Resolver::needs_no_tenant(path) {
         return error(StatusCode::NOT_FOUND, "No endpoint at this path", None);
     }
-    tenant_traffic(gw, req, id, peer, served).await
+    tenant_traffic(gw, req, peer, served).await
 }
 
 async fn readiness(gw: &Gateway) -> Response<Body> {
@@ -696,16 +734,14 @@ impl std::fmt::Display for BodyError {
 pub(crate) async fn read_limited(
     gw: &Gateway,
     req: Request<Incoming>,
-    id: u64,
 ) -> Result<Request<Bytes>, BodyError> {
-    read_limited_to(gw, req, id, gw.limits.max_body_bytes).await
+    read_limited_to(gw, req, gw.limits.max_body_bytes).await
 }
 
 /// Reads a whole request body of at most `max` bytes (GET and HEAD: none).
 pub(crate) async fn read_limited_to(
     gw: &Gateway,
     req: Request<Incoming>,
-    id: u64,
     max: usize,
 ) -> Result<Request<Bytes>, BodyError> {
     let too_large = || {
@@ -730,7 +766,7 @@ pub(crate) async fn read_limited_to(
         {
             Ok(b) => b.to_bytes(),
             Err(e) if crate::http::body::timed_out(e.as_ref()) => {
-                tracing::debug!(request_id = id, "request body timed out");
+                tracing::debug!("request body timed out");
                 return Err(BodyError::TimedOut);
             }
             Err(e)
@@ -740,7 +776,7 @@ pub(crate) async fn read_limited_to(
                 return Err(too_large());
             }
             Err(e) => {
-                tracing::debug!(request_id = id, error = %e, "reading request body failed");
+                tracing::debug!(error = %e, "reading request body failed");
                 return Err(BodyError::Unreadable);
             }
         }
@@ -753,10 +789,9 @@ pub(crate) async fn read_limited_to(
 async fn read_body(
     gw: &Gateway,
     req: Request<Incoming>,
-    id: u64,
     tenant: Option<&str>,
 ) -> Result<Request<Bytes>, Response<Body>> {
-    read_limited(gw, req, id)
+    read_limited(gw, req)
         .await
         .map_err(|e| error(e.status(), &e.to_string(), tenant))
 }
@@ -832,10 +867,10 @@ pub(crate) async fn require_super_user<B>(gw: &Gateway, req: &Request<B>) -> Res
 
 /// Maps a failed component call to its answer, counting it.
 fn component_failure(
+    id: RequestId,
     gw: &Gateway,
     e: CallError,
     component: &str,
-    id: u64,
     tenant: Option<&str>,
 ) -> Response<Body> {
     if let CallError::Busy = e {
@@ -851,7 +886,7 @@ fn component_failure(
         CallError::Plugin { component, .. } => component.as_str(),
         _ => component,
     };
-    tracing::error!(request_id = id, component, error = %e, "component failed");
+    tracing::error!(component, error = %e, "component failed");
     error(
         StatusCode::INTERNAL_SERVER_ERROR,
         &format!("Internal server error in component {component} (request {id})"),
@@ -864,7 +899,6 @@ fn component_failure(
 async fn tenant_traffic(
     gw: &Gateway,
     mut req: Request<Incoming>,
-    id: u64,
     peer: std::net::SocketAddr,
     served: &mut Served,
 ) -> Response<Body> {
@@ -909,7 +943,7 @@ async fn tenant_traffic(
                 );
             };
             let app = &app;
-            let req = match read_body(gw, req, id, Some(&tenant_id)).await {
+            let req = match read_body(gw, req, Some(&tenant_id)).await {
                 Ok(r) => r,
                 Err(resp) => return resp,
             };
@@ -920,7 +954,7 @@ async fn tenant_traffic(
                 .component_call(&format!("app:{}", app.name), started.elapsed(), failed);
             match result {
                 Ok(resp) => resp.map(full),
-                Err(e) => component_failure(gw, e, &app.name, id, Some(&tenant_id)),
+                Err(e) => component_failure(served.id, gw, e, &app.name, Some(&tenant_id)),
             }
         }
         Destination::Upstream(upstream) => {
@@ -934,7 +968,7 @@ async fn tenant_traffic(
             {
                 Ok(resp) => resp.map(|b| b.map_err(Into::into).boxed_unsync()),
                 Err(ProxyError::Timeout) => {
-                    tracing::warn!(request_id = id, tenant = %tenant.name, "upstream timed out");
+                    tracing::warn!("upstream timed out");
                     error(
                         StatusCode::GATEWAY_TIMEOUT,
                         "The tenant's upstream did not answer in time",
@@ -952,7 +986,7 @@ async fn tenant_traffic(
                     Some(&tenant_id),
                 ),
                 Err(e @ ProxyError::Unreachable(_)) => {
-                    tracing::warn!(request_id = id, tenant = %tenant.name, error = %e, "upstream unreachable");
+                    tracing::warn!(error = %e, "upstream unreachable");
                     error(
                         StatusCode::BAD_GATEWAY,
                         "The tenant's upstream could not be reached",
@@ -981,12 +1015,7 @@ fn rate_class(method: &Method, path: &str) -> Option<Class> {
     }
 }
 
-async fn config_api(
-    gw: &Gateway,
-    req: Request<Incoming>,
-    id: u64,
-    served: &mut Served,
-) -> Response<Body> {
+async fn config_api(gw: &Gateway, req: Request<Incoming>, served: &mut Served) -> Response<Body> {
     let uri = req.uri().clone();
     let path_id = path_tenant(uri.path());
     let dir = gw.runtime.shared().directory.load_full();
@@ -1041,7 +1070,7 @@ async fn config_api(
     }
     drop(dir);
     let principal = crate::manage::principal_label(principal.as_ref());
-    let mut req = match read_body(gw, req, id, label).await {
+    let mut req = match read_body(gw, req, label).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -1081,6 +1110,6 @@ async fn config_api(
     }
     match result {
         Ok(resp) => resp.map(full),
-        Err(e) => component_failure(gw, e, "config-api", id, label),
+        Err(e) => component_failure(served.id, gw, e, "config-api", label),
     }
 }

@@ -1164,13 +1164,13 @@ impl Runtime {
             .http()
             .new_response_outparam(tx)
             .map_err(CallError::Guest)?;
-        let task = tokio::spawn(async move {
+        let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, req, out)
                 .await
-        });
+        }));
 
         let work = async {
             let resp = match rx.await {
