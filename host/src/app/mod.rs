@@ -145,6 +145,7 @@ pub async fn apply_settings(
         )?;
         // While the old directory and the new one may both be read, every app
         // either names is loaded.
+        // Read under the lock: what a concurrent reload published counts.
         let mut both = (*rt.apps()).clone();
         both.extend(apps.iter().map(|(n, a)| (n.clone(), a.clone())));
         rt.publish_apps(both);

@@ -34,6 +34,10 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const CONFIG_API_PREFIX: &str = "/api/v1/tenants/";
 
+/// The config API's component label in metrics.
+static CONFIG_API_LABEL: std::sync::LazyLock<Arc<str>> =
+    std::sync::LazyLock::new(|| Arc::from("config-api"));
+
 /// Response body: buffered for the gateway's own answers, streamed when proxied.
 pub type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -457,9 +461,10 @@ async fn handle(
     };
     // Every log line of the request (components', the store's) is in its
     // span; what is learnt on the way (route, tenant, status) is recorded there.
+    let id_text = id.to_string();
     let span = tracing::info_span!(
         "request",
-        id = %id,
+        id = %id_text,
         method = %req.method(),
         path = req.uri().path(),
         route = tracing::field::Empty,
@@ -474,7 +479,7 @@ async fn handle(
     let mut resp = route(gw, req, peer, &mut served)
         .instrument(span.clone())
         .await;
-    if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+    if let Ok(value) = HeaderValue::try_from(id_text) {
         resp.headers_mut().insert(REQUEST_ID, value);
     }
     let status = resp.status().as_u16();
@@ -951,7 +956,7 @@ async fn tenant_traffic(
             let result = gw.runtime.serve_app(app, tenant.clone(), req).await;
             let failed = matches!(&result, Err(e) if !matches!(e, CallError::Busy));
             gw.metrics
-                .component_call(&format!("app:{}", app.name), started.elapsed(), failed);
+                .component_call(&app.metric_label, started.elapsed(), failed);
             match result {
                 Ok(resp) => resp.map(full),
                 Err(e) => component_failure(served.id, gw, e, &app.name, Some(&tenant_id)),
@@ -1103,10 +1108,10 @@ async fn config_api(gw: &Gateway, req: Request<Incoming>, served: &mut Served) -
     let result = gw.runtime.serve_config_api(req, principal, key).await;
     let failed = matches!(&result, Err(e) if !matches!(e, CallError::Busy));
     gw.metrics
-        .component_call("config-api", started.elapsed(), failed);
+        .component_call(&CONFIG_API_LABEL, started.elapsed(), failed);
     if let Err(CallError::Plugin { component, .. }) = &result {
         gw.metrics
-            .component_call(component, started.elapsed(), true);
+            .component_call(&Arc::from(component.as_str()), started.elapsed(), true);
     }
     match result {
         Ok(resp) => resp.map(full),

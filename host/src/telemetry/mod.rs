@@ -76,7 +76,7 @@ struct RequestLabels {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ComponentLabels {
-    component: String,
+    component: Arc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -163,9 +163,10 @@ impl Metrics {
     }
 
     /// Records the duration of a component call, and whether it failed.
-    pub fn component_call(&self, component: &str, took: Duration, failed: bool) {
+    /// `component`: its label, shared (nothing is copied per call).
+    pub fn component_call(&self, component: &Arc<str>, took: Duration, failed: bool) {
         let labels = ComponentLabels {
-            component: component.to_owned(),
+            component: component.clone(),
         };
         self.components
             .get_or_create(&labels)
@@ -212,8 +213,9 @@ mod tests {
         m.request(Some(&t), "config", 200);
         m.request(Some(&t), "config", 200);
         m.request(None, "health", 200);
-        m.component_call("config-api", Duration::from_micros(300), false);
-        m.component_call("config-api", Duration::from_millis(30), true);
+        let api: Arc<str> = Arc::from("config-api");
+        m.component_call(&api, Duration::from_micros(300), false);
+        m.component_call(&api, Duration::from_millis(30), true);
         m.reject(Rejection::RateLimited);
         let text = encode(&registry);
         assert!(

@@ -35,6 +35,8 @@ pub struct App {
     pub allowed_outbound_hosts: Arc<AllowedHosts>,
     /// `app {name}`, for logs.
     pub(super) label: Arc<str>,
+    /// `app:{name}`, the component label of its metrics.
+    pub metric_label: Arc<str>,
     pub(super) pre: ProxyPre<AppState>,
 }
 
@@ -48,6 +50,7 @@ impl App {
             sha256: self.sha256.clone(),
             allowed_outbound_hosts: allowed,
             label: self.label.clone(),
+            metric_label: self.metric_label.clone(),
             pre: self.pre.clone(),
         })
     }

@@ -174,29 +174,30 @@ impl ArtifactCache {
         bytes: &[u8],
         metrics: &super::Metrics,
     ) -> wasmtime::Result<(Component, bool)> {
-        if let Some(c) = self.lookup(engine, bytes, metrics) {
+        let digest = Sha256::digest(bytes);
+        if let Some(c) = self.lookup(engine, &digest, metrics) {
             return Ok((c, false));
         }
         let compiled = engine
             .precompile_component(bytes)
             .with_context(|| format!("compiling {name}"))?;
-        self.keep(engine, bytes, &compiled)?;
+        self.keep(engine, &digest, &compiled)?;
         // SAFETY: `compiled` was produced just now by this engine.
         #[allow(unsafe_code)]
         let component = unsafe { Component::deserialize(engine, &compiled) }?;
         Ok((component, true))
     }
 
-    /// The component of `bytes` from the verified artifact of an earlier
-    /// compilation, if there is one (a corrupt, foreign or unusable one is
-    /// counted and ignored).
+    /// The component whose bytes have the SHA-256 `digest`, from the verified
+    /// artifact of an earlier compilation, if there is one (a corrupt, foreign
+    /// or unusable one is counted and ignored).
     pub fn lookup(
         &self,
         engine: &Engine,
-        bytes: &[u8],
+        digest: &[u8],
         metrics: &super::Metrics,
     ) -> Option<Component> {
-        let file_name = file_name(engine, &Sha256::digest(bytes));
+        let file_name = file_name(engine, digest);
         let file = self.dir.join(&file_name);
         let contents = std::fs::read(&file).ok()?;
         match verified(&self.key, &file_name, &contents) {
@@ -227,9 +228,10 @@ impl ArtifactCache {
     }
 
     /// Keeps `artifact`, what `Engine::precompile_component` of an engine
-    /// compatible with `engine` made of `bytes`, signed.
-    pub fn keep(&self, engine: &Engine, bytes: &[u8], artifact: &[u8]) -> wasmtime::Result<()> {
-        let file_name = file_name(engine, &Sha256::digest(bytes));
+    /// compatible with `engine` made of the bytes whose SHA-256 is `digest`,
+    /// signed.
+    pub fn keep(&self, engine: &Engine, digest: &[u8], artifact: &[u8]) -> wasmtime::Result<()> {
+        let file_name = file_name(engine, digest);
         let file = self.dir.join(&file_name);
         let tag = mac(&self.key, &file_name, artifact);
         let mut out = Vec::with_capacity(MAGIC.len() + MAC_LEN + artifact.len());

@@ -488,9 +488,14 @@ impl Loader {
         made
     }
 
-    /// Checks `bytes` for `slot` before anything is compiled, and returns the
-    /// component from its cached artifact if there is one (blocking).
-    fn check(&self, bytes: &[u8], source: &Source) -> Result<Option<Component>, LoadError> {
+    /// Checks `bytes` for `slot` before anything is compiled, and returns
+    /// their SHA-256 and the component from its cached artifact if there is
+    /// one (blocking: the hash of up to `Limits.MaxComponentBytes`).
+    fn check(
+        &self,
+        bytes: &[u8],
+        source: &Source,
+    ) -> Result<([u8; 32], Option<Component>), LoadError> {
         let max = self.limits.max_component_bytes;
         if bytes.len() > max {
             return Err(LoadError::TooLarge {
@@ -503,18 +508,20 @@ impl Loader {
         if !matches!(source, Source::Builtin) {
             components::check_functions(bytes, self.limits.max_component_functions)?;
         }
-        Ok(self
+        let digest: [u8; 32] = sha2::Sha256::digest(bytes).into();
+        let cached = self
             .cache
             .as_ref()
-            .and_then(|c| c.lookup(&self.engine, bytes, &self.metrics)))
+            .and_then(|c| c.lookup(&self.engine, &digest, &self.metrics));
+        Ok((digest, cached))
     }
 
-    /// The component of `artifact`, which the compiler made of `bytes`, kept in
-    /// the cache (blocking).
-    fn adopt(&self, name: &str, bytes: &[u8], artifact: &[u8]) -> Result<Component, LoadError> {
+    /// The component of `artifact`, which the compiler made of the bytes whose
+    /// SHA-256 is `digest`, kept in the cache (blocking).
+    fn adopt(&self, name: &str, digest: &[u8], artifact: &[u8]) -> Result<Component, LoadError> {
         self.metrics.artifact(metrics::Artifact::Compiled);
         if let Some(cache) = &self.cache
-            && let Err(e) = cache.keep(&self.engine, bytes, artifact)
+            && let Err(e) = cache.keep(&self.engine, digest, artifact)
         {
             tracing::warn!(slot = name, error = %e, "could not keep the precompiled component; it will be compiled again next time");
         }
@@ -534,7 +541,7 @@ impl Loader {
         slot: &Slot,
         component: Component,
         compiled: bool,
-        bytes: &[u8],
+        (size, sha256): (usize, String),
         source: Source,
     ) -> Result<Prepared, LoadError> {
         let name = slot.to_string();
@@ -572,8 +579,8 @@ impl Loader {
         }
         let info = ComponentInfo {
             slot: slot.clone(),
-            sha256: hex::encode(sha2::Sha256::digest(bytes)),
-            size: bytes.len(),
+            sha256,
+            size,
             loaded_at: crate::now_rfc3339(),
             source,
             exports,
@@ -690,8 +697,15 @@ impl Runtime {
         let builtin = |kind: Kind| {
             let (bytes, slot) = (kind.builtin(), Slot::global(kind));
             let (component, compiled) = loader.compile(&slot.to_string(), bytes)?;
+            let sha = hex::encode(sha2::Sha256::digest(bytes));
             loader
-                .prepare(&slot, component, compiled, bytes, Source::Builtin)
+                .prepare(
+                    &slot,
+                    component,
+                    compiled,
+                    (bytes.len(), sha),
+                    Source::Builtin,
+                )
                 .map_err(|e| anyhow::anyhow!("built-in {}: {e}", kind.as_str()))
         };
         let snapshot = match (
@@ -766,7 +780,7 @@ impl Runtime {
         let prepared = async {
             let this = self.clone();
             let (b, src) = (bytes.clone(), source.clone());
-            let cached = tokio::task::spawn_blocking(move || this.loader.check(&b, &src))
+            let (digest, cached) = tokio::task::spawn_blocking(move || this.loader.check(&b, &src))
                 .await
                 .map_err(task_failed)??;
             let builtin = matches!(source, Source::Builtin);
@@ -782,20 +796,20 @@ impl Runtime {
                 None => None,
             };
             let this = self.clone();
-            let sha = hex::encode(sha2::Sha256::digest(&bytes));
+            let sha = hex::encode(digest);
             fresh = cached.is_none().then(|| sha.clone());
             let prepared = tokio::task::spawn_blocking(move || {
                 let name = slot.to_string();
                 let (component, compiled) = match (cached, artifact) {
                     (Some(c), _) => (c, false),
-                    (None, Some(artifact)) => (this.loader.adopt(&name, &bytes, &artifact)?, true),
+                    (None, Some(artifact)) => (this.loader.adopt(&name, &digest, &artifact)?, true),
                     (None, None) => this
                         .loader
                         .compile(&name, &bytes)
                         .map_err(|e| LoadError::Compile(format!("{e:#}")))?,
                 };
                 this.loader
-                    .prepare(&slot, component, compiled, &bytes, source)
+                    .prepare(&slot, component, compiled, (bytes.len(), sha), source)
             })
             .await
             .map_err(task_failed)??;
@@ -1097,6 +1111,7 @@ impl Runtime {
             sha256: hex::encode(sha2::Sha256::digest(bytes)),
             allowed_outbound_hosts,
             label: format!("app {name}").into(),
+            metric_label: format!("app:{name}").into(),
             pre,
         }))
     }
