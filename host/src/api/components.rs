@@ -12,13 +12,20 @@
 //! Names: `validator`, `feature-gate`, `config-api`, `validator@{tenant}`,
 //! `feature-gate@{tenant}`. Errors: `{"error": "...", "component": "name"}`.
 
-use crate::http::{Body, BodyError, Gateway, json_value, read_limited_to, require_super_user};
+use crate::http::{
+    Body, BodyError, Gateway, Param, Router, SuperUser, Surface, json_value, methods, mount,
+    read_limited_to,
+};
 use crate::registry::{Entry, RegistryError, Version};
 use crate::tenancy::Directory;
 use crate::wasm::{LoadError, Slot, Source};
-use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use axum::extract::{Request, State};
+use axum::routing::{get, post};
+use http::header::CONTENT_TYPE;
+use http::request::Parts;
+use http::{Response, StatusCode};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// The API's path.
 pub const PREFIX: &str = "/_components";
@@ -121,111 +128,146 @@ fn failure(e: RegistryError, name: &str) -> Response<Body> {
     fail(status, &e.to_string(), Some(name))
 }
 
-/// Serves one request under [`PREFIX`].
-pub(crate) async fn serve(gw: &Gateway, req: Request<hyper::body::Incoming>) -> Response<Body> {
-    if let Err(denied) = require_super_user(gw, &req).await {
-        return denied.challenge(fail(denied.status, denied.message, None));
-    }
-    let path = req.uri().path().to_owned();
-    let rest = path[PREFIX.len()..].trim_matches('/');
-    if rest.is_empty() {
-        return match *req.method() {
-            Method::GET => show(gw, None).await,
-            _ => not_allowed(req.method(), "GET"),
-        };
-    }
-    let (name, action) = match rest.split_once('/') {
-        Some((n, a)) => (n, Some(a)),
-        None => (rest, None),
-    };
-    let slot = match Slot::parse(name) {
-        Ok(s) => s,
-        Err(why) => return fail(StatusCode::NOT_FOUND, &why, Some(name)),
-    };
-    if let Some(t) = &slot.tenant
-        && gw.runtime.shared().directory.load().get(t).is_none()
-    {
-        return fail(
-            StatusCode::NOT_FOUND,
-            &format!("Tenant '{t}' does not exist"),
-            Some(name),
-        );
-    }
-    match (action, req.method().clone()) {
-        (None, Method::GET) => show(gw, Some(&slot)).await,
-        (None, Method::PUT) => {
-            let content_type = req
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| {
-                    v.split(';')
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .to_ascii_lowercase()
-                });
-            if !matches!(
-                content_type.as_deref(),
-                None | Some("application/wasm" | "application/octet-stream")
-            ) {
-                return fail(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "Send the component as application/wasm",
-                    Some(name),
-                );
-            }
-            let max = gw.runtime.max_component_bytes();
-            let body = match read_limited_to(gw, req, max).await {
-                Ok(r) => r.into_body(),
-                Err(e @ BodyError::TooLarge(_)) => {
-                    return fail(
-                        e.status(),
-                        &format!(
-                            "The component is over the limit of {max} bytes (TenantGateway.Limits.MaxComponentBytes)"
-                        ),
-                        Some(name),
-                    );
-                }
-                Err(e) => return fail(e.status(), &e.to_string(), Some(name)),
-            };
-            match gw.registry.put(slot.clone(), body, Source::Api).await {
-                Ok(_) => show(gw, Some(&slot)).await,
-                Err(e) => failure(e, name),
-            }
-        }
-        (None, Method::DELETE) => match gw.registry.remove(slot.clone()).await {
-            Ok(serving) => show(gw, Some(&Slot::global(serving.slot.kind))).await,
-            Err(e) => failure(e, name),
-        },
-        (Some("rollback"), Method::POST) => {
-            let to = req.uri().query().and_then(|q| {
-                form_urlencoded::parse(q.as_bytes())
-                    .find(|(k, _)| k == "to")
-                    .map(|(_, v)| v.into_owned())
-            });
-            match gw.registry.rollback(slot.clone(), to.as_deref()).await {
-                Ok(_) => show(gw, Some(&slot)).await,
-                Err(e) => failure(e, name),
-            }
-        }
-        (Some("rollback"), m) => not_allowed(&m, "POST"),
-        (None, m) => not_allowed(&m, "GET, PUT, DELETE"),
-        (Some(_), _) => fail(
-            StatusCode::NOT_FOUND,
-            &format!("Nothing at '{path}'"),
-            Some(name),
-        ),
+/// The API's errors, and its label.
+struct Components;
+
+impl Surface for Components {
+    const ROUTE: &'static str = "components";
+
+    fn error(_: &Parts, status: StatusCode, message: &str) -> Response<Body> {
+        fail(status, message, None)
     }
 }
 
-fn not_allowed(method: &Method, allow: &'static str) -> Response<Body> {
-    let mut resp = fail(
-        StatusCode::METHOD_NOT_ALLOWED,
-        &format!("Method {method} is not allowed here; allowed: {allow}"),
-        None,
-    );
-    resp.headers_mut()
-        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
-    resp
+/// The routes under [`PREFIX`] (super-user only).
+pub fn routes() -> Router {
+    mount::<Components>(
+        PREFIX,
+        [
+            ("/", methods::<Components>(get(list))),
+            (
+                "/{name}",
+                methods::<Components>(get(read).put(upload).delete(remove)),
+            ),
+            ("/{name}/rollback", methods::<Components>(post(rollback))),
+        ],
+    )
+}
+
+/// The slot a path names; a slot of a tenant that does not exist is 404.
+#[allow(clippy::result_large_err)]
+fn slot_of(gw: &Gateway, name: &str) -> Result<Slot, Response<Body>> {
+    let slot = Slot::parse(name).map_err(|why| fail(StatusCode::NOT_FOUND, &why, Some(name)))?;
+    if let Some(t) = &slot.tenant
+        && gw.runtime.shared().directory.load().get(t).is_none()
+    {
+        return Err(fail(
+            StatusCode::NOT_FOUND,
+            &format!("Tenant '{t}' does not exist"),
+            Some(name),
+        ));
+    }
+    Ok(slot)
+}
+
+async fn list(State(gw): State<Arc<Gateway>>, _: SuperUser<Components>) -> Response<Body> {
+    show(&gw, None).await
+}
+
+async fn read(
+    State(gw): State<Arc<Gateway>>,
+    _: SuperUser<Components>,
+    Param(name, ..): Param<Components>,
+) -> Response<Body> {
+    match slot_of(&gw, &name) {
+        Ok(slot) => show(&gw, Some(&slot)).await,
+        Err(resp) => resp,
+    }
+}
+
+async fn upload(
+    State(gw): State<Arc<Gateway>>,
+    _: SuperUser<Components>,
+    Param(name, ..): Param<Components>,
+    req: Request,
+) -> Response<Body> {
+    let slot = match slot_of(&gw, &name) {
+        Ok(slot) => slot,
+        Err(resp) => return resp,
+    };
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if !matches!(
+        content_type.as_deref(),
+        None | Some("application/wasm" | "application/octet-stream")
+    ) {
+        return fail(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Send the component as application/wasm",
+            Some(&name),
+        );
+    }
+    let max = gw.runtime.max_component_bytes();
+    let body = match read_limited_to(&gw, req, max).await {
+        Ok(r) => r.into_body(),
+        Err(e @ BodyError::TooLarge(_)) => {
+            return fail(
+                e.status(),
+                &format!(
+                    "The component is over the limit of {max} bytes (TenantGateway.Limits.MaxComponentBytes)"
+                ),
+                Some(&name),
+            );
+        }
+        Err(e) => return fail(e.status(), &e.to_string(), Some(&name)),
+    };
+    match gw.registry.put(slot.clone(), body, Source::Api).await {
+        Ok(_) => show(&gw, Some(&slot)).await,
+        Err(e) => failure(e, &name),
+    }
+}
+
+async fn remove(
+    State(gw): State<Arc<Gateway>>,
+    _: SuperUser<Components>,
+    Param(name, ..): Param<Components>,
+) -> Response<Body> {
+    let slot = match slot_of(&gw, &name) {
+        Ok(slot) => slot,
+        Err(resp) => return resp,
+    };
+    match gw.registry.remove(slot).await {
+        Ok(serving) => show(&gw, Some(&Slot::global(serving.slot.kind))).await,
+        Err(e) => failure(e, &name),
+    }
+}
+
+async fn rollback(
+    State(gw): State<Arc<Gateway>>,
+    _: SuperUser<Components>,
+    Param(name, ..): Param<Components>,
+    req: Request,
+) -> Response<Body> {
+    let slot = match slot_of(&gw, &name) {
+        Ok(slot) => slot,
+        Err(resp) => return resp,
+    };
+    let to = req.uri().query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "to")
+            .map(|(_, v)| v.into_owned())
+    });
+    match gw.registry.rollback(slot.clone(), to.as_deref()).await {
+        Ok(_) => show(&gw, Some(&slot)).await,
+        Err(e) => failure(e, &name),
+    }
 }

@@ -3,37 +3,73 @@
 //! client credentials (RFC 6749 §4.4) exchanged for a Bearer token bound to the
 //! client's tenant.
 
-use crate::http::{Body, Gateway, Served, error, json_value, problem};
+use crate::http::{
+    Body, Gateway, Router, Served, Surface, error, json_value, methods, mount, problem,
+};
 use crate::security::auth::{CheckFailure, CheckQuota, Refusal, SCOPES};
 use crate::store::ClientRegistration;
 use crate::tenancy::resolve::TENANT;
+use axum::extract::{Request, State};
+use axum::routing::post;
 use http::header::{
     AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, PRAGMA, WWW_AUTHENTICATE,
 };
-use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::request::Parts;
+use http::{Response, StatusCode};
 use serde_json::json;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Largest accepted form body.
 const MAX_FORM: usize = 8 * 1024;
+
+/// The paths under `/connect` (reserved for these two), and their label;
+/// errors outside the two endpoints' own are the config API's format.
+struct Connect;
+
+impl Surface for Connect {
+    const ROUTE: &'static str = "connect";
+
+    fn error(_: &Parts, status: StatusCode, message: &str) -> Response<Body> {
+        error(status, message, None)
+    }
+}
+
+/// `/connect/register` and `/connect/token`, POST only.
+pub fn routes() -> Router {
+    mount::<Connect>(
+        "/connect",
+        [
+            (
+                "/register",
+                methods::<Connect>(post(
+                    |State(gw): State<Arc<Gateway>>, req: Request| async move {
+                        let mut served = Served::default();
+                        let resp = register(&gw, req, &mut served).await;
+                        served.onto(resp)
+                    },
+                )),
+            ),
+            (
+                "/token",
+                methods::<Connect>(post(
+                    |State(gw): State<Arc<Gateway>>, req: Request| async move {
+                        let mut served = Served::default();
+                        let resp = token(&gw, req, &mut served).await;
+                        served.onto(resp)
+                    },
+                )),
+            ),
+        ],
+    )
+}
 
 /// The form fields of a request, or the answer to send.
 #[allow(clippy::result_large_err)]
 async fn form(
     gw: &Gateway,
-    req: Request<Incoming>,
+    req: Request,
 ) -> Result<(http::request::Parts, HashMap<String, String>), Response<Body>> {
-    if req.method() != Method::POST {
-        let mut resp = error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Only POST is allowed here",
-            None,
-        );
-        resp.headers_mut()
-            .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
-        return Err(resp);
-    }
     let is_form = req
         .headers()
         .get(CONTENT_TYPE)
@@ -60,11 +96,7 @@ async fn form(
 }
 
 /// `POST /connect/register`: `ClientId`, `ClientSecret`, `DisplayName`.
-pub(crate) async fn register(
-    gw: &Gateway,
-    req: Request<Incoming>,
-    served: &mut Served,
-) -> Response<Body> {
+async fn register(gw: &Gateway, req: Request, served: &mut Served) -> Response<Body> {
     let (parts, fields) = match form(gw, req).await {
         Ok(f) => f,
         Err(resp) => return resp,
@@ -211,11 +243,7 @@ fn token_error(status: StatusCode, code: &str, description: &str) -> Response<Bo
 
 /// `POST /connect/token`: `grant_type=client_credentials`, the client's id and
 /// secret in the form or as HTTP Basic, optional `scope`.
-pub(crate) async fn token(
-    gw: &Gateway,
-    req: Request<Incoming>,
-    served: &mut Served,
-) -> Response<Body> {
+async fn token(gw: &Gateway, req: Request, served: &mut Served) -> Response<Body> {
     let (parts, fields) = match form(gw, req).await {
         Ok(f) => f,
         Err(resp) => return resp,

@@ -15,17 +15,23 @@
 //! other). Errors: `<error>message</error>` or `{"error": "message"}`.
 //! Super-user Basic credentials only.
 
-use crate::http::{Body, BodyError, Gateway, full, read_limited, require_super_user};
+use crate::http::{
+    Body, BodyError, Gateway, Param, Router, SuperUser, Surface, full, methods, mount, read_limited,
+};
 use crate::manage::{self, Created, ManageError, NewUser, TenantSpec, TenantUpdate};
 use crate::tenancy::Tenant;
+use axum::extract::{Request, State};
+use axum::routing::{get, post};
 use bytes::Bytes;
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION};
-use http::{Method, Request, Response, StatusCode};
+use http::request::Parts;
+use http::{Response, StatusCode};
 use quick_xml::escape::escape;
 use quick_xml::events::{BytesStart, Event};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 /// The API's path.
 pub const PREFIX: &str = "/_tenants";
@@ -50,8 +56,8 @@ impl Format {
 
     /// The format of the answer: `?format=` first, else the first media range of
     /// `Accept` that names one, else XML.
-    fn of_response(req: &Request<impl Sized>) -> Format {
-        let query = req.uri().query().unwrap_or("");
+    fn of(uri: &http::Uri, headers: &http::HeaderMap) -> Format {
+        let query = uri.query().unwrap_or("");
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             if k == "format" {
                 if v.eq_ignore_ascii_case("json") {
@@ -62,8 +68,7 @@ impl Format {
                 }
             }
         }
-        let accept = req
-            .headers()
+        let accept = headers
             .get(ACCEPT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
@@ -494,17 +499,6 @@ fn fail(status: StatusCode, format: Format, message: &str) -> Response<Body> {
     answer(status, format, body)
 }
 
-fn not_allowed(format: Format, method: &Method, allow: &'static str) -> Response<Body> {
-    let mut resp = fail(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format,
-        &format!("Method {method} is not allowed here; allowed: {allow}"),
-    );
-    resp.headers_mut()
-        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
-    resp
-}
-
 fn failure(format: Format, e: ManageError) -> Response<Body> {
     fail(e.status(), format, &e.public_message())
 }
@@ -513,7 +507,7 @@ fn failure(format: Format, e: ManageError) -> Response<Body> {
 #[allow(clippy::result_large_err)]
 async fn definition(
     gw: &Gateway,
-    req: Request<hyper::body::Incoming>,
+    req: Request,
     format: Format,
     path_tenant: Option<&str>,
 ) -> Result<Definition, Response<Body>> {
@@ -535,122 +529,184 @@ async fn definition(
     }
 }
 
-/// Serves one request under [`PREFIX`] (super-user only).
-pub(crate) async fn serve(gw: &Gateway, req: Request<hyper::body::Incoming>) -> Response<Body> {
-    let format = Format::of_response(&req);
-    if let Err(denied) = require_super_user(gw, &req).await {
-        return denied.challenge(fail(denied.status, format, denied.message));
+/// The API's errors (in the request's format), and its label.
+struct Doradus;
+
+impl Surface for Doradus {
+    const ROUTE: &'static str = "tenants";
+
+    fn error(parts: &Parts, status: StatusCode, message: &str) -> Response<Body> {
+        fail(status, Format::of(&parts.uri, &parts.headers), message)
     }
-    let path = req.uri().path().to_owned();
-    let rest = path[PREFIX.len()..].trim_matches('/');
-    let mut parts = rest.split('/');
-    let (name, action) = (parts.next().unwrap_or(""), parts.next());
-    if parts.next().is_some() || action.is_some_and(|a| a != "_restore") {
+}
+
+/// The routes under [`PREFIX`] (super-user only).
+pub fn routes() -> Router {
+    mount::<Doradus>(
+        PREFIX,
+        [
+            ("/", methods::<Doradus>(get(list).post(create))),
+            (
+                "/{tenant}",
+                methods::<Doradus>(get(read).put(update).delete(delete)),
+            ),
+            ("/{tenant}/_restore", methods::<Doradus>(post(restore))),
+        ],
+    )
+}
+
+impl<State: Send + Sync> axum::extract::FromRequestParts<State> for Format {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &State) -> Result<Self, Self::Rejection> {
+        Ok(Format::of(&parts.uri, &parts.headers))
+    }
+}
+
+async fn list(
+    State(gw): State<Arc<Gateway>>,
+    _: SuperUser<Doradus>,
+    format: Format,
+) -> Response<Body> {
+    answer(StatusCode::OK, format, list_document(format, &gw))
+}
+
+async fn create(
+    State(gw): State<Arc<Gateway>>,
+    _: SuperUser<Doradus>,
+    format: Format,
+    req: Request,
+) -> Response<Body> {
+    let def = match definition(&gw, req, format, None).await {
+        Ok(d) => d,
+        Err(resp) => return resp,
+    };
+    let Some(name) = def.name else {
         return fail(
-            StatusCode::NOT_FOUND,
+            StatusCode::BAD_REQUEST,
             format,
-            &format!("Nothing at '{path}'"),
+            "The tenant definition needs a name",
+        );
+    };
+    let spec = TenantSpec {
+        users: def.users.clone(),
+        options: def.options,
+        hono: None,
+        generate_user: true,
+    };
+    match manage::create(
+        &gw.runtime,
+        &gw.auth.hasher,
+        PRINCIPAL.to_owned(),
+        &name,
+        spec,
+    )
+    .await
+    {
+        Ok(created) => {
+            let body = created_document(format, &created, &def.users);
+            let mut resp = answer(StatusCode::CREATED, format, body);
+            let location = format!("{PREFIX}/{}", created.tenant.name);
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(LOCATION, v);
+            }
+            // It may carry a generated password.
+            resp.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+        Err(e) => failure(format, e),
+    }
+}
+
+async fn restore(
+    State(gw): State<Arc<Gateway>>,
+    _: SuperUser<Doradus>,
+    format: Format,
+    Param(name, ..): Param<Doradus>,
+) -> Response<Body> {
+    match manage::restore(&gw.runtime, PRINCIPAL.to_owned(), &name).await {
+        Ok(t) => answer(StatusCode::OK, format, stored_document(format, &t)),
+        Err(e) => failure(format, e),
+    }
+}
+
+async fn read(
+    State(gw): State<Arc<Gateway>>,
+    _: SuperUser<Doradus>,
+    format: Format,
+    Param(name, ..): Param<Doradus>,
+) -> Response<Body> {
+    match gw.runtime.shared().directory.load().get(&name) {
+        Some(t) => answer(StatusCode::OK, format, stored_document(format, t)),
+        None => failure(format, ManageError::NotFound(name)),
+    }
+}
+
+async fn update(
+    State(gw): State<Arc<Gateway>>,
+    _: SuperUser<Doradus>,
+    format: Format,
+    Param(name, ..): Param<Doradus>,
+    req: Request,
+) -> Response<Body> {
+    let def = match definition(&gw, req, format, Some(&name)).await {
+        Ok(d) => d,
+        Err(resp) => return resp,
+    };
+    if let Some(other) = def.name.as_deref()
+        && !other.eq_ignore_ascii_case(&name)
+    {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            format,
+            &format!("The document names tenant '{other}', the path '{name}'"),
         );
     }
-    let method = req.method().clone();
+    let update = TenantUpdate {
+        users: def.users,
+        options: def.options,
+        hono: None,
+    };
+    match manage::update(
+        &gw.runtime,
+        &gw.auth.hasher,
+        PRINCIPAL.to_owned(),
+        &name,
+        update,
+    )
+    .await
+    {
+        Ok(t) => answer(StatusCode::OK, format, stored_document(format, &t)),
+        Err(e) => failure(format, e),
+    }
+}
+
+async fn delete(
+    State(gw): State<Arc<Gateway>>,
+    _: SuperUser<Doradus>,
+    format: Format,
+    Param(name, ..): Param<Doradus>,
+    req: Request,
+) -> Response<Body> {
     let rt = &gw.runtime;
     let principal = || PRINCIPAL.to_owned();
-    match (name, action) {
-        ("", _) => match method {
-            Method::GET => answer(StatusCode::OK, format, list_document(format, gw)),
-            Method::POST => {
-                let def = match definition(gw, req, format, None).await {
-                    Ok(d) => d,
-                    Err(resp) => return resp,
-                };
-                let Some(name) = def.name else {
-                    return fail(
-                        StatusCode::BAD_REQUEST,
-                        format,
-                        "The tenant definition needs a name",
-                    );
-                };
-                let spec = TenantSpec {
-                    users: def.users.clone(),
-                    options: def.options,
-                    hono: None,
-                    generate_user: true,
-                };
-                match manage::create(rt, &gw.auth.hasher, principal(), &name, spec).await {
-                    Ok(created) => {
-                        let body = created_document(format, &created, &def.users);
-                        let mut resp = answer(StatusCode::CREATED, format, body);
-                        let location = format!("{PREFIX}/{}", created.tenant.name);
-                        if let Ok(v) = HeaderValue::from_str(&location) {
-                            resp.headers_mut().insert(LOCATION, v);
-                        }
-                        // It may carry a generated password.
-                        resp.headers_mut()
-                            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                        resp
-                    }
-                    Err(e) => failure(format, e),
-                }
-            }
-            _ => not_allowed(format, &method, "GET, POST"),
-        },
-        (name, Some(_restore)) => match method {
-            Method::POST => match manage::restore(rt, principal(), name).await {
-                Ok(t) => answer(StatusCode::OK, format, stored_document(format, &t)),
-                Err(e) => failure(format, e),
-            },
-            _ => not_allowed(format, &method, "POST"),
-        },
-        (name, None) => match method {
-            Method::GET => match gw.runtime.shared().directory.load().get(name) {
-                Some(t) => answer(StatusCode::OK, format, stored_document(format, t)),
-                None => failure(format, ManageError::NotFound(name.to_owned())),
-            },
-            Method::PUT => {
-                let def = match definition(gw, req, format, Some(name)).await {
-                    Ok(d) => d,
-                    Err(resp) => return resp,
-                };
-                if let Some(other) = def.name.as_deref()
-                    && !other.eq_ignore_ascii_case(name)
-                {
-                    return fail(
-                        StatusCode::BAD_REQUEST,
-                        format,
-                        &format!("The document names tenant '{other}', the path '{name}'"),
-                    );
-                }
-                let update = TenantUpdate {
-                    users: def.users,
-                    options: def.options,
-                    hono: None,
-                };
-                match manage::update(rt, &gw.auth.hasher, principal(), name, update).await {
-                    Ok(t) => answer(StatusCode::OK, format, stored_document(format, &t)),
-                    Err(e) => failure(format, e),
-                }
-            }
-            Method::DELETE => {
-                let purge = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-                    .any(|(k, v)| k == "purge" && v.eq_ignore_ascii_case("true"));
-                let result = match manage::delete(rt, principal(), name).await {
-                    Ok(()) if !purge => Ok(()),
-                    Ok(()) | Err(ManageError::NotFound(_)) if purge => {
-                        manage::purge(rt, principal(), name).await
-                    }
-                    other => other,
-                };
-                match result {
-                    Ok(()) => {
-                        let mut resp = Response::new(full(Bytes::new()));
-                        *resp.status_mut() = StatusCode::NO_CONTENT;
-                        resp
-                    }
-                    Err(e) => failure(format, e),
-                }
-            }
-            _ => not_allowed(format, &method, "GET, PUT, DELETE"),
-        },
+    let purge = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .any(|(k, v)| k == "purge" && v.eq_ignore_ascii_case("true"));
+    let result = match manage::delete(rt, principal(), &name).await {
+        Ok(()) if !purge => Ok(()),
+        Ok(()) | Err(ManageError::NotFound(_)) if purge => {
+            manage::purge(rt, principal(), &name).await
+        }
+        other => other,
+    };
+    match result {
+        Ok(()) => {
+            let mut resp = Response::new(full(Bytes::new()));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            resp
+        }
+        Err(e) => failure(format, e),
     }
 }
 
@@ -819,27 +875,22 @@ mod tests {
             }
             b.body(()).unwrap()
         };
-        assert_eq!(Format::of_response(&req("/_tenants", None)), Format::Xml);
+        let of = |r: &Request<()>| Format::of(r.uri(), r.headers());
+        assert_eq!(of(&req("/_tenants", None)), Format::Xml);
+        assert_eq!(of(&req("/_tenants?format=json", None)), Format::Json);
         assert_eq!(
-            Format::of_response(&req("/_tenants?format=json", None)),
+            of(&req("/_tenants?format=JSON", Some("application/xml"))),
             Format::Json
         );
         assert_eq!(
-            Format::of_response(&req("/_tenants?format=JSON", Some("application/xml"))),
-            Format::Json
-        );
-        assert_eq!(
-            Format::of_response(&req("/_tenants?format=xml", Some("application/json"))),
+            of(&req("/_tenants?format=xml", Some("application/json"))),
             Format::Xml
         );
         assert_eq!(
-            Format::of_response(&req("/_tenants", Some("text/html, application/json;q=0.9"))),
+            of(&req("/_tenants", Some("text/html, application/json;q=0.9"))),
             Format::Json
         );
-        assert_eq!(
-            Format::of_response(&req("/_tenants", Some("*/*"))),
-            Format::Xml
-        );
+        assert_eq!(of(&req("/_tenants", Some("*/*"))), Format::Xml);
     }
 
     #[test]

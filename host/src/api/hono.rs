@@ -12,13 +12,18 @@
 //! `Cache-Control` directive. Writes are for the super-user. Errors:
 //! `{"error": "message"}`.
 
-use crate::http::{Body, Gateway, json_value, read_limited, require_super_user};
+use crate::http::{
+    Body, Gateway, Param, Router, SuperUser, Surface, json_value, methods, mount, read_limited,
+};
 use crate::manage::{self, ManageError, TenantSpec, TenantUpdate};
 use crate::security::auth::Principal;
 use crate::telemetry::Rejection;
 use crate::tenancy::Tenant;
+use axum::extract::{Request, State};
+use axum::routing::get;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION};
-use http::{Method, Request, Response, StatusCode};
+use http::request::Parts;
+use http::{Response, StatusCode};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
@@ -75,12 +80,8 @@ fn criterion(path_id: Option<&str>, query: Option<&str>) -> Result<Criterion, &'
     }
 }
 
-async fn read(
-    gw: &Gateway,
-    req: &Request<hyper::body::Incoming>,
-    path_id: Option<&str>,
-) -> Response<Body> {
-    let criterion = match criterion(path_id, req.uri().query()) {
+async fn read(gw: &Gateway, req: &Parts, path_id: Option<&str>) -> Response<Body> {
+    let criterion = match criterion(path_id, req.uri.query()) {
         Ok(c) => c,
         Err(message) => return fail(StatusCode::BAD_REQUEST, message),
     };
@@ -99,8 +100,8 @@ async fn read(
     };
     let principal = match crate::http::authenticate(
         gw,
-        req.headers(),
-        req.extensions(),
+        &req.headers,
+        &req.extensions,
         &dir,
         tenant.map(|t| t.as_ref()),
     )
@@ -140,10 +141,8 @@ fn failure(e: ManageError) -> Response<Body> {
     fail(e.status(), &e.public_message())
 }
 
-async fn write(gw: &Gateway, req: Request<hyper::body::Incoming>, name: &str) -> Response<Body> {
-    if let Err(denied) = require_super_user(gw, &req).await {
-        return denied.challenge(fail(denied.status, denied.message));
-    }
+/// A write, by the super-user (checked by [`write_one`]'s [`SuperUser`]).
+async fn write(gw: &Gateway, req: Request, name: &str) -> Response<Body> {
     let json_body = req
         .headers()
         .get(CONTENT_TYPE)
@@ -215,28 +214,50 @@ async fn write(gw: &Gateway, req: Request<hyper::body::Incoming>, name: &str) ->
     }
 }
 
-/// Serves one request under [`PREFIX`].
-pub(crate) async fn serve(gw: &Gateway, req: Request<hyper::body::Incoming>) -> Response<Body> {
-    let path = req.uri().path().to_owned();
-    let rest = path[PREFIX.len()..].trim_matches('/');
-    if rest.contains('/') {
-        return fail(StatusCode::NOT_FOUND, &format!("Nothing at '{path}'"));
+/// The API's errors, and its label.
+struct Hono;
+
+impl Surface for Hono {
+    const ROUTE: &'static str = "hono";
+
+    fn error(_: &Parts, status: StatusCode, message: &str) -> Response<Body> {
+        fail(status, message)
     }
-    let path_id = (!rest.is_empty()).then_some(rest);
-    match (req.method(), path_id) {
-        (&Method::GET, _) => read(gw, &req, path_id).await,
-        (&Method::PUT, Some(name)) => write(gw, req, name).await,
-        (method, _) => {
-            let allow = if path_id.is_some() { "GET, PUT" } else { "GET" };
-            let mut resp = fail(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &format!("Method {method} is not allowed here; allowed: {allow}"),
-            );
-            resp.headers_mut()
-                .insert(http::header::ALLOW, HeaderValue::from_static(allow));
-            resp
-        }
-    }
+}
+
+/// The routes under [`PREFIX`].
+pub fn routes() -> Router {
+    mount::<Hono>(
+        PREFIX,
+        [
+            ("/", methods::<Hono>(get(search))),
+            ("/{id}", methods::<Hono>(get(read_one).put(write_one))),
+        ],
+    )
+}
+
+/// `GET /hono/v1/tenants?tenant-id=…` or `?subject-dn=…`.
+async fn search(State(gw): State<Arc<Gateway>>, req: Request) -> Response<Body> {
+    read(&gw, &req.into_parts().0, None).await
+}
+
+/// `GET /hono/v1/tenants/{id}`.
+async fn read_one(
+    State(gw): State<Arc<Gateway>>,
+    Param(id, ..): Param<Hono>,
+    req: Request,
+) -> Response<Body> {
+    read(&gw, &req.into_parts().0, Some(&id)).await
+}
+
+/// `PUT /hono/v1/tenants/{id}`: the super-user's.
+async fn write_one(
+    State(gw): State<Arc<Gateway>>,
+    _: SuperUser<Hono>,
+    Param(id, ..): Param<Hono>,
+    req: Request,
+) -> Response<Body> {
+    write(&gw, req, &id).await
 }
 
 #[cfg(test)]

@@ -1,11 +1,15 @@
-//! The external surfaces other than tenant traffic, one module each: the
-//! component registry, Ed-Fi `/connect/*`, Doradus `/_tenants`, the change
-//! history, Hono tenant information, the OpenAPI document, Vespa tenants.
+//! The external surfaces other than tenant traffic, one module each, each
+//! exporting its routes (`routes()`), which `app` mounts: the component
+//! registry, the HeliosDB config API, Ed-Fi `/connect/*`, Doradus `/_tenants`,
+//! the change history, Hono tenant information, the OpenAPI document and
+//! Swagger UI, operations (health, metrics), Vespa tenants.
 
 pub mod components;
+pub mod config;
 pub mod connect;
 pub mod doradus;
 pub mod history;
 pub mod hono;
 pub mod openapi;
+pub mod ops;
 pub mod vespa;

@@ -837,6 +837,90 @@ pub fn document(dir: &Directory) -> Value {
     })
 }
 
+/// Swagger UI's settings: the document at `/openapi.json`, "try it out" on.
+static SWAGGER: std::sync::LazyLock<std::sync::Arc<utoipa_swagger_ui::Config<'static>>> =
+    std::sync::LazyLock::new(|| {
+        std::sync::Arc::new(
+            utoipa_swagger_ui::Config::from("/openapi.json")
+                .try_it_out_enabled(true)
+                .persist_authorization(true),
+        )
+    });
+
+/// `/openapi.json`, and Swagger UI under `/swagger/` (when
+/// `SwaggerSettings.EnableSwagger`).
+pub fn routes() -> crate::http::Router {
+    use axum::extract::State;
+    use axum::routing::any;
+    crate::http::Router::new()
+        .route(
+            "/openapi.json",
+            any(
+                |State(gw): State<std::sync::Arc<crate::http::Gateway>>| async move {
+                    let doc = document(&gw.runtime.shared().directory.load());
+                    crate::http::served(
+                        crate::http::json_value(http::StatusCode::OK, &doc),
+                        "openapi",
+                        None,
+                    )
+                },
+            ),
+        )
+        .route("/swagger", any(swagger))
+        .route("/swagger/", any(swagger))
+        .route("/swagger/{*file}", any(swagger))
+}
+
+async fn swagger(
+    axum::extract::State(gw): axum::extract::State<std::sync::Arc<crate::http::Gateway>>,
+    uri: http::Uri,
+) -> http::Response<crate::http::Body> {
+    crate::http::served(swagger_file(&gw, uri.path()), "swagger", None)
+}
+
+fn swagger_file(gw: &crate::http::Gateway, path: &str) -> http::Response<crate::http::Body> {
+    use crate::http::{Body, error};
+    use http::header::{CONTENT_TYPE, HeaderValue};
+    use http::{Response, StatusCode};
+    if !gw.runtime.shared().directory.load().swagger_enabled {
+        return error(
+            StatusCode::NOT_FOUND,
+            "Swagger UI is disabled (SwaggerSettings.EnableSwagger)",
+            None,
+        );
+    }
+    if path == "/swagger" {
+        let mut resp = Response::new(Body::empty());
+        *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
+        resp.headers_mut().insert(
+            http::header::LOCATION,
+            HeaderValue::from_static("/swagger/"),
+        );
+        return resp;
+    }
+    let tail = &path["/swagger/".len()..];
+    match utoipa_swagger_ui::serve(tail, SWAGGER.clone()) {
+        Ok(Some(file)) => {
+            let mut resp = Response::new(Body::from(file.bytes.into_owned()));
+            if let Ok(v) = HeaderValue::from_str(&file.content_type) {
+                resp.headers_mut().insert(CONTENT_TYPE, v);
+            }
+            if file.gzpipped {
+                resp.headers_mut().insert(
+                    http::header::CONTENT_ENCODING,
+                    HeaderValue::from_static("gzip"),
+                );
+            }
+            resp
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, "No such Swagger UI file", None),
+        Err(e) => {
+            tracing::error!(error = %e, "serving Swagger UI failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "Swagger UI failed", None)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,10 +7,14 @@
 //! Errors: `{"error-code": "...", "message": "..."}` with 400 (bad name, exists),
 //! 404 (unknown), 405 (wrong method), 401/403 (super-user only), 500.
 
-use crate::http::{Body, Gateway, json_value, require_super_user};
+use crate::http::{Body, Gateway, Param, Router, SuperUser, Surface, json_value, methods, mount};
 use crate::manage::{self, ManageError, TenantSpec};
-use http::{Method, Request, Response, StatusCode};
+use axum::extract::{FromRequestParts, State};
+use axum::routing::get;
+use http::request::Parts;
+use http::{Response, StatusCode};
 use serde_json::json;
+use std::sync::Arc;
 
 /// The API's path prefix.
 pub const PREFIX: &str = "/application/v2/tenant";
@@ -63,75 +67,112 @@ fn failure(e: ManageError) -> Response<Body> {
     }
 }
 
-/// Serves one request under [`PREFIX`] (super-user only).
-pub(crate) async fn serve(gw: &Gateway, req: &Request<hyper::body::Incoming>) -> Response<Body> {
-    if let Err(denied) = require_super_user(gw, req).await {
-        let code = denied
-            .status
-            .canonical_reason()
-            .unwrap_or("ERROR")
-            .to_ascii_uppercase();
-        let resp = vespa_error(denied.status, &code, denied.message);
-        return denied.challenge(resp);
-    }
-    let rest = req.uri().path()[PREFIX.len()..].trim_start_matches('/');
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.is_empty() {
-        if req.method() != Method::GET {
-            return vespa_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "METHOD_NOT_ALLOWED",
-                &format!("Method '{}' is not supported", req.method()),
-            );
-        }
-        let dir = gw.runtime.shared().directory.load();
-        let names: Vec<&str> = dir.iter().map(|t| t.name.as_str()).collect();
-        return json_value(StatusCode::OK, &json!(names));
-    }
-    if rest.contains('/') {
-        return vespa_error(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            &format!("Nothing at '{}'", req.uri().path()),
-        );
-    }
-    if !valid_name(rest) {
-        return vespa_error(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
-            &format!(
-                "Illegal tenant name '{rest}': only letters, digits, '_' and '-' are allowed (at most 50)"
-            ),
-        );
-    }
-    let principal = "super-user".to_owned();
-    match *req.method() {
-        Method::GET => match gw.runtime.shared().directory.load().get(rest) {
-            Some(t) => message(format!("Tenant '{}' exists.", t.name)),
-            None => failure(ManageError::NotFound(rest.to_owned())),
-        },
-        Method::PUT => {
-            match manage::create(
-                &gw.runtime,
-                &gw.auth.hasher,
-                principal,
-                rest,
-                TenantSpec::default(),
-            )
-            .await
-            {
-                Ok(c) => message(format!("Tenant {} created.", c.tenant.name)),
-                Err(e) => failure(e),
-            }
-        }
-        Method::DELETE => match manage::delete(&gw.runtime, principal, rest).await {
-            Ok(()) => message(format!("Tenant {rest} deleted.")),
-            Err(e) => failure(e),
-        },
-        _ => vespa_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            &format!("Method '{}' is not supported", req.method()),
-        ),
+/// The API's errors, and its label.
+struct Vespa;
+
+impl Surface for Vespa {
+    const ROUTE: &'static str = "tenants";
+
+    fn error(_: &Parts, status: StatusCode, message: &str) -> Response<Body> {
+        coded(status, message)
     }
 }
+
+/// An error whose code is its status's name (`NOT_FOUND`, `METHOD_NOT_ALLOWED`).
+fn coded(status: StatusCode, message: &str) -> Response<Body> {
+    let code = status
+        .canonical_reason()
+        .unwrap_or("ERROR")
+        .to_ascii_uppercase()
+        .replace(' ', "_");
+    vespa_error(status, &code, message)
+}
+
+/// The routes under [`PREFIX`] (super-user only), with or without a trailing `/`.
+pub fn routes() -> Router {
+    mount::<Vespa>(
+        PREFIX,
+        [
+            ("/", methods::<Vespa>(get(list))),
+            (
+                "/{name}",
+                methods::<Vespa>(get(read).put(create).delete(delete)),
+            ),
+        ],
+    )
+}
+
+/// A tenant name in the path, as Vespa allows them (else 400).
+struct Name(String);
+
+impl FromRequestParts<Arc<Gateway>> for Name {
+    type Rejection = Response<Body>;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        gw: &Arc<Gateway>,
+    ) -> Result<Self, Self::Rejection> {
+        let Param(name, ..) = Param::<Vespa>::from_request_parts(parts, gw).await?;
+        if valid_name(&name) {
+            Ok(Name(name))
+        } else {
+            Err(vespa_error(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                &format!(
+                    "Illegal tenant name '{name}': only letters, digits, '_' and '-' are allowed (at most 50)"
+                ),
+            ))
+        }
+    }
+}
+
+async fn list(State(gw): State<Arc<Gateway>>, _: SuperUser<Vespa>) -> Response<Body> {
+    let dir = gw.runtime.shared().directory.load();
+    let names: Vec<&str> = dir.iter().map(|t| t.name.as_str()).collect();
+    json_value(StatusCode::OK, &json!(names))
+}
+
+async fn read(
+    State(gw): State<Arc<Gateway>>,
+    _: SuperUser<Vespa>,
+    Name(name): Name,
+) -> Response<Body> {
+    match gw.runtime.shared().directory.load().get(&name) {
+        Some(t) => message(format!("Tenant '{}' exists.", t.name)),
+        None => failure(ManageError::NotFound(name)),
+    }
+}
+
+async fn create(
+    State(gw): State<Arc<Gateway>>,
+    _: SuperUser<Vespa>,
+    Name(name): Name,
+) -> Response<Body> {
+    match manage::create(
+        &gw.runtime,
+        &gw.auth.hasher,
+        PRINCIPAL.to_owned(),
+        &name,
+        TenantSpec::default(),
+    )
+    .await
+    {
+        Ok(c) => message(format!("Tenant {} created.", c.tenant.name)),
+        Err(e) => failure(e),
+    }
+}
+
+async fn delete(
+    State(gw): State<Arc<Gateway>>,
+    _: SuperUser<Vespa>,
+    Name(name): Name,
+) -> Response<Body> {
+    match manage::delete(&gw.runtime, PRINCIPAL.to_owned(), &name).await {
+        Ok(()) => message(format!("Tenant {name} deleted.")),
+        Err(e) => failure(e),
+    }
+}
+
+/// Who the change history names for this API's changes.
+const PRINCIPAL: &str = "super-user";

@@ -3,6 +3,8 @@
 //! binds the listeners, and keeps the directory current: settings-file reloads
 //! and changes other instances make in a shared store.
 
+#[cfg(test)]
+mod router_tests;
 pub mod spin_seed;
 
 use anyhow::Context;
@@ -245,12 +247,17 @@ async fn watch_settings(
     }
 }
 
-/// Opens the store, seeds the tenants, loads and warms the built-in components and
-/// starts serving. `shutdown` ends the server gracefully when it completes.
-pub async fn start(
-    options: Options,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<Running> {
+/// The state a running gateway is made of, before it listens.
+struct Assembled {
+    gateway: Arc<crate::http::Gateway>,
+    runtime: Arc<crate::wasm::Runtime>,
+    registry: Arc<crate::registry::Registry>,
+    metrics: Arc<crate::telemetry::Metrics>,
+}
+
+/// Opens the store, seeds the tenants, loads and warms the built-in
+/// components, opens the component registry: the gateway's state.
+async fn assemble(options: &Options) -> anyhow::Result<Assembled> {
     let (store, engine): (Arc<dyn crate::store::Store>, _) = match &options.settings.store {
         crate::config::StoreSettings::Sqlite => (
             Arc::new(
@@ -324,7 +331,35 @@ pub async fn start(
     )
     .await
     .context("opening the component registry")?;
+    let gateway = Arc::new(crate::http::Gateway::new(
+        rt.clone(),
+        &options.settings.limits,
+        auth,
+        metrics.clone(),
+        (connection_metrics, exposition),
+        registry.clone(),
+        options.settings.admin_listen.is_some(),
+    ));
+    Ok(Assembled {
+        gateway,
+        runtime: rt,
+        registry,
+        metrics,
+    })
+}
 
+/// Assembles the gateway ([`assemble`]) and starts serving. `shutdown` ends
+/// the server gracefully when it completes.
+pub async fn start(
+    options: Options,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
+    let Assembled {
+        gateway,
+        runtime: rt,
+        registry,
+        metrics,
+    } = assemble(&options).await?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("binding {}", options.listen))?;
@@ -338,18 +373,12 @@ pub async fn start(
         None => None,
     };
     let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
-    let gateway = Arc::new(crate::http::Gateway::new(
-        rt.clone(),
-        &options.settings.limits,
-        auth,
-        metrics.clone(),
-        (connection_metrics, exposition),
-        registry.clone(),
-        admin_addr.is_some(),
-    ));
     let admin_task = admin.map(|l| {
         tracing::info!(addr = %admin_addr.expect("bound"), "admin listener (metrics, health) on http://{}", admin_addr.expect("bound"));
-        tokio::spawn(crate::http::serve_admin(l, gateway.clone()))
+        tokio::spawn(crate::http::serve_admin(
+            l,
+            crate::api::ops::admin_routes().with_state(gateway.clone()),
+        ))
     });
     let components_watcher = tokio::spawn(registry.watch());
     let watcher = options.watch.clone().map(|w| {
@@ -387,7 +416,8 @@ pub async fn start(
             t.abort();
         }
     };
-    let task = tokio::spawn(crate::http::serve(listener, gateway, stop));
+    let router = router(gateway.clone());
+    let task = tokio::spawn(crate::http::serve(listener, gateway, router, stop));
     Ok(Running {
         addr,
         admin_addr,
@@ -396,4 +426,19 @@ pub async fn start(
         shutdown: tx,
         task,
     })
+}
+
+/// Every surface's routes, and tenant traffic for every other path.
+pub fn router(gateway: Arc<crate::http::Gateway>) -> axum::Router {
+    crate::http::Router::new()
+        .merge(crate::api::ops::routes())
+        .merge(crate::api::openapi::routes())
+        .merge(crate::api::connect::routes())
+        .merge(crate::api::config::routes())
+        .merge(crate::api::vespa::routes())
+        .merge(crate::api::doradus::routes())
+        .merge(crate::api::components::routes())
+        .merge(crate::api::hono::routes())
+        .fallback_service(crate::traffic::service(gateway.clone()))
+        .with_state(gateway)
 }

@@ -100,6 +100,106 @@ pub fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
     e.is::<BodyTimedOut>()
 }
 
+/// Why a request body could not be read.
+pub(crate) enum BodyError {
+    /// Over the size limit (counted in metrics).
+    TooLarge(usize),
+    /// The connection failed while reading.
+    Unreadable,
+    /// The body stalled or took too long (`Limits.BodyIdleTimeoutMs`,
+    /// `Limits.BodyTimeoutMs`): 408.
+    TimedOut,
+}
+
+impl BodyError {
+    /// The status to answer with.
+    pub(crate) fn status(&self) -> http::StatusCode {
+        match self {
+            BodyError::TooLarge(_) => http::StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Unreadable => http::StatusCode::BAD_REQUEST,
+            BodyError::TimedOut => http::StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::TooLarge(max) => write!(f, "Request body exceeds the limit of {max} bytes"),
+            BodyError::Unreadable => f.write_str("The request body could not be read"),
+            BodyError::TimedOut => f.write_str("The request body did not arrive in time"),
+        }
+    }
+}
+
+/// Reads a whole request body up to `Limits.MaxBodyBytes` (GET and HEAD: none).
+pub(crate) async fn read_limited(
+    gw: &super::Gateway,
+    req: http::Request<super::Body>,
+) -> Result<http::Request<Bytes>, BodyError> {
+    read_limited_to(gw, req, gw.limits.max_body_bytes).await
+}
+
+/// Reads a whole request body of at most `max` bytes (GET and HEAD: none),
+/// under the body timeouts.
+pub(crate) async fn read_limited_to(
+    gw: &super::Gateway,
+    req: http::Request<super::Body>,
+    max: usize,
+) -> Result<http::Request<Bytes>, BodyError> {
+    use http_body_util::BodyExt;
+    let too_large = || {
+        gw.metrics.reject(crate::telemetry::Rejection::BodyTooLarge);
+        BodyError::TooLarge(max)
+    };
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let (parts, body) = req.into_parts();
+    let body = if parts.method == http::Method::GET || parts.method == http::Method::HEAD {
+        Bytes::new()
+    } else {
+        match http_body_util::Limited::new(Timed::new(body, gw.body_timeouts()), max)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(e) if timed_out(e.as_ref()) => {
+                tracing::debug!("request body timed out");
+                return Err(BodyError::TimedOut);
+            }
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return Err(too_large());
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "reading request body failed");
+                return Err(BodyError::Unreadable);
+            }
+        }
+    };
+    Ok(http::Request::from_parts(parts, body))
+}
+
+/// [`read_limited`] answering failures in the config API's error format.
+#[allow(clippy::result_large_err)]
+pub(crate) async fn read_body(
+    gw: &super::Gateway,
+    req: http::Request<super::Body>,
+    tenant: Option<&str>,
+) -> Result<http::Request<Bytes>, http::Response<super::Body>> {
+    read_limited(gw, req)
+        .await
+        .map_err(|e| super::error(e.status(), &e.to_string(), tenant))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,3 +1,183 @@
-//! Tenant traffic to a tenant's upstream: the streaming reverse proxy.
+//! Tenant traffic: everything no surface routes. Resolved to a tenant by its
+//! `Tenant` header, checked (enabled, and authorized when
+//! `Authentication.ProtectTenantTraffic`), then served by the tenant app or
+//! proxied (`proxy`, streaming both ways) to the upstream its route names.
 
 pub mod proxy;
+
+use crate::http::{
+    Body, ClientAddr, Gateway, Served, authorize, component_failure, error, read_body,
+};
+use crate::telemetry::Rejection;
+use crate::tenancy::Destination;
+use crate::tenancy::resolve::{ResolveError, Resolver};
+use axum::extract::{Request, State};
+use http::{Response, StatusCode};
+use proxy::ProxyError;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What tenant traffic is served with: the gateway's state and the pooled
+/// client to upstreams.
+pub struct Traffic {
+    gw: Arc<Gateway>,
+    proxy: proxy::Proxy,
+}
+
+/// The router's fallback for `gw`: every path no surface routes.
+pub fn service(
+    gw: Arc<Gateway>,
+) -> impl tower::Service<
+    Request,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
+    let traffic = Arc::new(Traffic {
+        proxy: proxy::Proxy::new(&gw.limits),
+        gw,
+    });
+    axum::handler::Handler::with_state(serve, traffic)
+}
+
+/// A path no surface routes. The paths reserved for the gateway (health,
+/// `/connect`, `/.well-known`) are 404 here, never a tenant's.
+async fn serve(State(traffic): State<Arc<Traffic>>, req: Request) -> Response<Body> {
+    if Resolver::needs_no_tenant(req.uri().path()) {
+        return error(StatusCode::NOT_FOUND, "No endpoint at this path", None);
+    }
+    let mut served = Served::default();
+    let resp = tenant_traffic(&traffic, req, &mut served).await;
+    served.onto(resp)
+}
+
+async fn tenant_traffic(
+    traffic: &Traffic,
+    mut req: Request,
+    served: &mut Served,
+) -> Response<Body> {
+    let gw = &*traffic.gw;
+    let dir = gw.runtime.shared().directory.load_full();
+    let tenant = match dir.resolver.resolve(req.headers(), req.uri().path(), &dir) {
+        Ok(t) => t,
+        Err(e) => {
+            gw.metrics.reject(match e {
+                ResolveError::Missing => Rejection::TenantMissing,
+                ResolveError::Invalid(_) => Rejection::TenantInvalid,
+                ResolveError::Unknown(_) => Rejection::TenantUnknown,
+            });
+            return error(StatusCode::BAD_REQUEST, &e.to_string(), None);
+        }
+    };
+    served.tenant = Some(tenant.clone());
+    let tenant_id = tenant.id.to_string();
+    if !tenant.enabled {
+        gw.metrics.reject(Rejection::Forbidden);
+        return error(
+            StatusCode::FORBIDDEN,
+            &format!("Tenant '{}' is disabled", tenant.name),
+            Some(&tenant_id),
+        );
+    }
+    if dir.auth.protect_tenant_traffic {
+        if let Err(resp) = authorize(
+            gw,
+            &dir,
+            crate::http::Head::of(&req),
+            Some(&tenant),
+            Some(&tenant_id),
+        )
+        .await
+        {
+            return resp;
+        }
+        // The gateway's credential is not the upstream's business.
+        req.headers_mut().remove(http::header::AUTHORIZATION);
+    }
+    match dir.destination(&tenant, req.uri().path()) {
+        Destination::App(name) => {
+            served.route = Some("app");
+            // Only a directory replaced this instant names an app since dropped.
+            let Some(app) = gw.runtime.app(name) else {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The tenant's app is being replaced; try again",
+                    Some(&tenant_id),
+                );
+            };
+            let request_id = req
+                .extensions()
+                .get::<tower_http::request_id::RequestId>()
+                .cloned();
+            let req = match read_body(gw, req, Some(&tenant_id)).await {
+                Ok(r) => r,
+                Err(resp) => return resp,
+            };
+            let started = Instant::now();
+            let result = gw.runtime.serve_app(&app, tenant.clone(), req).await;
+            let failed = matches!(&result, Err(e) if !matches!(e, crate::wasm::CallError::Busy));
+            gw.metrics
+                .component_call(&app.metric_label, started.elapsed(), failed);
+            match result {
+                Ok(resp) => resp.map(Body::from),
+                Err(e) => component_failure(
+                    request_id.as_ref(),
+                    &gw.metrics,
+                    e,
+                    &app.name,
+                    Some(&tenant_id),
+                ),
+            }
+        }
+        Destination::Upstream(upstream) => {
+            served.route = Some("upstream");
+            let upstream = upstream.clone();
+            drop(dir);
+            let peer = req
+                .extensions()
+                .get::<ClientAddr>()
+                .map_or(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), |a| a.0);
+            match traffic
+                .proxy
+                .forward(&tenant, &upstream, req, peer, gw.body_timeouts())
+                .await
+            {
+                Ok(resp) => resp.map(Body::new),
+                Err(ProxyError::Timeout) => {
+                    tracing::warn!("upstream timed out");
+                    error(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "The tenant's upstream did not answer in time",
+                        Some(&tenant_id),
+                    )
+                }
+                Err(ProxyError::BadRequestBody) => error(
+                    StatusCode::BAD_REQUEST,
+                    "The request body is malformed or ended early",
+                    Some(&tenant_id),
+                ),
+                Err(ProxyError::BodyTimedOut) => error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The request body did not arrive in time",
+                    Some(&tenant_id),
+                ),
+                Err(e @ ProxyError::Unreachable(_)) => {
+                    tracing::warn!(error = %e, "upstream unreachable");
+                    error(
+                        StatusCode::BAD_GATEWAY,
+                        "The tenant's upstream could not be reached",
+                        Some(&tenant_id),
+                    )
+                }
+            }
+        }
+        Destination::None => error(
+            StatusCode::NOT_FOUND,
+            &format!("Tenant '{}' has no route for this path", tenant.name),
+            Some(&tenant_id),
+        ),
+    }
+}

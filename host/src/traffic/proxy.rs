@@ -69,7 +69,7 @@ const BODY_TIMED_OUT: u8 = 2;
 /// The client's request body on its way to the upstream, noting whether it
 /// failed (so that failure is the client's 400, not the upstream's 502).
 struct ClientBody {
-    inner: crate::http::body::Timed<Incoming>,
+    inner: crate::http::body::Timed<crate::http::Body>,
     /// `None` for a body that had ended before it was sent (most `GET`s):
     /// nothing can fail, nothing to allocate.
     failed: Option<Arc<AtomicU8>>,
@@ -157,7 +157,7 @@ impl Proxy {
         &self,
         tenant: &Tenant,
         upstream: &Uri,
-        mut req: Request<Incoming>,
+        mut req: Request<crate::http::Body>,
         client: SocketAddr,
         body_timeouts: crate::http::body::BodyTimeouts,
     ) -> Result<Response<Incoming>, ProxyError> {

@@ -1,0 +1,172 @@
+//! The HeliosDB config API, `/api/v1/tenants/{id}/…`: the gateway checks the
+//! caller, the tenant's state and its quota, serves the change history and
+//! the rollback itself (`api::history`), and hands the rest to the config-API
+//! component, which routes it (the same component serves it under Spin).
+
+use crate::http::{Body, Gateway, Router, Served, authorize, component_failure, error, read_body};
+use crate::security::rate::Class;
+use crate::telemetry::Rejection;
+use axum::extract::{Request, State};
+use axum::routing::any;
+use http::header::HeaderValue;
+use http::{Method, Response, StatusCode};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The API's path prefix.
+pub const PREFIX: &str = "/api/v1/tenants/";
+
+/// The config API's component label in metrics.
+static CONFIG_API_LABEL: std::sync::LazyLock<Arc<str>> =
+    std::sync::LazyLock::new(|| Arc::from("config-api"));
+
+/// Every path under [`PREFIX`], whatever the method: the component answers
+/// the methods a path does not allow, as it does under Spin.
+pub fn routes() -> Router {
+    Router::new()
+        .route(PREFIX, any(serve))
+        .route("/api/v1/tenants/{*rest}", any(serve))
+}
+
+/// The `{id}` of a config API path, for error bodies.
+fn path_tenant(path: &str) -> Option<&str> {
+    path.strip_prefix(PREFIX)?
+        .split('/')
+        .next()
+        .filter(|s| !s.is_empty())
+}
+
+/// The rate-limit class of a config API request, if it counts.
+fn rate_class(method: &Method, path: &str) -> Option<Class> {
+    match (method, path.rsplit('/').next()) {
+        (&Method::GET | &Method::HEAD, Some("config")) => Some(Class::Reads),
+        (&Method::PUT, Some("config")) => Some(Class::Updates),
+        (&Method::GET | &Method::HEAD, Some("features")) => Some(Class::Features),
+        (&Method::GET | &Method::HEAD, Some("history")) => Some(Class::Reads),
+        (&Method::POST, Some("rollback")) => Some(Class::Updates),
+        _ => None,
+    }
+}
+
+async fn serve(State(gw): State<Arc<Gateway>>, req: Request) -> Response<Body> {
+    let mut served = Served {
+        route: Some(if req.uri().path().ends_with("/features") {
+            "features"
+        } else {
+            "config"
+        }),
+        tenant: None,
+    };
+    let resp = answer(&gw, req, &mut served).await;
+    served.onto(resp)
+}
+
+async fn answer(gw: &Gateway, req: Request, served: &mut Served) -> Response<Body> {
+    let uri = req.uri().clone();
+    let request_id = req
+        .extensions()
+        .get::<tower_http::request_id::RequestId>()
+        .cloned();
+    let path_id = path_tenant(uri.path());
+    let dir = gw.runtime.shared().directory.load_full();
+    let tenant = path_id.and_then(|p| dir.get(p)).cloned();
+    served.tenant = tenant.clone();
+    // Error bodies name the tenant by UUID when it is known, else as given.
+    let tenant_id = tenant.as_ref().map(|t| t.id.to_string());
+    let label = tenant_id.as_deref().or(path_id);
+    let principal = if dir.auth.require_token {
+        match authorize(
+            gw,
+            &dir,
+            crate::http::Head::of(&req),
+            tenant.as_deref(),
+            label,
+        )
+        .await
+        {
+            Ok(p) => Some(p),
+            Err(resp) => return resp,
+        }
+    } else {
+        None
+    };
+    if let Some(t) = &tenant
+        && !t.enabled
+    {
+        gw.metrics.reject(Rejection::Forbidden);
+        return error(
+            StatusCode::FORBIDDEN,
+            &format!("Tenant '{}' is disabled", t.name),
+            label,
+        );
+    }
+    if dir.rate_limits.enabled
+        && let Some(t) = &tenant
+        && let Some(class) = rate_class(req.method(), uri.path())
+    {
+        let quota = dir.rate_limits.quota(t.tier);
+        let per_minute = match class {
+            Class::Reads => quota.reads,
+            Class::Updates => quota.updates,
+            Class::Features => quota.features,
+        };
+        if let Err(wait) = gw.rate.check(t.id, class, per_minute) {
+            gw.metrics.reject(Rejection::RateLimited);
+            let mut resp = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "Rate limit exceeded: at most {per_minute} {} per minute for this tenant",
+                    class.describe()
+                ),
+                label,
+            );
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            return resp;
+        }
+    }
+    drop(dir);
+    let principal = crate::manage::principal_label(principal.as_ref());
+    let mut req = match read_body(gw, req, label).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if let Some(t) = &tenant {
+        let rest = &uri.path()[PREFIX.len()..];
+        let sub = rest.split_once('/').map_or("", |(_, s)| s);
+        match (sub, req.method()) {
+            ("history", &Method::GET) => {
+                served.route = Some("history");
+                return crate::api::history::list(gw, t, uri.query()).await;
+            }
+            ("config/rollback", &Method::POST) => {
+                return crate::api::history::rollback(gw, t, req, principal).await;
+            }
+            ("history", _) | ("config/rollback", _) => {
+                return error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "Method not allowed on this path",
+                    label,
+                );
+            }
+            _ => {}
+        }
+    }
+    // The component needs no credentials.
+    req.headers_mut().remove(http::header::AUTHORIZATION);
+    let started = Instant::now();
+    let key = tenant.as_ref().map(|t| t.name.key());
+    let result = gw.runtime.serve_config_api(req, principal, key).await;
+    let failed = matches!(&result, Err(e) if !matches!(e, crate::wasm::CallError::Busy));
+    gw.metrics
+        .component_call(&CONFIG_API_LABEL, started.elapsed(), failed);
+    if let Err(crate::wasm::CallError::Plugin { component, .. }) = &result {
+        gw.metrics
+            .component_call(&Arc::from(component.as_str()), started.elapsed(), true);
+    }
+    match result {
+        Ok(resp) => resp.map(Body::from),
+        Err(e) => component_failure(request_id.as_ref(), &gw.metrics, e, "config-api", label),
+    }
+}

@@ -1,0 +1,106 @@
+//! Operations: `/healthz` (`/health`), `/readyz` and `/metrics`, on the main
+//! listener and on the admin listener (`TenantGateway.AdminListen`), where
+//! they need no credentials.
+
+use crate::http::{Body, Gateway, Router, error, json, require_super_user, served};
+use axum::extract::{Request, State};
+use axum::routing::any;
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+use std::sync::Arc;
+
+/// The main listener's routes.
+pub fn routes() -> Router {
+    Router::new()
+        .route("/healthz", any(healthz))
+        .route("/health", any(healthz))
+        .route("/readyz", any(readyz))
+        .route("/metrics", any(metrics))
+}
+
+/// The admin listener's routes: the same without credentials, nothing else.
+pub fn admin_routes() -> Router {
+    Router::new()
+        .route("/healthz", any(healthz))
+        .route("/health", any(healthz))
+        .route("/readyz", any(readyz))
+        .route(
+            "/metrics",
+            any(
+                |State(gw): State<Arc<Gateway>>, req: Request| async move { exposition(&gw, &req) },
+            ),
+        )
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "The admin listener serves /metrics, /healthz and /readyz",
+                None,
+            )
+        })
+}
+
+async fn healthz() -> Response<Body> {
+    served(json(StatusCode::OK, r#"{"status":"ok"}"#), "health", None)
+}
+
+/// Ready unless draining, and only while the store answers.
+async fn readyz(State(gw): State<Arc<Gateway>>) -> Response<Body> {
+    let resp = if gw.draining() {
+        json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#)
+    } else {
+        let store = gw.runtime.shared().store.clone();
+        let reachable = tokio::task::spawn_blocking(move || store.get("_gateway", "ready").is_ok())
+            .await
+            .unwrap_or(false);
+        if reachable {
+            json(StatusCode::OK, r#"{"status":"ready"}"#)
+        } else {
+            json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"status":"store unreachable"}"#,
+            )
+        }
+    };
+    served(resp, "health", None)
+}
+
+/// `/metrics` on the main listener: it names every tenant, so it is the
+/// super-user's (or only on the admin listener when there is one).
+async fn metrics(State(gw): State<Arc<Gateway>>, req: Request) -> Response<Body> {
+    let resp = if gw.admin_listener {
+        error(
+            StatusCode::NOT_FOUND,
+            "Metrics are served on the admin listener (TenantGateway.AdminListen)",
+            None,
+        )
+    } else if let Err(denied) = require_super_user(&gw, crate::http::Head::of(&req)).await {
+        denied.challenge(error(denied.status, denied.message, None))
+    } else {
+        exposition(&gw, &req)
+    };
+    served(resp, "metrics", None)
+}
+
+/// Every layer's metrics. OpenMetrics text, labelled as such for scrapers that
+/// ask for it (Prometheus does); others get it as the classic text format,
+/// which reads it the same (its `# EOF` is a comment there).
+fn exposition(gw: &Gateway, req: &Request) -> Response<Body> {
+    let text = crate::telemetry::encode(&gw.exposition);
+    let open_metrics = req
+        .headers()
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let mut resp = Response::new(Body::from(Bytes::from(text)));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(if open_metrics {
+            crate::telemetry::CONTENT_TYPE
+        } else {
+            "text/plain; version=0.0.4; charset=utf-8"
+        }),
+    );
+    resp
+}

@@ -1,0 +1,354 @@
+//! The router in process (`tower::ServiceExt::oneshot`, no socket): each
+//! surface's 404, 405 and `Allow` in its own format and with its route label,
+//! trailing slashes, undecodable path parameters, and what falls through to
+//! tenant traffic. A 404 or 405 comes before any credential check; the
+//! super-user surfaces check credentials before they read the path.
+
+use super::{Assembled, Options, assemble, router};
+use crate::http::Served;
+use http::{Method, Request, StatusCode};
+use tower::ServiceExt;
+
+/// One answer, read whole.
+struct Answer {
+    status: StatusCode,
+    allow: Option<String>,
+    content_type: Option<String>,
+    route: Option<&'static str>,
+    body: String,
+}
+
+async fn call(router: &axum::Router, method: &str, uri: &str) -> Answer {
+    let req = Request::builder()
+        .method(Method::from_bytes(method.as_bytes()).unwrap())
+        .uri(uri)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .map(|v: &http::HeaderValue| v.to_str().unwrap().to_owned())
+    };
+    let (allow, content_type) = (
+        header(http::header::ALLOW),
+        header(http::header::CONTENT_TYPE),
+    );
+    let status = resp.status();
+    let route = resp.extensions().get::<Served>().and_then(|s| s.route);
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    Answer {
+        status,
+        allow,
+        content_type,
+        route,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// The methods an `Allow` names, in order, HEAD dropped (it comes with GET).
+fn methods(allow: &Option<String>) -> Vec<String> {
+    allow
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty() && *m != "HEAD")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Method, path, status, `Allow` without HEAD (checked on 405), route label,
+/// what the body must contain.
+type Case = (
+    &'static str,
+    &'static str,
+    u16,
+    &'static [&'static str],
+    &'static str,
+    &'static str,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_surface_answers_404_405_and_allow_in_its_own_format() {
+    let data = tempfile::tempdir().unwrap();
+    // Compiled components are cached by content and engine hash: safe to share.
+    let cache = std::env::temp_dir().join("tenant-gateway-unit-test-cache");
+    let options = Options {
+        settings: crate::config::Settings::parse(include_str!("../../../appsettings.json"))
+            .unwrap(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data.path().to_owned(),
+        cache_dir: Some(cache.join("artifacts")),
+        cache_key: Some(cache.join("cache.key")),
+        components_dir: None,
+        compile_with: None,
+        watch: None,
+    };
+    let Assembled { gateway, .. } = assemble(&options).await.unwrap();
+    let router = router(gateway);
+
+    let cases: &[Case] = &[
+        // Vespa: JSON {"error-code", "message"}.
+        (
+            "PATCH",
+            "/application/v2/tenant/t1",
+            405,
+            &["GET", "PUT", "DELETE"],
+            "tenants",
+            r#""error-code":"METHOD_NOT_ALLOWED""#,
+        ),
+        (
+            "PATCH",
+            "/application/v2/tenant/t1/",
+            405,
+            &["GET", "PUT", "DELETE"],
+            "tenants",
+            r#""error-code":"METHOD_NOT_ALLOWED""#,
+        ),
+        (
+            "POST",
+            "/application/v2/tenant/",
+            405,
+            &["GET"],
+            "tenants",
+            r#""error-code":"METHOD_NOT_ALLOWED""#,
+        ),
+        (
+            "POST",
+            "/application/v2/tenant",
+            405,
+            &["GET"],
+            "tenants",
+            r#""error-code":"METHOD_NOT_ALLOWED""#,
+        ),
+        (
+            "GET",
+            "/application/v2/tenant/t1/extra",
+            404,
+            &[],
+            "tenants",
+            r#""error-code":"NOT_FOUND""#,
+        ),
+        (
+            "GET",
+            "/application/v2/tenant/",
+            401,
+            &[],
+            "tenants",
+            r#""error-code":"UNAUTHORIZED""#,
+        ),
+        // Doradus: XML unless JSON is asked for.
+        (
+            "PATCH",
+            "/_tenants/Beta",
+            405,
+            &["GET", "PUT", "DELETE"],
+            "tenants",
+            "<error>Method PATCH",
+        ),
+        (
+            "PATCH",
+            "/_tenants/Beta?format=json",
+            405,
+            &["GET", "PUT", "DELETE"],
+            "tenants",
+            r#"{"error":"Method PATCH"#,
+        ),
+        (
+            "DELETE",
+            "/_tenants",
+            405,
+            &["GET", "POST"],
+            "tenants",
+            "<error>",
+        ),
+        (
+            "GET",
+            "/_tenants/Beta/_restore",
+            405,
+            &["POST"],
+            "tenants",
+            "<error>",
+        ),
+        (
+            "GET",
+            "/_tenants/Beta/_other",
+            404,
+            &[],
+            "tenants",
+            "<error>Nothing at &apos;/_tenants/Beta/_other&apos;</error>",
+        ),
+        ("GET", "/_tenants/%FF", 401, &[], "tenants", "<error>"),
+        ("GET", "/_tenants/Beta", 401, &[], "tenants", "<error>"),
+        // Components: JSON {"error", "component"}.
+        (
+            "POST",
+            "/_components/validator",
+            405,
+            &["GET", "PUT", "DELETE"],
+            "components",
+            r#""component":null"#,
+        ),
+        (
+            "GET",
+            "/_components/validator/rollback",
+            405,
+            &["POST"],
+            "components",
+            r#""error":"Method GET"#,
+        ),
+        (
+            "PUT",
+            "/_components",
+            405,
+            &["GET"],
+            "components",
+            r#""error":"#,
+        ),
+        (
+            "GET",
+            "/_components/a/b/c",
+            404,
+            &[],
+            "components",
+            r#""error":"Nothing at"#,
+        ),
+        // Hono: JSON {"error"}.
+        (
+            "POST",
+            "/hono/v1/tenants",
+            405,
+            &["GET"],
+            "hono",
+            r#"{"error":"Method POST"#,
+        ),
+        (
+            "DELETE",
+            "/hono/v1/tenants/t1",
+            405,
+            &["GET", "PUT"],
+            "hono",
+            r#"{"error":"Method DELETE"#,
+        ),
+        (
+            "GET",
+            "/hono/v1/tenants/t1/more",
+            404,
+            &[],
+            "hono",
+            r#"{"error":"Nothing at"#,
+        ),
+        (
+            "PUT",
+            "/hono/v1/tenants/t1",
+            401,
+            &[],
+            "hono",
+            r#"{"error":"#,
+        ),
+        (
+            "GET",
+            "/_components",
+            401,
+            &[],
+            "components",
+            r#""component":null"#,
+        ),
+        // Ed-Fi /connect: POST only; the config API's error body.
+        (
+            "GET",
+            "/connect/token",
+            405,
+            &["POST"],
+            "connect",
+            r#""code":405"#,
+        ),
+        (
+            "PUT",
+            "/connect/register",
+            405,
+            &["POST"],
+            "connect",
+            r#""code":405"#,
+        ),
+        (
+            "GET",
+            "/connect/other",
+            404,
+            &[],
+            "connect",
+            r#""code":404"#,
+        ),
+        // The config API: the component answers methods, after the caller's check.
+        (
+            "DELETE",
+            "/api/v1/tenants/Tenant1/config",
+            401,
+            &[],
+            "config",
+            r#""code":401"#,
+        ),
+        (
+            "GET",
+            "/api/v1/tenants/Tenant1/features",
+            401,
+            &[],
+            "features",
+            r#""code":401"#,
+        ),
+        // Operations.
+        ("GET", "/healthz", 200, &[], "health", r#"{"status":"ok"}"#),
+        ("HEAD", "/healthz", 200, &[], "health", ""),
+        ("GET", "/metrics", 401, &[], "metrics", r#""code":401"#),
+        (
+            "GET",
+            "/openapi.json",
+            200,
+            &[],
+            "openapi",
+            r#""openapi":"3.1"#,
+        ),
+        ("GET", "/swagger", 301, &[], "swagger", ""),
+        (
+            "GET",
+            "/swagger/nothing.here",
+            404,
+            &[],
+            "swagger",
+            r#""code":404"#,
+        ),
+        // Tenant traffic: whatever no surface routes.
+        ("GET", "/db-info", 400, &[], "other", "Tenant"),
+        ("GET", "/_tenantsx", 400, &[], "other", "Tenant"),
+        (
+            "GET",
+            "/.well-known/openid-configuration",
+            404,
+            &[],
+            "other",
+            "No endpoint at this path",
+        ),
+        ("GET", "/connect", 404, &[], "connect", r#""code":404"#),
+    ];
+    let mut failures = Vec::new();
+    for &(method, path, status, allow, route, body) in cases {
+        let a = call(&router, method, path).await;
+        let got_allow = methods(&a.allow);
+        let want_allow: Vec<String> = allow.iter().map(|m| (*m).to_owned()).collect();
+        let ok = a.status.as_u16() == status
+            && (status != 405 || got_allow == want_allow)
+            && a.route.unwrap_or("other") == route
+            && a.body.contains(body)
+            && (method == "HEAD" || a.body.is_empty() || a.content_type.is_some());
+        if !ok {
+            failures.push(format!(
+                "{method} {path}: {} allow={:?} route={:?} type={:?} body={}",
+                a.status, a.allow, a.route, a.content_type, a.body
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

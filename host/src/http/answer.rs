@@ -1,0 +1,135 @@
+//! The gateway's own answers: the config API's error body (`{error, message,
+//! code, tenant_id}`, also used by the paths that belong to no surface), RFC
+//! 9457 problems (Ed-Fi's), JSON values, and the headers a refusal adds.
+
+use super::{Body, full};
+use crate::security::auth::Refusal;
+use crate::telemetry::Rejection;
+use crate::wasm::CallError;
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// A JSON error in the config API's format: `{error, message, code, tenant_id}`.
+pub(crate) fn error(status: StatusCode, message: &str, tenant_id: Option<&str>) -> Response<Body> {
+    error_details(status, message, tenant_id, &[])
+}
+
+/// [`error`] with the violations found, as `details` (`[{path, message}]`).
+pub(crate) fn error_details(
+    status: StatusCode,
+    message: &str,
+    tenant_id: Option<&str>,
+    details: &[crate::wasm::Violation],
+) -> Response<Body> {
+    let mut body = serde_json::json!({
+        "error": status.canonical_reason().unwrap_or("Error"),
+        "message": message,
+        "code": status.as_u16(),
+        "tenant_id": tenant_id,
+    });
+    if !details.is_empty() {
+        body["details"] = details
+            .iter()
+            .map(|v| serde_json::json!({"path": v.path, "message": v.message}))
+            .collect();
+    }
+    json_value(status, &body)
+}
+
+/// `body` as `application/json`.
+pub(crate) fn json_value(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, JSON);
+    resp
+}
+
+/// A fixed JSON text.
+pub(crate) fn json(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, JSON);
+    resp
+}
+
+/// An RFC 9457 problem (the format of Ed-Fi's `/connect/register` errors).
+pub(crate) fn problem(
+    status: StatusCode,
+    title: &str,
+    errors: Option<serde_json::Value>,
+) -> Response<Body> {
+    let mut body = serde_json::json!({"title": title, "status": status.as_u16()});
+    if let Some(errors) = errors {
+        body["errors"] = errors;
+    }
+    let mut resp = json_value(status, &body);
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    resp
+}
+
+/// Sets `Retry-After` (seconds).
+pub(crate) fn retry_after(resp: &mut Response<Body>, secs: u64) {
+    resp.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+}
+
+/// A 401 with the challenge for `refusal` (429 or 503 with `Retry-After` when
+/// no check was made), in the config API's error format.
+pub(super) fn unauthorized(refusal: Refusal, tenant_id: Option<&str>) -> Response<Body> {
+    let mut resp = error(refusal.status(), &refusal.to_string(), tenant_id);
+    refused(&mut resp, refusal);
+    resp
+}
+
+/// The headers a refusal adds to any surface's answer: the challenge of a
+/// 401, the `Retry-After` of a 429 or 503.
+pub(crate) fn refused(resp: &mut Response<Body>, refusal: Refusal) {
+    match refusal.retry_after() {
+        Some(secs) => retry_after(resp, secs),
+        None => {
+            resp.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(refusal.challenge()),
+            );
+        }
+    }
+}
+
+/// Maps a failed component call to its answer, counting it; `request` is the
+/// request's id, named in the answer so an operator can find its log.
+pub(crate) fn component_failure(
+    request: Option<&tower_http::request_id::RequestId>,
+    metrics: &crate::telemetry::Metrics,
+    e: CallError,
+    component: &str,
+    tenant: Option<&str>,
+) -> Response<Body> {
+    if let CallError::Busy = e {
+        metrics.reject(Rejection::Capacity);
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The gateway is at capacity; retry shortly",
+            tenant,
+        );
+    }
+    // A plugin the component called is the one to name.
+    let component = match &e {
+        CallError::Plugin { component, .. } => component.as_str(),
+        _ => component,
+    };
+    tracing::error!(component, error = %e, "component failed");
+    let request = request
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("-");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &format!("Internal server error in component {component} (request {request})"),
+        tenant,
+    )
+}

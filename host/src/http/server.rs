@@ -1,0 +1,270 @@
+//! Accepting connections and serving the router on them: the connection
+//! limit (with headroom for health checks), the request id, one tracing span
+//! and one access-log line per request, the request metrics, and graceful
+//! shutdown (in-flight requests finish).
+
+use super::access::ClientAddr;
+use super::{Body, Gateway, Served, error, retry_after};
+use crate::telemetry::Metrics;
+use http::header::HeaderValue;
+use http::{HeaderName, Request, Response, StatusCode};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{OnResponse, TraceLayer};
+
+/// `x-request-id`: set on every response, and on every log line of the request.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Connections accepted past `Limits.MaxConnections` that may still ask for
+/// `/healthz`, `/readyz` and `/metrics` (anything else gets 503): a full
+/// gateway can still tell its orchestrator it is alive, and say why it is full.
+const HEALTH_HEADROOM: usize = 16;
+
+/// Counts one open connection while it lives.
+struct Open(Arc<Gateway>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.connection_metrics.open.dec();
+    }
+}
+
+/// Request ids: this instance's random id and the request's number on it,
+/// `{instance:016x}-{n}`, so ids from instances behind one load balancer
+/// never collide. A client's own `x-request-id` is replaced: ids are the
+/// gateway's, unique, and safe to log.
+#[derive(Clone)]
+struct Ids {
+    instance: u64,
+    next: Arc<AtomicU64>,
+}
+
+impl MakeRequestId for Ids {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<tower_http::request_id::RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let text = format!("{:016x}-{n}", self.instance);
+        HeaderValue::try_from(text)
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
+    }
+}
+
+/// The span of a request: every log line it causes (components', the
+/// store's) is inside; what is learnt on the way is recorded at the end.
+fn span_of<B>(req: &Request<B>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        id = %id,
+        method = %req.method(),
+        path = req.uri().path(),
+        route = tracing::field::Empty,
+        tenant = tracing::field::Empty,
+        status = tracing::field::Empty,
+    )
+}
+
+/// At the response: the request metrics, the span's route, tenant and
+/// status, and the access-log line.
+#[derive(Clone)]
+struct Log(Arc<Metrics>);
+
+impl<B> OnResponse<B> for Log {
+    fn on_response(self, resp: &Response<B>, latency: Duration, span: &tracing::Span) {
+        let served = resp.extensions().get::<Served>();
+        let route = served.and_then(|s| s.route).unwrap_or("other");
+        let tenant = served.and_then(|s| s.tenant.as_ref());
+        let status = resp.status().as_u16();
+        self.0.request(tenant.map(|t| &t.label), route, status);
+        span.record("route", route);
+        if let Some(t) = tenant {
+            span.record("tenant", t.name.as_str());
+        }
+        span.record("status", status);
+        tracing::info!(parent: span, micros = latency.as_micros() as u64, "served");
+    }
+}
+
+/// Serves `router` on connections from `listener` until `shutdown` completes,
+/// then waits (at most 30 s) for in-flight requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let ids = Ids {
+        instance: argon2::password_hash::rand_core::RngCore::next_u64(
+            &mut argon2::password_hash::rand_core::OsRng,
+        ),
+        next: Arc::new(AtomicU64::new(1)),
+    };
+    let app = tower::ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(REQUEST_ID, ids))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(span_of)
+                .on_request(())
+                .on_response(Log(gateway.metrics.clone()))
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .service(router);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let open = usize::try_from(gateway.connection_metrics.open.inc()).unwrap_or(0);
+                let guard = Open(gateway.clone());
+                if open >= gateway.limits.max_connections + HEALTH_HEADROOM {
+                    // Full, headroom included: closed at once.
+                    gateway.connection_metrics.refused.inc();
+                    drop(stream);
+                    drop(guard);
+                    continue;
+                }
+                let health_only = open >= gateway.limits.max_connections;
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                    let app = app.clone();
+                    async move {
+                        if health_only && !is_health(req.uri().path()) {
+                            return Ok::<_, Infallible>(at_connection_limit().map(Either::Right));
+                        }
+                        req.headers_mut().remove(REQUEST_ID);
+                        req.extensions_mut().insert(ClientAddr(peer));
+                        let resp = match app.oneshot(req).await {
+                            Ok(resp) => resp,
+                            Err(never) => match never {},
+                        };
+                        Ok::<_, Infallible>(resp.map(Either::Left))
+                    }
+                });
+                let conn = http1().serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    gateway.draining.store(true, Ordering::Relaxed);
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests still running after 30 s; stopping anyway");
+    }
+    Ok(())
+}
+
+/// The connection counts `/metrics` shows.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionMetrics {
+    pub(super) open: prometheus_client::metrics::gauge::Gauge,
+    pub(super) refused: prometheus_client::metrics::counter::Counter,
+}
+
+impl ConnectionMetrics {
+    /// The families, registered in `registry`.
+    pub fn register(registry: &mut crate::telemetry::Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "tg_connections_open",
+            format!(
+                "Client connections open now (Limits.MaxConnections, plus {HEALTH_HEADROOM} for health checks)."
+            ),
+            m.open.clone(),
+        );
+        registry.register(
+            "tg_connections_refused",
+            "Connections closed at once: the limit and the health headroom were taken.",
+            m.refused.clone(),
+        );
+        m
+    }
+}
+
+/// Serves the admin listener (`TenantGateway.AdminListen`) with `router`
+/// (its paths: `/metrics`, `/healthz`, `/readyz`), without credentials (it is
+/// meant for a private address). Runs until aborted.
+pub async fn serve_admin(listener: TcpListener, router: axum::Router) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |req: Request<Incoming>| router.clone().oneshot(req));
+        let conn = http1().serve_connection(TokioIo::new(stream), service);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+}
+
+/// The HTTP/1.1 connection settings of both listeners.
+fn http1() -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder
+}
+
+/// What a connection past `Limits.MaxConnections` may still ask for: the
+/// health paths and `/metrics`.
+fn is_health(path: &str) -> bool {
+    matches!(path, "/healthz" | "/health" | "/readyz" | "/metrics")
+}
+
+/// The answer on a connection past `Limits.MaxConnections`: 503, and the
+/// connection closed.
+fn at_connection_limit() -> Response<Body> {
+    let mut resp = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The gateway is at its connection limit; retry shortly",
+        None,
+    );
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    retry_after(&mut resp, 1);
+    resp
+}
