@@ -153,12 +153,12 @@ pub(crate) trait Surface: Send + Sync + 'static {
 }
 
 /// The path as the client sent it (a surface's routes see theirs without
-/// the surface's prefix).
-fn original_path(parts: &Parts) -> &str {
-    parts
-        .extensions
-        .get::<axum::extract::OriginalUri>()
-        .map_or(parts.uri.path(), |u| u.0.path())
+/// the surface's prefix); for error messages only.
+fn original_path(parts: &Parts) -> String {
+    match parts.extensions.get::<axum::extract::NestedPath>() {
+        Some(prefix) => format!("{}{}", prefix.as_str(), parts.uri.path()),
+        None => parts.uri.path().to_owned(),
+    }
 }
 
 /// A surface's 404 for a path under it that names nothing.

@@ -73,23 +73,25 @@ async fn tenant_traffic(
         }
     };
     served.tenant = Some(tenant.clone());
-    let tenant_id = tenant.id.to_string();
+    // Only an error names the tenant: no id formatted for a request served.
+    let tenant_id = || tenant.id.to_string();
     if !tenant.enabled {
         gw.metrics.reject(Rejection::Forbidden);
         return error(
             StatusCode::FORBIDDEN,
             &format!("Tenant '{}' is disabled", tenant.name),
-            Some(&tenant_id),
+            Some(&tenant_id()),
         );
     }
     if dir.auth.protect_tenant_traffic {
-        if let Err(resp) = authorize(
+        // Boxed: the credential check's state stays out of the proxy path's.
+        if let Err(resp) = Box::pin(authorize(
             gw,
             &dir,
             crate::http::Head::of(&req),
             Some(&tenant),
-            Some(&tenant_id),
-        )
+            Some(&tenant_id()),
+        ))
         .await
         {
             return resp;
@@ -105,32 +107,11 @@ async fn tenant_traffic(
                 return error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "The tenant's app is being replaced; try again",
-                    Some(&tenant_id),
+                    Some(&tenant_id()),
                 );
             };
-            let request_id = req
-                .extensions()
-                .get::<tower_http::request_id::RequestId>()
-                .cloned();
-            let req = match read_body(gw, req, Some(&tenant_id)).await {
-                Ok(r) => r,
-                Err(resp) => return resp,
-            };
-            let started = Instant::now();
-            let result = gw.runtime.serve_app(&app, tenant.clone(), req).await;
-            let failed = matches!(&result, Err(e) if !matches!(e, crate::wasm::CallError::Busy));
-            gw.metrics
-                .component_call(&app.metric_label, started.elapsed(), failed);
-            match result {
-                Ok(resp) => resp.map(Body::from),
-                Err(e) => component_failure(
-                    request_id.as_ref(),
-                    &gw.metrics,
-                    e,
-                    &app.name,
-                    Some(&tenant_id),
-                ),
-            }
+            // Boxed: a component call's state stays out of the proxy path's.
+            Box::pin(serve_app(gw, &app, tenant.clone(), req)).await
         }
         Destination::Upstream(upstream) => {
             served.route = Some("upstream");
@@ -151,25 +132,25 @@ async fn tenant_traffic(
                     error(
                         StatusCode::GATEWAY_TIMEOUT,
                         "The tenant's upstream did not answer in time",
-                        Some(&tenant_id),
+                        Some(&tenant_id()),
                     )
                 }
                 Err(ProxyError::BadRequestBody) => error(
                     StatusCode::BAD_REQUEST,
                     "The request body is malformed or ended early",
-                    Some(&tenant_id),
+                    Some(&tenant_id()),
                 ),
                 Err(ProxyError::BodyTimedOut) => error(
                     StatusCode::REQUEST_TIMEOUT,
                     "The request body did not arrive in time",
-                    Some(&tenant_id),
+                    Some(&tenant_id()),
                 ),
                 Err(e @ ProxyError::Unreachable(_)) => {
                     tracing::warn!(error = %e, "upstream unreachable");
                     error(
                         StatusCode::BAD_GATEWAY,
                         "The tenant's upstream could not be reached",
-                        Some(&tenant_id),
+                        Some(&tenant_id()),
                     )
                 }
             }
@@ -177,6 +158,39 @@ async fn tenant_traffic(
         Destination::None => error(
             StatusCode::NOT_FOUND,
             &format!("Tenant '{}' has no route for this path", tenant.name),
+            Some(&tenant_id()),
+        ),
+    }
+}
+
+/// Serves `req` with the tenant's app component.
+async fn serve_app(
+    gw: &Gateway,
+    app: &crate::wasm::App,
+    tenant: Arc<crate::tenancy::Tenant>,
+    req: Request,
+) -> Response<Body> {
+    let request_id = req
+        .extensions()
+        .get::<tower_http::request_id::RequestId>()
+        .cloned();
+    let tenant_id = tenant.id.to_string();
+    let req = match read_body(gw, req, Some(&tenant_id)).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let started = Instant::now();
+    let result = gw.runtime.serve_app(app, tenant, req).await;
+    let failed = matches!(&result, Err(e) if !matches!(e, crate::wasm::CallError::Busy));
+    gw.metrics
+        .component_call(&app.metric_label, started.elapsed(), failed);
+    match result {
+        Ok(resp) => resp.map(Body::from),
+        Err(e) => component_failure(
+            request_id.as_ref(),
+            &gw.metrics,
+            e,
+            &app.name,
             Some(&tenant_id),
         ),
     }

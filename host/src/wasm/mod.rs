@@ -11,7 +11,9 @@ mod bindings;
 pub mod cache;
 pub mod compiler;
 pub mod components;
+mod engine;
 mod kv;
+mod loader;
 pub mod metrics;
 pub mod outbound;
 mod plugins;
@@ -27,10 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store as WasmStore,
-};
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, Store as WasmStore, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -39,6 +38,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use sha2::Digest;
 
 pub use apps::App;
+pub(crate) use engine::compiler_config;
+use engine::{call_timeout, engine, store_limits, yield_each_tick};
+use loader::Loader;
 
 /// Tenant apps by name (`TenantGateway.Apps`).
 pub type Apps = std::collections::HashMap<String, Arc<App>>;
@@ -361,19 +363,6 @@ impl Snapshot {
     }
 }
 
-/// Compiles and links components: what every load needs, made once.
-struct Loader {
-    engine: Engine,
-    api_linker: Linker<ApiState>,
-    app_linker: Linker<apps::AppState>,
-    plugin_linker: Linker<PluginState>,
-    cache: Option<cache::ArtifactCache>,
-    compiler: compiler::Compiler,
-    limits: Limits,
-    idle_budget: Arc<pool::IdleBudget>,
-    metrics: Metrics,
-}
-
 /// The process's Wasm runtime.
 pub struct Runtime {
     loader: Loader,
@@ -390,251 +379,6 @@ pub struct Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Linear memory of a freed pooled slot kept resident (reset with memset).
-const KEEP_RESIDENT_MEMORY: usize = 2 << 20;
-/// Table space of a freed pooled slot kept resident.
-const KEEP_RESIDENT_TABLE: usize = 256 << 10;
-
-fn engine(limits: &Limits) -> wasmtime::Result<Engine> {
-    let mut pool = PoolingAllocationConfig::default();
-    let instances = (limits.max_concurrent_component_calls as u32)
-        .saturating_mul(3)
-        .saturating_add(IDLE_BUDGET as u32 + 8);
-    let memory = limits.component_memory_mib as usize * 1024 * 1024;
-    pool.total_component_instances(instances)
-        .total_memories(instances * 2)
-        .total_tables(instances * 2)
-        .total_core_instances(instances * 8)
-        .max_memory_size(memory)
-        .max_component_instance_size(1 << 20)
-        .max_core_instance_size(1 << 20)
-        .max_memories_per_component(4)
-        .max_tables_per_component(8)
-        // A freed slot's memory is reset with memset up to these sizes and
-        // with madvise beyond them. Each madvise costs a TLB shootdown (an
-        // interrupt to every core), once per request for the config API
-        // component, which is instantiated per request: keeping what such an
-        // instance touches resident doubled config GET throughput on two cores
-        // (6–8k to 12–16k req/s, `--config-get` bench, three runs each). The
-        // cost is up to this much resident memory per slot once used.
-        .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
-        .table_keep_resident(KEEP_RESIDENT_TABLE);
-    let mut config = compiler_config();
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&config)
-}
-
-/// What the gateway's engine and the compiler process's share: everything
-/// that shapes the compiled code (an artifact made under another is refused).
-pub(crate) fn compiler_config() -> Config {
-    let mut config = Config::new();
-    config.wasm_component_model(true).epoch_interruption(true);
-    config
-}
-
-fn store_limits(limits: &Limits) -> StoreLimits {
-    StoreLimitsBuilder::new()
-        .memory_size(limits.component_memory_mib as usize * 1024 * 1024)
-        .instances(16)
-        .trap_on_grow_failure(true)
-        .build()
-}
-
-/// How long one component call may take (`Limits.ComponentTimeoutMs`).
-fn call_timeout(limits: &Limits) -> Duration {
-    Duration::from_millis(limits.component_timeout_ms)
-}
-
-/// Makes the guest in `store` give its thread back to the executor at every
-/// epoch tick, so a guest that computes without end holds a tokio worker for
-/// one tick at a time, never for its whole deadline (on a 2-core machine two
-/// such guests would otherwise stall every tenant), and trap, as a deadline,
-/// once `deadline` of the store's data has passed: the deadline is wall-clock
-/// time however often the guest was descheduled.
-fn yield_each_tick<T: 'static>(
-    store: &mut WasmStore<T>,
-    deadline: impl Fn(&T) -> std::time::Instant + Send + Sync + 'static,
-) {
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |ctx| {
-        if std::time::Instant::now() >= deadline(ctx.data()) {
-            Err(wasmtime::Trap::Interrupt.into())
-        } else {
-            // tokio's own yield puts the task at the back of the run queue;
-            // a plain self-wake lands in the worker's LIFO slot and the guest
-            // resumes before anyone else (measured: another tenant's median
-            // read 152 ms while four guests looped).
-            Ok(wasmtime::UpdateDeadline::YieldCustom(
-                1,
-                Box::pin(tokio::task::yield_now()),
-            ))
-        }
-    });
-}
-
-impl Loader {
-    /// Compiles `bytes` (or loads its precompiled artifact); `true` if it compiled.
-    fn compile(&self, name: &str, bytes: &[u8]) -> wasmtime::Result<(Component, bool)> {
-        let made = match &self.cache {
-            Some(cache) => cache.compile(&self.engine, name, bytes, &self.metrics),
-            None => cache::compile_uncached(&self.engine, name, bytes),
-        };
-        if let Ok((_, true)) = &made {
-            self.metrics.artifact(metrics::Artifact::Compiled);
-        }
-        made
-    }
-
-    /// Checks `bytes` for `slot` before anything is compiled, and returns
-    /// their SHA-256 and the component from its cached artifact if there is
-    /// one (blocking: the hash of up to `Limits.MaxComponentBytes`).
-    fn check(
-        &self,
-        bytes: &[u8],
-        source: &Source,
-    ) -> Result<([u8; 32], Option<Component>), LoadError> {
-        let max = self.limits.max_component_bytes;
-        if bytes.len() > max {
-            return Err(LoadError::TooLarge {
-                size: bytes.len(),
-                max,
-            });
-        }
-        components::check_header(bytes)?;
-        // The built-in components are ours; what arrives is counted first.
-        if !matches!(source, Source::Builtin) {
-            components::check_functions(bytes, self.limits.max_component_functions)?;
-        }
-        let digest: [u8; 32] = sha2::Sha256::digest(bytes).into();
-        let cached = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.lookup(&self.engine, &digest, &self.metrics));
-        Ok((digest, cached))
-    }
-
-    /// The component of `artifact`, which the compiler made of the bytes whose
-    /// SHA-256 is `digest`, kept in the cache (blocking).
-    fn adopt(&self, name: &str, digest: &[u8], artifact: &[u8]) -> Result<Component, LoadError> {
-        self.metrics.artifact(metrics::Artifact::Compiled);
-        if let Some(cache) = &self.cache
-            && let Err(e) = cache.keep(&self.engine, digest, artifact)
-        {
-            tracing::warn!(slot = name, error = %e, "could not keep the precompiled component; it will be compiled again next time");
-        }
-        // SAFETY: `artifact` was made just now by `Engine::precompile_component`
-        // (here, or in the compiler process this gateway started, from its own
-        // binary); an engine of another configuration is refused by
-        // `deserialize`'s compatibility check.
-        #[allow(unsafe_code)]
-        unsafe { Component::deserialize(&self.engine, artifact) }
-            .map_err(|e| LoadError::Compile(format!("loading the compiled component: {e:#}")))
-    }
-
-    /// Links and type-checks a component for `slot` (blocking). Its self-test
-    /// is [`Runtime::self_test`].
-    fn prepare(
-        &self,
-        slot: &Slot,
-        component: Component,
-        compiled: bool,
-        (size, sha256): (usize, String),
-        source: Source,
-    ) -> Result<Prepared, LoadError> {
-        let name = slot.to_string();
-        let ty = component.component_type();
-        let exports: Vec<String> = ty
-            .exports(&self.engine)
-            .map(|(n, _)| n.to_owned())
-            .collect();
-        let shape = |why: String| LoadError::WrongShape {
-            slot: name.clone(),
-            why,
-        };
-        for needed in slot.kind.required_exports() {
-            if !exports.iter().any(|e| e.starts_with(needed)) {
-                // 0.1.0 had one package for every plugin interface.
-                let hint = if exports
-                    .iter()
-                    .any(|e| e.starts_with("tenant-gateway:plugins/"))
-                {
-                    "; it was built against tenant-gateway:plugins@0.1, whose interfaces \
-                     moved to one package per plugin in 0.2.0: rebuild it against \
-                     wit/plugins.wit"
-                } else {
-                    ""
-                };
-                return Err(shape(format!(
-                    "it does not export {needed}* (it exports: {}){hint}",
-                    if exports.is_empty() {
-                        "nothing".to_owned()
-                    } else {
-                        exports.join(", ")
-                    }
-                )));
-            }
-        }
-        let info = ComponentInfo {
-            slot: slot.clone(),
-            sha256,
-            size,
-            loaded_at: crate::now_rfc3339(),
-            source,
-            exports,
-            compiled,
-        };
-        let imports = |e: wasmtime::Error| shape(format!("{e:#}"));
-        Ok(match slot.kind {
-            Kind::Validator => {
-                let pre = self
-                    .plugin_linker
-                    .instantiate_pre(&component)
-                    .map_err(imports)?;
-                let pre = bindings::validator::ValidatorComponentPre::new(pre).map_err(imports)?;
-                Prepared::Validator(self.plugin(info, pre))
-            }
-            Kind::FeatureGate => {
-                let pre = self
-                    .plugin_linker
-                    .instantiate_pre(&component)
-                    .map_err(imports)?;
-                let pre = bindings::gate::FeatureGateComponentPre::new(pre).map_err(imports)?;
-                Prepared::Gate(self.plugin(info, pre))
-            }
-            Kind::ConfigApi => {
-                let pre = self
-                    .api_linker
-                    .instantiate_pre(&component)
-                    .map_err(imports)?;
-                Prepared::Api(ApiComponent {
-                    info,
-                    pre: ProxyPre::new(pre).map_err(imports)?,
-                })
-            }
-        })
-    }
-
-    fn plugin<P: pool::Instantiate>(&self, info: ComponentInfo, pre: P) -> Plugin<P> {
-        Plugin {
-            info,
-            pool: self.pool(pre),
-            defaults: std::sync::OnceLock::new(),
-        }
-    }
-
-    fn pool<P: pool::Instantiate>(&self, pre: P) -> WarmPool<P> {
-        WarmPool::new(
-            pre,
-            &self.engine,
-            &self.limits,
-            WARM_PER_TENANT,
-            self.idle_budget.clone(),
-            MAX_USES_PER_INSTANCE,
-            self.metrics.clone(),
-        )
     }
 }
 
@@ -1283,7 +1027,7 @@ mod tests {
         let loaded = unsafe { Component::deserialize(&gateway, &artifact) };
         assert!(loaded.is_ok(), "{:?}", loaded.err());
         // An engine that shapes code otherwise (no epoch interruption) is refused.
-        let mut other = Config::new();
+        let mut other = wasmtime::Config::new();
         other.wasm_component_model(true);
         let foreign = Engine::new(&other)
             .unwrap()
