@@ -19,7 +19,7 @@ use crate::http::{
 use crate::registry::{Entry, RegistryError, Version};
 use crate::tenancy::Directory;
 use crate::wasm::{LoadError, Slot, Source};
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::routing::{get, post};
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
@@ -154,20 +154,34 @@ pub fn routes() -> Router {
     )
 }
 
-/// The slot a path names; a slot of a tenant that does not exist is 404.
-#[allow(clippy::result_large_err)]
-fn slot_of(gw: &Gateway, name: &str) -> Result<Slot, Response<Body>> {
-    let slot = Slot::parse(name).map_err(|why| fail(StatusCode::NOT_FOUND, &why, Some(name)))?;
-    if let Some(t) = &slot.tenant
-        && gw.runtime.shared().directory.load().get(t).is_none()
-    {
-        return Err(fail(
-            StatusCode::NOT_FOUND,
-            &format!("Tenant '{t}' does not exist"),
-            Some(name),
-        ));
+/// The slot a path names, with the name as given; a slot of a tenant that
+/// does not exist is 404.
+struct Named {
+    name: String,
+    slot: Slot,
+}
+
+impl FromRequestParts<Arc<Gateway>> for Named {
+    type Rejection = Response<Body>;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        gw: &Arc<Gateway>,
+    ) -> Result<Self, Self::Rejection> {
+        let Param(name, ..) = Param::<Components>::from_request_parts(parts, gw).await?;
+        let slot =
+            Slot::parse(&name).map_err(|why| fail(StatusCode::NOT_FOUND, &why, Some(&name)))?;
+        if let Some(t) = &slot.tenant
+            && gw.runtime.shared().directory.load().get(t).is_none()
+        {
+            return Err(fail(
+                StatusCode::NOT_FOUND,
+                &format!("Tenant '{t}' does not exist"),
+                Some(&name),
+            ));
+        }
+        Ok(Named { name, slot })
     }
-    Ok(slot)
 }
 
 async fn list(State(gw): State<Arc<Gateway>>, _: SuperUser<Components>) -> Response<Body> {
@@ -177,24 +191,17 @@ async fn list(State(gw): State<Arc<Gateway>>, _: SuperUser<Components>) -> Respo
 async fn read(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Components>,
-    Param(name, ..): Param<Components>,
+    Named { slot, .. }: Named,
 ) -> Response<Body> {
-    match slot_of(&gw, &name) {
-        Ok(slot) => show(&gw, Some(&slot)).await,
-        Err(resp) => resp,
-    }
+    show(&gw, Some(&slot)).await
 }
 
 async fn upload(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Components>,
-    Param(name, ..): Param<Components>,
+    Named { name, slot }: Named,
     req: Request,
 ) -> Response<Body> {
-    let slot = match slot_of(&gw, &name) {
-        Ok(slot) => slot,
-        Err(resp) => return resp,
-    };
     let content_type = req
         .headers()
         .get(CONTENT_TYPE)
@@ -239,12 +246,8 @@ async fn upload(
 async fn remove(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Components>,
-    Param(name, ..): Param<Components>,
+    Named { name, slot }: Named,
 ) -> Response<Body> {
-    let slot = match slot_of(&gw, &name) {
-        Ok(slot) => slot,
-        Err(resp) => return resp,
-    };
     match gw.registry.remove(slot).await {
         Ok(serving) => show(&gw, Some(&Slot::global(serving.slot.kind))).await,
         Err(e) => failure(e, &name),
@@ -254,13 +257,9 @@ async fn remove(
 async fn rollback(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Components>,
-    Param(name, ..): Param<Components>,
+    Named { name, slot }: Named,
     req: Request,
 ) -> Response<Body> {
-    let slot = match slot_of(&gw, &name) {
-        Ok(slot) => slot,
-        Err(resp) => return resp,
-    };
     let to = req.uri().query().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "to")

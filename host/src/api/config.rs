@@ -16,10 +16,6 @@ use std::time::Instant;
 /// The API's path prefix.
 pub const PREFIX: &str = "/api/v1/tenants/";
 
-/// The config API's component label in metrics.
-static CONFIG_API_LABEL: std::sync::LazyLock<Arc<str>> =
-    std::sync::LazyLock::new(|| Arc::from("config-api"));
-
 /// Every path under [`PREFIX`], whatever the method: the component answers
 /// the methods a path does not allow, as it does under Spin.
 pub fn routes() -> Router {
@@ -63,10 +59,7 @@ async fn serve(State(gw): State<Arc<Gateway>>, req: Request) -> Response<Body> {
 
 async fn answer(gw: &Gateway, req: Request, served: &mut Served) -> Response<Body> {
     let uri = req.uri().clone();
-    let request_id = req
-        .extensions()
-        .get::<tower_http::request_id::RequestId>()
-        .cloned();
+    let request_id = crate::http::request_id(&req);
     let path_id = path_tenant(uri.path());
     let dir = gw.runtime.shared().directory.load_full();
     let tenant = path_id.and_then(|p| dir.get(p)).cloned();
@@ -160,7 +153,7 @@ async fn answer(gw: &Gateway, req: Request, served: &mut Served) -> Response<Bod
     let result = gw.runtime.serve_config_api(req, principal, key).await;
     let failed = matches!(&result, Err(e) if !matches!(e, crate::wasm::CallError::Busy));
     gw.metrics
-        .component_call(&CONFIG_API_LABEL, started.elapsed(), failed);
+        .component_call(&crate::wasm::CONFIG_API_LABEL, started.elapsed(), failed);
     if let Err(crate::wasm::CallError::Plugin { component, .. }) = &result {
         gw.metrics
             .component_call(&Arc::from(component.as_str()), started.elapsed(), true);

@@ -619,16 +619,24 @@ async fn create(
     }
 }
 
+/// A tenant as stored (200), or why not.
+fn stored(format: Format, result: Result<Arc<Tenant>, ManageError>) -> Response<Body> {
+    match result {
+        Ok(t) => answer(StatusCode::OK, format, stored_document(format, &t)),
+        Err(e) => failure(format, e),
+    }
+}
+
 async fn restore(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Doradus>,
     format: Format,
     Param(name, ..): Param<Doradus>,
 ) -> Response<Body> {
-    match manage::restore(&gw.runtime, PRINCIPAL.to_owned(), &name).await {
-        Ok(t) => answer(StatusCode::OK, format, stored_document(format, &t)),
-        Err(e) => failure(format, e),
-    }
+    stored(
+        format,
+        manage::restore(&gw.runtime, PRINCIPAL.to_owned(), &name).await,
+    )
 }
 
 async fn read(
@@ -668,18 +676,15 @@ async fn update(
         options: def.options,
         hono: None,
     };
-    match manage::update(
+    let updated = manage::update(
         &gw.runtime,
         &gw.auth.hasher,
         PRINCIPAL.to_owned(),
         &name,
         update,
     )
-    .await
-    {
-        Ok(t) => answer(StatusCode::OK, format, stored_document(format, &t)),
-        Err(e) => failure(format, e),
-    }
+    .await;
+    stored(format, updated)
 }
 
 async fn delete(

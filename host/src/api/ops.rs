@@ -12,19 +12,20 @@ use std::sync::Arc;
 
 /// The main listener's routes.
 pub fn routes() -> Router {
+    health().route("/metrics", any(metrics))
+}
+
+/// Liveness and readiness, on both listeners.
+fn health() -> Router {
     Router::new()
         .route("/healthz", any(healthz))
         .route("/health", any(healthz))
         .route("/readyz", any(readyz))
-        .route("/metrics", any(metrics))
 }
 
 /// The admin listener's routes: the same without credentials, nothing else.
 pub fn admin_routes() -> Router {
-    Router::new()
-        .route("/healthz", any(healthz))
-        .route("/health", any(healthz))
-        .route("/readyz", any(readyz))
+    health()
         .route(
             "/metrics",
             any(

@@ -170,10 +170,7 @@ async fn serve_app(
     tenant: Arc<crate::tenancy::Tenant>,
     req: Request,
 ) -> Response<Body> {
-    let request_id = req
-        .extensions()
-        .get::<tower_http::request_id::RequestId>()
-        .cloned();
+    let request_id = crate::http::request_id(&req);
     let tenant_id = tenant.id.to_string();
     let req = match read_body(gw, req, Some(&tenant_id)).await {
         Ok(r) => r,

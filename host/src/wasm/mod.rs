@@ -51,8 +51,8 @@ pub use pool::WarmPool;
 /// The header of config API answers naming the component versions that served them.
 pub const COMPONENTS_HEADER: http::HeaderName = http::HeaderName::from_static("x-tg-components");
 
-/// The config API's name in outbound-request logs.
-static CONFIG_API_LABEL: std::sync::LazyLock<Arc<str>> =
+/// The config API's name in outbound-request logs and metrics.
+pub static CONFIG_API_LABEL: std::sync::LazyLock<Arc<str>> =
     std::sync::LazyLock::new(|| Arc::from("config-api"));
 
 /// How often the epoch ticks; deadlines are whole ticks.
