@@ -18,6 +18,13 @@
 //! 7. (`--isolation`, also part of the full run) another tenant's reads and
 //!    `/healthz` while four requests loop in one tenant's validator, vs alone.
 //!
+//! 8. (`--allocs`) heap allocations and CPU time per request, counted over
+//!    sequential requests on one connection: tenant traffic straight to the
+//!    upstream, through a minimal hyper proxy and through the gateway, and GET
+//!    …/config (the client's and the upstream's share is in every count; the
+//!    differences are the proxies'). CPU time is the process's, so a busy
+//!    machine slows it less than it does requests/s.
+//!
 //! Run: `cargo bench -p tenant-gateway --bench gateway` (add `-- --quick` for a
 //! short run, `-- --proxy` for section 4 alone, `-- --swap` for section 5,
 //! `-- --store` for section 6, `-- --config-get` for the gateway half of section 3,
@@ -36,6 +43,130 @@ use tenant_gateway::config::{SAMPLE, Settings, Tier};
 use tenant_gateway::wasm::Instance;
 
 const PATCH: &str = r#"{"performance":{"cache_size_mb":2048,"max_parallel_workers":16},"security":{"require_mfa":true,"session_timeout_mins":60,"allowed_ips":["10.0.0.0/8","172.16.0.0/12"]},"compliance":{"hipaa":true}}"#;
+
+/// The system allocator, counting allocations while [`COUNTING`] is set (a
+/// relaxed load otherwise: the other sections' timings are not disturbed).
+/// Counting crates count always (an atomic add per allocation, contended
+/// across threads), which would slow every other section; the unsafe here
+/// only forwards to `System`, as `GlobalAlloc` requires.
+struct Counted;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+#[allow(unsafe_code)]
+unsafe impl std::alloc::GlobalAlloc for Counted {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { std::alloc::System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counted = Counted;
+
+/// This process's CPU time so far (all threads, user and system).
+fn process_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// The least heap allocations and CPU microseconds per request of three runs
+/// of [`allocations_in_run`]: what else the process does (compiling, timers)
+/// only ever adds.
+async fn allocations_per_request(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&'static str, &'static str)],
+    n: u64,
+) -> (f64, f64) {
+    let mut least = (f64::MAX, f64::MAX);
+    for _ in 0..3 {
+        let (allocs, cpu) = allocations_in_run(addr, path, headers, n).await;
+        least = (least.0.min(allocs), least.1.min(cpu));
+    }
+    least
+}
+
+/// Heap allocations (and reallocations) and CPU microseconds per request of `n`
+/// sequential GETs of `path` on one keep-alive connection, after a warm-up.
+async fn allocations_in_run(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&'static str, &'static str)],
+    n: u64,
+) -> (f64, f64) {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(1)
+        .build_http();
+    let uri: hyper::Uri = format!("http://{addr}{path}").parse().unwrap();
+    let get = || {
+        let mut req = hyper::Request::get(uri.clone());
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = client.request(req.body(Empty::new()).unwrap());
+        async move {
+            let resp = resp.await.expect("request");
+            assert_eq!(resp.status(), 200);
+            resp.into_body().collect().await.expect("body");
+        }
+    };
+    for _ in 0..200 {
+        get().await;
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let cpu = process_cpu();
+    COUNTING.store(true, Ordering::Relaxed);
+    for _ in 0..n {
+        get().await;
+    }
+    COUNTING.store(false, Ordering::Relaxed);
+    let cpu = (process_cpu() - cpu).as_secs_f64() * 1e6 / n as f64;
+    let allocs = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / n as f64;
+    (allocs, cpu)
+}
+
+/// Section 8.
+async fn allocation_bench(upstream: SocketAddr, gateway: SocketAddr, quick: bool) {
+    let n = if quick { 2_000 } else { 10_000 };
+    println!(
+        "\n8. per request (client and upstream included), least of 3 runs of {n} sequential GETs on one connection"
+    );
+    let minimal = minimal_proxy(upstream).await;
+    let path = "/orders/42?x=1";
+    let direct = allocations_per_request(upstream, path, &[], n).await;
+    let min = allocations_per_request(minimal, path, &[], n).await;
+    let gw = allocations_per_request(gateway, path, &[("Tenant", "Tenant1")], n).await;
+    let config = allocations_per_request(gateway, "/api/v1/tenants/Tenant1/config", &[], n).await;
+    println!("  {:<34} {:>8} {:>10}", "", "allocs", "CPU µs");
+    for (what, (allocs, cpu)) in [
+        ("straight to the upstream", direct),
+        ("minimal hyper proxy", min),
+        ("tenant-gateway proxy", gw),
+        ("tenant-gateway GET …/config", config),
+    ] {
+        println!("  {what:<34} {allocs:>8.1} {cpu:>10.1}");
+    }
+    println!(
+        "  gateway proxy over minimal proxy: +{:.1} allocs, +{:.1} µs CPU",
+        gw.0 - min.0,
+        gw.1 - min.1
+    );
+}
 
 struct Stats {
     median: Duration,
@@ -803,6 +934,11 @@ fn main() {
             // Section 3 alone (e.g. under a profiler).
             let r = load(running.addr, "/api/v1/tenants/Tenant1/config", &[], 16, dur).await;
             println!("GET /api/v1/tenants/Tenant1/config: {r:.0} req/s");
+            running.stop().await.unwrap();
+            return false;
+        }
+        if std::env::args().any(|a| a == "--allocs") {
+            allocation_bench(upstream, running.addr, quick).await;
             running.stop().await.unwrap();
             return false;
         }

@@ -5,7 +5,6 @@
 //! super-user surfaces check credentials before they read the path.
 
 use super::{Assembled, Options, assemble, router};
-use crate::http::Served;
 use http::{Method, Request, StatusCode};
 use tower::ServiceExt;
 
@@ -24,7 +23,8 @@ async fn call(router: &axum::Router, method: &str, uri: &str) -> Answer {
         .uri(uri)
         .body(axum::body::Body::empty())
         .unwrap();
-    let resp = router.clone().oneshot(req).await.unwrap();
+    let (resp, served) = crate::http::observed(router.clone().oneshot(req)).await;
+    let resp = resp.unwrap();
     let header = |name| {
         resp.headers()
             .get(name)
@@ -35,7 +35,7 @@ async fn call(router: &axum::Router, method: &str, uri: &str) -> Answer {
         header(http::header::CONTENT_TYPE),
     );
     let status = resp.status();
-    let route = resp.extensions().get::<Served>().and_then(|s| s.route);
+    let route = served.route;
     let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
         .await
         .unwrap();
@@ -184,7 +184,7 @@ async fn every_surface_answers_404_405_and_allow_in_its_own_format() {
             404,
             &[],
             "tenants",
-            "<error>Nothing at &apos;/_tenants/Beta/_other&apos;</error>",
+            "<error>Nothing at '/_tenants/Beta/_other'</error>",
         ),
         ("GET", "/_tenants/%FF", 401, &[], "tenants", "<error>"),
         ("GET", "/_tenants/Beta", 401, &[], "tenants", "<error>"),

@@ -110,20 +110,60 @@ impl Gateway {
 }
 
 /// What the access log and the metrics learn about a request as it is
-/// served: which route served it and for which tenant. A handler puts it on
-/// its response ([`Served::onto`]); the server reads it back.
+/// served: which route served it and for which tenant. Handlers note it
+/// ([`Served::onto`], [`served`]) in the request's scope, which the server
+/// opens around each request ([`observed`]) and reads when it answers: a
+/// task-local, where a response extension would cost three allocations per
+/// request (the extension map, its table, the boxed value).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Served {
     pub(crate) route: Option<&'static str>,
     pub(crate) tenant: Option<Arc<Tenant>>,
 }
 
+tokio::task_local! {
+    static SERVED: std::cell::RefCell<Served>;
+}
+
 impl Served {
-    /// `resp`, carrying what was learnt.
-    pub(crate) fn onto(self, mut resp: Response<Body>) -> Response<Body> {
-        resp.extensions_mut().insert(self);
+    /// Notes what was learnt (a route already noted stays) and passes `resp` on.
+    pub(crate) fn onto(self, resp: Response<Body>) -> Response<Body> {
+        let _ = SERVED.try_with(|scope| {
+            let mut scope = scope.borrow_mut();
+            if scope.route.is_none() {
+                scope.route = self.route;
+            }
+            if self.tenant.is_some() {
+                scope.tenant = self.tenant;
+            }
+        });
         resp
     }
+
+    /// Notes `route` unless a route was noted already.
+    fn route_unless_noted(route: &'static str) {
+        let _ = SERVED.try_with(|scope| {
+            scope.borrow_mut().route.get_or_insert(route);
+        });
+    }
+
+    /// What the current request's scope has noted so far (nothing outside one).
+    pub(crate) fn noted() -> Served {
+        SERVED
+            .try_with(|scope| scope.borrow().clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Runs `request` (the serving of one request) in a scope of its own, and
+/// returns its output with what it noted.
+pub(crate) async fn observed<F: std::future::Future>(request: F) -> (F::Output, Served) {
+    SERVED
+        .scope(std::cell::RefCell::default(), async move {
+            let out = request.await;
+            (out, SERVED.with(|scope| scope.take()))
+        })
+        .await
 }
 
 /// The id the server gave a request (named by answers that report a failure).
@@ -196,7 +236,7 @@ pub(crate) fn methods<S: Surface>(
 /// Mounts a surface's `routes` (paths relative to `prefix`, `/` being
 /// `prefix` itself), each also with a trailing `/`. A path under `prefix` that
 /// is not routed gets the surface's 404, and every answer is labelled with its
-/// route.
+/// route (unless its handler noted one).
 pub(crate) fn mount<S: Surface>(
     prefix: &str,
     routes: impl IntoIterator<Item = (&'static str, MethodRouter<Arc<Gateway>>)>,
@@ -214,12 +254,9 @@ pub(crate) fn mount<S: Surface>(
     outer
         .nest(prefix, under.fallback(not_found::<S>))
         .layer(tower::util::MapResponseLayer::new(
-            |mut resp: axum::response::Response| match resp.extensions_mut().get_mut::<Served>() {
-                Some(served) => {
-                    served.route.get_or_insert(S::ROUTE);
-                    resp
-                }
-                None => served(resp, S::ROUTE, None),
+            |resp: axum::response::Response| {
+                Served::route_unless_noted(S::ROUTE);
+                resp
             },
         ))
 }

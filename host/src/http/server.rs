@@ -51,9 +51,13 @@ struct Ids {
 
 impl MakeRequestId for Ids {
     fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<tower_http::request_id::RequestId> {
+        use std::io::Write as _;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let text = format!("{:016x}-{n}", self.instance);
-        HeaderValue::try_from(text)
+        // Written on the stack: the header value is the one allocation.
+        let mut text = std::io::Cursor::new([0u8; 16 + 1 + 20]);
+        write!(text, "{:016x}-{n}", self.instance).ok()?;
+        let len = usize::try_from(text.position()).ok()?;
+        HeaderValue::from_bytes(&text.get_ref()[..len])
             .ok()
             .map(tower_http::request_id::RequestId::new)
     }
@@ -85,9 +89,9 @@ struct Log(Arc<Metrics>);
 
 impl<B> OnResponse<B> for Log {
     fn on_response(self, resp: &Response<B>, latency: Duration, span: &tracing::Span) {
-        let served = resp.extensions().get::<Served>();
-        let route = served.and_then(|s| s.route).unwrap_or("other");
-        let tenant = served.and_then(|s| s.tenant.as_ref());
+        let served = Served::noted();
+        let route = served.route.unwrap_or("other");
+        let tenant = served.tenant.as_ref();
         let status = resp.status().as_u16();
         self.0.request(tenant.map(|t| &t.label), route, status);
         span.record("route", route);
@@ -159,7 +163,7 @@ pub async fn serve(
                         }
                         req.headers_mut().remove(REQUEST_ID);
                         req.extensions_mut().insert(ClientAddr(peer));
-                        let resp = match app.oneshot(req).await {
+                        let resp = match super::observed(app.oneshot(req)).await.0 {
                             Ok(resp) => resp,
                             Err(never) => match never {},
                         };

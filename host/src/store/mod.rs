@@ -2,10 +2,23 @@
 //! with compare-and-swap. SQLite is the embedded default; PostgreSQL is the shared
 //! store for several gateway instances serving the same tenants.
 
+/// A query of whole tenant rows (the columns both backends' `tenant_from`
+/// read, in that order), `$rest` (its `WHERE` / `ORDER BY`) appended.
+macro_rules! tenant_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, name, tier, enabled, origin, created_at, updated_at, deleted_at, \
+             version, doc FROM tenants ",
+            $rest
+        )
+    };
+}
+
 mod postgres;
 mod sqlite;
 #[doc(hidden)]
 pub mod testing;
+mod write;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -260,33 +273,6 @@ impl KeyPage {
             None
         };
         Self { keys, cursor }
-    }
-}
-
-impl Expect {
-    /// Whether a key at `current` (`None`: absent) is as expected.
-    fn holds(self, current: Option<i64>) -> bool {
-        match self {
-            Expect::Any => true,
-            Expect::Absent => current.is_none(),
-            Expect::Version(v) => current == Some(v),
-        }
-    }
-}
-
-impl Change {
-    /// A settings-file tenant seen for the first time.
-    fn seeded(id: &str, name: &str, now: &str) -> Self {
-        Self {
-            tenant_id: id.to_owned(),
-            tenant_name: name.to_owned(),
-            at: now.to_owned(),
-            principal: "settings".into(),
-            subject: Subject::Tenant,
-            action: "created".into(),
-            fields: vec!["name".into(), "tier".into()],
-            before: None,
-        }
     }
 }
 

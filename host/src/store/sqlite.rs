@@ -1,6 +1,7 @@
 //! The embedded store: one SQLite file in the data directory, WAL journal,
 //! synchronous commits (a write answered 200 survives a crash of the process).
 
+use super::write::{self, Step, Tx};
 use super::{
     Change, Expect, HistoryEntry, KeyPage, Origin, Store, StoreError, Subject, TenantDoc,
     TenantRow, TenantWrite, Versioned,
@@ -62,8 +63,7 @@ const TENANT_COLUMNS: [(&str, &str); 4] = [
     ("doc", "TEXT NOT NULL DEFAULT '{}'"),
 ];
 
-const TENANT_SELECT: &str = "SELECT id, name, tier, enabled, origin, created_at, updated_at, \
-     deleted_at, version, doc FROM tenants";
+const TENANT_BY_ID: &str = tenant_select!("WHERE id = ?1");
 
 fn tenant_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<TenantRow> {
     let doc: String = r.get(9)?;
@@ -82,32 +82,6 @@ fn tenant_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<TenantRow> {
         version: r.get(8)?,
         doc,
     })
-}
-
-fn record(
-    tx: &rusqlite::Connection,
-    change: &Change,
-    version: Option<i64>,
-    after: Option<&[u8]>,
-) -> rusqlite::Result<()> {
-    let fields = serde_json::to_string(&change.fields).expect("strings serialize");
-    tx.prepare_cached(
-        "INSERT INTO history (tenant_id, tenant_name, at, principal, subject, action, fields, \
-         version, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
-        change.tenant_id,
-        change.tenant_name,
-        change.at,
-        change.principal,
-        change.subject.as_str(),
-        change.action,
-        fields,
-        version,
-        change.before,
-        after,
-    ])?;
-    Ok(())
 }
 
 impl SqliteStore {
@@ -141,6 +115,31 @@ impl SqliteStore {
         drop(conn);
         Ok(Self { pool })
     }
+
+    /// Runs `step` in an `IMMEDIATE` transaction (the write lock taken at its
+    /// start: writers queue for it, `busy_timeout` long), ending it as the step says.
+    fn transact<T>(
+        &self,
+        mut step: impl FnMut(&mut rusqlite::Transaction<'_>) -> Result<Step<T>, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.pool.get()?;
+        write::retried(
+            || "a write".to_owned(),
+            || {
+                let mut tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                Ok(match step(&mut tx)? {
+                    Step::Commit(done) => {
+                        tx.commit()?;
+                        Some(done)
+                    }
+                    // Dropping the transaction rolls it back.
+                    Step::Rollback(done) => Some(done),
+                    Step::Retry => None,
+                })
+            },
+        )
+    }
 }
 
 impl Store for SqliteStore {
@@ -151,40 +150,19 @@ impl Store for SqliteStore {
         tier: &str,
         now: &str,
     ) -> Result<TenantRow, StoreError> {
-        let mut conn = self.pool.get()?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let inserted = tx
-            .prepare_cached(
-                "INSERT INTO tenants (id, name, name_key, tier, enabled, created_at, updated_at, \
-                 origin, version, doc) VALUES (?1, ?2, lower(?2), ?3, 1, ?4, ?4, 'settings', 1, '{}')
-                 ON CONFLICT(id) DO NOTHING",
-            )?
-            .execute(params![id, name, tier, now])?;
-        if inserted == 1 {
-            let change = Change::seeded(id, name, now);
-            record(&tx, &change, None, None)?;
-        } else {
-            tx.prepare_cached(
-                "UPDATE tenants SET name = ?2, tier = ?3, origin = 'settings' \
-                 WHERE id = ?1 AND (name <> ?2 OR tier <> ?3 OR origin <> 'settings')",
-            )?
-            .execute(params![id, name, tier])?;
-        }
-        let row = tx.query_row(&format!("{TENANT_SELECT} WHERE id = ?1"), [id], tenant_from)?;
-        tx.commit()?;
-        Ok(row)
+        self.transact(|tx| write::seed_tenant(tx, id, name, tier, now))
     }
 
     fn tenant_rows(&self) -> Result<Vec<TenantRow>, StoreError> {
         let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(&format!("{TENANT_SELECT} ORDER BY name_key"))?;
+        let mut stmt = conn.prepare_cached(tenant_select!("ORDER BY name_key"))?;
         let rows = stmt.query_map([], tenant_from)?.collect::<Result<_, _>>()?;
         Ok(rows)
     }
 
     fn tenant_row(&self, id: &str) -> Result<Option<TenantRow>, StoreError> {
         let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(&format!("{TENANT_SELECT} WHERE id = ?1"))?;
+        let mut stmt = conn.prepare_cached(TENANT_BY_ID)?;
         Ok(stmt.query_row([id], tenant_from).optional()?)
     }
 
@@ -195,113 +173,11 @@ impl Store for SqliteStore {
         dns: &[String],
         change: &Change,
     ) -> Result<TenantWrite, StoreError> {
-        let mut conn = self.pool.get()?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let doc = serde_json::to_string(&row.doc).expect("a tenant document serializes");
-        match expected {
-            None => {
-                let existing = tx
-                    .query_row(
-                        &format!("{TENANT_SELECT} WHERE id = ?1 OR name_key = lower(?2)"),
-                        params![row.id, row.name],
-                        tenant_from,
-                    )
-                    .optional()?;
-                if let Some(existing) = existing {
-                    return Ok(TenantWrite::Exists(existing));
-                }
-                tx.prepare_cached(
-                    "INSERT INTO tenants (id, name, name_key, tier, enabled, created_at, \
-                     updated_at, origin, deleted_at, version, doc) \
-                     VALUES (?1, ?2, lower(?2), ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9)",
-                )?
-                .execute(params![
-                    row.id,
-                    row.name,
-                    row.tier,
-                    row.enabled,
-                    row.created_at,
-                    row.updated_at,
-                    row.origin.as_str(),
-                    row.deleted_at,
-                    doc
-                ])?;
-            }
-            Some(version) => {
-                let n = tx
-                    .prepare_cached(
-                        "UPDATE tenants SET tier = ?2, enabled = ?3, updated_at = ?4, \
-                         deleted_at = ?5, doc = ?6, version = version + 1 \
-                         WHERE id = ?1 AND version = ?7",
-                    )?
-                    .execute(params![
-                        row.id,
-                        row.tier,
-                        row.enabled,
-                        row.updated_at,
-                        row.deleted_at,
-                        doc,
-                        version
-                    ])?;
-                if n != 1 {
-                    return Ok(TenantWrite::Stale);
-                }
-            }
-        }
-        for dn in dns {
-            let owner: Option<String> = tx
-                .prepare_cached("SELECT tenant_id FROM tenant_dns WHERE dn = ?1")?
-                .query_row([dn], |r| r.get(0))
-                .optional()?;
-            if let Some(owner) = owner.filter(|o| *o != row.id) {
-                let tenant = tx
-                    .query_row("SELECT name FROM tenants WHERE id = ?1", [&owner], |r| {
-                        r.get(0)
-                    })
-                    .optional()?
-                    .unwrap_or(owner);
-                return Ok(TenantWrite::DnTaken {
-                    dn: dn.clone(),
-                    tenant,
-                });
-            }
-        }
-        tx.prepare_cached("DELETE FROM tenant_dns WHERE tenant_id = ?1")?
-            .execute([&row.id])?;
-        for dn in dns {
-            tx.prepare_cached("INSERT OR IGNORE INTO tenant_dns (dn, tenant_id) VALUES (?1, ?2)")?
-                .execute(params![dn, row.id])?;
-        }
-        record(&tx, change, None, None)?;
-        let stored = tx.query_row(
-            &format!("{TENANT_SELECT} WHERE id = ?1"),
-            [&row.id],
-            tenant_from,
-        )?;
-        tx.commit()?;
-        Ok(TenantWrite::Written(stored))
+        self.transact(|tx| write::write_tenant(tx, row, expected, dns, change))
     }
 
     fn purge_tenant(&self, id: &str, change: &Change) -> Result<bool, StoreError> {
-        let mut conn = self.pool.get()?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let n = tx.execute("DELETE FROM tenants WHERE id = ?1", [id])?;
-        if n == 0 {
-            return Ok(false);
-        }
-        tx.execute("DELETE FROM tenant_dns WHERE tenant_id = ?1", [id])?;
-        tx.execute("DELETE FROM kv WHERE bucket = 'configs' AND key = ?1", [id])?;
-        // Nothing of it is left for a tenant made again under its name: its
-        // history (and so every version rollback could reach) and its clients.
-        tx.execute("DELETE FROM history WHERE tenant_id = ?1", [id])?;
-        tx.execute(
-            "DELETE FROM kv WHERE bucket = ?1 AND instr(CAST(value AS TEXT), ?2) > 0",
-            params![super::CLIENTS_BUCKET, super::client_marker(id)],
-        )?;
-        // The purge itself is recorded (the change feed counts it).
-        record(&tx, change, None, None)?;
-        tx.commit()?;
-        Ok(true)
+        self.transact(|tx| write::purge_tenant(tx, id, change))
     }
 
     fn tenant_by_dn(&self, dn: &str) -> Result<Option<String>, StoreError> {
@@ -419,22 +295,10 @@ impl Store for SqliteStore {
         expected: Option<i64>,
         value: &[u8],
     ) -> Result<bool, StoreError> {
-        let conn = self.pool.get()?;
-        let changed = match expected {
-            None => conn
-                .prepare_cached(
-                    "INSERT INTO kv (bucket, key, value, version) VALUES (?1, ?2, ?3, 1)
-                     ON CONFLICT(bucket, key) DO NOTHING",
-                )?
-                .execute(params![bucket, key, value])?,
-            Some(version) => conn
-                .prepare_cached(
-                    "UPDATE kv SET value = ?3, version = version + 1
-                     WHERE bucket = ?1 AND key = ?2 AND version = ?4",
-                )?
-                .execute(params![bucket, key, value, version])?,
-        };
-        Ok(changed == 1)
+        let expected = expected.map_or(Expect::Absent, Expect::Version);
+        let written =
+            self.transact(|tx| write::write_key(tx, bucket, key, expected, Some(value), None))?;
+        Ok(written.is_some())
     }
 
     fn register_client(
@@ -444,30 +308,7 @@ impl Store for SqliteStore {
         record: &[u8],
         max: u32,
     ) -> Result<super::ClientRegistration, StoreError> {
-        use super::ClientRegistration as R;
-        let mut conn = self.pool.get()?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let taken = tx
-            .prepare_cached("SELECT 1 FROM kv WHERE bucket = ?1 AND key = ?2")?
-            .exists(params![super::CLIENTS_BUCKET, client_id])?;
-        if taken {
-            return Ok(R::Taken);
-        }
-        let clients: i64 = tx
-            .prepare_cached(
-                "SELECT count(*) FROM kv WHERE bucket = ?1 AND instr(CAST(value AS TEXT), ?2) > 0",
-            )?
-            .query_row(
-                params![super::CLIENTS_BUCKET, super::client_marker(tenant_id)],
-                |r| r.get(0),
-            )?;
-        if clients >= i64::from(max) {
-            return Ok(R::Full);
-        }
-        tx.prepare_cached("INSERT INTO kv (bucket, key, value, version) VALUES (?1, ?2, ?3, 1)")?
-            .execute(params![super::CLIENTS_BUCKET, client_id, record])?;
-        tx.commit()?;
-        Ok(R::Registered)
+        self.transact(|tx| write::register_client(tx, client_id, tenant_id, record, max))
     }
 
     fn write_recorded(
@@ -478,33 +319,217 @@ impl Store for SqliteStore {
         value: Option<&[u8]>,
         change: &Change,
     ) -> Result<Option<i64>, StoreError> {
-        let mut conn = self.pool.get()?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let current: Option<i64> = tx
+        self.transact(|tx| write::write_key(tx, bucket, key, expected, value, Some(change)))
+    }
+}
+
+/// The statements of the shared write steps, in SQLite's dialect. An
+/// `IMMEDIATE` transaction holds the one write lock from its start, so the
+/// steps need no locks of their own.
+impl Tx for rusqlite::Transaction<'_> {
+    fn lock_tenants(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn lock_clients(&mut self, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn tenant(&mut self, id: &str) -> Result<Option<TenantRow>, StoreError> {
+        Ok(self
+            .prepare_cached(TENANT_BY_ID)?
+            .query_row([id], tenant_from)
+            .optional()?)
+    }
+
+    fn tenant_named(&mut self, id: &str, name: &str) -> Result<Option<TenantRow>, StoreError> {
+        Ok(self
+            .prepare_cached(tenant_select!("WHERE id = ?1 OR name_key = lower(?2)"))?
+            .query_row(params![id, name], tenant_from)
+            .optional()?)
+    }
+
+    fn insert_seeded(
+        &mut self,
+        id: &str,
+        name: &str,
+        tier: &str,
+        now: &str,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .prepare_cached(
+                "INSERT INTO tenants (id, name, name_key, tier, enabled, created_at, updated_at, \
+                 origin, version, doc) VALUES (?1, ?2, lower(?2), ?3, 1, ?4, ?4, 'settings', 1, '{}')
+                 ON CONFLICT(id) DO NOTHING",
+            )?
+            .execute(params![id, name, tier, now])?;
+        Ok(n == 1)
+    }
+
+    fn reseed(&mut self, id: &str, name: &str, tier: &str) -> Result<bool, StoreError> {
+        let n = self
+            .prepare_cached(
+                "UPDATE tenants SET name = ?2, tier = ?3, origin = 'settings' \
+                 WHERE id = ?1 AND (name <> ?2 OR tier <> ?3 OR origin <> 'settings')",
+            )?
+            .execute(params![id, name, tier])?;
+        Ok(n == 1)
+    }
+
+    fn insert_tenant(&mut self, row: &TenantRow, doc: &str) -> Result<(), StoreError> {
+        self.prepare_cached(
+            "INSERT INTO tenants (id, name, name_key, tier, enabled, created_at, \
+             updated_at, origin, deleted_at, version, doc) \
+             VALUES (?1, ?2, lower(?2), ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9)",
+        )?
+        .execute(params![
+            row.id,
+            row.name,
+            row.tier,
+            row.enabled,
+            row.created_at,
+            row.updated_at,
+            row.origin.as_str(),
+            row.deleted_at,
+            doc
+        ])?;
+        Ok(())
+    }
+
+    fn update_tenant(
+        &mut self,
+        row: &TenantRow,
+        doc: &str,
+        version: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .prepare_cached(
+                "UPDATE tenants SET tier = ?2, enabled = ?3, updated_at = ?4, \
+                 deleted_at = ?5, doc = ?6, version = version + 1 \
+                 WHERE id = ?1 AND version = ?7",
+            )?
+            .execute(params![
+                row.id,
+                row.tier,
+                row.enabled,
+                row.updated_at,
+                row.deleted_at,
+                doc,
+                version
+            ])?;
+        Ok(n == 1)
+    }
+
+    fn delete_tenant(&mut self, id: &str) -> Result<bool, StoreError> {
+        if self.execute("DELETE FROM tenants WHERE id = ?1", [id])? == 0 {
+            return Ok(false);
+        }
+        self.execute("DELETE FROM tenant_dns WHERE tenant_id = ?1", [id])?;
+        self.execute("DELETE FROM kv WHERE bucket = 'configs' AND key = ?1", [id])?;
+        // Nothing of it is left for a tenant made again under its name: its
+        // history (and so every version rollback could reach) and its clients.
+        self.execute("DELETE FROM history WHERE tenant_id = ?1", [id])?;
+        self.execute(
+            "DELETE FROM kv WHERE bucket = ?1 AND instr(CAST(value AS TEXT), ?2) > 0",
+            params![super::CLIENTS_BUCKET, super::client_marker(id)],
+        )?;
+        Ok(true)
+    }
+
+    fn dn_owner(&mut self, dn: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .prepare_cached("SELECT tenant_id FROM tenant_dns WHERE dn = ?1")?
+            .query_row([dn], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn replace_dns(&mut self, tenant_id: &str, dns: &[String]) -> Result<(), StoreError> {
+        self.prepare_cached("DELETE FROM tenant_dns WHERE tenant_id = ?1")?
+            .execute([tenant_id])?;
+        for dn in dns {
+            self.prepare_cached(
+                "INSERT OR IGNORE INTO tenant_dns (dn, tenant_id) VALUES (?1, ?2)",
+            )?
+            .execute(params![dn, tenant_id])?;
+        }
+        Ok(())
+    }
+
+    fn kv_version(&mut self, bucket: &str, key: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
             .prepare_cached("SELECT version FROM kv WHERE bucket = ?1 AND key = ?2")?
             .query_row(params![bucket, key], |r| r.get(0))
-            .optional()?;
-        if !expected.holds(current) {
-            return Ok(None);
-        }
-        let version = current.unwrap_or(0) + 1;
-        match value {
-            Some(value) => {
-                tx.prepare_cached(
-                    "INSERT INTO kv (bucket, key, value, version) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(bucket, key) DO UPDATE SET value = excluded.value, \
-                     version = excluded.version",
-                )?
-                .execute(params![bucket, key, value, version])?;
-            }
-            None => {
-                tx.prepare_cached("DELETE FROM kv WHERE bucket = ?1 AND key = ?2")?
-                    .execute(params![bucket, key])?;
-            }
-        }
-        record(&tx, change, Some(version), value)?;
-        tx.commit()?;
-        Ok(Some(version))
+            .optional()?)
+    }
+
+    fn kv_insert(
+        &mut self,
+        bucket: &str,
+        key: &str,
+        value: &[u8],
+        version: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .prepare_cached(
+                "INSERT INTO kv (bucket, key, value, version) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT(bucket, key) DO NOTHING",
+            )?
+            .execute(params![bucket, key, value, version])?;
+        Ok(n == 1)
+    }
+
+    fn kv_update(
+        &mut self,
+        bucket: &str,
+        key: &str,
+        value: &[u8],
+        version: i64,
+    ) -> Result<(), StoreError> {
+        self.prepare_cached(
+            "UPDATE kv SET value = ?3, version = ?4 WHERE bucket = ?1 AND key = ?2",
+        )?
+        .execute(params![bucket, key, value, version])?;
+        Ok(())
+    }
+
+    fn kv_delete(&mut self, bucket: &str, key: &str) -> Result<(), StoreError> {
+        self.prepare_cached("DELETE FROM kv WHERE bucket = ?1 AND key = ?2")?
+            .execute(params![bucket, key])?;
+        Ok(())
+    }
+
+    fn clients_marked(&mut self, marker: &str) -> Result<i64, StoreError> {
+        Ok(self
+            .prepare_cached(
+                "SELECT count(*) FROM kv WHERE bucket = ?1 AND instr(CAST(value AS TEXT), ?2) > 0",
+            )?
+            .query_row(params![super::CLIENTS_BUCKET, marker], |r| r.get(0))?)
+    }
+
+    fn record(
+        &mut self,
+        change: &Change,
+        version: Option<i64>,
+        after: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let fields = serde_json::to_string(&change.fields).expect("strings serialize");
+        self.prepare_cached(
+            "INSERT INTO history (tenant_id, tenant_name, at, principal, subject, action, \
+             fields, version, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            change.tenant_id,
+            change.tenant_name,
+            change.at,
+            change.principal,
+            change.subject.as_str(),
+            change.action,
+            fields,
+            version,
+            change.before,
+            after,
+        ])?;
+        Ok(())
     }
 }
 

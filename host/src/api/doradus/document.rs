@@ -1,53 +1,26 @@
-//! Doradus-style tenant management at `/_tenants`, over the one tenant model:
-//! - `POST /_tenants`: creates (201; 409 when the name is taken). With no users
-//!   given, a user and password are made up and shown in this response only.
-//! - `GET /_tenants`: every tenant with its applications (the apps its routes
-//!   lead to, and `upstream`).
-//! - `GET /_tenants/{tenant}`: name, user names, options. Passwords are never
-//!   returned: they are stored as Argon2id hashes.
-//! - `PUT /_tenants/{tenant}`: adds users, changes passwords, sets options.
-//! - `DELETE /_tenants/{tenant}`: stops serving the tenant at once; it can be
-//!   restored with its configuration (`POST /_tenants/{tenant}/_restore`) for
-//!   the restore grace period, or purged now with `?purge=true`.
-//!
-//! XML by default; JSON with `?format=json` or an `Accept` that prefers it.
-//! Request bodies are read as XML or JSON by their `Content-Type` (415 for any
-//! other). Errors: `<error>message</error>` or `{"error": "message"}`.
-//! Super-user Basic credentials only.
+//! The documents of `/_tenants`: a tenant definition read from XML or JSON
+//! (by `Content-Type`), and answers written in the format the client asked
+//! for (`?format=`, then `Accept`, else XML). XML is read and written through
+//! quick-xml's serde support; a document is first checked whole (one
+//! `<tenant>` root, no document type declaration, so no entity definitions).
 
-use crate::http::{
-    Body, BodyError, Gateway, Param, Router, SuperUser, Surface, full, methods, mount, read_limited,
-};
-use crate::manage::{self, Created, ManageError, NewUser, TenantSpec, TenantUpdate};
-use crate::tenancy::Tenant;
-use axum::extract::{Request, State};
-use axum::routing::{get, post};
-use bytes::Bytes;
-use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION};
-use http::request::Parts;
-use http::{Response, StatusCode};
-use quick_xml::escape::escape;
-use quick_xml::events::{BytesStart, Event};
+use crate::manage::{Created, NewUser};
+use crate::tenancy::{Directory, Tenant};
+use http::header::ACCEPT;
+use quick_xml::events::Event;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Arc;
-
-/// The API's path.
-pub const PREFIX: &str = "/_tenants";
-
-/// Who history names as the author of changes made here.
-const PRINCIPAL: &str = "super-user";
 
 /// A document format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(super) enum Format {
     Xml,
     Json,
 }
 
 impl Format {
-    fn content_type(self) -> &'static str {
+    pub(super) fn content_type(self) -> &'static str {
         match self {
             Format::Xml => "application/xml; charset=utf-8",
             Format::Json => "application/json",
@@ -56,7 +29,7 @@ impl Format {
 
     /// The format of the answer: `?format=` first, else the first media range of
     /// `Accept` that names one, else XML.
-    fn of(uri: &http::Uri, headers: &http::HeaderMap) -> Format {
+    pub(super) fn of(uri: &http::Uri, headers: &http::HeaderMap) -> Format {
         let query = uri.query().unwrap_or("");
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             if k == "format" {
@@ -93,9 +66,9 @@ impl Format {
 /// A tenant definition as a request carries it.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Definition {
-    name: Option<String>,
-    users: Vec<NewUser>,
-    options: Vec<(String, String)>,
+    pub(super) name: Option<String>,
+    pub(super) users: Vec<NewUser>,
+    pub(super) options: Vec<(String, String)>,
 }
 
 impl Definition {
@@ -120,7 +93,11 @@ impl Definition {
     }
 
     /// Reads a body by its `Content-Type` (none: by its first character).
-    fn parse(content_type: Option<&str>, body: &[u8], path_tenant: Option<&str>) -> Parsed {
+    pub(super) fn parse(
+        content_type: Option<&str>,
+        body: &[u8],
+        path_tenant: Option<&str>,
+    ) -> Parsed {
         let format = match content_type {
             Some(ct) => match Format::of_media_type(ct.split(';').next().unwrap_or("")) {
                 Some(f) => f,
@@ -142,150 +119,150 @@ impl Definition {
     }
 }
 
-enum Parsed {
+pub(super) enum Parsed {
     Ok(Definition),
     Invalid(String),
     Unsupported,
 }
 
-/// Where the XML reader is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum XmlPlace {
-    Tenant,
-    Users,
-    User,
-    Options,
-    Option,
-}
-
-fn attributes(e: &BytesStart<'_>, allowed: &[&str]) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    for attr in e.attributes() {
-        let attr = attr.map_err(|e| format!("The XML document is malformed: {e}"))?;
-        let key = String::from_utf8_lossy(attr.key.local_name().as_ref()).into_owned();
-        if !allowed.contains(&key.as_str()) {
-            return Err(format!(
-                "Unexpected attribute '{key}' on <{}>",
-                String::from_utf8_lossy(e.local_name().as_ref())
-            ));
-        }
-        let value = attr
-            .unescape_value()
-            .map_err(|e| format!("The XML document is malformed: {e}"))?;
-        out.push((key, value.into_owned()));
-    }
-    Ok(out)
-}
-
-fn attribute(attrs: &[(String, String)], name: &str) -> Option<String> {
-    attrs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
-}
-
 /// `<tenant name="..."><users><user name=".." password=".."/></users>
-/// <options><option name="..">value</option></options></tenant>`.
-pub(crate) fn parse_xml(body: &[u8]) -> Result<Definition, String> {
+/// <options><option name="..">value</option></options></tenant>`, as
+/// quick-xml's serde reads it (`@` an attribute, `$text` an element's text).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct XmlTenant {
+    #[serde(rename = "@name")]
+    name: Option<String>,
+    users: Option<XmlUsers>,
+    options: Option<XmlOptions>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct XmlUsers {
+    #[serde(default)]
+    user: Vec<XmlUser>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct XmlUser {
+    #[serde(rename = "@name")]
+    name: Option<String>,
+    #[serde(rename = "@password")]
+    password: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct XmlOptions {
+    #[serde(default)]
+    option: Vec<XmlOption>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct XmlOption {
+    #[serde(rename = "@name")]
+    name: Option<String>,
+    #[serde(rename = "$text", default)]
+    value: String,
+}
+
+/// The document as a whole, before serde reads its element: UTF-8, well
+/// formed, one `<tenant>` root, and no document type declaration (none of
+/// its entity definitions, so no entity expansion: only XML's five entities
+/// and character references are read).
+fn xml_framing(body: &[u8]) -> Result<&str, String> {
     let text = std::str::from_utf8(body).map_err(|_| "The XML document is not UTF-8")?;
-    let mut reader = quick_xml::Reader::from_str(text);
-    let mut def = Definition::default();
-    let mut stack: Vec<XmlPlace> = Vec::new();
-    let mut seen_root = false;
-    let mut option: Option<(String, String)> = None;
     let malformed = |e: &dyn std::fmt::Display| format!("The XML document is malformed: {e}");
+    let mut reader = quick_xml::Reader::from_str(text);
+    let (mut depth, mut roots) = (0usize, 0usize);
     loop {
         let event = reader.read_event().map_err(|e| malformed(&e))?;
-        let (start, empty) = match &event {
-            Event::Start(e) => (Some(e), false),
-            Event::Empty(e) => (Some(e), true),
-            _ => (None, false),
-        };
-        if let Some(e) = start {
-            let local = e.local_name();
-            let name = String::from_utf8_lossy(local.as_ref());
-            let place = match (stack.last(), name.as_ref()) {
-                (None, "tenant") if !seen_root => {
-                    seen_root = true;
-                    def.name = attribute(&attributes(e, &["name"])?, "name");
-                    XmlPlace::Tenant
-                }
-                (Some(XmlPlace::Tenant), "users") => XmlPlace::Users,
-                (Some(XmlPlace::Tenant), "options") => XmlPlace::Options,
-                (Some(XmlPlace::Users), "user") => {
-                    let attrs = attributes(e, &["name", "password"])?;
-                    let user = attribute(&attrs, "name").ok_or("A <user> needs a name")?;
-                    let password = attribute(&attrs, "password")
-                        .ok_or_else(|| format!("User '{user}' needs a password"))?;
-                    def.add_user(user, password)?;
-                    XmlPlace::User
-                }
-                (Some(XmlPlace::Options), "option") => {
-                    let attrs = attributes(e, &["name"])?;
-                    let name = attribute(&attrs, "name").ok_or("An <option> needs a name")?;
-                    option = Some((name, String::new()));
-                    XmlPlace::Option
-                }
-                (None, _) => {
-                    return Err(format!(
-                        "The document must be one <tenant> element, not <{name}>"
-                    ));
-                }
-                (Some(_), _) => return Err(format!("Unexpected element <{name}>")),
-            };
-            stack.push(place);
-            if !empty {
-                continue;
-            }
-        }
-        match event {
-            Event::Start(_) | Event::Empty(_) | Event::End(_) => {
-                if stack.pop() == Some(XmlPlace::Option)
-                    && let Some((name, value)) = option.take()
-                {
-                    def.add_option(name, value.trim().to_owned())?;
-                }
-            }
-            Event::Text(t) => {
-                let t = t.decode().map_err(|e| malformed(&e))?;
-                match option.as_mut() {
-                    Some((_, value)) => value.push_str(&t),
-                    None if t.trim().is_empty() => {}
-                    None => return Err(format!("Unexpected text '{}'", t.trim())),
-                }
-            }
-            Event::CData(t) => {
-                let t = t.decode().map_err(|e| malformed(&e))?;
-                match option.as_mut() {
-                    Some((_, value)) => value.push_str(&t),
-                    None => return Err(format!("Unexpected text '{t}'")),
-                }
-            }
-            Event::GeneralRef(r) => {
-                let resolved = match r.resolve_char_ref().map_err(|e| malformed(&e))? {
-                    Some(c) => c.to_string(),
-                    None => {
-                        let name = r.decode().map_err(|e| malformed(&e))?;
-                        quick_xml::escape::resolve_xml_entity(&name)
-                            .ok_or_else(|| format!("Unknown entity '&{name};'"))?
-                            .to_owned()
-                    }
-                };
-                match option.as_mut() {
-                    Some((_, value)) => value.push_str(&resolved),
-                    None => return Err(format!("Unexpected text '{resolved}'")),
-                }
-            }
+        match &event {
             Event::DocType(_) => return Err("Document type declarations are not accepted".into()),
-            Event::Eof if stack.is_empty() => break,
+            Event::Start(e) | Event::Empty(e) => {
+                if depth == 0 {
+                    let local = e.local_name();
+                    let name = String::from_utf8_lossy(local.as_ref());
+                    if name != "tenant" {
+                        return Err(format!(
+                            "The document must be one <tenant> element, not <{name}>"
+                        ));
+                    }
+                    roots += 1;
+                    if roots > 1 {
+                        return Err("The document must be one <tenant> element".into());
+                    }
+                }
+                if matches!(event, Event::Start(_)) {
+                    depth += 1;
+                }
+            }
+            Event::End(_) => depth = depth.saturating_sub(1),
+            Event::Text(t) if depth == 0 && !t.iter().all(u8::is_ascii_whitespace) => {
+                return Err("Unexpected text outside <tenant>".into());
+            }
+            Event::CData(_) if depth == 0 => {
+                return Err("Unexpected text outside <tenant>".into());
+            }
+            Event::GeneralRef(r) if r.resolve_char_ref().map_err(|e| malformed(&e))?.is_none() => {
+                let name = r.decode().map_err(|e| malformed(&e))?;
+                if quick_xml::escape::resolve_xml_entity(&name).is_none() {
+                    return Err(format!("Unknown entity '&{name};'"));
+                }
+            }
+            Event::Eof if depth == 0 => break,
             Event::Eof => return Err("The XML document ends inside an element".into()),
-            Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
+            _ => {}
         }
     }
-    if !seen_root {
+    if roots == 0 {
         return Err("The document must be one <tenant> element".into());
     }
+    Ok(text)
+}
+
+/// A tenant definition in XML.
+pub(crate) fn parse_xml(body: &[u8]) -> Result<Definition, String> {
+    let text = xml_framing(body)?;
+    let tenant: XmlTenant = quick_xml::de::from_str(text).map_err(|e| xml_reason(&e))?;
+    let mut def = Definition {
+        name: tenant.name,
+        ..Definition::default()
+    };
+    for user in tenant.users.map(|u| u.user).unwrap_or_default() {
+        let name = user.name.ok_or("A <user> needs a name")?;
+        let password = user
+            .password
+            .ok_or_else(|| format!("User '{name}' needs a password"))?;
+        def.add_user(name, password)?;
+    }
+    for option in tenant.options.map(|o| o.option).unwrap_or_default() {
+        let name = option.name.ok_or("An <option> needs a name")?;
+        def.add_option(name, option.value.trim().to_owned())?;
+    }
     Ok(def)
+}
+
+/// Why serde refused a well-framed document, in the API's words: serde names
+/// an attribute `@name`, an element `name` and text `$text`.
+fn xml_reason(e: &quick_xml::DeError) -> String {
+    let text = e.to_string();
+    let named = |prefix: &str| {
+        text.strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    };
+    if let Some(field) = named("unknown field `").or_else(|| named("duplicate field `")) {
+        return match field.strip_prefix('@') {
+            Some(attribute) => format!("Unexpected attribute '{attribute}'"),
+            None if field == "$text" => "Unexpected text".to_owned(),
+            None => format!("Unexpected element <{field}>"),
+        };
+    }
+    format!("The XML document is malformed: {text}")
 }
 
 /// `{"Name": {"users": {"u": {"password": "p"}}, "options": {"o": "v"}}}`; an
@@ -353,6 +330,81 @@ pub(crate) fn parse_json(body: &[u8], path_tenant: Option<&str>) -> Result<Defin
     Ok(def)
 }
 
+/// Answers in XML, written by quick-xml's serde (which escapes).
+#[derive(Serialize)]
+#[serde(rename = "tenant")]
+struct XmlTenantOut<'a> {
+    #[serde(rename = "@name")]
+    name: &'a str,
+    users: XmlUsersOut<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<XmlOptionsOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct XmlUsersOut<'a> {
+    user: Vec<XmlUserOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct XmlUserOut<'a> {
+    #[serde(rename = "@name")]
+    name: &'a str,
+    #[serde(rename = "@password", skip_serializing_if = "Option::is_none")]
+    password: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct XmlOptionsOut<'a> {
+    option: Vec<XmlOptionOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct XmlOptionOut<'a> {
+    #[serde(rename = "@name")]
+    name: &'a str,
+    #[serde(rename = "$text")]
+    value: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename = "tenants")]
+struct XmlTenantsOut<'a> {
+    tenant: Vec<XmlListedOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct XmlListedOut<'a> {
+    #[serde(rename = "@name")]
+    name: &'a str,
+    applications: XmlApplicationsOut,
+}
+
+#[derive(Serialize)]
+struct XmlApplicationsOut {
+    value: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename = "error")]
+struct XmlErrorOut<'a> {
+    #[serde(rename = "$text")]
+    message: &'a str,
+}
+
+/// `document` as XML text.
+fn xml(document: &impl Serialize) -> String {
+    quick_xml::se::to_string(document).expect("answers serialize to XML")
+}
+
+/// An error document.
+pub(super) fn error_document(format: Format, message: &str) -> String {
+    match format {
+        Format::Xml => xml(&XmlErrorOut { message }),
+        Format::Json => json!({ "error": message }).to_string(),
+    }
+}
+
 /// A user in an answer: the name, and the password only when just made up.
 struct ShownUser<'a> {
     name: &'a str,
@@ -366,31 +418,24 @@ fn tenant_document(
     options: &BTreeMap<String, String>,
 ) -> String {
     match format {
-        Format::Xml => {
-            let mut out = format!(r#"<tenant name="{}"><users>"#, escape(name));
-            for u in users {
-                let _ = write!(out, r#"<user name="{}""#, escape(u.name));
-                if let Some(p) = u.password {
-                    let _ = write!(out, r#" password="{}""#, escape(p));
-                }
-                out.push_str("/>");
-            }
-            out.push_str("</users>");
-            if !options.is_empty() {
-                out.push_str("<options>");
-                for (k, v) in options {
-                    let _ = write!(
-                        out,
-                        r#"<option name="{}">{}</option>"#,
-                        escape(k),
-                        escape(v)
-                    );
-                }
-                out.push_str("</options>");
-            }
-            out.push_str("</tenant>");
-            out
-        }
+        Format::Xml => xml(&XmlTenantOut {
+            name,
+            users: XmlUsersOut {
+                user: users
+                    .iter()
+                    .map(|u| XmlUserOut {
+                        name: u.name,
+                        password: u.password,
+                    })
+                    .collect(),
+            },
+            options: (!options.is_empty()).then(|| XmlOptionsOut {
+                option: options
+                    .iter()
+                    .map(|(name, value)| XmlOptionOut { name, value })
+                    .collect(),
+            }),
+        }),
         Format::Json => {
             let users: Map<String, Value> = users
                 .iter()
@@ -412,7 +457,7 @@ fn tenant_document(
 }
 
 /// A tenant as `GET /_tenants/{tenant}` shows it.
-fn stored_document(format: Format, tenant: &Tenant) -> String {
+pub(super) fn stored_document(format: Format, tenant: &Tenant) -> String {
     let users: Vec<ShownUser<'_>> = tenant
         .doc
         .users
@@ -425,7 +470,7 @@ fn stored_document(format: Format, tenant: &Tenant) -> String {
     tenant_document(format, tenant.name.as_str(), &users, &tenant.doc.options)
 }
 
-fn created_document(format: Format, created: &Created, given: &[NewUser]) -> String {
+pub(super) fn created_document(format: Format, created: &Created, given: &[NewUser]) -> String {
     let users: Vec<ShownUser<'_>> = match &created.generated {
         Some(u) => vec![ShownUser {
             name: &u.name,
@@ -447,27 +492,21 @@ fn created_document(format: Format, created: &Created, given: &[NewUser]) -> Str
     )
 }
 
-fn list_document(format: Format, gw: &Gateway) -> String {
-    let dir = gw.runtime.shared().directory.load();
+pub(super) fn list_document(format: Format, dir: &Directory) -> String {
     let mut tenants: Vec<_> = dir.iter().collect();
     tenants.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
     match format {
-        Format::Xml => {
-            let mut out = String::from("<tenants>");
-            for t in tenants {
-                let _ = write!(
-                    out,
-                    r#"<tenant name="{}"><applications>"#,
-                    escape(t.name.as_str())
-                );
-                for app in dir.applications(t) {
-                    let _ = write!(out, "<value>{}</value>", escape(app.as_str()));
-                }
-                out.push_str("</applications></tenant>");
-            }
-            out.push_str("</tenants>");
-            out
-        }
+        Format::Xml => xml(&XmlTenantsOut {
+            tenant: tenants
+                .into_iter()
+                .map(|t| XmlListedOut {
+                    name: t.name.as_str(),
+                    applications: XmlApplicationsOut {
+                        value: dir.applications(t),
+                    },
+                })
+                .collect(),
+        }),
         Format::Json => {
             let all: Map<String, Value> = tenants
                 .into_iter()
@@ -481,243 +520,10 @@ fn list_document(format: Format, gw: &Gateway) -> String {
     }
 }
 
-fn answer(status: StatusCode, format: Format, body: String) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
-    resp
-}
-
-fn fail(status: StatusCode, format: Format, message: &str) -> Response<Body> {
-    let body = match format {
-        Format::Xml => format!("<error>{}</error>", escape(message)),
-        Format::Json => json!({ "error": message }).to_string(),
-    };
-    answer(status, format, body)
-}
-
-fn failure(format: Format, e: ManageError) -> Response<Body> {
-    fail(e.status(), format, &e.public_message())
-}
-
-/// Reads and parses the body of a create or update.
-#[allow(clippy::result_large_err)]
-async fn definition(
-    gw: &Gateway,
-    req: Request,
-    format: Format,
-    path_tenant: Option<&str>,
-) -> Result<Definition, Response<Body>> {
-    let req = read_limited(gw, req)
-        .await
-        .map_err(|e: BodyError| fail(e.status(), format, &e.to_string()))?;
-    let content_type = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("?"));
-    match Definition::parse(content_type, req.body(), path_tenant) {
-        Parsed::Ok(def) => Ok(def),
-        Parsed::Invalid(message) => Err(fail(StatusCode::BAD_REQUEST, format, &message)),
-        Parsed::Unsupported => Err(fail(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format,
-            "Send the tenant definition as application/xml or application/json",
-        )),
-    }
-}
-
-/// The API's errors (in the request's format), and its label.
-struct Doradus;
-
-impl Surface for Doradus {
-    const ROUTE: &'static str = "tenants";
-
-    fn error(parts: &Parts, status: StatusCode, message: &str) -> Response<Body> {
-        fail(status, Format::of(&parts.uri, &parts.headers), message)
-    }
-}
-
-/// The routes under [`PREFIX`] (super-user only).
-pub fn routes() -> Router {
-    mount::<Doradus>(
-        PREFIX,
-        [
-            ("/", methods::<Doradus>(get(list).post(create))),
-            (
-                "/{tenant}",
-                methods::<Doradus>(get(read).put(update).delete(delete)),
-            ),
-            ("/{tenant}/_restore", methods::<Doradus>(post(restore))),
-        ],
-    )
-}
-
-impl<State: Send + Sync> axum::extract::FromRequestParts<State> for Format {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &State) -> Result<Self, Self::Rejection> {
-        Ok(Format::of(&parts.uri, &parts.headers))
-    }
-}
-
-async fn list(
-    State(gw): State<Arc<Gateway>>,
-    _: SuperUser<Doradus>,
-    format: Format,
-) -> Response<Body> {
-    answer(StatusCode::OK, format, list_document(format, &gw))
-}
-
-async fn create(
-    State(gw): State<Arc<Gateway>>,
-    _: SuperUser<Doradus>,
-    format: Format,
-    req: Request,
-) -> Response<Body> {
-    let def = match definition(&gw, req, format, None).await {
-        Ok(d) => d,
-        Err(resp) => return resp,
-    };
-    let Some(name) = def.name else {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            format,
-            "The tenant definition needs a name",
-        );
-    };
-    let spec = TenantSpec {
-        users: def.users.clone(),
-        options: def.options,
-        hono: None,
-        generate_user: true,
-    };
-    match manage::create(
-        &gw.runtime,
-        &gw.auth.hasher,
-        PRINCIPAL.to_owned(),
-        &name,
-        spec,
-    )
-    .await
-    {
-        Ok(created) => {
-            let body = created_document(format, &created, &def.users);
-            let mut resp = answer(StatusCode::CREATED, format, body);
-            let location = format!("{PREFIX}/{}", created.tenant.name);
-            if let Ok(v) = HeaderValue::from_str(&location) {
-                resp.headers_mut().insert(LOCATION, v);
-            }
-            // It may carry a generated password.
-            resp.headers_mut()
-                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            resp
-        }
-        Err(e) => failure(format, e),
-    }
-}
-
-/// A tenant as stored (200), or why not.
-fn stored(format: Format, result: Result<Arc<Tenant>, ManageError>) -> Response<Body> {
-    match result {
-        Ok(t) => answer(StatusCode::OK, format, stored_document(format, &t)),
-        Err(e) => failure(format, e),
-    }
-}
-
-async fn restore(
-    State(gw): State<Arc<Gateway>>,
-    _: SuperUser<Doradus>,
-    format: Format,
-    Param(name, ..): Param<Doradus>,
-) -> Response<Body> {
-    stored(
-        format,
-        manage::restore(&gw.runtime, PRINCIPAL.to_owned(), &name).await,
-    )
-}
-
-async fn read(
-    State(gw): State<Arc<Gateway>>,
-    _: SuperUser<Doradus>,
-    format: Format,
-    Param(name, ..): Param<Doradus>,
-) -> Response<Body> {
-    match gw.runtime.shared().directory.load().get(&name) {
-        Some(t) => answer(StatusCode::OK, format, stored_document(format, t)),
-        None => failure(format, ManageError::NotFound(name)),
-    }
-}
-
-async fn update(
-    State(gw): State<Arc<Gateway>>,
-    _: SuperUser<Doradus>,
-    format: Format,
-    Param(name, ..): Param<Doradus>,
-    req: Request,
-) -> Response<Body> {
-    let def = match definition(&gw, req, format, Some(&name)).await {
-        Ok(d) => d,
-        Err(resp) => return resp,
-    };
-    if let Some(other) = def.name.as_deref()
-        && !other.eq_ignore_ascii_case(&name)
-    {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            format,
-            &format!("The document names tenant '{other}', the path '{name}'"),
-        );
-    }
-    let update = TenantUpdate {
-        users: def.users,
-        options: def.options,
-        hono: None,
-    };
-    let updated = manage::update(
-        &gw.runtime,
-        &gw.auth.hasher,
-        PRINCIPAL.to_owned(),
-        &name,
-        update,
-    )
-    .await;
-    stored(format, updated)
-}
-
-async fn delete(
-    State(gw): State<Arc<Gateway>>,
-    _: SuperUser<Doradus>,
-    format: Format,
-    Param(name, ..): Param<Doradus>,
-    req: Request,
-) -> Response<Body> {
-    let rt = &gw.runtime;
-    let principal = || PRINCIPAL.to_owned();
-    let purge = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-        .any(|(k, v)| k == "purge" && v.eq_ignore_ascii_case("true"));
-    let result = match manage::delete(rt, principal(), &name).await {
-        Ok(()) if !purge => Ok(()),
-        Ok(()) | Err(ManageError::NotFound(_)) if purge => {
-            manage::purge(rt, principal(), &name).await
-        }
-        other => other,
-    };
-    match result {
-        Ok(()) => {
-            let mut resp = Response::new(full(Bytes::new()));
-            *resp.status_mut() = StatusCode::NO_CONTENT;
-            resp
-        }
-        Err(e) => failure(format, e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Request;
 
     fn user(name: &str, password: &str) -> NewUser {
         NewUser {
