@@ -123,22 +123,19 @@ impl SqliteStore {
         mut step: impl FnMut(&mut rusqlite::Transaction<'_>) -> Result<Step<T>, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.pool.get()?;
-        write::retried(
-            || "a write".to_owned(),
-            || {
-                let mut tx =
-                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                Ok(match step(&mut tx)? {
-                    Step::Commit(done) => {
-                        tx.commit()?;
-                        Some(done)
-                    }
-                    // Dropping the transaction rolls it back.
-                    Step::Rollback(done) => Some(done),
-                    Step::Retry => None,
-                })
-            },
-        )
+        write::retried(|| {
+            let mut tx =
+                conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            Ok(match step(&mut tx)? {
+                Step::Commit(done) => {
+                    tx.commit()?;
+                    Some(done)
+                }
+                // Dropping the transaction rolls it back.
+                Step::Rollback(done) => Some(done),
+                Step::Retry => None,
+            })
+        })
     }
 }
 

@@ -99,9 +99,8 @@ pub(super) trait Tx {
 }
 
 /// Runs `attempt` (one transaction each) until it is not retried, at most
-/// [`WRITE_TRIES`] times; `what` names the write for the error.
+/// [`WRITE_TRIES`] times.
 pub(super) fn retried<T>(
-    what: impl FnOnce() -> String,
     mut attempt: impl FnMut() -> Result<Option<T>, StoreError>,
 ) -> Result<T, StoreError> {
     for _ in 0..WRITE_TRIES {
@@ -110,8 +109,7 @@ pub(super) fn retried<T>(
         }
     }
     Err(StoreError::Contended(format!(
-        "{} met {WRITE_TRIES} concurrent first writes",
-        what()
+        "a write met {WRITE_TRIES} concurrent first writes of its key"
     )))
 }
 

@@ -202,35 +202,32 @@ impl PostgresStore {
         &self,
         mut step: impl FnMut(&mut Writing<'_, '_, '_>) -> Result<Step<T>, StoreError>,
     ) -> Result<T, StoreError> {
-        write::retried(
-            || "a write".to_owned(),
-            || {
-                let mut conn = self.live()?;
-                let Conn { client, prepared } = &mut *conn;
-                let mut tx = client.transaction()?;
-                let outcome = step(&mut Writing {
-                    run: Run {
-                        client: &mut tx,
-                        prepared,
-                    },
-                    channel: &self.channel,
-                })?;
-                Ok(match outcome {
-                    Step::Commit(done) => {
-                        tx.commit()?;
-                        Some(done)
-                    }
-                    Step::Rollback(done) => {
-                        tx.rollback()?;
-                        Some(done)
-                    }
-                    Step::Retry => {
-                        tx.rollback()?;
-                        None
-                    }
-                })
-            },
-        )
+        write::retried(|| {
+            let mut conn = self.live()?;
+            let Conn { client, prepared } = &mut *conn;
+            let mut tx = client.transaction()?;
+            let outcome = step(&mut Writing {
+                run: Run {
+                    client: &mut tx,
+                    prepared,
+                },
+                channel: &self.channel,
+            })?;
+            Ok(match outcome {
+                Step::Commit(done) => {
+                    tx.commit()?;
+                    Some(done)
+                }
+                Step::Rollback(done) => {
+                    tx.rollback()?;
+                    Some(done)
+                }
+                Step::Retry => {
+                    tx.rollback()?;
+                    None
+                }
+            })
+        })
     }
 
     /// Runs one statement on its own (it commits by itself) on a connection
