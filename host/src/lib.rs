@@ -27,6 +27,15 @@ pub mod wasm;
 
 pub use app::{Options, Running, Watch, apply_settings, start};
 
+/// A temporary name beside `file` that is this call's own (process id and a
+/// counter): two writers of one file, in one process or in two, never write,
+/// rename or remove each other's temporary file.
+pub(crate) fn temp_beside(file: &std::path::Path) -> std::path::PathBuf {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    file.with_extension(format!("tmp{}-{call}", std::process::id()))
+}
+
 /// Writes `file` whole: the bytes go to a file beside it, renamed over it, so a
 /// reader never sees half of them (the directory is created if missing).
 pub(crate) fn write_whole(file: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -36,7 +45,7 @@ pub(crate) fn write_whole(file: &std::path::Path, bytes: &[u8]) -> std::io::Resu
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    let tmp = temp_beside(file);
     let written = (|| {
         let mut out = std::fs::File::create(&tmp)?;
         out.write_all(bytes)?;

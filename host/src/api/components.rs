@@ -13,7 +13,7 @@
 //! `feature-gate@{tenant}`. Errors: `{"error": "...", "component": "name"}`.
 
 use crate::http::{
-    Body, BodyError, Gateway, Param, Router, SuperUser, Surface, json_value, methods, mount,
+    Body, BodyError, Gateway, Param, Routes, SuperUser, Surface, json_value, methods, mount,
     read_limited_to,
 };
 use crate::registry::{Entry, RegistryError, Version};
@@ -140,7 +140,7 @@ impl Surface for Components {
 }
 
 /// The routes under [`PREFIX`] (super-user only).
-pub fn routes() -> Router {
+pub fn routes() -> Routes {
     mount::<Components>(
         PREFIX,
         [

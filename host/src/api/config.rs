@@ -3,7 +3,7 @@
 //! the rollback itself (`api::history`), and hands the rest to the config-API
 //! component, which routes it (the same component serves it under Spin).
 
-use crate::http::{Body, Gateway, Router, Served, authorize, component_failure, error, read_body};
+use crate::http::{Body, Gateway, Routes, Served, authorize, component_failure, error, read_body};
 use crate::security::rate::Class;
 use crate::telemetry::Rejection;
 use axum::extract::{Request, State};
@@ -18,8 +18,8 @@ pub const PREFIX: &str = "/api/v1/tenants/";
 
 /// Every path under [`PREFIX`], whatever the method: the component answers
 /// the methods a path does not allow, as it does under Spin.
-pub fn routes() -> Router {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route(PREFIX, any(serve))
         .route("/api/v1/tenants/{*rest}", any(serve))
 }

@@ -4,7 +4,7 @@
 //! client's tenant.
 
 use crate::http::{
-    Body, Gateway, Router, Served, Surface, error, json_value, methods, mount, problem,
+    Body, Gateway, Routes, Served, Surface, error, json_value, methods, mount, problem,
 };
 use crate::security::auth::{CheckFailure, CheckQuota, Refusal, SCOPES};
 use crate::store::ClientRegistration;
@@ -36,7 +36,7 @@ impl Surface for Connect {
 }
 
 /// `/connect/register` and `/connect/token`, POST only.
-pub fn routes() -> Router {
+pub fn routes() -> Routes {
     mount::<Connect>(
         "/connect",
         [

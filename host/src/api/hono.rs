@@ -13,7 +13,7 @@
 //! `{"error": "message"}`.
 
 use crate::http::{
-    Body, Gateway, Param, Router, SuperUser, Surface, json_value, methods, mount, read_limited,
+    Body, Gateway, Param, Routes, SuperUser, Surface, json_value, methods, mount, read_limited,
 };
 use crate::manage::{self, ManageError, TenantSpec, TenantUpdate};
 use crate::security::auth::Principal;
@@ -226,7 +226,7 @@ impl Surface for Hono {
 }
 
 /// The routes under [`PREFIX`].
-pub fn routes() -> Router {
+pub fn routes() -> Routes {
     mount::<Hono>(
         PREFIX,
         [

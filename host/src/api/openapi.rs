@@ -4,6 +4,7 @@
 
 use crate::tenancy::Directory;
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 
 const CONFIG_SCHEMA: &str = include_str!("../../../schemas/tenant-config.schema.json");
 const PATCH_SCHEMA: &str = include_str!("../../../schemas/tenant-config-patch.schema.json");
@@ -838,33 +839,54 @@ pub fn document(dir: &Directory) -> Value {
 }
 
 /// Swagger UI's settings: the document at `/openapi.json`, "try it out" on.
-static SWAGGER: std::sync::LazyLock<std::sync::Arc<utoipa_swagger_ui::Config<'static>>> =
+static SWAGGER: std::sync::LazyLock<Arc<utoipa_swagger_ui::Config<'static>>> =
     std::sync::LazyLock::new(|| {
-        std::sync::Arc::new(
+        Arc::new(
             utoipa_swagger_ui::Config::from("/openapi.json")
                 .try_it_out_enabled(true)
                 .persist_authorization(true),
         )
     });
 
+/// The document made for one directory snapshot: made again only when the
+/// directory is replaced (settings reloaded, tenants changed), not per request.
+#[derive(Default)]
+struct Cached(arc_swap::ArcSwapOption<(Arc<Directory>, bytes::Bytes)>);
+
+impl Cached {
+    /// The document of `dir`, made now if this snapshot has none yet.
+    fn of(&self, dir: Arc<Directory>) -> bytes::Bytes {
+        if let Some(hit) = &*self.0.load()
+            && Arc::ptr_eq(&hit.0, &dir)
+        {
+            return hit.1.clone();
+        }
+        let text = bytes::Bytes::from(document(&dir).to_string());
+        self.0.store(Some(Arc::new((dir, text.clone()))));
+        text
+    }
+}
+
 /// `/openapi.json`, and Swagger UI under `/swagger/` (when
 /// `SwaggerSettings.EnableSwagger`).
-pub fn routes() -> crate::http::Router {
+pub fn routes() -> crate::http::Routes {
     use axum::extract::State;
     use axum::routing::any;
-    crate::http::Router::new()
+    let cached = Arc::new(Cached::default());
+    crate::http::Routes::new()
         .route(
             "/openapi.json",
-            any(
-                |State(gw): State<std::sync::Arc<crate::http::Gateway>>| async move {
-                    let doc = document(&gw.runtime.shared().directory.load());
+            any(move |State(gw): State<Arc<crate::http::Gateway>>| {
+                let cached = cached.clone();
+                async move {
+                    let doc = cached.of(gw.runtime.shared().directory.load_full());
                     crate::http::served(
-                        crate::http::json_value(http::StatusCode::OK, &doc),
+                        crate::http::json(http::StatusCode::OK, doc),
                         "openapi",
                         None,
                     )
-                },
-            ),
+                }
+            }),
         )
         .route("/swagger", any(swagger))
         .route("/swagger/", any(swagger))
@@ -872,7 +894,7 @@ pub fn routes() -> crate::http::Router {
 }
 
 async fn swagger(
-    axum::extract::State(gw): axum::extract::State<std::sync::Arc<crate::http::Gateway>>,
+    axum::extract::State(gw): axum::extract::State<Arc<crate::http::Gateway>>,
     uri: http::Uri,
 ) -> http::Response<crate::http::Body> {
     crate::http::served(swagger_file(&gw, uri.path()), "swagger", None)
@@ -936,6 +958,22 @@ mod tests {
             Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
             _ => {}
         }
+    }
+
+    /// One snapshot's document is made once; a replaced directory gets its own.
+    #[test]
+    fn the_document_is_made_once_per_directory_snapshot() {
+        let cached = Cached::default();
+        let first = Arc::new(Directory::default());
+        let made = cached.of(first.clone());
+        let again = cached.of(first.clone());
+        assert_eq!(made.as_ptr(), again.as_ptr(), "made again for one snapshot");
+        let mut replaced = Directory::default();
+        replaced.default_tenant = Some(crate::config::TenantName::parse("Tenant7").unwrap());
+        let other = cached.of(Arc::new(replaced));
+        assert_ne!(other.as_ptr(), made.as_ptr());
+        assert!(std::str::from_utf8(&other).unwrap().contains("Tenant7"));
+        assert!(!std::str::from_utf8(&made).unwrap().contains("Tenant7"));
     }
 
     #[test]

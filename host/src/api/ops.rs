@@ -2,7 +2,7 @@
 //! listener and on the admin listener (`TenantGateway.AdminListen`), where
 //! they need no credentials.
 
-use crate::http::{Body, Gateway, Router, error, json, require_super_user, served};
+use crate::http::{Body, Gateway, Router, Routes, error, json, require_super_user, served};
 use axum::extract::{Request, State};
 use axum::routing::any;
 use bytes::Bytes;
@@ -11,13 +11,13 @@ use http::{Response, StatusCode};
 use std::sync::Arc;
 
 /// The main listener's routes.
-pub fn routes() -> Router {
+pub fn routes() -> Routes {
     health().route("/metrics", any(metrics))
 }
 
 /// Liveness and readiness, on both listeners.
-fn health() -> Router {
-    Router::new()
+fn health() -> Routes {
+    Routes::new()
         .route("/healthz", any(healthz))
         .route("/health", any(healthz))
         .route("/readyz", any(readyz))
@@ -26,6 +26,7 @@ fn health() -> Router {
 /// The admin listener's routes: the same without credentials, nothing else.
 pub fn admin_routes() -> Router {
     health()
+        .into_router()
         .route(
             "/metrics",
             any(

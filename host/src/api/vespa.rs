@@ -7,7 +7,7 @@
 //! Errors: `{"error-code": "...", "message": "..."}` with 400 (bad name, exists),
 //! 404 (unknown), 405 (wrong method), 401/403 (super-user only), 500.
 
-use crate::http::{Body, Gateway, Param, Router, SuperUser, Surface, json_value, methods, mount};
+use crate::http::{Body, Gateway, Param, Routes, SuperUser, Surface, json_value, methods, mount};
 use crate::manage::{self, ManageError, TenantSpec};
 use axum::extract::{FromRequestParts, State};
 use axum::routing::get;
@@ -89,7 +89,7 @@ fn coded(status: StatusCode, message: &str) -> Response<Body> {
 }
 
 /// The routes under [`PREFIX`] (super-user only), with or without a trailing `/`.
-pub fn routes() -> Router {
+pub fn routes() -> Routes {
     mount::<Vespa>(
         PREFIX,
         [

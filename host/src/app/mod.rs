@@ -428,9 +428,29 @@ pub async fn start(
     })
 }
 
-/// Every surface's routes, and tenant traffic for every other path.
-pub fn router(gateway: Arc<crate::http::Gateway>) -> axum::Router {
-    crate::http::Router::new()
+/// The gateway's service: every surface's routes, and tenant traffic for
+/// every path none of them owns.
+pub fn router(
+    gateway: Arc<crate::http::Gateway>,
+) -> impl tower::Service<
+    http::Request<crate::http::Body>,
+    Response = http::Response<crate::http::Body>,
+    Error = std::convert::Infallible,
+    Future = impl std::future::Future<
+        Output = Result<http::Response<crate::http::Body>, std::convert::Infallible>,
+    > + Send
+             + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
+    let traffic = crate::traffic::Traffic::new(gateway.clone());
+    crate::http::dispatch(routes(), gateway, move |req| traffic.clone().serve(req))
+}
+
+/// Every surface's routes.
+fn routes() -> crate::http::Routes {
+    crate::http::Routes::new()
         .merge(crate::api::ops::routes())
         .merge(crate::api::openapi::routes())
         .merge(crate::api::connect::routes())
@@ -439,6 +459,4 @@ pub fn router(gateway: Arc<crate::http::Gateway>) -> axum::Router {
         .merge(crate::api::doradus::routes())
         .merge(crate::api::components::routes())
         .merge(crate::api::hono::routes())
-        .fallback_service(crate::traffic::service(gateway.clone()))
-        .with_state(gateway)
 }

@@ -47,9 +47,9 @@ pub(crate) fn json_value(status: StatusCode, body: &serde_json::Value) -> Respon
     resp
 }
 
-/// A fixed JSON text.
-pub(crate) fn json(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::from_static(body.as_bytes())));
+/// A JSON text made already (a fixed one, or one kept).
+pub(crate) fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(full(body.into()));
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, JSON);
     resp
@@ -71,6 +71,19 @@ pub(crate) fn problem(
         HeaderValue::from_static("application/problem+json"),
     );
     resp
+}
+
+/// A header value written from `args` on the stack when it fits, so the value's
+/// own bytes are its one allocation (no growing `String` first); `None` when
+/// the text is not a header value.
+pub(crate) fn header_value(args: std::fmt::Arguments<'_>) -> Option<HeaderValue> {
+    use std::io::Write as _;
+    let mut text = std::io::Cursor::new([0u8; 256]);
+    if text.write_fmt(args).is_ok() {
+        let len = usize::try_from(text.position()).ok()?;
+        return HeaderValue::from_bytes(&text.get_ref()[..len]).ok();
+    }
+    HeaderValue::from_str(&std::fmt::format(args)).ok()
 }
 
 /// Sets `Retry-After` (seconds).

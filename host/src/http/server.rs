@@ -51,14 +51,8 @@ struct Ids {
 
 impl MakeRequestId for Ids {
     fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<tower_http::request_id::RequestId> {
-        use std::io::Write as _;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        // Written on the stack: the header value is the one allocation.
-        let mut text = std::io::Cursor::new([0u8; 16 + 1 + 20]);
-        write!(text, "{:016x}-{n}", self.instance).ok()?;
-        let len = usize::try_from(text.position()).ok()?;
-        HeaderValue::from_bytes(&text.get_ref()[..len])
-            .ok()
+        super::header_value(format_args!("{:016x}-{n}", self.instance))
             .map(tower_http::request_id::RequestId::new)
     }
 }
@@ -103,14 +97,23 @@ impl<B> OnResponse<B> for Log {
     }
 }
 
-/// Serves `router` on connections from `listener` until `shutdown` completes,
-/// then waits (at most 30 s) for in-flight requests to finish.
-pub async fn serve(
+/// Serves `service` (the gateway's: [`super::dispatch`]) on connections from
+/// `listener` until `shutdown` completes, then waits (at most 30 s) for
+/// in-flight requests to finish.
+pub async fn serve<S>(
     listener: TcpListener,
     gateway: Arc<Gateway>,
-    router: axum::Router,
+    service: S,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let ids = Ids {
         instance: argon2::password_hash::rand_core::RngCore::next_u64(
             &mut argon2::password_hash::rand_core::OsRng,
@@ -129,7 +132,7 @@ pub async fn serve(
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .service(router);
+        .service(service);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -163,6 +166,7 @@ pub async fn serve(
                         }
                         req.headers_mut().remove(REQUEST_ID);
                         req.extensions_mut().insert(ClientAddr(peer));
+                        let req = req.map(Body::new);
                         let resp = match super::observed(app.oneshot(req)).await.0 {
                             Ok(resp) => resp,
                             Err(never) => match never {},

@@ -81,6 +81,11 @@ pub struct Tenant {
     /// The record published to components (`tenants` key-value bucket): id, name,
     /// tier, enabled, created_at. Holds no secret.
     pub record: Bytes,
+    /// Its name as proxied requests carry it (`X-Tenant-Name`), made once;
+    /// `None` for a name that is not a header value.
+    pub name_header: Option<http::HeaderValue>,
+    /// Its id as proxied requests carry it (`X-Tenant-Id`), made once.
+    pub id_header: http::HeaderValue,
 }
 
 /// The generation of a tenant created at `created_at` (RFC 3339): seconds
@@ -242,6 +247,9 @@ impl Directory {
         };
         Some(Tenant {
             label: Arc::from(name.as_str()),
+            name_header: http::HeaderValue::from_str(name.as_str()).ok(),
+            id_header: http::HeaderValue::from_str(&id.to_string())
+                .expect("a UUID is a header value"),
             name,
             id,
             tier,

@@ -11,7 +11,7 @@ use crate::http::{
 use crate::telemetry::Rejection;
 use crate::tenancy::Destination;
 use crate::tenancy::resolve::{ResolveError, Resolver};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use http::{Response, StatusCode};
 use proxy::ProxyError;
 use std::sync::Arc;
@@ -24,34 +24,25 @@ pub struct Traffic {
     proxy: proxy::Proxy,
 }
 
-/// The router's fallback for `gw`: every path no surface routes.
-pub fn service(
-    gw: Arc<Gateway>,
-) -> impl tower::Service<
-    Request,
-    Response = axum::response::Response,
-    Error = std::convert::Infallible,
-    Future = impl Send + 'static,
-> + Clone
-+ Send
-+ Sync
-+ 'static {
-    let traffic = Arc::new(Traffic {
-        proxy: proxy::Proxy::new(&gw.limits),
-        gw,
-    });
-    axum::handler::Handler::with_state(serve, traffic)
-}
-
-/// A path no surface routes. The paths reserved for the gateway (health,
-/// `/connect`, `/.well-known`) are 404 here, never a tenant's.
-async fn serve(State(traffic): State<Arc<Traffic>>, req: Request) -> Response<Body> {
-    if Resolver::needs_no_tenant(req.uri().path()) {
-        return error(StatusCode::NOT_FOUND, "No endpoint at this path", None);
+impl Traffic {
+    /// Tenant traffic of `gw`.
+    pub fn new(gw: Arc<Gateway>) -> Arc<Self> {
+        Arc::new(Traffic {
+            proxy: proxy::Proxy::new(&gw.limits),
+            gw,
+        })
     }
-    let mut served = Served::default();
-    let resp = tenant_traffic(&traffic, req, &mut served).await;
-    served.onto(resp)
+
+    /// Serves a path no surface routes. The paths reserved for the gateway
+    /// (health, `/connect`, `/.well-known`) are 404 here, never a tenant's.
+    pub async fn serve(self: Arc<Self>, req: Request) -> Response<Body> {
+        if Resolver::needs_no_tenant(req.uri().path()) {
+            return error(StatusCode::NOT_FOUND, "No endpoint at this path", None);
+        }
+        let mut served = Served::default();
+        let resp = tenant_traffic(&self, req, &mut served).await;
+        served.onto(resp)
+    }
 }
 
 async fn tenant_traffic(

@@ -7,6 +7,7 @@
 //! only when the client is one of `Limits.TrustedProxies`; from anyone else they
 //! are replaced, so no client can tell the upstream it is someone else.
 
+use crate::http::header_value;
 use crate::tenancy::Tenant;
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, HeaderValue};
@@ -106,18 +107,41 @@ impl Body for ClientBody {
     }
 }
 
-/// `value` as an RFC 9110 quoted-string (for `Forwarded`'s `host=`).
-fn quoted(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
+/// A value as an RFC 9110 quoted-string (for `Forwarded`'s `host=`).
+struct Quoted<'a>(&'a str);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            if c == '"' || c == '\\' {
+                f.write_char('\\')?;
+            }
+            f.write_char(c)?;
         }
-        out.push(c);
+        f.write_char('"')
     }
-    out.push('"');
-    out
+}
+
+/// This hop's `Forwarded` element (RFC 7239): the client (an IPv6 address
+/// bracketed and quoted), the host it asked for, the protocol.
+struct Element<'a> {
+    client: std::net::IpAddr,
+    host: &'a str,
+}
+
+impl std::fmt::Display for Element<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.client {
+            std::net::IpAddr::V4(ip) => write!(f, "for={ip}")?,
+            std::net::IpAddr::V6(ip) => write!(f, "for=\"[{ip}]\"")?,
+        }
+        if !self.host.is_empty() {
+            write!(f, ";host={}", Quoted(self.host))?;
+        }
+        f.write_str(";proto=http")
+    }
 }
 
 /// A pooled HTTP/1.1 client for upstreams.
@@ -169,12 +193,10 @@ impl Proxy {
         headers.remove(X_TENANT_NAME);
         headers.remove(X_TENANT_ID);
         headers.remove(HOST);
-        if let Ok(v) = HeaderValue::from_str(tenant.name.as_str()) {
-            headers.insert(X_TENANT_NAME, v);
+        if let Some(v) = &tenant.name_header {
+            headers.insert(X_TENANT_NAME, v.clone());
         }
-        if let Ok(v) = HeaderValue::from_str(&tenant.id.to_string()) {
-            headers.insert(X_TENANT_ID, v);
-        }
+        headers.insert(X_TENANT_ID, tenant.id_header.clone());
         let trusted = self.trusts(client.ip());
         if !trusted {
             for name in [
@@ -186,27 +208,21 @@ impl Proxy {
                 headers.remove(name);
             }
         }
-        let ip = client.ip().to_string();
+        // Written straight into the header values: no text built first.
+        let ip = client.ip();
         let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prior) => format!("{prior}, {ip}"),
-            None => ip.clone(),
+            Some(prior) => header_value(format_args!("{prior}, {ip}")),
+            None => header_value(format_args!("{ip}")),
         };
-        if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+        if let Some(v) = forwarded_for {
             headers.insert(X_FORWARDED_FOR, v);
         }
-        let host = original_host
-            .as_ref()
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
-        let for_node = if client.is_ipv6() {
-            format!("\"[{ip}]\"")
-        } else {
-            ip
-        };
-        let forwarded = if host.is_empty() {
-            format!("for={for_node};proto=http")
-        } else {
-            format!("for={for_node};host={};proto=http", quoted(host))
+        let element = Element {
+            client: ip,
+            host: original_host
+                .as_ref()
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or(""),
         };
         // One field, a trusted proxy's elements first (RFC 7239 §4), so an
         // upstream reading only one `Forwarded` line still sees them all.
@@ -216,11 +232,11 @@ impl Proxy {
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .collect();
-            format!("{}, {forwarded}", prior.join(", "))
+            header_value(format_args!("{}, {element}", prior.join(", ")))
         } else {
-            forwarded
+            header_value(format_args!("{element}"))
         };
-        if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        if let Some(v) = forwarded {
             headers.insert(FORWARDED, v);
         }
         // A trusted proxy's own X-Forwarded-Host / -Proto say what its client
@@ -259,18 +275,27 @@ impl Proxy {
     }
 }
 
-/// `upstream` (scheme, authority, path prefix) joined with the request's path and query.
+/// `upstream` (scheme, authority, path prefix) joined with the request's path
+/// and query. The scheme and authority are the upstream's own, shared, not
+/// parsed again.
 fn target_uri(upstream: &Uri, request: &Uri) -> Result<Uri, http::Error> {
     let prefix = upstream.path().trim_end_matches('/');
     let path_and_query = request.path_and_query().map_or("/", |p| p.as_str());
     let mut joined = String::with_capacity(prefix.len() + path_and_query.len());
     joined.push_str(prefix);
     joined.push_str(path_and_query);
-    Uri::builder()
-        .scheme(upstream.scheme_str().unwrap_or("http"))
-        .authority(upstream.authority().map_or("", |a| a.as_str()))
-        .path_and_query(joined)
-        .build()
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(
+        upstream
+            .scheme()
+            .cloned()
+            .unwrap_or(http::uri::Scheme::HTTP),
+    );
+    parts.authority = upstream.authority().cloned();
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_maybe_shared(Bytes::from(
+        joined,
+    ))?);
+    Ok(Uri::from_parts(parts)?)
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
@@ -311,8 +336,11 @@ mod tests {
 
     #[test]
     fn forwarded_host_is_a_quoted_string() {
-        assert_eq!(quoted("example.com:8080"), "\"example.com:8080\"");
-        assert_eq!(quoted(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(
+            Quoted("example.com:8080").to_string(),
+            "\"example.com:8080\""
+        );
+        assert_eq!(Quoted(r#"a"b\c"#).to_string(), r#""a\"b\\c""#);
     }
 
     #[test]

@@ -41,13 +41,11 @@ fn fresh_key() -> [u8; 32] {
 }
 
 /// Writes `key` to a private temporary file beside `file`, synced; its name
-/// is this call's own (process id and a counter), so two caches opened at once
+/// is this call's own ([`crate::temp_beside`]), so two caches opened at once
 /// in one process never write, link or remove each other's.
 fn key_tmp(file: &Path, key: &[u8; 32]) -> std::io::Result<PathBuf> {
     use std::io::Write;
-    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = file.with_extension(format!("tmp{}-{call}", std::process::id()));
+    let tmp = crate::temp_beside(file);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -21,7 +21,7 @@ mod document;
 pub(crate) use document::{parse_json, parse_xml};
 
 use crate::http::{
-    Body, BodyError, Gateway, Param, Router, SuperUser, Surface, full, methods, mount, read_limited,
+    Body, BodyError, Gateway, Param, Routes, SuperUser, Surface, full, methods, mount, read_limited,
 };
 use crate::manage::{self, ManageError, TenantSpec, TenantUpdate};
 use crate::tenancy::Tenant;
@@ -96,7 +96,7 @@ impl Surface for Doradus {
 }
 
 /// The routes under [`PREFIX`] (super-user only).
-pub fn routes() -> Router {
+pub fn routes() -> Routes {
     mount::<Doradus>(
         PREFIX,
         [

@@ -1,0 +1,288 @@
+//! The router pieces every surface is built from: [`Routes`] (a surface's
+//! routes and the paths they own), [`mount`] (a surface under its prefix, with
+//! its own 404 and 405), the extractors that answer in a surface's format
+//! ([`Param`], [`SuperUser`]), and [`dispatch`], which serves owned paths with
+//! the router and hands every other path straight to tenant traffic.
+
+use super::{Body, Gateway, Head, Router, Served, require_super_user};
+use axum::extract::{FromRequestParts, Path};
+use axum::routing::MethodRouter;
+use http::request::Parts;
+use http::{Response, StatusCode};
+use std::convert::Infallible;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+/// Routes, and the paths they own. Every path a route matches is owned; the
+/// server hands a path nothing owns to tenant traffic without asking the
+/// router (which would only fall back to it), so tenant traffic costs no
+/// route lookup, no boxed fallback and no path-parameter map.
+#[derive(Default)]
+pub struct Routes {
+    router: Router,
+    owned: Vec<Owned>,
+    /// Every path routed, in axum's syntax (what the OpenAPI document is
+    /// checked against).
+    paths: Vec<String>,
+}
+
+/// Paths a route owns.
+#[derive(Debug, Clone, PartialEq)]
+enum Owned {
+    /// Only this path.
+    Exact(String),
+    /// This path and every path below it (`{prefix}/…`).
+    Under(String),
+}
+
+impl Owned {
+    /// What the route path `route` (axum's syntax) can match: itself when it
+    /// has no parameter, else everything below its part before the first one
+    /// (more than it matches, never less).
+    fn of(route: &str) -> Self {
+        match route.find('{') {
+            None => Owned::Exact(route.to_owned()),
+            Some(at) => Owned::Under(route[..at].trim_end_matches('/').to_owned()),
+        }
+    }
+
+    fn holds(&self, path: &str) -> bool {
+        match self {
+            Owned::Exact(p) => path == p,
+            Owned::Under(p) => path
+                .strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
+        }
+    }
+}
+
+impl Routes {
+    /// No routes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `methods` at `path`.
+    pub fn route(mut self, path: &str, methods: MethodRouter<Arc<Gateway>>) -> Self {
+        self.owned.push(Owned::of(path));
+        self.paths.push(path.to_owned());
+        self.router = self.router.route(path, methods);
+        self
+    }
+
+    /// Adds `other`'s routes.
+    pub fn merge(mut self, other: Routes) -> Self {
+        self.owned.extend(other.owned);
+        self.paths.extend(other.paths);
+        self.router = self.router.merge(other.router);
+        self
+    }
+
+    /// Every path routed, in axum's syntax (`{name}`, `{*rest}`).
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.paths.iter().map(String::as_str)
+    }
+
+    /// The router alone (for a listener that serves nothing else).
+    pub fn into_router(self) -> Router {
+        self.router
+    }
+}
+
+/// The gateway's service: a path a route owns is served by the router, any
+/// other by `rest` (tenant traffic), which is also the router's fallback for
+/// an owned path no route matches after all.
+pub fn dispatch<F, Fut>(
+    routes: Routes,
+    gateway: Arc<Gateway>,
+    rest: F,
+) -> impl tower::Service<
+    http::Request<Body>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static
+where
+    F: Fn(axum::extract::Request) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let fallback = rest.clone();
+    let router = routes
+        .router
+        .fallback(move |req: axum::extract::Request| fallback(req))
+        .with_state(gateway);
+    let owned: Arc<[Owned]> = routes.owned.into();
+    tower::service_fn(move |req: http::Request<Body>| {
+        let path = req.uri().path();
+        let routed = owned.iter().any(|o| o.holds(path)).then(|| router.clone());
+        let rest = rest.clone();
+        async move {
+            Ok(match routed {
+                Some(router) => match router.oneshot(req).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                },
+                None => rest(req).await,
+            })
+        }
+    })
+}
+
+/// An external surface: the label of its requests in metrics and logs, and
+/// how it words an error (each surface in its own format). The router's own
+/// answers under a surface's paths — no such path, method not allowed, a bad
+/// path parameter — are worded by it.
+pub(crate) trait Surface: Send + Sync + 'static {
+    /// The route label of its requests.
+    const ROUTE: &'static str;
+
+    /// An error answer in the surface's format; `parts` is the request's
+    /// (a surface may pick its format from `Accept`).
+    fn error(parts: &Parts, status: StatusCode, message: &str) -> Response<Body>;
+}
+
+/// The path as the client sent it (a surface's routes see theirs without
+/// the surface's prefix); for error messages only.
+fn original_path(parts: &Parts) -> String {
+    match parts.extensions.get::<axum::extract::NestedPath>() {
+        Some(prefix) => format!("{}{}", prefix.as_str(), parts.uri.path()),
+        None => parts.uri.path().to_owned(),
+    }
+}
+
+/// A surface's 404 for a path under it that names nothing.
+async fn not_found<S: Surface>(req: axum::extract::Request) -> Response<Body> {
+    let (parts, _) = req.into_parts();
+    let message = format!("Nothing at '{}'", original_path(&parts));
+    S::error(&parts, StatusCode::NOT_FOUND, &message)
+}
+
+/// A surface's 405 (the router adds `Allow`).
+async fn not_allowed<S: Surface>(req: axum::extract::Request) -> Response<Body> {
+    let (parts, _) = req.into_parts();
+    let message = format!(
+        "Method {} is not allowed on '{}' (see Allow)",
+        parts.method,
+        original_path(&parts)
+    );
+    S::error(&parts, StatusCode::METHOD_NOT_ALLOWED, &message)
+}
+
+/// `methods`, answering other methods with the surface's 405 and `Allow`.
+pub(crate) fn methods<S: Surface>(
+    methods: MethodRouter<Arc<Gateway>>,
+) -> MethodRouter<Arc<Gateway>> {
+    methods.fallback(not_allowed::<S>)
+}
+
+/// Mounts a surface's `routes` (paths relative to `prefix`, `/` being
+/// `prefix` itself), each also with a trailing `/`. A path under `prefix` that
+/// is not routed gets the surface's 404 (the surface owns every path under
+/// `prefix`), and every answer is labelled with its route (unless its handler
+/// noted one).
+pub(crate) fn mount<S: Surface>(
+    prefix: &str,
+    routes: impl IntoIterator<Item = (&'static str, MethodRouter<Arc<Gateway>>)>,
+) -> Routes {
+    let mut under = Router::new();
+    let mut outer = Router::new();
+    let mut paths = Vec::new();
+    for (path, methods) in routes {
+        if path == "/" {
+            outer = outer.route(&format!("{prefix}/"), methods.clone());
+            paths.extend([prefix.to_owned(), format!("{prefix}/")]);
+        } else {
+            under = under.route(&format!("{path}/"), methods.clone());
+            paths.extend([format!("{prefix}{path}"), format!("{prefix}{path}/")]);
+        }
+        under = under.route(path, methods);
+    }
+    let router = outer.nest(prefix, under.fallback(not_found::<S>)).layer(
+        tower::util::MapResponseLayer::new(|resp: axum::response::Response| {
+            Served::route_unless_noted(S::ROUTE);
+            resp
+        }),
+    );
+    Routes {
+        router,
+        owned: vec![Owned::Under(prefix.to_owned())],
+        paths,
+    }
+}
+
+/// A path parameter, percent-decoded; one that does not decode to UTF-8 is
+/// the surface's 400.
+pub(crate) struct Param<S>(pub(crate) String, pub(crate) PhantomData<S>);
+
+impl<S: Surface, State: Send + Sync> FromRequestParts<State> for Param<S> {
+    type Rejection = Response<Body>;
+
+    async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Param(value, PhantomData)),
+            Err(_) => Err(S::error(
+                parts,
+                StatusCode::BAD_REQUEST,
+                "The path does not decode to UTF-8 text",
+            )),
+        }
+    }
+}
+
+/// The super-user's credentials on the request, checked before the handler
+/// runs; a refusal is the surface's error (with the Basic challenge of a 401,
+/// the `Retry-After` of a 429 or 503).
+pub(crate) struct SuperUser<S>(PhantomData<S>);
+
+impl<S: Surface> FromRequestParts<Arc<Gateway>> for SuperUser<S> {
+    type Rejection = Response<Body>;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        gw: &Arc<Gateway>,
+    ) -> Result<Self, Self::Rejection> {
+        let head = Head {
+            headers: &parts.headers,
+            extensions: &parts.extensions,
+        };
+        match require_super_user(gw, head).await {
+            Ok(()) => Ok(SuperUser(PhantomData)),
+            Err(denied) => Err(denied.challenge(S::error(parts, denied.status, denied.message))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Owned;
+
+    #[test]
+    fn a_route_owns_what_it_can_match_and_nothing_beside_it() {
+        let exact = Owned::of("/healthz");
+        assert_eq!(exact, Owned::Exact("/healthz".into()));
+        assert!(exact.holds("/healthz"));
+        for other in ["/healthz/", "/healthzz", "/Healthz", "//healthz", "/"] {
+            assert!(!exact.holds(other), "{other}");
+        }
+        let under = Owned::of("/api/v1/tenants/{*rest}");
+        assert_eq!(under, Owned::Under("/api/v1/tenants".into()));
+        for owned in [
+            "/api/v1/tenants",
+            "/api/v1/tenants/",
+            "/api/v1/tenants/a/config",
+        ] {
+            assert!(under.holds(owned), "{owned}");
+        }
+        for other in ["/api/v1/tenantsX", "/api/v1/tenant", "/api/v2/tenants/a"] {
+            assert!(!under.holds(other), "{other}");
+        }
+        // A parameter first: every path (more than the route matches, never less).
+        assert!(Owned::of("/{name}").holds("/anything/at/all"));
+        assert!(Owned::of("/a/{id}/b").holds("/a/1/b"));
+    }
+}
