@@ -430,20 +430,7 @@ pub async fn start(
 
 /// The gateway's service: every surface's routes, and tenant traffic for
 /// every path none of them owns.
-pub fn router(
-    gateway: Arc<crate::http::Gateway>,
-) -> impl tower::Service<
-    http::Request<crate::http::Body>,
-    Response = http::Response<crate::http::Body>,
-    Error = std::convert::Infallible,
-    Future = impl std::future::Future<
-        Output = Result<http::Response<crate::http::Body>, std::convert::Infallible>,
-    > + Send
-             + 'static,
-> + Clone
-+ Send
-+ Sync
-+ 'static {
+pub fn router(gateway: Arc<crate::http::Gateway>) -> impl crate::http::GatewayService {
     let traffic = crate::traffic::Traffic::new(gateway.clone());
     crate::http::dispatch(routes(), gateway, move |req| traffic.clone().serve(req))
 }

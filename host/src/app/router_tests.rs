@@ -5,6 +5,7 @@
 //! super-user surfaces check credentials before they read the path.
 
 use super::{Assembled, Options, assemble, router};
+use crate::http::GatewayService;
 use http::{Method, Request, StatusCode};
 use tower::ServiceExt;
 
@@ -17,28 +18,7 @@ struct Answer {
     body: String,
 }
 
-/// The gateway's service, as [`router`] builds it.
-trait Service:
-    tower::Service<
-        Request<axum::body::Body>,
-        Response = http::Response<axum::body::Body>,
-        Error = std::convert::Infallible,
-        Future: Send,
-    > + Clone
-{
-}
-
-impl<S> Service for S where
-    S: tower::Service<
-            Request<axum::body::Body>,
-            Response = http::Response<axum::body::Body>,
-            Error = std::convert::Infallible,
-            Future: Send,
-        > + Clone
-{
-}
-
-async fn call(router: &impl Service, method: &str, uri: &str) -> Answer {
+async fn call(router: &impl GatewayService, method: &str, uri: &str) -> Answer {
     let req = Request::builder()
         .method(Method::from_bytes(method.as_bytes()).unwrap())
         .uri(uri)
@@ -93,7 +73,7 @@ type Case = (
 );
 
 /// The gateway of the sample settings, assembled in `data`, and its router.
-async fn sample_router(data: &std::path::Path) -> impl Service {
+async fn sample_router(data: &std::path::Path) -> impl GatewayService {
     // Compiled components are cached by content and engine hash: safe to share.
     let cache = std::env::temp_dir().join("tenant-gateway-unit-test-cache");
     let options = Options {

@@ -21,8 +21,8 @@ pub(crate) use answer::{
     retry_after,
 };
 pub(crate) use body::{BodyError, read_body, read_limited, read_limited_to};
+pub use routes::{GatewayService, Routes, dispatch};
 pub(crate) use routes::{Param, SuperUser, Surface, methods, mount};
-pub use routes::{Routes, dispatch};
 pub use server::{ConnectionMetrics, REQUEST_ID, serve, serve_admin};
 
 use crate::config::Limits;

@@ -91,22 +91,38 @@ impl Routes {
     }
 }
 
+/// What serves the gateway's requests (what [`dispatch`] makes and
+/// [`super::serve`] serves): one name for the service bounds.
+pub trait GatewayService:
+    tower::Service<
+        http::Request<Body>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> GatewayService for S where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// The gateway's service: a path a route owns is served by the router, any
 /// other by `rest` (tenant traffic), which is also the router's fallback for
 /// an owned path no route matches after all.
-pub fn dispatch<F, Fut>(
-    routes: Routes,
-    gateway: Arc<Gateway>,
-    rest: F,
-) -> impl tower::Service<
-    http::Request<Body>,
-    Response = Response<Body>,
-    Error = Infallible,
-    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
-> + Clone
-+ Send
-+ Sync
-+ 'static
+pub fn dispatch<F, Fut>(routes: Routes, gateway: Arc<Gateway>, rest: F) -> impl GatewayService
 where
     F: Fn(axum::extract::Request) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
@@ -119,18 +135,27 @@ where
     let owned: Arc<[Owned]> = routes.owned.into();
     tower::service_fn(move |req: http::Request<Body>| {
         let path = req.uri().path();
-        let routed = owned.iter().any(|o| o.holds(path)).then(|| router.clone());
-        let rest = rest.clone();
+        let next = if owned.iter().any(|o| o.holds(path)) {
+            Next::Router(router.clone().oneshot(req))
+        } else {
+            Next::Rest(rest(req))
+        };
         async move {
-            Ok(match routed {
-                Some(router) => match router.oneshot(req).await {
+            Ok(match next {
+                Next::Router(routed) => match routed.await {
                     Ok(resp) => resp,
                     Err(never) => match never {},
                 },
-                None => rest(req).await,
+                Next::Rest(rest) => rest.await,
             })
         }
     })
+}
+
+/// Which of the two serves a request: the router or the rest.
+enum Next<R, T> {
+    Router(R),
+    Rest(T),
 }
 
 /// An external surface: the label of its requests in metrics and logs, and

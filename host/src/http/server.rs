@@ -100,20 +100,12 @@ impl<B> OnResponse<B> for Log {
 /// Serves `service` (the gateway's: [`super::dispatch`]) on connections from
 /// `listener` until `shutdown` completes, then waits (at most 30 s) for
 /// in-flight requests to finish.
-pub async fn serve<S>(
+pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
-    service: S,
+    service: impl super::GatewayService,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()>
-where
-    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
+) -> std::io::Result<()> {
     let ids = Ids {
         instance: argon2::password_hash::rand_core::RngCore::next_u64(
             &mut argon2::password_hash::rand_core::OsRng,
