@@ -13,34 +13,72 @@
 //! `feature-gate@{tenant}`. Errors: `{"error": "...", "component": "name"}`.
 
 use crate::http::{
-    Body, BodyError, Gateway, Param, Routes, SuperUser, Surface, json_value, methods, mount,
+    Body, BodyError, Gateway, Param, Routes, SuperUser, Surface, json_body, methods, mount,
     read_limited_to,
 };
 use crate::registry::{Entry, RegistryError, Version};
 use crate::tenancy::Directory;
-use crate::wasm::{LoadError, Slot, Source};
+use crate::wasm::{Kind, LoadError, Slot, Source};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::routing::{get, post};
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{Response, StatusCode};
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::sync::Arc;
+use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 /// The API's path.
 pub const PREFIX: &str = "/_components";
 
 fn fail(status: StatusCode, message: &str, component: Option<&str>) -> Response<Body> {
-    json_value(status, &json!({ "error": message, "component": component }))
+    json_body(
+        status,
+        &ComponentError {
+            error: message,
+            component,
+        },
+    )
 }
 
-fn version_json(v: &Version) -> Value {
-    json!({
-        "sha256": v.sha256,
-        "size": v.size,
-        "source": v.source,
-        "loaded_at": v.loaded_at,
-    })
+/// Every error of the API.
+#[derive(Serialize, ToSchema)]
+struct ComponentError<'a> {
+    error: &'a str,
+    /// The slot the request named.
+    component: Option<&'a str>,
+}
+
+/// A slot and the component serving it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Component)]
+struct Serving<'a> {
+    #[schema(examples("validator", "validator@tenant1"))]
+    name: String,
+    kind: Kind,
+    /// The tenant whose own slot it is.
+    tenant: Option<String>,
+    sha256: &'a str,
+    size: usize,
+    #[schema(format = DateTime)]
+    loaded_at: &'a str,
+    #[schema(examples("builtin", "api", "directory:validator.wasm"))]
+    source: String,
+    exports: &'a [String],
+    /// false: loaded from a verified precompiled artifact.
+    compiled: bool,
+    /// The tenants it serves.
+    tenants: Vec<String>,
+    /// The rollback target.
+    previous: Option<&'a Version>,
+    /// The versions `rollback?to=` can return to.
+    kept: &'a [Version],
+}
+
+/// Every slot with a component.
+#[derive(Serialize, ToSchema)]
+struct ComponentList<'a> {
+    components: Vec<Serving<'a>>,
 }
 
 /// The tenants a slot's component serves.
@@ -64,22 +102,26 @@ fn users(dir: &Directory, slot: &Slot, overridden: &[Slot]) -> Vec<String> {
     names
 }
 
-fn entry_json(e: &Entry, dir: &Directory, overridden: &[Slot]) -> Value {
+fn serving<'a>(e: &'a Entry, dir: &Directory, overridden: &[Slot]) -> Serving<'a> {
     let i = &e.info;
-    json!({
-        "name": i.slot.to_string(),
-        "kind": i.slot.kind.as_str(),
-        "tenant": i.slot.tenant.as_ref().map(|t| dir.get(t).map_or_else(|| t.clone(), |t| t.name.to_string())),
-        "sha256": i.sha256,
-        "size": i.size,
-        "loaded_at": i.loaded_at,
-        "source": i.source.to_string(),
-        "exports": i.exports,
-        "compiled": i.compiled,
-        "tenants": users(dir, &i.slot, overridden),
-        "previous": e.previous.as_ref().map(version_json),
-        "kept": e.kept.iter().map(version_json).collect::<Vec<_>>(),
-    })
+    Serving {
+        name: i.slot.to_string(),
+        kind: i.slot.kind,
+        tenant: i
+            .slot
+            .tenant
+            .as_ref()
+            .map(|t| dir.get(t).map_or_else(|| t.clone(), |t| t.name.to_string())),
+        sha256: &i.sha256,
+        size: i.size,
+        loaded_at: &i.loaded_at,
+        source: i.source.to_string(),
+        exports: &i.exports,
+        compiled: i.compiled,
+        tenants: users(dir, &i.slot, overridden),
+        previous: e.previous.as_ref(),
+        kept: &e.kept,
+    }
 }
 
 async fn show(gw: &Gateway, only: Option<&Slot>) -> Response<Body> {
@@ -92,14 +134,14 @@ async fn show(gw: &Gateway, only: Option<&Slot>) -> Response<Body> {
         .collect();
     match only {
         None => {
-            let all: Vec<Value> = entries
+            let components = entries
                 .iter()
-                .map(|e| entry_json(e, &dir, &overridden))
+                .map(|e| serving(e, &dir, &overridden))
                 .collect();
-            json_value(StatusCode::OK, &json!({ "components": all }))
+            json_body(StatusCode::OK, &ComponentList { components })
         }
         Some(slot) => match entries.iter().find(|e| &e.info.slot == slot) {
-            Some(e) => json_value(StatusCode::OK, &entry_json(e, &dir, &overridden)),
+            Some(e) => json_body(StatusCode::OK, &serving(e, &dir, &overridden)),
             None => fail(
                 StatusCode::NOT_FOUND,
                 &format!("No component of its own serves {slot}; everyone's does"),
@@ -138,6 +180,26 @@ impl Surface for Components {
         fail(status, message, None)
     }
 }
+
+/// The refusals of every operation.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a document: what the handlers answer, never built
+enum Refusals {
+    /// Not the super-user's Basic credentials.
+    #[response(status = 401)]
+    Unauthorized(ComponentError<'static>),
+    /// Not the super-user.
+    #[response(status = 403)]
+    Forbidden(ComponentError<'static>),
+    /// No such slot, or no such tenant.
+    #[response(status = 404)]
+    NotFound(ComponentError<'static>),
+}
+
+/// The API's part of `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(paths(list, read, upload, remove, rollback))]
+pub struct Doc;
 
 /// The routes under [`PREFIX`] (super-user only).
 pub fn routes() -> Routes {
@@ -184,10 +246,18 @@ impl FromRequestParts<Arc<Gateway>> for Named {
     }
 }
 
+/// The component registry: what serves each slot.
+#[utoipa::path(get, path = "/_components", tag = "Components", operation_id = "listComponents",
+    security(("superUser" = [])),
+    responses((status = 200, description = "Every slot with a component", body = ComponentList), Refusals))]
 async fn list(State(gw): State<Arc<Gateway>>, _: SuperUser<Components>) -> Response<Body> {
     show(&gw, None).await
 }
 
+/// One slot.
+#[utoipa::path(get, path = "/_components/{name}", tag = "Components", operation_id = "getComponent",
+    params(("name" = String, Path, description = "validator, feature-gate, config-api, validator@{tenant} or feature-gate@{tenant}")), security(("superUser" = [])),
+    responses((status = 200, description = "The slot", body = Serving), Refusals))]
 async fn read(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Components>,
@@ -196,6 +266,16 @@ async fn read(
     show(&gw, Some(&slot)).await
 }
 
+/// Loads a component into the slot while traffic is served.
+#[utoipa::path(put, path = "/_components/{name}", tag = "Components", operation_id = "putComponent",
+    params(("name" = String, Path, description = "validator, feature-gate, config-api, validator@{tenant} or feature-gate@{tenant}")), security(("superUser" = [])),
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses(
+        (status = 200, description = "Loaded, self-tested and swapped in", body = Serving),
+        (status = 400, description = "Refused (not a component, does not compile, wrong exports or imports, failed its self-test); the running one stays", body = ComponentError),
+        (status = 413, description = "Over TenantGateway.Limits.MaxComponentBytes", body = ComponentError),
+        (status = 415, description = "Not application/wasm", body = ComponentError),
+        Refusals))]
 async fn upload(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Components>,
@@ -243,6 +323,10 @@ async fn upload(
     }
 }
 
+/// Back to the built-in component (a tenant's: back to everyone's).
+#[utoipa::path(delete, path = "/_components/{name}", tag = "Components", operation_id = "deleteComponent",
+    params(("name" = String, Path, description = "validator, feature-gate, config-api, validator@{tenant} or feature-gate@{tenant}")), security(("superUser" = [])),
+    responses((status = 200, description = "What serves the slot now", body = Serving), Refusals))]
 async fn remove(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Components>,
@@ -254,6 +338,16 @@ async fn remove(
     }
 }
 
+/// Back to the version before, or to a kept one.
+#[utoipa::path(post, path = "/_components/{name}/rollback", tag = "Components", operation_id = "rollbackComponent",
+    params(("name" = String, Path, description = "validator, feature-gate, config-api, validator@{tenant} or feature-gate@{tenant}"),
+        ("to" = Option<String>, Query, description = "The sha256 of a kept version (default: the previous one)")),
+    security(("superUser" = [])),
+    responses(
+        (status = 200, description = "The version rolled back to serves again", body = Serving),
+        (status = 409, description = "No previous version", body = ComponentError),
+        (status = 410, description = "The kept bytes are gone", body = ComponentError),
+        Refusals))]
 async fn rollback(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Components>,

@@ -3,7 +3,10 @@
 //! the rollback itself (`api::history`), and hands the rest to the config-API
 //! component, which routes it (the same component serves it under Spin).
 
-use crate::http::{Body, Gateway, Routes, Served, authorize, component_failure, error, read_body};
+use crate::api::openapi::{TenantConfig, TenantConfigPatch};
+use crate::http::{
+    Body, ErrorBody, Gateway, Routes, Served, authorize, component_failure, error, read_body,
+};
 use crate::security::rate::Class;
 use crate::telemetry::Rejection;
 use axum::extract::{Request, State};
@@ -12,9 +15,134 @@ use http::header::HeaderValue;
 use http::{Method, Response, StatusCode};
 use std::sync::Arc;
 use std::time::Instant;
+use utoipa::{IntoParams, IntoResponses, OpenApi, ToSchema};
 
 /// The API's path prefix.
 pub const PREFIX: &str = "/api/v1/tenants/";
+
+/// The API's part of `/openapi.json`: the operations the config-API component
+/// serves (documented here, where the gateway hands them over) and those the
+/// gateway serves itself (`api::history`).
+#[derive(OpenApi)]
+#[openapi(paths(
+    get_config,
+    update_config,
+    get_features,
+    crate::api::history::list,
+    crate::api::history::rollback
+))]
+pub struct Doc;
+
+/// The tenant a config API path names.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // a document: the path is read by `path_tenant`
+pub(crate) struct TenantPath {
+    /// Tenant UUID or name (any case).
+    id: String,
+}
+
+/// The refusals of every config API operation.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a document: what the handlers answer, never built
+pub(crate) enum ApiRefusals {
+    /// Missing or invalid credentials (see WWW-Authenticate).
+    #[response(status = 401)]
+    Unauthorized(ErrorBody<'static>),
+    /// The token belongs to another tenant.
+    #[response(status = 403)]
+    Forbidden(ErrorBody<'static>),
+    /// No such tenant.
+    #[response(status = 404)]
+    NotFound(ErrorBody<'static>),
+    /// Over the tenant's rate limit (see Retry-After).
+    #[response(status = 429)]
+    RateLimited(ErrorBody<'static>),
+    /// A component failed.
+    #[response(status = 500)]
+    Failed(ErrorBody<'static>),
+}
+
+/// A tenant's configuration as stored: every section with defaults filled in
+/// (written by the config-API component).
+#[derive(serde::Serialize, ToSchema)]
+#[schema(as = TenantConfigDocument)]
+#[allow(dead_code)] // a document: the component writes it
+struct ConfigDocument {
+    #[schema(format = "uuid")]
+    tenant_id: String,
+    #[schema(format = DateTime)]
+    updated_at: Option<String>,
+    #[serde(flatten)]
+    config: TenantConfig,
+}
+
+/// An update done (written by the config-API component).
+#[derive(ToSchema)]
+#[allow(dead_code)] // a document: the component writes it
+struct UpdateResult {
+    #[schema(format = "uuid")]
+    tenant_id: String,
+    #[schema(example = "Successfully updated 2 configuration field(s)")]
+    message: String,
+    updated_fields: Vec<String>,
+    #[schema(format = DateTime)]
+    updated_at: String,
+}
+
+/// The features of a tenant's tier and configuration (written by the
+/// feature-gate and config-API components).
+#[derive(ToSchema)]
+#[allow(dead_code)] // a document: the component writes it
+struct FeatureList {
+    #[schema(format = "uuid")]
+    tenant_id: String,
+    features: Vec<Feature>,
+    total_enabled: u32,
+    total_available: u32,
+}
+
+/// One feature.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a document: the component writes it
+struct Feature {
+    name: String,
+    enabled: bool,
+    available: bool,
+    description: String,
+    tier_required: crate::config::Tier,
+}
+
+/// The tenant's complete configuration (defaults filled in).
+#[utoipa::path(get, path = "/api/v1/tenants/{id}/config", tag = "Configuration", operation_id = "getTenantConfig",
+    params(TenantPath),
+    security(("bearerAuth" = []), ("clientCredentials" = []), ("superUser" = [])),
+    responses((status = 200, description = "The configuration", body = ConfigDocument), ApiRefusals))]
+#[allow(dead_code)] // a document: `serve` hands it to the component
+fn get_config() {}
+
+/// Partial update: only the fields given change; validated by the validator component.
+#[utoipa::path(put, path = "/api/v1/tenants/{id}/config", tag = "Configuration", operation_id = "updateTenantConfig",
+    params(TenantPath),
+    security(("bearerAuth" = []), ("clientCredentials" = []), ("superUser" = [])),
+    request_body(content = TenantConfigPatch, example = json!({"performance": {"cache_size_mb": 2048}})),
+    responses(
+        (status = 200, description = "Updated", body = UpdateResult),
+        (status = 400, description = "Invalid configuration: every violation with its JSONPath in details", body = ErrorBody),
+        (status = 409, description = "Concurrent updates kept conflicting", body = ErrorBody),
+        (status = 413, description = "Body over TenantGateway.Limits.MaxBodyBytes", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        ApiRefusals))]
+#[allow(dead_code)] // a document: `serve` hands it to the component
+fn update_config() {}
+
+/// Features by tier and configuration, with totals.
+#[utoipa::path(get, path = "/api/v1/tenants/{id}/features", tag = "Configuration", operation_id = "getTenantFeatures",
+    params(TenantPath),
+    security(("bearerAuth" = []), ("clientCredentials" = []), ("superUser" = [])),
+    responses((status = 200, description = "The features", body = FeatureList), ApiRefusals))]
+#[allow(dead_code)] // a document: `serve` hands it to the component
+fn get_features() {}
 
 /// Every path under [`PREFIX`], whatever the method: the component answers
 /// the methods a path does not allow, as it does under Spin.

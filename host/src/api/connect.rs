@@ -3,8 +3,10 @@
 //! client credentials (RFC 6749 §4.4) exchanged for a Bearer token bound to the
 //! client's tenant.
 
+use crate::api::openapi::TenantHeader;
 use crate::http::{
-    Body, Gateway, Routes, Served, Surface, error, json_value, methods, mount, problem,
+    Body, Gateway, Problem, Routes, Served, Surface, error, json_body, json_value, methods, mount,
+    problem,
 };
 use crate::security::auth::{CheckFailure, CheckQuota, Refusal, SCOPES};
 use crate::store::ClientRegistration;
@@ -16,9 +18,70 @@ use http::header::{
 };
 use http::request::Parts;
 use http::{Response, StatusCode};
+use serde::Serialize;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
+use utoipa::{OpenApi, ToSchema};
+
+/// A token issued.
+#[derive(Serialize, ToSchema)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    #[schema(example = "Bearer")]
+    token_type: &'a str,
+    /// Seconds.
+    expires_in: u64,
+    scope: &'a str,
+}
+
+/// A token refused (RFC 6749 §5.2).
+#[derive(Serialize, ToSchema)]
+struct TokenError<'a> {
+    #[schema(examples(
+        "invalid_request",
+        "invalid_client",
+        "unsupported_grant_type",
+        "invalid_scope"
+    ))]
+    error: &'a str,
+    error_description: &'a str,
+}
+
+/// The form of `/connect/register`.
+#[derive(ToSchema)]
+#[allow(non_snake_case, dead_code)] // a document: Ed-Fi's field names, read by `register`
+struct Registration {
+    ClientId: String,
+    #[schema(min_length = 32, max_length = 128)]
+    ClientSecret: String,
+    DisplayName: String,
+}
+
+/// The form of `/connect/token` (the client's id and secret here or as HTTP Basic).
+#[derive(ToSchema)]
+#[allow(dead_code)] // a document: read by `token`
+struct TokenRequest {
+    #[schema(example = "client_credentials")]
+    grant_type: String,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    #[schema(schema_with = scopes)]
+    scope: Option<String>,
+}
+
+/// The scopes a token may be asked for.
+fn scopes() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(SCOPES))
+        .build()
+}
+
+/// The API's part of `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(paths(register, token))]
+pub struct Doc;
 
 /// Largest accepted form body.
 const MAX_FORM: usize = 8 * 1024;
@@ -95,7 +158,18 @@ async fn form(
     Ok((parts, fields))
 }
 
-/// `POST /connect/register`: `ClientId`, `ClientSecret`, `DisplayName`.
+/// Registers client credentials for the request's tenant (Authentication.AllowRegistration, or the super-user).
+#[utoipa::path(post, path = "/connect/register", tag = "Auth", operation_id = "registerClient",
+    params(TenantHeader),
+    security((), ("superUser" = [])),
+    request_body(content = Registration, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Registered", body = Problem),
+        (status = 400, description = "Validation failed, or unknown tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Registration is disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant has the most clients it may have", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not a form", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many registrations from this address (see Retry-After)", body = Problem, content_type = "application/problem+json")))]
 async fn register(gw: &Gateway, req: Request, served: &mut Served) -> Response<Body> {
     let (parts, fields) = match form(gw, req).await {
         Ok(f) => f,
@@ -226,9 +300,12 @@ async fn register(gw: &Gateway, req: Request, served: &mut Served) -> Response<B
 }
 
 fn token_error(status: StatusCode, code: &str, description: &str) -> Response<Body> {
-    let mut resp = json_value(
+    let mut resp = json_body(
         status,
-        &json!({"error": code, "error_description": description}),
+        &TokenError {
+            error: code,
+            error_description: description,
+        },
     );
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -241,8 +318,15 @@ fn token_error(status: StatusCode, code: &str, description: &str) -> Response<Bo
     resp
 }
 
-/// `POST /connect/token`: `grant_type=client_credentials`, the client's id and
-/// secret in the form or as HTTP Basic, optional `scope`.
+/// OAuth2 client credentials: a Bearer token bound to the client's tenant.
+#[utoipa::path(post, path = "/connect/token", tag = "Auth", operation_id = "issueToken",
+    params(TenantHeader),
+    security(()),
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "A token", body = TokenResponse),
+        (status = 400, description = "Bad request", body = TokenError),
+        (status = 401, description = "Client authentication failed", body = TokenError)))]
 async fn token(gw: &Gateway, req: Request, served: &mut Served) -> Response<Body> {
     let (parts, fields) = match form(gw, req).await {
         Ok(f) => f,
@@ -319,14 +403,14 @@ async fn token(gw: &Gateway, req: Request, served: &mut Served) -> Response<Body
     match issued {
         Ok(Ok((token, _, tenant_id))) => {
             served.tenant = dir.by_id(&tenant_id).cloned();
-            let mut resp = json_value(
+            let mut resp = json_body(
                 StatusCode::OK,
-                &json!({
-                    "access_token": token,
-                    "token_type": "Bearer",
-                    "expires_in": lifetime,
-                    "scope": fields.get("scope").map(String::as_str).unwrap_or(SCOPES[0]),
-                }),
+                &TokenResponse {
+                    access_token: &token,
+                    token_type: "Bearer",
+                    expires_in: lifetime,
+                    scope: fields.get("scope").map_or(SCOPES[0], String::as_str),
+                },
             );
             resp.headers_mut()
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

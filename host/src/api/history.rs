@@ -5,33 +5,87 @@
 //!   configuration as it was at version N, validated again, written as a new
 //!   version and recorded as `rolled-back`.
 
-use crate::http::{Body, Gateway, error, json_value};
+use crate::api::config::{ApiRefusals, TenantPath};
+use crate::http::{Body, ErrorBody, Gateway, error, json_body};
 use crate::store::{Change, Expect, HistoryEntry, Subject};
 use crate::tenancy::Tenant;
 use crate::wasm::CallError;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 /// Most entries one history request returns.
 const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 100;
 const CONFIGS: &str = "configs";
 
-fn entry_json(e: &HistoryEntry) -> Value {
-    let mut v = json!({
-        "seq": e.seq,
-        "at": e.change.at,
-        "principal": e.change.principal,
-        "subject": e.change.subject,
-        "action": e.change.action,
-        "fields": e.change.fields,
-    });
-    if let Some(version) = e.version {
-        v["version"] = json!(version);
+/// A tenant's changes.
+#[derive(Serialize, ToSchema)]
+struct History<'a> {
+    #[schema(format = "uuid")]
+    tenant_id: &'a str,
+    tenant: &'a str,
+    /// Newest first.
+    history: Vec<Item<'a>>,
+}
+
+/// One change.
+#[derive(Serialize, ToSchema)]
+#[schema(as = HistoryEntry)]
+struct Item<'a> {
+    /// Position in the store's change sequence.
+    seq: i64,
+    #[schema(format = DateTime)]
+    at: &'a str,
+    #[schema(examples("super-user", "client:my-client", "user:Tenant1/ops", "settings"))]
+    principal: &'a str,
+    subject: Subject,
+    #[schema(examples("created", "updated", "deleted", "restored", "purged", "rolled-back"))]
+    action: &'a str,
+    /// The fields changed.
+    fields: &'a [String],
+    /// The configuration version written (config changes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<i64>,
+}
+
+impl<'a> From<&'a HistoryEntry> for Item<'a> {
+    fn from(e: &'a HistoryEntry) -> Self {
+        Item {
+            seq: e.seq,
+            at: &e.change.at,
+            principal: &e.change.principal,
+            subject: e.change.subject,
+            action: &e.change.action,
+            fields: &e.change.fields,
+            version: e.version,
+        }
     }
-    v
+}
+
+/// The body of a rollback.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a document: the handler reads the object itself
+struct RollbackRequest {
+    /// A configuration version from the history.
+    #[schema(minimum = 1)]
+    version: i64,
+}
+
+/// A rollback done.
+#[derive(Serialize, ToSchema)]
+struct RollbackResult<'a> {
+    #[schema(format = "uuid")]
+    tenant_id: &'a str,
+    message: String,
+    /// The new configuration version.
+    version: i64,
+    updated_fields: &'a [String],
+    #[schema(format = DateTime)]
+    updated_at: &'a str,
 }
 
 fn internal(e: impl std::fmt::Display, tenant: &str) -> Response<Body> {
@@ -43,7 +97,15 @@ fn internal(e: impl std::fmt::Display, tenant: &str) -> Response<Body> {
     )
 }
 
-/// `GET …/history`.
+/// Changes of the tenant and its configuration, newest first.
+#[utoipa::path(get, path = "/api/v1/tenants/{id}/history", tag = "Configuration", operation_id = "getTenantHistory",
+    params(TenantPath,
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000)),
+    security(("bearerAuth" = []), ("clientCredentials" = []), ("superUser" = [])),
+    responses(
+        (status = 200, description = "The history", body = History),
+        (status = 400, description = "Bad limit", body = ErrorBody),
+        ApiRefusals))]
 pub(crate) async fn list(
     gw: &Gateway,
     tenant: &Arc<Tenant>,
@@ -71,19 +133,19 @@ pub(crate) async fn list(
     let key = id.clone();
     let entries = tokio::task::spawn_blocking(move || store.history(&key, limit)).await;
     match entries {
-        Ok(Ok(entries)) => json_value(
+        Ok(Ok(entries)) => json_body(
             StatusCode::OK,
-            &json!({
-                "tenant_id": id,
-                "tenant": tenant.name.as_str(),
+            &History {
+                tenant_id: &id,
+                tenant: tenant.name.as_str(),
                 // A purge leaves only its own record, which belongs to the
                 // tenant that is gone, not to one made again under its name.
-                "history": entries
+                history: entries
                     .iter()
                     .filter(|e| e.change.action != "purged")
-                    .map(entry_json)
-                    .collect::<Vec<_>>(),
-            }),
+                    .map(Item::from)
+                    .collect(),
+            },
         ),
         Ok(Err(e)) => internal(e, &id),
         Err(e) => internal(e, &id),
@@ -93,7 +155,16 @@ pub(crate) async fn list(
 /// How many times a rollback retries when an update got in first.
 const ROLLBACK_ATTEMPTS: usize = 16;
 
-/// `POST …/config/rollback`.
+/// Restores the configuration of an earlier version (validated again, recorded in history).
+#[utoipa::path(post, path = "/api/v1/tenants/{id}/config/rollback", tag = "Configuration", operation_id = "rollbackTenantConfig",
+    params(TenantPath),
+    security(("bearerAuth" = []), ("clientCredentials" = []), ("superUser" = [])),
+    request_body = RollbackRequest,
+    responses(
+        (status = 200, description = "Rolled back", body = RollbackResult),
+        (status = 400, description = "Bad body, or the old configuration breaks today's rules", body = ErrorBody),
+        (status = 409, description = "Concurrent updates kept conflicting", body = ErrorBody),
+        ApiRefusals))]
 pub(crate) async fn rollback(
     gw: &Gateway,
     tenant: &Arc<Tenant>,
@@ -204,15 +275,15 @@ pub(crate) async fn rollback(
     })
     .await;
     match written {
-        Ok(Ok(Some((new_version, fields, now)))) => json_value(
+        Ok(Ok(Some((new_version, fields, now)))) => json_body(
             StatusCode::OK,
-            &json!({
-                "tenant_id": id,
-                "message": format!("Configuration rolled back to version {version}"),
-                "version": new_version,
-                "updated_fields": fields,
-                "updated_at": now,
-            }),
+            &RollbackResult {
+                tenant_id: &id,
+                message: format!("Configuration rolled back to version {version}"),
+                version: new_version,
+                updated_fields: &fields,
+                updated_at: &now,
+            },
         ),
         Ok(Ok(None)) => error(
             StatusCode::CONFLICT,

@@ -12,8 +12,10 @@
 //! `Cache-Control` directive. Writes are for the super-user. Errors:
 //! `{"error": "message"}`.
 
+use crate::api::openapi::HonoTenant;
 use crate::http::{
-    Body, Gateway, Param, Routes, SuperUser, Surface, json_value, methods, mount, read_limited,
+    Body, Gateway, Param, Routes, SuperUser, Surface, json_body, json_value, methods, mount,
+    read_limited,
 };
 use crate::manage::{self, ManageError, TenantSpec, TenantUpdate};
 use crate::security::auth::Principal;
@@ -24,8 +26,10 @@ use axum::routing::get;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION};
 use http::request::Parts;
 use http::{Response, StatusCode};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
+use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 /// The API's path.
 pub const PREFIX: &str = "/hono/v1/tenants";
@@ -34,8 +38,37 @@ pub const PREFIX: &str = "/hono/v1/tenants";
 pub const CACHE_DIRECTIVE: &str = "max-age=60";
 
 fn fail(status: StatusCode, message: &str) -> Response<Body> {
-    json_value(status, &json!({ "error": message }))
+    json_body(status, &HonoError { error: message })
 }
+
+/// Every error of the API.
+#[derive(Serialize, ToSchema)]
+struct HonoError<'a> {
+    error: &'a str,
+}
+
+/// The refusals of every read.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a document: what the handlers answer, never built
+enum ReadRefusals {
+    /// Not exactly one of tenant-id and subject-dn, or a malformed DN.
+    #[response(status = 400)]
+    BadRequest(HonoError<'static>),
+    /// Missing or invalid credentials.
+    #[response(status = 401)]
+    Unauthorized(HonoError<'static>),
+    /// The caller may not read this tenant's information.
+    #[response(status = 403)]
+    Forbidden(HonoError<'static>),
+    /// No tenant matches.
+    #[response(status = 404)]
+    NotFound(HonoError<'static>),
+}
+
+/// The API's part of `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(paths(search, read_one, write_one))]
+pub struct Doc;
 
 /// The information document of a tenant: its stored members with `tenant-id`
 /// and `enabled` from the tenant itself.
@@ -236,12 +269,26 @@ pub fn routes() -> Routes {
     )
 }
 
-/// `GET /hono/v1/tenants?tenant-id=…` or `?subject-dn=…`.
+/// Tenant information by tenant-id or by the subject DN of a trusted CA (RFC 2253 comparison): exactly one.
+#[utoipa::path(get, path = "/hono/v1/tenants", tag = "Tenants (Hono)", operation_id = "honoFindTenant",
+    params(
+        ("tenant-id" = Option<String>, Query),
+        ("subject-dn" = Option<String>, Query, example = "CN=devices,O=ACME Corporation")),
+    security(("bearerAuth" = []), ("clientCredentials" = []), ("superUser" = [])),
+    responses(
+        (status = 200, description = "The tenant's information (Cache-Control: max-age=60)", body = HonoTenant),
+        ReadRefusals))]
 async fn search(State(gw): State<Arc<Gateway>>, req: Request) -> Response<Body> {
     read(&gw, &req.into_parts().0, None).await
 }
 
-/// `GET /hono/v1/tenants/{id}`.
+/// Tenant information by tenant-id.
+#[utoipa::path(get, path = "/hono/v1/tenants/{id}", tag = "Tenants (Hono)", operation_id = "honoGetTenant",
+    params(("id" = String, Path)),
+    security(("bearerAuth" = []), ("clientCredentials" = []), ("superUser" = [])),
+    responses(
+        (status = 200, description = "The tenant's information (Cache-Control: max-age=60)", body = HonoTenant),
+        ReadRefusals))]
 async fn read_one(
     State(gw): State<Arc<Gateway>>,
     Param(id, ..): Param<Hono>,
@@ -250,7 +297,19 @@ async fn read_one(
     read(&gw, &req.into_parts().0, Some(&id)).await
 }
 
-/// `PUT /hono/v1/tenants/{id}`: the super-user's.
+/// Sets a tenant's information, creating the tenant when new; validated by the validator component.
+#[utoipa::path(put, path = "/hono/v1/tenants/{id}", tag = "Tenants (Hono)", operation_id = "honoSetTenant",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,50}$")),
+    security(("superUser" = [])),
+    request_body = HonoTenant,
+    responses(
+        (status = 200, description = "Replaced", body = HonoTenant),
+        (status = 201, description = "Created the tenant with this information", body = HonoTenant),
+        (status = 400, description = "Breaks the schema or its rules (one adapter per type, tenant-id matching the path)", body = HonoError),
+        (status = 401, description = "Not the super-user's Basic credentials", body = HonoError),
+        (status = 403, description = "Not the super-user", body = HonoError),
+        (status = 409, description = "A trusted CA's subject DN belongs to another tenant", body = HonoError),
+        (status = 415, description = "Not application/json", body = HonoError)))]
 async fn write_one(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Hono>,

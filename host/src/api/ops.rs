@@ -2,13 +2,28 @@
 //! listener and on the admin listener (`TenantGateway.AdminListen`), where
 //! they need no credentials.
 
-use crate::http::{Body, Gateway, Router, Routes, error, json, require_super_user, served};
+use crate::http::{
+    Body, ErrorBody, Gateway, Router, Routes, error, json, require_super_user, served,
+};
 use axum::extract::{Request, State};
 use axum::routing::any;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 use std::sync::Arc;
+
+/// A health answer.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // a document: the handlers write fixed texts
+struct Status {
+    #[schema(examples("ok", "ready", "draining", "store unreachable"))]
+    status: String,
+}
+
+/// The API's part of `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(healthz, readyz, metrics))]
+pub struct Doc;
 
 /// The main listener's routes.
 pub fn routes() -> Routes {
@@ -42,11 +57,18 @@ pub fn admin_routes() -> Router {
         })
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "Operations", security(()),
+    responses((status = 200, description = "Yes", body = Status)))]
 async fn healthz() -> Response<Body> {
     served(json(StatusCode::OK, r#"{"status":"ok"}"#), "health", None)
 }
 
-/// Ready unless draining, and only while the store answers.
+/// Readiness: components loaded, store reachable, not draining.
+#[utoipa::path(get, path = "/readyz", tag = "Operations", security(()),
+    responses(
+        (status = 200, description = "Yes", body = Status),
+        (status = 503, description = "No", body = Status)))]
 async fn readyz(State(gw): State<Arc<Gateway>>) -> Response<Body> {
     let resp = if gw.draining() {
         json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#)
@@ -67,8 +89,14 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> Response<Body> {
     served(resp, "health", None)
 }
 
-/// `/metrics` on the main listener: it names every tenant, so it is the
-/// super-user's (or only on the admin listener when there is one).
+/// Prometheus metrics (super-user; or without credentials on TenantGateway.AdminListen, and then not here).
+///
+/// It names every tenant, so on the main listener it is the super-user's.
+#[utoipa::path(get, path = "/metrics", tag = "Operations", security(("superUser" = [])),
+    responses(
+        (status = 200, description = "Text exposition format (OpenMetrics when asked for)", body = String, content_type = "text/plain"),
+        (status = 401, description = "Not the super-user's Basic credentials", body = ErrorBody),
+        (status = 404, description = "Served on the admin listener instead", body = ErrorBody)))]
 async fn metrics(State(gw): State<Arc<Gateway>>, req: Request) -> Response<Body> {
     let resp = if gw.admin_listener {
         error(

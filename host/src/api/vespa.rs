@@ -7,25 +7,63 @@
 //! Errors: `{"error-code": "...", "message": "..."}` with 400 (bad name, exists),
 //! 404 (unknown), 405 (wrong method), 401/403 (super-user only), 500.
 
-use crate::http::{Body, Gateway, Param, Routes, SuperUser, Surface, json_value, methods, mount};
+use crate::http::{Body, Gateway, Param, Routes, SuperUser, Surface, json_body, methods, mount};
 use crate::manage::{self, ManageError, TenantSpec};
 use axum::extract::{FromRequestParts, State};
 use axum::routing::get;
 use http::request::Parts;
 use http::{Response, StatusCode};
-use serde_json::json;
+use serde::Serialize;
 use std::sync::Arc;
+use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 /// The API's path prefix.
 pub const PREFIX: &str = "/application/v2/tenant";
 
 fn vespa_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    json_value(status, &json!({"error-code": code, "message": message}))
+    json_body(status, &VespaError { code, message })
 }
 
 fn message(text: String) -> Response<Body> {
-    json_value(StatusCode::OK, &json!({ "message": text }))
+    json_body(StatusCode::OK, &VespaMessage { message: &text })
 }
+
+/// What an operation did.
+#[derive(Serialize, ToSchema)]
+struct VespaMessage<'a> {
+    #[schema(example = "Tenant 'mytenant' exists.")]
+    message: &'a str,
+}
+
+/// Every error of the API.
+#[derive(Serialize, ToSchema)]
+struct VespaError<'a> {
+    /// The status's name.
+    #[serde(rename = "error-code")]
+    #[schema(example = "NOT_FOUND")]
+    code: &'a str,
+    message: &'a str,
+}
+
+/// The refusals of every operation.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a document: what the handlers answer, never built
+enum Refusals {
+    /// Not the super-user's Basic credentials.
+    #[response(status = 401)]
+    Unauthorized(VespaError<'static>),
+    /// Not the super-user.
+    #[response(status = 403)]
+    Forbidden(VespaError<'static>),
+    /// Method not supported.
+    #[response(status = 405)]
+    NotAllowed(VespaError<'static>),
+}
+
+/// The API's part of `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(paths(list, read, create, delete))]
+pub struct Doc;
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -127,12 +165,24 @@ impl FromRequestParts<Arc<Gateway>> for Name {
     }
 }
 
+/// Tenant names.
+#[utoipa::path(get, path = "/application/v2/tenant/", tag = "Tenants (Vespa)", operation_id = "vespaListTenants",
+    security(("superUser" = [])),
+    responses((status = 200, description = "Tenant names", body = Vec<String>), Refusals))]
 async fn list(State(gw): State<Arc<Gateway>>, _: SuperUser<Vespa>) -> Response<Body> {
     let dir = gw.runtime.shared().directory.load();
     let names: Vec<&str> = dir.iter().map(|t| t.name.as_str()).collect();
-    json_value(StatusCode::OK, &json!(names))
+    json_body(StatusCode::OK, &names)
 }
 
+/// Whether the tenant exists.
+#[utoipa::path(get, path = "/application/v2/tenant/{name}", tag = "Tenants (Vespa)", operation_id = "vespaGetTenant",
+    params(("name" = String, Path, pattern = "^[a-zA-Z0-9_-]{1,50}$")), security(("superUser" = [])),
+    responses(
+        (status = 200, description = "Tenant 'name' exists.", body = VespaMessage),
+        (status = 400, description = "Illegal name", body = VespaError),
+        (status = 404, description = "No such tenant", body = VespaError),
+        Refusals))]
 async fn read(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Vespa>,
@@ -144,6 +194,13 @@ async fn read(
     }
 }
 
+/// Creates a tenant.
+#[utoipa::path(put, path = "/application/v2/tenant/{name}", tag = "Tenants (Vespa)", operation_id = "vespaCreateTenant",
+    params(("name" = String, Path, pattern = "^[a-zA-Z0-9_-]{1,50}$")), security(("superUser" = [])),
+    responses(
+        (status = 200, description = "Tenant name created.", body = VespaMessage),
+        (status = 400, description = "Illegal name, or the tenant exists", body = VespaError),
+        Refusals))]
 async fn create(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Vespa>,
@@ -163,6 +220,14 @@ async fn create(
     }
 }
 
+/// Deletes a tenant (restorable through /_tenants/{tenant}/_restore).
+#[utoipa::path(delete, path = "/application/v2/tenant/{name}", tag = "Tenants (Vespa)", operation_id = "vespaDeleteTenant",
+    params(("name" = String, Path, pattern = "^[a-zA-Z0-9_-]{1,50}$")), security(("superUser" = [])),
+    responses(
+        (status = 200, description = "Tenant name deleted.", body = VespaMessage),
+        (status = 400, description = "Illegal name", body = VespaError),
+        (status = 404, description = "No such tenant", body = VespaError),
+        Refusals))]
 async fn delete(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Vespa>,

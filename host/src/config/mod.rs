@@ -114,7 +114,7 @@ impl fmt::Debug for Secret {
 }
 
 /// Service tier of a tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
 pub enum Tier {
     /// The default.
     #[default]

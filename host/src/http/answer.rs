@@ -24,27 +24,61 @@ pub(crate) fn error_details(
     tenant_id: Option<&str>,
     details: &[crate::wasm::Violation],
 ) -> Response<Body> {
-    let mut body = serde_json::json!({
-        "error": status.canonical_reason().unwrap_or("Error"),
-        "message": message,
-        "code": status.as_u16(),
-        "tenant_id": tenant_id,
-    });
-    if !details.is_empty() {
-        body["details"] = details
-            .iter()
-            .map(|v| serde_json::json!({"path": v.path, "message": v.message}))
-            .collect();
-    }
-    json_value(status, &body)
+    json_body(
+        status,
+        &ErrorBody {
+            error: status.canonical_reason().unwrap_or("Error"),
+            message,
+            code: status.as_u16(),
+            tenant_id,
+            details: details
+                .iter()
+                .map(|v| Detail {
+                    path: &v.path,
+                    message: &v.message,
+                })
+                .collect(),
+        },
+    )
+}
+
+/// The body of a config API error, and of an answer from no surface.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct ErrorBody<'a> {
+    /// The status's reason phrase.
+    #[schema(example = "Bad Request")]
+    error: &'a str,
+    message: &'a str,
+    /// The status code.
+    code: u16,
+    /// The tenant the request named, when it named one.
+    tenant_id: Option<&'a str>,
+    /// The violations an update was refused for.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    details: Vec<Detail<'a>>,
+}
+
+/// A violation: where in the document, and what is wrong.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Detail<'a> {
+    /// JSONPath of the offending value.
+    #[schema(example = "$.performance.cache_size_mb")]
+    path: &'a str,
+    message: &'a str,
 }
 
 /// `body` as `application/json`.
 pub(crate) fn json_value(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::from(body.to_string())));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, JSON);
-    resp
+    json_body(status, body)
+}
+
+/// `body` written as `application/json`.
+pub(crate) fn json_body(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
+    // Writing a value of these types cannot fail (string keys, no maps of
+    // other keys); an empty object stands in should it ever.
+    let text = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    json(status, text)
 }
 
 /// A JSON text made already (a fixed one, or one kept).
@@ -61,16 +95,30 @@ pub(crate) fn problem(
     title: &str,
     errors: Option<serde_json::Value>,
 ) -> Response<Body> {
-    let mut body = serde_json::json!({"title": title, "status": status.as_u16()});
-    if let Some(errors) = errors {
-        body["errors"] = errors;
-    }
-    let mut resp = json_value(status, &body);
+    let mut resp = json_body(
+        status,
+        &Problem {
+            title,
+            status: status.as_u16(),
+            errors,
+        },
+    );
     resp.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
     );
     resp
+}
+
+/// RFC 9457 problem details, as Ed-Fi writes them.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Problem<'a> {
+    title: &'a str,
+    status: u16,
+    /// The messages for each field in error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, Vec<String>>>)]
+    errors: Option<serde_json::Value>,
 }
 
 /// A header value written from `args` on the stack when it fits, so the value's

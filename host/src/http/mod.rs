@@ -17,8 +17,8 @@ pub(crate) use access::{
     ClientAddr, Head, authenticate, authorize, client_addr, refusal_reason, require_super_user,
 };
 pub(crate) use answer::{
-    component_failure, error, error_details, header_value, json, json_value, problem, refused,
-    retry_after,
+    ErrorBody, Problem, component_failure, error, error_details, header_value, json, json_body,
+    json_value, problem, refused, retry_after,
 };
 pub(crate) use body::{BodyError, read_body, read_limited, read_limited_to};
 pub use routes::{GatewayService, Routes, dispatch};

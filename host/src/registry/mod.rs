@@ -38,7 +38,7 @@ const STATE_FILE: &str = "state.json";
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// One version of a slot, as the registry remembers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Version {
     /// SHA-256 of the bytes, hex.
     pub sha256: String,
@@ -47,6 +47,7 @@ pub struct Version {
     /// `builtin`, `api` or `directory:<file>`.
     pub source: String,
     /// When it was loaded (RFC 3339).
+    #[schema(format = DateTime)]
     pub loaded_at: String,
 }
 

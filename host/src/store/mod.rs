@@ -107,7 +107,7 @@ pub struct TenantRow {
 }
 
 /// What a change was about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Subject {
     /// The tenant itself (users, options, Hono information, existence).

@@ -5,8 +5,12 @@
 
 use std::fmt;
 
-/// What a component does, and so which world it must export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// What a component does, and so which world it must export; written as its
+/// slot name.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// `tenant-gateway:gateway/validator-component`.
     Validator,

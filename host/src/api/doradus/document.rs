@@ -9,8 +9,9 @@ use crate::tenancy::{Directory, Tenant};
 use http::header::ACCEPT;
 use quick_xml::events::Event;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 /// A document format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -392,6 +393,60 @@ struct XmlErrorOut<'a> {
     message: &'a str,
 }
 
+/// A tenant in JSON: one member, named after the tenant (in XML:
+/// `<tenant name="…"><users><user name="…" password="…"/></users><options><option
+/// name="…">value</option></options></tenant>`).
+#[derive(Serialize, ToSchema)]
+#[schema(as = DoradusTenant, example = json!({"HelloKitty": {"users": {"Katniss": {"password": "Everdeen-1"}}, "options": {"ReplicationFactor": "3"}}}))]
+pub(super) struct JsonTenant<'a>(BTreeMap<&'a str, JsonDefinition<'a>>);
+
+/// A tenant's users and options.
+#[derive(Serialize, ToSchema)]
+#[schema(as = DoradusDefinition)]
+pub(super) struct JsonDefinition<'a> {
+    /// By name.
+    users: BTreeMap<&'a str, JsonUser<'a>>,
+    /// `ReplicationFactor` (1-100), `Tier` (Basic, Pro, Enterprise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<&'a BTreeMap<String, String>>,
+}
+
+/// A user: the password only in requests and in the create answer of a user
+/// made up (shown that once).
+#[derive(Serialize, ToSchema)]
+#[schema(as = DoradusUser)]
+pub(super) struct JsonUser<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 256)]
+    password: Option<&'a str>,
+}
+
+/// Every tenant with its applications.
+#[derive(Serialize, ToSchema)]
+#[schema(as = DoradusTenantList)]
+pub(super) struct JsonTenants<'a> {
+    tenants: BTreeMap<&'a str, JsonListed>,
+}
+
+/// A tenant in the list: the apps its routes lead to, and `upstream`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = DoradusListed)]
+pub(super) struct JsonListed {
+    applications: Vec<String>,
+}
+
+/// An error (in XML: `<error>message</error>`).
+#[derive(Serialize, ToSchema)]
+#[schema(as = DoradusError)]
+pub(super) struct JsonError<'a> {
+    error: &'a str,
+}
+
+/// `document` as JSON text.
+fn json_text(document: &impl Serialize) -> String {
+    serde_json::to_string(document).expect("answers serialize to JSON")
+}
+
 /// `document` as XML text.
 fn xml(document: &impl Serialize) -> String {
     quick_xml::se::to_string(document).expect("answers serialize to XML")
@@ -401,7 +456,7 @@ fn xml(document: &impl Serialize) -> String {
 pub(super) fn error_document(format: Format, message: &str) -> String {
     match format {
         Format::Xml => xml(&XmlErrorOut { message }),
-        Format::Json => json!({ "error": message }).to_string(),
+        Format::Json => json_text(&JsonError { error: message }),
     }
 }
 
@@ -436,23 +491,23 @@ fn tenant_document(
                     .collect(),
             }),
         }),
-        Format::Json => {
-            let users: Map<String, Value> = users
-                .iter()
-                .map(|u| {
-                    let v = match u.password {
-                        Some(p) => json!({ "password": p }),
-                        None => json!({}),
-                    };
-                    (u.name.to_owned(), v)
-                })
-                .collect();
-            let mut def = json!({ "users": users });
-            if !options.is_empty() {
-                def["options"] = json!(options);
-            }
-            json!({ name: def }).to_string()
-        }
+        Format::Json => json_text(&JsonTenant(BTreeMap::from([(
+            name,
+            JsonDefinition {
+                users: users
+                    .iter()
+                    .map(|u| {
+                        (
+                            u.name,
+                            JsonUser {
+                                password: u.password,
+                            },
+                        )
+                    })
+                    .collect(),
+                options: (!options.is_empty()).then_some(options),
+            },
+        )]))),
     }
 }
 
@@ -507,16 +562,19 @@ pub(super) fn list_document(format: Format, dir: &Directory) -> String {
                 })
                 .collect(),
         }),
-        Format::Json => {
-            let all: Map<String, Value> = tenants
+        Format::Json => json_text(&JsonTenants {
+            tenants: tenants
                 .into_iter()
                 .map(|t| {
-                    let apps = dir.applications(t);
-                    (t.name.as_str().to_owned(), json!({ "applications": apps }))
+                    (
+                        t.name.as_str(),
+                        JsonListed {
+                            applications: dir.applications(t),
+                        },
+                    )
                 })
-                .collect();
-            json!({ "tenants": all }).to_string()
-        }
+                .collect(),
+        }),
     }
 }
 
@@ -730,7 +788,7 @@ mod tests {
             serde_json::from_str(&tenant_document(Format::Json, "T", &users, &options)).unwrap();
         assert_eq!(
             json,
-            json!({"T": {"users": {"a\"b": {"password": "p<&>"}, "c": {}}, "options": {"ReplicationFactor": "3"}}})
+            serde_json::json!({"T": {"users": {"a\"b": {"password": "p<&>"}, "c": {}}, "options": {"ReplicationFactor": "3"}}})
         );
     }
 }

@@ -28,7 +28,10 @@ use crate::tenancy::Tenant;
 use axum::extract::{Request, State};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use document::{Definition, Format, Parsed, created_document, stored_document};
+use document::{
+    Definition, Format, JsonError, JsonTenant, JsonTenants, Parsed, created_document,
+    stored_document,
+};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION};
 use http::request::Parts;
 use http::{Response, StatusCode};
@@ -95,6 +98,11 @@ impl Surface for Doradus {
     }
 }
 
+/// The API's part of `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, create, read, update, delete, restore))]
+pub struct Doc;
+
 /// The routes under [`PREFIX`] (super-user only).
 pub fn routes() -> Routes {
     mount::<Doradus>(
@@ -118,6 +126,13 @@ impl<State: Send + Sync> axum::extract::FromRequestParts<State> for Format {
     }
 }
 
+/// Every tenant with its applications (the apps its routes lead to, and upstream).
+#[utoipa::path(get, path = "/_tenants", tag = "Tenants (Doradus)", operation_id = "doradusListTenants",
+    params(("format" = Option<String>, Query, description = "Answer format (xml or json); without it, Accept decides, else XML")), security(("superUser" = [])),
+    responses(
+        (status = 200, description = "Every tenant with its applications", content((JsonTenants = "application/json"), (String = "application/xml"))),
+        (status = 401, description = "Not the super-user's Basic credentials (see WWW-Authenticate)", content((JsonError = "application/json"), (String = "application/xml"))),
+        (status = 403, description = "Valid credentials, but not the super-user's", content((JsonError = "application/json"), (String = "application/xml")))))]
 async fn list(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Doradus>,
@@ -130,6 +145,17 @@ async fn list(
     )
 }
 
+/// Creates a tenant; with no users given, makes one up and returns its password once.
+#[utoipa::path(post, path = "/_tenants", tag = "Tenants (Doradus)", operation_id = "doradusCreateTenant",
+    params(("format" = Option<String>, Query, description = "Answer format (xml or json); without it, Accept decides, else XML")), security(("superUser" = [])),
+    request_body(content((JsonTenant = "application/json"), (String = "application/xml", example = json!("<tenant name=\"HelloKitty\"><users><user name=\"Katniss\" password=\"Everdeen-1\"/></users></tenant>")))),
+    responses(
+        (status = 201, description = "Created: the definition, with the made-up user's password when none was given (shown this once)", content((JsonTenant = "application/json"), (String = "application/xml"))),
+        (status = 400, description = "Invalid definition", content((JsonError = "application/json"), (String = "application/xml"))),
+        (status = 409, description = "The tenant exists, or was deleted and can still be restored", content((JsonError = "application/json"), (String = "application/xml"))),
+        (status = 415, description = "Neither XML nor JSON", content((JsonError = "application/json"), (String = "application/xml"))),
+        (status = 401, description = "Not the super-user's Basic credentials (see WWW-Authenticate)", content((JsonError = "application/json"), (String = "application/xml"))),
+        (status = 403, description = "Valid credentials, but not the super-user's", content((JsonError = "application/json"), (String = "application/xml")))))]
 async fn create(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Doradus>,
@@ -186,6 +212,14 @@ fn stored(format: Format, result: Result<Arc<Tenant>, ManageError>) -> Response<
     }
 }
 
+/// Brings a deleted tenant back with its users, options and configuration.
+#[utoipa::path(post, path = "/_tenants/{tenant}/_restore", tag = "Tenants (Doradus)", operation_id = "doradusRestoreTenant",
+    params(("tenant" = String, Path, pattern = "^[A-Za-z0-9_-]{1,50}$"), ("format" = Option<String>, Query, description = "Answer format (xml or json); without it, Accept decides, else XML")), security(("superUser" = [])),
+    responses(
+        (status = 200, description = "Restored", content((JsonTenant = "application/json"), (String = "application/xml"))),
+        (status = 404, description = "No deleted tenant of that name", content((JsonError = "application/json"), (String = "application/xml"))),
+        (status = 401, description = "Not the super-user's Basic credentials (see WWW-Authenticate)", content((JsonError = "application/json"), (String = "application/xml"))),
+        (status = 403, description = "Valid credentials, but not the super-user's", content((JsonError = "application/json"), (String = "application/xml")))))]
 async fn restore(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Doradus>,
@@ -198,6 +232,14 @@ async fn restore(
     )
 }
 
+/// One tenant.
+#[utoipa::path(get, path = "/_tenants/{tenant}", tag = "Tenants (Doradus)", operation_id = "doradusGetTenant",
+    params(("tenant" = String, Path, pattern = "^[A-Za-z0-9_-]{1,50}$"), ("format" = Option<String>, Query, description = "Answer format (xml or json); without it, Accept decides, else XML")), security(("superUser" = [])),
+    responses(
+        (status = 200, description = "Name, user names (never passwords), options", content((JsonTenant = "application/json"), (String = "application/xml"))),
+        (status = 404, description = "No such tenant", content((JsonError = "application/json"), (String = "application/xml"))),
+        (status = 401, description = "Not the super-user's Basic credentials (see WWW-Authenticate)", content((JsonError = "application/json"), (String = "application/xml"))),
+        (status = 403, description = "Valid credentials, but not the super-user's", content((JsonError = "application/json"), (String = "application/xml")))))]
 async fn read(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Doradus>,
@@ -210,6 +252,17 @@ async fn read(
     }
 }
 
+/// Adds users, changes passwords, sets options.
+#[utoipa::path(put, path = "/_tenants/{tenant}", tag = "Tenants (Doradus)", operation_id = "doradusUpdateTenant",
+    params(("tenant" = String, Path, pattern = "^[A-Za-z0-9_-]{1,50}$"), ("format" = Option<String>, Query, description = "Answer format (xml or json); without it, Accept decides, else XML")), security(("superUser" = [])),
+    request_body(content((JsonTenant = "application/json"), (String = "application/xml", example = json!("<tenant name=\"HelloKitty\"><users><user name=\"Katniss\" password=\"Everdeen-1\"/></users></tenant>")))),
+    responses(
+        (status = 200, description = "Name, user names (never passwords), options", content((JsonTenant = "application/json"), (String = "application/xml"))),
+        (status = 400, description = "Invalid definition", content((JsonError = "application/json"), (String = "application/xml"))),
+        (status = 404, description = "No such tenant", content((JsonError = "application/json"), (String = "application/xml"))),
+        (status = 415, description = "Neither XML nor JSON", content((JsonError = "application/json"), (String = "application/xml"))),
+        (status = 401, description = "Not the super-user's Basic credentials (see WWW-Authenticate)", content((JsonError = "application/json"), (String = "application/xml"))),
+        (status = 403, description = "Valid credentials, but not the super-user's", content((JsonError = "application/json"), (String = "application/xml")))))]
 async fn update(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Doradus>,
@@ -246,6 +299,14 @@ async fn update(
     stored(format, updated)
 }
 
+/// Stops serving the tenant; restorable with its configuration for 72 hours.
+#[utoipa::path(delete, path = "/_tenants/{tenant}", tag = "Tenants (Doradus)", operation_id = "doradusDeleteTenant",
+    params(("tenant" = String, Path, pattern = "^[A-Za-z0-9_-]{1,50}$"), ("format" = Option<String>, Query, description = "Answer format (xml or json); without it, Accept decides, else XML"), ("purge" = Option<bool>, Query, description = "Remove it and its configuration for good now")), security(("superUser" = [])),
+    responses(
+        (status = 204, description = "Deleted (restorable for 72 hours unless purge=true)"),
+        (status = 404, description = "No such tenant", content((JsonError = "application/json"), (String = "application/xml"))),
+        (status = 401, description = "Not the super-user's Basic credentials (see WWW-Authenticate)", content((JsonError = "application/json"), (String = "application/xml"))),
+        (status = 403, description = "Valid credentials, but not the super-user's", content((JsonError = "application/json"), (String = "application/xml")))))]
 async fn delete(
     State(gw): State<Arc<Gateway>>,
     _: SuperUser<Doradus>,
