@@ -10,7 +10,11 @@ fn faulty_gateway() -> (Gateway, tempfile::TempDir) {
     let components = tempfile::tempdir().unwrap();
     std::fs::copy(FAULTY_VALIDATOR, components.path().join("validator.wasm")).unwrap();
     let mut settings: serde_json::Value = serde_json::from_str(SAMPLE_SETTINGS).unwrap();
-    settings["TenantGateway"]["Limits"]["ComponentTimeoutMs"] = 500.into();
+    // Short enough that a spinning guest is cut off quickly, long enough that
+    // the ordinary calls after it (a config-API call running the validator)
+    // end in time on a loaded machine with a debug build: at 500 ms the
+    // update after `fault:spin` sometimes hit its own deadline.
+    settings["TenantGateway"]["Limits"]["ComponentTimeoutMs"] = 2000.into();
     settings["TenantGateway"]["Limits"]["ComponentMemoryMib"] = 32.into();
     let gw = Gateway::launch()
         .settings(&settings.to_string())

@@ -9,8 +9,7 @@ use crate::http::{
 };
 use crate::security::rate::Class;
 use crate::telemetry::Rejection;
-use axum::extract::{Request, State};
-use axum::routing::any;
+use axum::extract::Request;
 use http::header::HeaderValue;
 use http::{Method, Response, StatusCode};
 use std::sync::Arc;
@@ -147,9 +146,7 @@ fn get_features() {}
 /// Every path under [`PREFIX`], whatever the method: the component answers
 /// the methods a path does not allow, as it does under Spin.
 pub fn routes() -> Routes {
-    Routes::new()
-        .route(PREFIX, any(serve))
-        .route("/api/v1/tenants/{*rest}", any(serve))
+    Routes::new().prefix(PREFIX, serve)
 }
 
 /// The `{id}` of a config API path, for error bodies.
@@ -172,7 +169,7 @@ fn rate_class(method: &Method, path: &str) -> Option<Class> {
     }
 }
 
-async fn serve(State(gw): State<Arc<Gateway>>, req: Request) -> Response<Body> {
+async fn serve(gw: Arc<Gateway>, req: Request) -> Response<Body> {
     let mut served = Served {
         route: Some(if req.uri().path().ends_with("/features") {
             "features"
@@ -193,8 +190,10 @@ async fn answer(gw: &Gateway, req: Request, served: &mut Served) -> Response<Bod
     let tenant = path_id.and_then(|p| dir.get(p)).cloned();
     served.tenant = tenant.clone();
     // Error bodies name the tenant by UUID when it is known, else as given.
-    let tenant_id = tenant.as_ref().map(|t| t.id.to_string());
-    let label = tenant_id.as_deref().or(path_id);
+    let label = tenant
+        .as_ref()
+        .and_then(|t| t.id_header.to_str().ok())
+        .or(path_id);
     let principal = if dir.auth.require_token {
         match authorize(
             gw,

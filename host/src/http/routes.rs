@@ -26,7 +26,20 @@ pub struct Routes {
     /// Every path routed, in axum's syntax (what the OpenAPI document is
     /// checked against).
     paths: Vec<String>,
+    /// Prefixes served by one handler each, without the router (see
+    /// [`Routes::prefix`]).
+    direct: Vec<(String, Direct)>,
 }
+
+/// A handler [`dispatch`] calls itself.
+type Direct = Arc<
+    dyn Fn(
+            Arc<Gateway>,
+            axum::extract::Request,
+        ) -> std::pin::Pin<Box<dyn Future<Output = Response<Body>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Paths a route owns.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,10 +85,39 @@ impl Routes {
         self
     }
 
+    /// Every path that starts with `prefix` (which ends in `/`), whatever the
+    /// method, served by `handler`: for a surface that routes its paths itself
+    /// (the config API's component does). [`dispatch`] calls it without a
+    /// route lookup or path-parameter map; it is routed too, for a router used
+    /// on its own.
+    pub fn prefix<H, Fut>(mut self, prefix: &str, handler: H) -> Self
+    where
+        H: Fn(Arc<Gateway>, axum::extract::Request) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Response<Body>> + Send + 'static,
+    {
+        debug_assert!(prefix.ends_with('/'), "a prefix ends in '/'");
+        for path in [prefix.to_owned(), format!("{prefix}{{*rest}}")] {
+            let handler = handler.clone();
+            self = self.route(
+                &path,
+                axum::routing::any(
+                    move |axum::extract::State(gw): axum::extract::State<Arc<Gateway>>,
+                          req: axum::extract::Request| handler(gw, req),
+                ),
+            );
+        }
+        self.direct.push((
+            prefix.to_owned(),
+            Arc::new(move |gw, req| Box::pin(handler(gw, req))),
+        ));
+        self
+    }
+
     /// Adds `other`'s routes.
     pub fn merge(mut self, other: Routes) -> Self {
         self.owned.extend(other.owned);
         self.paths.extend(other.paths);
+        self.direct.extend(other.direct);
         self.router = self.router.merge(other.router);
         self
     }
@@ -131,17 +173,21 @@ where
     let router = routes
         .router
         .fallback(move |req: axum::extract::Request| fallback(req))
-        .with_state(gateway);
+        .with_state(gateway.clone());
     let owned: Arc<[Owned]> = routes.owned.into();
+    let direct: Arc<[(String, Direct)]> = routes.direct.into();
     tower::service_fn(move |req: http::Request<Body>| {
         let path = req.uri().path();
-        let next = if owned.iter().any(|o| o.holds(path)) {
+        let next = if let Some((_, handler)) = direct.iter().find(|(p, _)| path.starts_with(p)) {
+            Next::Direct(handler(gateway.clone(), req))
+        } else if owned.iter().any(|o| o.holds(path)) {
             Next::Router(router.clone().oneshot(req))
         } else {
             Next::Rest(rest(req))
         };
         async move {
             Ok(match next {
+                Next::Direct(served) => served.await,
                 Next::Router(routed) => match routed.await {
                     Ok(resp) => resp,
                     Err(never) => match never {},
@@ -152,8 +198,9 @@ where
     })
 }
 
-/// Which of the two serves a request: the router or the rest.
-enum Next<R, T> {
+/// Which serves a request: a prefix's handler, the router or the rest.
+enum Next<D, R, T> {
+    Direct(D),
     Router(R),
     Rest(T),
 }
@@ -237,6 +284,7 @@ pub(crate) fn mount<S: Surface>(
         router,
         owned: vec![Owned::Under(prefix.to_owned())],
         paths,
+        direct: Vec::new(),
     }
 }
 
