@@ -656,10 +656,16 @@ fn compilation_runs_in_its_own_process_under_a_time_and_memory_budget() {
         ("CompileTimeoutMs", "300", "CompileTimeoutMs"),
     ] {
         let cache = tempfile::tempdir().unwrap();
-        let gw = Gateway::launch()
+        // The other budget out of the way (on a starved machine compiling
+        // can take longer than the default 60 s before it reaches the memory
+        // cap), within the harness's 120 s read timeout.
+        let mut launch = Gateway::launch()
             .cache(&cache.path().join("cache"))
-            .env(&format!("TenantGateway__Limits__{setting}"), value)
-            .start();
+            .env(&format!("TenantGateway__Limits__{setting}"), value);
+        if setting == "CompileMemoryMib" {
+            launch = launch.env("TenantGateway__Limits__CompileTimeoutMs", "100000");
+        }
+        let gw = launch.start();
         let r = put(&gw, "validator@Tenant1", &policy);
         assert_eq!(r.status, 400, "{setting}: {}", r.body);
         assert!(r.body.contains(says), "{setting}: {}", r.body);
