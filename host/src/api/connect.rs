@@ -5,8 +5,7 @@
 
 use crate::api::openapi::TenantHeader;
 use crate::http::{
-    Body, Gateway, Problem, Routes, Served, Surface, error, json_body, json_value, methods, mount,
-    problem,
+    Body, Gateway, Problem, Routes, Served, Surface, error, json_body, methods, mount, problem,
 };
 use crate::security::auth::{CheckFailure, CheckQuota, Refusal, SCOPES};
 use crate::store::ClientRegistration;
@@ -266,7 +265,7 @@ async fn register(gw: &Gateway, req: Request, served: &mut Served) -> Response<B
     match created {
         Ok(ClientRegistration::Registered) => {
             tracing::info!(client_id = %client_id, tenant = %tenant.name, "client registered");
-            json_value(
+            json_body(
                 StatusCode::OK,
                 &json!({"title": format!("Registered client {client_id} successfully."), "status": 200}),
             )

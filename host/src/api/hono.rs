@@ -14,8 +14,7 @@
 
 use crate::api::openapi::HonoTenant;
 use crate::http::{
-    Body, Gateway, Param, Routes, SuperUser, Surface, json_body, json_value, methods, mount,
-    read_limited,
+    Body, Gateway, Param, Routes, SuperUser, Surface, json_body, methods, mount, read_limited,
 };
 use crate::manage::{self, ManageError, TenantSpec, TenantUpdate};
 use crate::security::auth::Principal;
@@ -80,7 +79,7 @@ pub fn document(tenant: &Tenant) -> Value {
 }
 
 fn found(status: StatusCode, tenant: &Tenant) -> Response<Body> {
-    let mut resp = json_value(status, &document(tenant));
+    let mut resp = json_body(status, &document(tenant));
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static(CACHE_DIRECTIVE));
     resp

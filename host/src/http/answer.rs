@@ -68,11 +68,6 @@ pub(crate) struct Detail<'a> {
     message: &'a str,
 }
 
-/// `body` as `application/json`.
-pub(crate) fn json_value(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
-    json_body(status, body)
-}
-
 /// `body` written as `application/json`.
 pub(crate) fn json_body(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
     // Writing a value of these types cannot fail (string keys, no maps of

@@ -18,7 +18,7 @@ pub(crate) use access::{
 };
 pub(crate) use answer::{
     ErrorBody, Problem, component_failure, error, error_details, header_value, json, json_body,
-    json_value, problem, refused, retry_after,
+    problem, refused, retry_after,
 };
 pub(crate) use body::{BodyError, read_body, read_limited, read_limited_to};
 pub use routes::{GatewayService, Routes, dispatch};
