@@ -3,6 +3,7 @@
 //! binds the listeners, and keeps the directory current: settings-file reloads
 //! and changes other instances make in a shared store.
 
+mod follow;
 #[cfg(test)]
 mod router_tests;
 pub mod spin_seed;
@@ -396,7 +397,7 @@ pub async fn start(
             .store
             .on_change(Arc::new(move || changed.notify_one()));
     }
-    let follower = tokio::spawn(crate::manage::follow_store(
+    let follower = tokio::spawn(follow::follow_store(
         rt.shared().clone(),
         STORE_POLL_INTERVAL,
         changed,

@@ -4,7 +4,8 @@
 //! override the file (`apply_env`), as ASP.NET Core's configuration binder
 //! does for an Ed-Fi `appsettings.json`.
 
-use super::*;
+use super::{SettingsError, err};
+use serde_json::{Map, Value};
 
 const ENV_SECTIONS: [&str; 6] = [
     "AppSettings",

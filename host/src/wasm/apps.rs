@@ -13,9 +13,13 @@
 //! names in upper case (`TENANT_NAME`, `EDFI_ADMIN`).
 
 use super::bindings::app::fermyon::spin::variables;
-use super::outbound::Outbound;
+use super::engine::store_limits;
+use super::outbound::{self, Outbound};
+use super::{Apps, CallError, Runtime};
 use crate::config::allowed_hosts::AllowedHosts;
 use crate::tenancy::Tenant;
+use bytes::Bytes;
+use sha2::Digest;
 use std::sync::Arc;
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
@@ -149,6 +153,80 @@ pub fn lookup(tenant: &Tenant, name: &str) -> Result<String, variables::Error> {
 impl variables::Host for AppState {
     fn get(&mut self, name: String) -> Result<String, variables::Error> {
         lookup(&self.tenant, &name)
+    }
+}
+
+impl Runtime {
+    /// The tenant apps loaded now.
+    pub fn apps(&self) -> Arc<Apps> {
+        self.apps.load_full()
+    }
+
+    /// The tenant app named `name`, if it is loaded.
+    pub fn app(&self, name: &str) -> Option<Arc<App>> {
+        self.apps.load().get(name).cloned()
+    }
+
+    /// Makes `apps` the tenant apps. A directory may name only loaded apps:
+    /// publish the apps a new directory needs before it, and drop the ones
+    /// only the old one named after it.
+    pub fn publish_apps(&self, apps: Apps) {
+        self.apps.store(Arc::new(apps));
+    }
+
+    /// Compiles a tenant app (blocking: run it off the async threads). Fails when
+    /// the component is not a `wasi:http` handler or imports what the gateway does
+    /// not provide.
+    pub fn load_app(
+        &self,
+        name: &str,
+        source: crate::config::AppSource,
+        allowed_outbound_hosts: Arc<crate::config::allowed_hosts::AllowedHosts>,
+        bytes: &[u8],
+    ) -> anyhow::Result<Arc<App>> {
+        use wasmtime::error::Context;
+        let (component, _) = self.loader.compile(&format!("app-{name}"), bytes)?;
+        let pre = ProxyPre::new(
+            self.loader
+                .app_linker
+                .instantiate_pre(&component)
+                .with_context(|| format!("app {name}: imports"))?,
+        )
+        .with_context(|| format!("app {name} does not export wasi:http/incoming-handler"))?;
+        Ok(Arc::new(App {
+            name: name.to_owned(),
+            source,
+            sha256: hex::encode(sha2::Sha256::digest(bytes)),
+            allowed_outbound_hosts,
+            label: format!("app {name}").into(),
+            metric_label: format!("app:{name}").into(),
+            pre,
+        }))
+    }
+
+    /// Serves one tenant request with a tenant app: a fresh instance that sees
+    /// only `tenant`'s variables.
+    pub async fn serve_app(
+        &self,
+        app: &App,
+        tenant: Arc<crate::tenancy::Tenant>,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, CallError> {
+        let data = AppState {
+            wasi: environment(&tenant),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limits: store_limits(&self.loader.limits),
+            outbound: outbound::Outbound::new(
+                app.allowed_outbound_hosts.clone(),
+                &self.loader.limits,
+                app.label.clone(),
+                Some(tenant.clone()),
+                self.loader.metrics.clone(),
+            ),
+            tenant,
+        };
+        self.serve_http(app.pre.clone(), data, req).await
     }
 }
 

@@ -3,6 +3,7 @@
 //! (here, or in the compiler process), type-checked and pre-instantiated.
 
 use super::*;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// Compiles and links components: what every load needs, made once.
 pub(super) struct Loader {

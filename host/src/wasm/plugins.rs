@@ -4,7 +4,9 @@
 use super::bindings::api::tenant_gateway::feature_gate::feature_gate as api_gate;
 use super::bindings::api::tenant_gateway::validator::validator as api_validator;
 use super::bindings::gate::exports::tenant_gateway::feature_gate::feature_gate as gate_types;
-use super::{ApiState, GatePlugin, Instance, Patched, ValidatorPlugin, Violation};
+use super::{
+    ApiState, CallError, GatePlugin, Instance, Patched, Runtime, ValidatorPlugin, Violation,
+};
 
 fn gate_tier(t: api_gate::Tier) -> gate_types::Tier {
     match t {
@@ -265,5 +267,66 @@ impl api_gate::Host for ApiState {
         }
         .await;
         self.noted(&g.info.slot, r)
+    }
+}
+
+impl Runtime {
+    /// Validates a partial update with the validator component and applies it to
+    /// `current` (or the defaults). `Instance::Fresh` pays for a new store and
+    /// instance, as every call would without the warm pool.
+    pub async fn apply_patch(
+        &self,
+        current: Option<&str>,
+        patch: &str,
+        instance: Instance,
+    ) -> Result<Result<Patched, Vec<Violation>>, CallError> {
+        let snapshot = self.snapshot.load_full();
+        apply_patch(&snapshot.validator, "", current, patch, instance)
+            .await
+            .map_err(CallError::Guest)
+    }
+
+    /// Validates a whole configuration with the validator serving `tenant`
+    /// (lower-case name; its own, else everyone's).
+    pub async fn validate_config(
+        &self,
+        config: &str,
+        tenant: Option<&str>,
+    ) -> Result<Result<(), Vec<Violation>>, CallError> {
+        let snapshot = self.snapshot.load_full();
+        validate_config(snapshot.validator_for(tenant), tenant.unwrap_or(""), config)
+            .await
+            .map_err(CallError::Guest)
+    }
+
+    /// Validates a Hono tenant information document with the validator serving
+    /// `tenant` (lower-case name).
+    pub async fn validate_tenant_info(
+        &self,
+        document: &str,
+        tenant: Option<&str>,
+    ) -> Result<Result<(), Vec<Violation>>, CallError> {
+        let snapshot = self.snapshot.load_full();
+        validate_tenant_info(
+            snapshot.validator_for(tenant),
+            tenant.unwrap_or(""),
+            document,
+        )
+        .await
+        .map_err(CallError::Guest)
+    }
+
+    /// Lists a tenant's features with the feature-gate component.
+    pub async fn list_features(
+        &self,
+        tier: crate::config::Tier,
+        config: &str,
+        instance: Instance,
+    ) -> Result<usize, CallError> {
+        let snapshot = self.snapshot.load_full();
+        count_features(&snapshot.gate, tier, config, instance)
+            .await
+            .map(|n| n.enabled)
+            .map_err(CallError::Guest)
     }
 }

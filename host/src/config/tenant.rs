@@ -1,0 +1,182 @@
+//! What a tenant is in the settings: its name, tier, connection settings, routes
+//! and apps, and the secret wrapper that keeps connection strings out of logs.
+
+use super::allowed_hosts::AllowedHosts;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A validated tenant name: 1–50 characters from `[A-Za-z0-9_-]`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantName(String);
+
+impl TenantName {
+    /// Longest accepted name.
+    pub const MAX_LEN: usize = 50;
+
+    /// Checks a name; the error says why it is not one.
+    pub fn parse(name: &str) -> Result<Self, &'static str> {
+        if name.is_empty() {
+            return Err("must not be empty");
+        }
+        if name.len() > Self::MAX_LEN {
+            return Err("must be at most 50 characters");
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err("may contain only letters, digits, '-' and '_'");
+        }
+        // Paths take a tenant's name or its UUID in the same place: a name
+        // that reads as a UUID would be another tenant's id.
+        if uuid::Uuid::try_parse(name).is_ok() {
+            return Err(
+                "must not have the form of a UUID (tenant ids are UUIDs, and paths take either)",
+            );
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name as configured.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The case-insensitive lookup key.
+    pub fn key(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+impl fmt::Display for TenantName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TenantName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// A value that must never be shown: connection strings, passwords.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The secret itself, for the code that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Service tier of a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
+pub enum Tier {
+    /// The default.
+    #[default]
+    Basic,
+    /// Middle tier.
+    Pro,
+    /// Top tier.
+    Enterprise,
+}
+
+impl Tier {
+    /// Reads a tier name, any case.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Tier::Basic, Tier::Pro, Tier::Enterprise]
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(name))
+    }
+
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Basic => "Basic",
+            Tier::Pro => "Pro",
+            Tier::Enterprise => "Enterprise",
+        }
+    }
+}
+
+/// One tenant from the settings file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantSettings {
+    /// Name as configured.
+    pub name: TenantName,
+    /// `ConnectionStrings` of the tenant (name → connection string).
+    pub connection_strings: BTreeMap<String, Secret>,
+    /// Tier, from the `TenantGateway` section (default Basic).
+    pub tier: Tier,
+    /// Where the tenant's traffic is proxied (`TenantGateway.Tenants.{name}.Upstream`).
+    pub upstream: Option<http::Uri>,
+    /// The tenant's own routes (`TenantGateway.Tenants.{name}.Routes`), tried
+    /// before the shared ones.
+    pub routes: Vec<Route>,
+}
+
+/// Where a route sends tenant traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A tenant app (a name of `TenantGateway.Apps`).
+    App(String),
+    /// The tenant's `Upstream`.
+    Upstream,
+}
+
+/// A path prefix of tenant traffic and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// `/`-separated prefix, starting with `/`, no trailing `/` (except `/` itself).
+    pub path: String,
+    /// Where matching requests go.
+    pub target: Target,
+}
+
+impl Route {
+    /// Whether `path` is this route's prefix or below it (whole segments only).
+    pub fn matches(&self, path: &str) -> bool {
+        self.path == "/"
+            || path
+                .strip_prefix(self.path.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+}
+
+/// The component of a tenant app.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AppSource {
+    /// Built into the binary (`builtin:tenant-app`).
+    Builtin(&'static str),
+    /// A `.wasm` file.
+    File(PathBuf),
+}
+
+/// A tenant app of the settings (`TenantGateway.Apps.{name}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSettings {
+    /// Its component (`Component`).
+    pub source: AppSource,
+    /// Where it may send HTTP requests (`AllowedOutboundHosts`, Spin's
+    /// syntax); empty, the default, allows nowhere.
+    pub allowed_outbound_hosts: Arc<AllowedHosts>,
+}
+
+/// Names accepted after `builtin:` in `TenantGateway.Apps.{name}.Component`.
+pub const BUILTIN_APPS: [&str; 1] = ["tenant-app"];
