@@ -251,7 +251,7 @@ fn main() -> anyhow::Result<()> {
             anyhow::ensure!(!password.is_empty(), "the password is empty");
             println!(
                 "{}",
-                tenant_gateway::security::auth::hash_password(password)
+                tenant_gateway::security::password::hash_password(password)
             );
             Ok(())
         }

@@ -7,7 +7,8 @@ use crate::api::openapi::TenantHeader;
 use crate::http::{
     Body, Gateway, Problem, Routes, Served, Surface, error, json_body, methods, mount, problem,
 };
-use crate::security::auth::{CheckFailure, CheckQuota, Refusal, SCOPES};
+use crate::security::auth::{CheckFailure, CheckQuota, Refusal};
+use crate::security::token::SCOPES;
 use crate::store::ClientRegistration;
 use crate::tenancy::resolve::TENANT;
 use axum::extract::{Request, State};
@@ -235,7 +236,7 @@ async fn register(gw: &Gateway, req: Request, served: &mut Served) -> Response<B
             json!(["ClientId is required (at most 100 characters)"]),
         );
     }
-    if let Some(p) = crate::security::auth::secret_problem(&secret) {
+    if let Some(p) = crate::security::token::secret_problem(&secret) {
         errors.insert("ClientSecret".into(), json!([p]));
     }
     if display.is_empty() {

@@ -167,14 +167,14 @@ pub(super) fn check_user_count(n: usize) -> Result<(), ManageError> {
 
 /// The users' passwords hashed on the hashing threads: (name, PHC hash).
 pub(super) async fn hash_users(
-    hasher: &crate::security::auth::Hasher,
+    hasher: &crate::security::password::Hasher,
     users: &[NewUser],
 ) -> Result<Vec<(String, String)>, ManageError> {
     let mut hashed = Vec::with_capacity(users.len());
     for u in users {
         let password = u.password.clone();
         let phc = hasher
-            .run(move || crate::security::auth::hash_password(&password))
+            .run(move || crate::security::password::hash_password(&password))
             .await
             .map_err(|_| ManageError::Busy)?;
         hashed.push((u.name.clone(), phc));

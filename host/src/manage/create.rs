@@ -18,7 +18,7 @@ use std::sync::Arc;
 /// Creates a tenant.
 pub async fn create(
     rt: &Arc<Runtime>,
-    hasher: &crate::security::auth::Hasher,
+    hasher: &crate::security::password::Hasher,
     principal: String,
     name: &str,
     spec: TenantSpec,

@@ -18,7 +18,7 @@ pub(super) const UPDATE_ATTEMPTS: usize = 16;
 /// Changes a live tenant.
 pub async fn update(
     rt: &Arc<Runtime>,
-    hasher: &crate::security::auth::Hasher,
+    hasher: &crate::security::password::Hasher,
     principal: String,
     name: &str,
     update: TenantUpdate,

@@ -17,14 +17,24 @@
 //! in the store by hash) to one shared record, and each instance looks at that
 //! record on every watch tick and loads what changed, through the same checks.
 
+//!
+//! Here: the registry's record and its operations (put, remove, rollback).
+//! Beside it: `watch.rs` (the components directory), `shared.rs` (the shared
+//! record), `disk.rs` (the kept bytes and the state file).
+
+mod disk;
+mod shared;
+mod watch;
+
+pub use watch::WATCH_INTERVAL;
+
 use crate::wasm::{ComponentInfo, LoadError, Runtime, Slot, Source};
 use bytes::Bytes;
+use disk::Disk;
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 /// Store bucket and key where earlier versions kept the registry's state: read
 /// once when `state.json` does not exist yet.
@@ -32,10 +42,6 @@ const LEGACY_BUCKET: &str = "_registry";
 const LEGACY_KEY: &str = "state";
 /// The registry's state file, under the blobs directory.
 const STATE_FILE: &str = "state.json";
-
-/// How often the components directory is looked at. A file is read once two
-/// looks agree on its size and modification time (never half-written).
-pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// One version of a slot, as the registry remembers it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -125,20 +131,6 @@ struct State {
     /// The shared record's wanted component per slot as last acted on.
     #[serde(skip)]
     shared: BTreeMap<String, Option<String>>,
-}
-
-/// Store bucket of what `/_components` changes: `wanted` (the shared record)
-/// and the uploaded bytes by SHA-256.
-const SHARED_BUCKET: &str = "_components";
-const WANTED_KEY: &str = "wanted";
-/// Tries of the shared record's compare-and-swap before giving up.
-const SHARE_TRIES: usize = 16;
-
-/// The shared record: per slot, the SHA-256 of the component wanted, or `None`
-/// for the default (built-in, or everyone's for a tenant slot).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Wanted {
-    slots: BTreeMap<String, Option<String>>,
 }
 
 /// Why a registry operation failed.
@@ -426,150 +418,6 @@ impl Registry {
         Ok(info)
     }
 
-    /// Writes `slot`'s wanted component (`None`: the default) to the shared
-    /// record, with its bytes, for the other instances sharing the store.
-    async fn share(
-        &self,
-        state: &mut State,
-        slot: &Slot,
-        wanted: Option<(&str, Bytes)>,
-    ) -> Result<(), RegistryError> {
-        let name = slot.to_string();
-        let wanted = wanted.map(|(sha, bytes)| (sha.to_owned(), bytes));
-        let sha = wanted.as_ref().map(|(sha, _)| sha.clone());
-        let (store, slot_name, wanted_sha) = (self.store.clone(), name.clone(), sha.clone());
-        tokio::task::spawn_blocking(move || -> Result<(), RegistryError> {
-            if let Some((sha, bytes)) = &wanted {
-                // Content-addressed: whoever stored it first stored the same.
-                store
-                    .swap(SHARED_BUCKET, sha, None, bytes)
-                    .map_err(storage)?;
-            }
-            for _ in 0..SHARE_TRIES {
-                let current = store.get(SHARED_BUCKET, WANTED_KEY).map_err(storage)?;
-                let mut record: Wanted = current
-                    .as_ref()
-                    .and_then(|v| serde_json::from_slice(&v.value).ok())
-                    .unwrap_or_default();
-                record.slots.insert(slot_name.clone(), wanted_sha.clone());
-                let text = serde_json::to_vec(&record).map_err(storage)?;
-                let expected = current.map(|v| v.version);
-                if store
-                    .swap(SHARED_BUCKET, WANTED_KEY, expected, &text)
-                    .map_err(storage)?
-                {
-                    if let Some((sha, bytes)) = &wanted {
-                        // Another instance's sweep may have taken the bytes
-                        // between their write and the record's: put them back.
-                        if store.get(SHARED_BUCKET, sha).map_err(storage)?.is_none() {
-                            store
-                                .swap(SHARED_BUCKET, sha, None, bytes)
-                                .map_err(storage)?;
-                        }
-                    }
-                    if let Err(e) = sweep_shared(store.as_ref(), &record) {
-                        tracing::warn!(error = %e, "could not delete component versions the shared record no longer names");
-                    }
-                    return Ok(());
-                }
-            }
-            Err(RegistryError::Storage(
-                "the shared component record kept changing".into(),
-            ))
-        })
-        .await
-        .map_err(storage)??;
-        // This instance already serves it: following the record must not load
-        // it again.
-        state.shared.insert(name, sha);
-        Ok(())
-    }
-
-    /// Loads what the shared record wants and this instance has not acted on
-    /// yet (another instance's upload, delete or rollback). A component this
-    /// instance refuses is logged, and the running one stays.
-    async fn follow_shared(&self) {
-        // Read under the lock: a record read before this instance's own upload,
-        // delete or rollback would otherwise be acted on after it, undoing it.
-        let mut state = self.state.lock().await;
-        let store = self.store.clone();
-        let current =
-            match tokio::task::spawn_blocking(move || store.get(SHARED_BUCKET, WANTED_KEY)).await {
-                Ok(Ok(current)) => current,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cannot read the shared component record");
-                    return;
-                }
-                Err(_) => return,
-            };
-        let Some(current) = current else { return };
-        if current.version == state.shared_version {
-            return;
-        }
-        let record: Wanted = match serde_json::from_slice(&current.value) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "the shared component record is unreadable");
-                return;
-            }
-        };
-        for (name, wanted) in record.slots {
-            if state.shared.get(&name) == Some(&wanted) {
-                continue;
-            }
-            state.shared.insert(name.clone(), wanted.clone());
-            let Ok(slot) = Slot::parse(&name) else {
-                continue;
-            };
-            let serving = state
-                .slots
-                .get(&name)
-                .and_then(|s| s.current.as_ref())
-                .map(|v| (v.sha256.clone(), v.source.clone()));
-            let result = match &wanted {
-                Some(sha) if serving.as_ref().map(|(s, _)| s) == Some(sha) => continue,
-                Some(sha) => match self.shared_bytes(sha).await {
-                    Ok(bytes) => self
-                        .put_locked(&mut state, slot, bytes, Source::Api)
-                        .await
-                        .map(|_| ()),
-                    Err(e) => Err(e),
-                },
-                // Back to the default, unless this instance serves the slot from
-                // its own components directory.
-                None if serving.as_ref().is_some_and(|(_, src)| src == "api") => {
-                    self.remove_locked(&mut state, slot).await.map(|_| ())
-                }
-                None => continue,
-            };
-            match result {
-                Ok(()) => {
-                    tracing::info!(slot = %name, "followed a component change made on another instance")
-                }
-                Err(e) => {
-                    tracing::warn!(slot = %name, error = %e, "could not follow a component change made on another instance; the running one stays")
-                }
-            }
-        }
-        state.shared_version = current.version;
-    }
-
-    /// The bytes of a shared component: kept here already, or from the store.
-    async fn shared_bytes(&self, sha: &str) -> Result<Bytes, RegistryError> {
-        let key = sha.to_owned();
-        if let Ok(bytes) = self.on_disk(move |d| d.kept(&key)).await {
-            return Ok(bytes);
-        }
-        let store = self.store.clone();
-        let key = sha.to_owned();
-        let stored = tokio::task::spawn_blocking(move || store.get(SHARED_BUCKET, &key))
-            .await
-            .map_err(storage)?
-            .map_err(storage)?
-            .ok_or_else(|| RegistryError::Missing(sha.to_owned()))?;
-        hashing_to(sha, stored.value)
-    }
-
     /// Every slot that has a component, with its previous version.
     pub async fn entries(&self) -> Vec<Entry> {
         let state = self.state.lock().await;
@@ -589,244 +437,14 @@ impl Registry {
             })
             .collect()
     }
-
-    /// Looks at the components directory once and acts on what changed. A file
-    /// is read (and hashed) only when its size and modification time are the
-    /// same as at the last look (not being written) and differ from when it was
-    /// last read; all of it, listing included, off the async workers and before
-    /// the registry's lock is taken. `look`: `None` reads every file now (at
-    /// start), else the record of earlier looks.
-    async fn scan(&self, mut look: Option<&mut Looks>) {
-        let Some(dir) = self.dir.clone() else { return };
-        let every_file = look.is_none();
-        let mut looks = match look.as_deref_mut() {
-            Some(l) => std::mem::take(l),
-            None => Looks::default(),
-        };
-        let metrics = self.metrics.clone();
-        let seen = tokio::task::spawn_blocking(move || {
-            let listed = looks.list(&dir, every_file, &metrics);
-            (looks, listed)
-        })
-        .await;
-        let (looks, listed) = match seen {
-            Ok((looks, Ok(listed))) => (looks, listed),
-            Ok((looks, Err(e))) => {
-                if let Some(dir) = &self.dir {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot read the components directory");
-                }
-                if let Some(look) = look {
-                    *look = looks;
-                }
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the components directory scan failed");
-                return;
-            }
-        };
-        let dir = self.dir.as_deref().unwrap_or(Path::new(""));
-        let mut state = self.state.lock().await;
-        for (name, bytes, sha) in listed {
-            let path = dir.join(&name);
-            if state.files.get(&name) == Some(&sha) {
-                continue;
-            }
-            state.files.insert(name.clone(), sha);
-            let Some(slot) = slot_of_file(&name) else {
-                tracing::warn!(file = %path.display(), "ignoring a file that names no component slot (validator.wasm, feature-gate.wasm, config-api.wasm, validator@TENANT.wasm, feature-gate@TENANT.wasm)");
-                let _ = self.save(&state).await;
-                continue;
-            };
-            let source = Source::Directory(PathBuf::from(&name));
-            if let Err(e) = self
-                .put_locked(&mut state, slot, Bytes::from(bytes), source)
-                .await
-            {
-                tracing::warn!(file = %path.display(), error = %e, "component refused; the running one stays");
-                let _ = self.save(&state).await;
-            }
-        }
-        // Files gone: their slots go back to the default if a file still serves them.
-        let gone: Vec<String> = state
-            .files
-            .keys()
-            .filter(|n| !looks.stamps.contains_key(*n))
-            .cloned()
-            .collect();
-        for name in gone {
-            state.files.remove(&name);
-            let Some(slot) = slot_of_file(&name) else {
-                continue;
-            };
-            let serving_source = state
-                .slots
-                .get(&slot.to_string())
-                .and_then(|s| s.current.as_ref())
-                .map(|v| v.source.clone());
-            if serving_source.as_deref() == Some(&format!("directory:{name}")) {
-                if let Err(e) = self.remove_locked(&mut state, slot).await {
-                    tracing::warn!(file = %name, error = %e, "could not unload a removed component");
-                }
-            } else {
-                let _ = self.save(&state).await;
-            }
-        }
-        drop(state);
-        if let Some(look) = look {
-            *look = looks;
-        }
-    }
-
-    /// Watches the components directory and the shared record until the task is
-    /// aborted.
-    pub async fn watch(self: Arc<Self>) {
-        // The start-up scan read every file; settle on what is there now.
-        let dir = self.dir.clone();
-        let mut looks = tokio::task::spawn_blocking(move || {
-            let mut looks = Looks::default();
-            looks.settle_all(dir.as_deref());
-            looks
-        })
-        .await
-        .unwrap_or_default();
-        loop {
-            tokio::time::sleep(WATCH_INTERVAL).await;
-            self.scan(Some(&mut looks)).await;
-            self.follow_shared().await;
-        }
-    }
 }
-
-/// The registry's files: the kept bytes of each version and the state file
-/// (blocking: used through [`Registry::on_disk`]).
-struct Disk {
-    blobs: PathBuf,
-    rt: Arc<Runtime>,
-}
-
-impl Disk {
-    fn blob(&self, sha256: &str) -> PathBuf {
-        self.blobs.join(format!("{sha256}.wasm"))
-    }
-
-    fn keep(&self, sha256: &str, bytes: &[u8]) -> Result<(), RegistryError> {
-        let file = self.blob(sha256);
-        if file.exists() {
-            return Ok(());
-        }
-        crate::write_whole(&file, bytes).map_err(storage)
-    }
-
-    /// The kept bytes of `sha256`, if they are there and still hash to it.
-    fn kept(&self, sha256: &str) -> Result<Bytes, RegistryError> {
-        let bytes = std::fs::read(self.blob(sha256))
-            .map_err(|_| RegistryError::Missing(sha256.to_owned()))?;
-        hashing_to(sha256, bytes)
-    }
-
-    /// Deletes the kept bytes, and their precompiled artifacts, that no slot
-    /// can reach any more: each slot keeps `Limits.KeptComponentVersions`
-    /// versions, nothing older (every distinct upload used to be kept for ever).
-    fn forget_unreachable(&self, reachable: &std::collections::HashSet<String>) {
-        let Ok(entries) = std::fs::read_dir(&self.blobs) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(sha) = name.to_str().and_then(|n| n.strip_suffix(".wasm")) else {
-                continue;
-            };
-            if !reachable.contains(sha) {
-                match std::fs::remove_file(entry.path()) {
-                    Ok(()) => {
-                        self.rt.forget_artifact(sha);
-                        tracing::debug!(
-                            sha256 = sha,
-                            "forgot a component version no rollback reaches"
-                        )
-                    }
-                    Err(e) => {
-                        tracing::warn!(sha256 = sha, error = %e, "could not delete an unreachable component version")
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Deletes from the shared store the component bytes `record` names for no
-/// slot (what a later upload, delete or rollback replaced, and what an
-/// interrupted upload left); each instance keeps its own copies of what its
-/// rollback can reach. An upload that names deleted bytes while this runs
-/// gets them back: from this sweep, if it sees the name after deleting, else
-/// from the upload itself, which checks after writing the record.
-fn sweep_shared(store: &dyn crate::store::Store, record: &Wanted) -> Result<usize, String> {
-    let named: std::collections::HashSet<&str> = record
-        .slots
-        .values()
-        .flatten()
-        .map(String::as_str)
-        .collect();
-    let mut deleted = 0;
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = store
-            .list_keys(SHARED_BUCKET, cursor.as_deref(), 256)
-            .map_err(|e| e.to_string())?;
-        for key in &page.keys {
-            let is_sha = key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit());
-            if !is_sha || named.contains(key.as_str()) {
-                continue;
-            }
-            let Some(bytes) = store.get(SHARED_BUCKET, key).map_err(|e| e.to_string())? else {
-                continue;
-            };
-            store
-                .delete(SHARED_BUCKET, key)
-                .map_err(|e| e.to_string())?;
-            let now: Wanted = store
-                .get(SHARED_BUCKET, WANTED_KEY)
-                .map_err(|e| e.to_string())?
-                .and_then(|v| serde_json::from_slice(&v.value).ok())
-                .unwrap_or_default();
-            if now.slots.values().flatten().any(|s| s == key) {
-                store
-                    .swap(SHARED_BUCKET, key, None, &bytes.value)
-                    .map_err(|e| e.to_string())?;
-            } else {
-                deleted += 1;
-                tracing::debug!(sha256 = %key, "deleted a component version no instance is asked to serve");
-            }
-        }
-        match page.cursor {
-            Some(next) => cursor = Some(next),
-            None => return Ok(deleted),
-        }
-    }
-}
-
-/// Size and modification time of a file.
-type Stamp = (u64, SystemTime);
-
-/// What earlier looks at the components directory saw.
-#[derive(Debug, Default)]
-struct Looks {
-    /// Every `.wasm` file at the last look.
-    stamps: HashMap<String, Stamp>,
-    /// The stamp each file had when it was last read.
-    read_at: HashMap<String, Stamp>,
-}
-
-/// The files one look read: name, bytes, SHA-256 hex.
-type Read = Vec<(String, Vec<u8>, String)>;
 
 /// What the registry counts: looks at the components directory and files
 /// read from it.
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
-    scans: prometheus_client::metrics::counter::Counter,
-    reads: prometheus_client::metrics::counter::Counter,
+    pub(super) scans: prometheus_client::metrics::counter::Counter,
+    pub(super) reads: prometheus_client::metrics::counter::Counter,
 }
 
 impl Metrics {
@@ -845,72 +463,6 @@ impl Metrics {
         );
         m
     }
-}
-
-fn stamps_of(dir: &Path) -> std::io::Result<HashMap<String, Stamp>> {
-    let mut now = HashMap::new();
-    for e in std::fs::read_dir(dir)?.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.ends_with(".wasm") {
-            continue;
-        }
-        if let Ok(m) = e.metadata()
-            && m.is_file()
-        {
-            now.insert(
-                name,
-                (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)),
-            );
-        }
-    }
-    Ok(now)
-}
-
-impl Looks {
-    /// Lists `dir` (blocking) and reads the files that are new or changed
-    /// and settled; `every_file`: all of them.
-    fn list(&mut self, dir: &Path, every_file: bool, metrics: &Metrics) -> std::io::Result<Read> {
-        metrics.scans.inc();
-        let now = stamps_of(dir)?;
-        let mut read = Vec::new();
-        for (name, stamp) in &now {
-            let settled = every_file || self.stamps.get(name) == Some(stamp);
-            if !settled || (!every_file && self.read_at.get(name) == Some(stamp)) {
-                continue;
-            }
-            let Ok(bytes) = std::fs::read(dir.join(name)) else {
-                continue;
-            };
-            metrics.reads.inc();
-            self.read_at.insert(name.clone(), *stamp);
-            let sha = hex::encode(sha2::Sha256::digest(&bytes));
-            read.push((name.clone(), bytes, sha));
-        }
-        self.read_at.retain(|name, _| now.contains_key(name));
-        self.stamps = now;
-        Ok(read)
-    }
-
-    /// Counts every file there now as seen and read (after a full scan).
-    fn settle_all(&mut self, dir: Option<&Path>) {
-        if let Some(now) = dir.and_then(|d| stamps_of(d).ok()) {
-            self.read_at = now.clone();
-            self.stamps = now;
-        }
-    }
-}
-
-/// The slot a components-directory file loads into, by its name.
-fn slot_of_file(name: &str) -> Option<Slot> {
-    Slot::parse(name.strip_suffix(".wasm")?).ok()
-}
-
-/// `bytes`, if they hash to `sha256`.
-fn hashing_to(sha256: &str, bytes: Vec<u8>) -> Result<Bytes, RegistryError> {
-    if hex::encode(sha2::Sha256::digest(&bytes)) != sha256 {
-        return Err(RegistryError::Missing(sha256.to_owned()));
-    }
-    Ok(Bytes::from(bytes))
 }
 
 fn source_of(text: &str) -> Source {

@@ -8,129 +8,22 @@
 //! registered for; whether it may be used on another tenant is a setting
 //! (`TenantGateway.Auth.TokensCrossTenants`, off by default).
 
+use super::password::{DUMMY_HASH, Hasher, verify_password};
+use super::token::Claims;
 use crate::config::SuperUser;
 use crate::store::{Store, StoreError};
 use argon2::password_hash::rand_core::{OsRng, RngCore};
-use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
-use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use hmac::{Hmac, Mac};
+use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
-/// Gateway-private buckets of the store (components cannot open them).
-const CLIENTS: &str = crate::store::CLIENTS_BUCKET;
+/// Where the token signing key is kept: a gateway-private bucket of the store.
 const GATEWAY: &str = "_gateway";
 const TOKEN_KEY: &str = "token-signing-key";
-/// Prefix of every token this gateway issues (format version).
-/// `tg2.`: the payload carries the tenant's generation (`tg1.` tokens, from
-/// before, did not, and are refused).
-const TOKEN_PREFIX: &str = "tg2.";
-/// Tenant UUID, expiry and tenant generation, before the client id.
-const CLAIMS_FIXED: usize = 32;
-
-type HmacSha256 = Hmac<Sha256>;
-
-/// Hashes a password for the settings file or the store (Argon2id with the
-/// crate's default cost, random salt, PHC string).
-pub fn hash_password(password: &str) -> String {
-    let salt = SaltString::generate(&mut OsRng);
-    let argon = Argon2::default();
-    let mut salt_buf = [0u8; 64];
-    let salt_bytes = salt
-        .as_salt()
-        .decode_b64(&mut salt_buf)
-        .expect("a generated salt decodes");
-    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-    assert!(
-        argon2_into(&argon, password.as_bytes(), salt_bytes, &mut out),
-        "Argon2 with default parameters hashes any password"
-    );
-    PasswordHash {
-        algorithm: Algorithm::default().ident(),
-        version: Some(Version::default().into()),
-        params: ParamsString::try_from(argon.params()).expect("default parameters encode"),
-        salt: Some(salt.as_salt()),
-        hash: Some(Output::new(&out).expect("a 32-byte output")),
-    }
-    .to_string()
-}
-
-fn verify_password(password: &str, phc: &str) -> bool {
-    let Ok(hash) = PasswordHash::new(phc) else {
-        return false;
-    };
-    let Ok(params) = Params::try_from(&hash) else {
-        return false;
-    };
-    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
-        return false;
-    };
-    let Ok(algorithm) = Algorithm::try_from(hash.algorithm) else {
-        return false;
-    };
-    let Ok(version) = hash.version.map(Version::try_from).transpose() else {
-        return false;
-    };
-    let argon = Argon2::new(algorithm, version.unwrap_or_default(), params);
-    let mut salt_buf = [0u8; 64];
-    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
-        return false;
-    };
-    let mut out = vec![0u8; expected.len()];
-    // `Output`'s comparison takes the same time wherever the bytes differ.
-    argon2_into(&argon, password.as_bytes(), salt, &mut out)
-        && Output::new(&out).is_ok_and(|o| o == expected)
-}
-
-thread_local! {
-    /// Argon2's working memory (19 MiB at the default cost), kept by each
-    /// thread for its next hash: the hashing threads ([`Hasher`]) are few and
-    /// fixed, so this bounds the memory hashing ever holds. Allocated afresh
-    /// per hash, the allocator kept most of it anyway, on whichever threads
-    /// ran hashes (measured: 20 checks left 177 MB resident).
-    static BLOCKS: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Largest Argon2 memory a stored hash may ask for (64 MiB): a hash asking more
-/// never matches, so no hash in a settings file or a store can make a check
-/// allocate without bound.
-const MAX_BLOCKS: usize = 64 * 1024;
-
-/// Argon2 of `password` and `salt` into `out`, in this thread's kept memory.
-fn argon2_into(argon: &Argon2, password: &[u8], salt: &[u8], out: &mut [u8]) -> bool {
-    let n = argon.params().block_count();
-    if n > MAX_BLOCKS {
-        return false;
-    }
-    BLOCKS.with(|blocks| {
-        let mut blocks = blocks.borrow_mut();
-        if blocks.len() < n {
-            blocks.resize(n, Block::default());
-        }
-        argon
-            .hash_password_into_with_memory(password, salt, out, &mut blocks[..n])
-            .is_ok()
-    })
-}
-
-/// The claims of a valid token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claims {
-    /// The tenant the client was registered for.
-    pub tenant: Uuid,
-    /// That tenant's generation ([`crate::tenancy::Tenant::generation`]).
-    pub generation: u64,
-    /// Expiry, seconds since the Unix epoch.
-    pub expires: u64,
-    /// The client.
-    pub client_id: String,
-}
 
 /// Who made a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,103 +99,6 @@ impl Refusal {
     }
 }
 
-/// Where password hashing and checking (Argon2: tens of milliseconds of CPU
-/// and 19 MiB of memory each) runs: a few threads of its own, one per core,
-/// never the async workers, with a bounded queue. Past the queue a request is
-/// refused at once (503) instead of waiting, so a flood of guesses costs
-/// bounded CPU and memory and cannot stall the gateway. Threads of its own,
-/// not tokio's blocking pool: each thread keeps the memory of the hashes it
-/// ran for reuse (the allocator's per-thread arenas), so a fixed, small set
-/// of threads bounds that memory too (on the blocking pool, whose threads
-/// come and go, 200 guesses left 300 MB behind). A client that gives up does
-/// not cancel the hash it caused; it still counts against the bound.
-pub struct Hasher {
-    jobs: std::sync::mpsc::SyncSender<Box<dyn FnOnce() + Send>>,
-    checks: AtomicU64,
-}
-
-impl std::fmt::Debug for Hasher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hasher")
-            .field("runs", &self.runs())
-            .finish_non_exhaustive()
-    }
-}
-
-/// The hashing queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Busy;
-
-impl Hasher {
-    /// `parallel` threads, `waiting` more jobs queued.
-    pub fn new(parallel: usize, waiting: usize) -> Self {
-        let (jobs, queue) = std::sync::mpsc::sync_channel::<Box<dyn FnOnce() + Send>>(waiting);
-        let queue = Arc::new(Mutex::new(queue));
-        for n in 0..parallel.max(1) {
-            let queue = queue.clone();
-            std::thread::Builder::new()
-                .name(format!("password-hash-{n}"))
-                .spawn(move || {
-                    loop {
-                        // The lock is held only while waiting for the next job.
-                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        match next {
-                            Ok(job) => job(),
-                            // The hasher is gone.
-                            Err(_) => return,
-                        }
-                    }
-                })
-                .expect("start a password hashing thread");
-        }
-        Self {
-            jobs,
-            checks: AtomicU64::new(0),
-        }
-    }
-
-    /// One thread per core, 32 jobs waiting.
-    pub fn for_this_machine() -> Self {
-        Self::new(
-            std::thread::available_parallelism().map_or(2, |n| n.get()),
-            32,
-        )
-    }
-
-    /// Queues `work` (a hash or a check), or refuses it at once when the queue
-    /// is full; the future yields its result.
-    pub fn submit<T, W>(
-        &self,
-        work: W,
-    ) -> Result<impl Future<Output = Result<T, Busy>> + use<T, W>, Busy>
-    where
-        T: Send + 'static,
-        W: FnOnce() -> T + Send + 'static,
-    {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.jobs
-            .try_send(Box::new(move || {
-                let _ = tx.send(work());
-            }))
-            .map_err(|_| Busy)?;
-        self.checks.fetch_add(1, Ordering::Relaxed);
-        Ok(async move { rx.await.map_err(|_| Busy) })
-    }
-
-    /// Runs `work` on the hashing threads within the bounds.
-    pub async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, Busy> {
-        self.submit(work)?.await
-    }
-
-    /// Hashes and checks queued so far.
-    pub fn runs(&self) -> u64 {
-        self.checks.load(Ordering::Relaxed)
-    }
-}
-
 /// What a password check counts against: the client's address, and the user
 /// name (or client id) it is for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -336,43 +132,11 @@ impl From<&crate::config::AuthSettings> for CheckQuota {
 /// forgets those whose quota is whole again.
 const ATTEMPT_KEYS: usize = 10_000;
 
-/// A registered client, as stored (the secret only as a hash).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct ClientRecord {
-    tenant_id: Uuid,
-    /// The generation of the tenant it was registered for (absent in records
-    /// of earlier versions: their `created_at` tells).
-    #[serde(default)]
-    generation: Option<u64>,
-    display_name: String,
-    secret_hash: String,
-    created_at: String,
-}
-
-/// Why a token request failed (RFC 6749 §5.2 error codes).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenError {
-    /// `invalid_request`, `invalid_client`, `unsupported_grant_type`, `invalid_scope`.
-    pub code: &'static str,
-    /// Human-readable detail.
-    pub description: String,
-}
-
-fn token_error(code: &'static str, description: impl Into<String>) -> TokenError {
-    TokenError {
-        code,
-        description: description.into(),
-    }
-}
-
-/// The scopes a client may ask for (Ed-Fi's, and our own name for the same).
-pub const SCOPES: [&str; 2] = ["edfi_admin_api/full_access", "tenant-gateway/full_access"];
-
 /// Credential checks and token issue. Built once; the settings it reads (the
 /// super-user, token lifetime) come with each call, so a settings reload applies
 /// at once.
 pub struct Authenticator {
-    key: [u8; 32],
+    pub(super) key: [u8; 32],
     /// SHA-256 of `name:password` pairs that verified (salted with the signing
     /// key), so an Argon2 check is paid once per credential, not per request.
     verified: Mutex<HashSet<[u8; 32]>>,
@@ -420,7 +184,7 @@ impl Authenticator {
 
     /// Admits one password check for `user` from `from`, or refuses it (429)
     /// when either has had its share this minute.
-    fn admit(&self, from: IpAddr, user: &str, quota: CheckQuota) -> Result<(), Refusal> {
+    pub(super) fn admit(&self, from: IpAddr, user: &str, quota: CheckQuota) -> Result<(), Refusal> {
         let wait = |d: std::time::Duration| Refusal::Throttled(d.as_secs().max(1));
         self.attempts
             .check_key(Attempt::Address(from), quota.per_address, ATTEMPT_KEYS)
@@ -434,7 +198,7 @@ impl Authenticator {
     /// hashing pool: `Ok(true)` if it matches. `phc` `None` (no such user) is
     /// checked against a hash of a random password, so an unknown name costs
     /// what a wrong password costs and cannot be told apart by time.
-    async fn check(
+    pub(super) async fn check(
         &self,
         from: IpAddr,
         user: &str,
@@ -451,65 +215,6 @@ impl Authenticator {
             .run(move || verify_password(&password, &phc))
             .await
             .map_err(|_| Refusal::Busy)
-    }
-
-    fn mac(&self) -> HmacSha256 {
-        HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length")
-    }
-
-    /// Makes a token for `client_id` of `tenant`, valid `lifetime` seconds.
-    pub fn issue(
-        &self,
-        tenant: Uuid,
-        generation: u64,
-        client_id: &str,
-        lifetime: u64,
-    ) -> (String, u64) {
-        let expires = unix_now() + lifetime;
-        let mut payload = Vec::with_capacity(CLAIMS_FIXED + client_id.len());
-        payload.extend_from_slice(tenant.as_bytes());
-        payload.extend_from_slice(&expires.to_be_bytes());
-        payload.extend_from_slice(&generation.to_be_bytes());
-        payload.extend_from_slice(client_id.as_bytes());
-        let mut mac = self.mac();
-        mac.update(&payload);
-        let sig = mac.finalize().into_bytes();
-        let token = format!(
-            "{TOKEN_PREFIX}{}.{}",
-            URL_SAFE_NO_PAD.encode(&payload),
-            URL_SAFE_NO_PAD.encode(sig)
-        );
-        (token, expires)
-    }
-
-    /// Checks a token: ours, unaltered, unexpired.
-    pub fn verify_token(&self, token: &str) -> Result<Claims, Refusal> {
-        let rest = token.strip_prefix(TOKEN_PREFIX).ok_or(Refusal::BadToken)?;
-        let (payload, sig) = rest.split_once('.').ok_or(Refusal::BadToken)?;
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| Refusal::BadToken)?;
-        let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| Refusal::BadToken)?;
-        let mut mac = self.mac();
-        mac.update(&payload);
-        mac.verify_slice(&sig).map_err(|_| Refusal::BadToken)?;
-        if payload.len() < CLAIMS_FIXED {
-            return Err(Refusal::BadToken);
-        }
-        let tenant = Uuid::from_slice(&payload[..16]).map_err(|_| Refusal::BadToken)?;
-        let expires = u64::from_be_bytes(payload[16..24].try_into().expect("8 bytes"));
-        if expires <= unix_now() {
-            return Err(Refusal::BadToken);
-        }
-        let generation = u64::from_be_bytes(payload[24..32].try_into().expect("8 bytes"));
-        let client_id =
-            String::from_utf8(payload[CLAIMS_FIXED..].to_vec()).map_err(|_| Refusal::BadToken)?;
-        Ok(Claims {
-            tenant,
-            generation,
-            expires,
-            client_id,
-        })
     }
 
     /// The salted digest that remembers a credential that verified.
@@ -656,101 +361,6 @@ impl Authenticator {
         }
         Err(Refusal::Malformed)
     }
-
-    /// Registers a client for `tenant` with its secret hashed on the hashing
-    /// pool (one check of the address's quota). `Ok(false)`: the client id is
-    /// taken.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn register(
-        &self,
-        store: Arc<dyn Store>,
-        client_id: String,
-        secret: String,
-        display_name: String,
-        tenant: &crate::tenancy::Tenant,
-        max_clients: u32,
-        from: IpAddr,
-        quota: CheckQuota,
-    ) -> Result<crate::store::ClientRegistration, CheckFailure> {
-        self.admit(from, &client_id, quota)?;
-        let secret_hash = self
-            .hasher
-            .run(move || hash_password(&secret))
-            .await
-            .map_err(|_| Refusal::Busy)?;
-        let record = ClientRecord {
-            tenant_id: tenant.id,
-            generation: Some(tenant.generation),
-            display_name,
-            secret_hash,
-            created_at: crate::now_rfc3339(),
-        };
-        let value = serde_json::to_vec(&record).expect("a record serializes");
-        let tenant_id = tenant.id.to_string();
-        tokio::task::spawn_blocking(move || {
-            store.register_client(&client_id, &tenant_id, &value, max_clients)
-        })
-        .await
-        .map_err(|e| CheckFailure::Store(StoreError::Open(e.to_string())))?
-        .map_err(CheckFailure::Store)
-    }
-
-    /// Exchanges client credentials for a token. `tenant`: the tenant the request
-    /// named, if any; it must be the client's own. The secret check is limited
-    /// and pooled like any password check; an unknown client id costs the same.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn token(
-        &self,
-        store: Arc<dyn Store>,
-        client_id: &str,
-        secret: &str,
-        tenant: Option<Uuid>,
-        dir: &crate::tenancy::Directory,
-        lifetime: u64,
-        from: IpAddr,
-        quota: CheckQuota,
-    ) -> Result<Result<(String, u64, Uuid), TokenError>, CheckFailure> {
-        let invalid = || {
-            Ok(Err(token_error(
-                "invalid_client",
-                "Client authentication failed",
-            )))
-        };
-        let id = client_id.to_owned();
-        let stored = tokio::task::spawn_blocking(move || store.get(CLIENTS, &id))
-            .await
-            .map_err(|e| CheckFailure::Store(StoreError::Open(e.to_string())))?
-            .map_err(CheckFailure::Store)?;
-        let record = stored.and_then(|s| serde_json::from_slice::<ClientRecord>(&s.value).ok());
-        let phc = record.as_ref().map(|r| r.secret_hash.as_str());
-        let matches = self.check(from, client_id, secret, phc, quota).await?;
-        let Some(record) = record.filter(|_| matches) else {
-            return invalid();
-        };
-        if tenant.is_some_and(|t| t != record.tenant_id) {
-            return invalid();
-        }
-        // A client of an earlier tenant of the same name (purged, then made
-        // again) is no client of this one.
-        let Some(current) = dir.by_id(&record.tenant_id) else {
-            return invalid();
-        };
-        let same_generation = match record.generation {
-            Some(g) => g == current.generation,
-            // Records of earlier versions: one made before the tenant was
-            // (by its creation time) belongs to an earlier tenant.
-            None => {
-                crate::tenancy::generation_of(&record.created_at)
-                    >= crate::tenancy::generation_of(&current.created_at)
-            }
-        };
-        if !same_generation {
-            return invalid();
-        }
-        let (token, expires) =
-            self.issue(record.tenant_id, current.generation, client_id, lifetime);
-        Ok(Ok((token, expires, record.tenant_id)))
-    }
 }
 
 /// Users of other tenants a Basic credential is tried against when its name
@@ -772,13 +382,6 @@ impl From<Refusal> for CheckFailure {
     }
 }
 
-/// A hash of a random password, checked for unknown client ids.
-static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let mut random = [0u8; 16];
-    OsRng.fill_bytes(&mut random);
-    hash_password(&hex::encode(random))
-});
-
 /// Decodes `base64(name:password)`.
 pub fn basic(encoded: &str) -> Option<(String, String)> {
     let raw = STANDARD.decode(encoded.trim()).ok()?;
@@ -787,116 +390,23 @@ pub fn basic(encoded: &str) -> Option<(String, String)> {
     Some((name.to_owned(), password.to_owned()))
 }
 
-/// Ed-Fi's client secret rule: 32–128 characters with a lower-case letter, an
-/// upper-case letter, a digit and a character that is none of these.
-pub fn secret_problem(secret: &str) -> Option<&'static str> {
-    let n = secret.chars().count();
-    let ok = (32..=128).contains(&n)
-        && secret.chars().any(|c| c.is_ascii_lowercase())
-        && secret.chars().any(|c| c.is_ascii_uppercase())
-        && secret.chars().any(|c| c.is_ascii_digit())
-        && secret.chars().any(|c| !c.is_ascii_alphanumeric());
-    (!ok).then_some(
-        "ClientSecret must be 32 to 128 characters with at least one lower-case letter, one upper-case letter, one digit and one special character",
-    )
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::security::password::hash_password;
     use crate::store::SqliteStore;
 
-    fn auth() -> (Authenticator, SqliteStore, tempfile::TempDir) {
+    pub(in crate::security) fn auth() -> (Authenticator, SqliteStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
         (Authenticator::open(&store).unwrap(), store, dir)
     }
 
-    #[test]
-    fn tokens_verify_until_altered_or_expired() {
-        let (a, store, _dir) = auth();
-        let tenant = Uuid::from_u128(7);
-        let (token, expires) = a.issue(tenant, 42, "client-1", 60);
-        let claims = a.verify_token(&token).unwrap();
-        assert_eq!(claims.tenant, tenant);
-        assert_eq!(claims.client_id, "client-1");
-        assert_eq!(claims.expires, expires);
-        assert_eq!(claims.generation, 42);
-
-        // One changed character of the payload breaks the signature.
-        let mut bytes = token.clone().into_bytes();
-        bytes[6] = if bytes[6] == b'A' { b'B' } else { b'A' };
-        assert_eq!(
-            a.verify_token(&String::from_utf8(bytes).unwrap()),
-            Err(Refusal::BadToken)
-        );
-        // Expired.
-        let (old, _) = a.issue(tenant, 42, "c", 0);
-        assert_eq!(a.verify_token(&old), Err(Refusal::BadToken));
-        // Another store's key signs tokens this one refuses; the same store's
-        // key survives a reopen.
-        let (other, _s, _d) = auth();
-        assert_eq!(other.verify_token(&token), Err(Refusal::BadToken));
-        let reopened = Authenticator::open(&store).unwrap();
-        assert!(reopened.verify_token(&token).is_ok());
-    }
-
-    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-    const QUOTA: CheckQuota = CheckQuota {
+    pub(in crate::security) const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    pub(in crate::security) const QUOTA: CheckQuota = CheckQuota {
         per_address: 100,
         per_user: 100,
     };
-
-    #[tokio::test]
-    async fn clients_register_once_and_get_tokens_for_their_tenant_only() {
-        let (a, store, _dir) = auth();
-        let (dir, _) = crate::tenancy::Directory::sample(&store);
-        let store: Arc<dyn Store> = Arc::new(store);
-        let tenant1 = dir.get("Tenant1").unwrap().clone();
-        let t1 = tenant1.id;
-        let secret = "Aa1!aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-        let register = |id: &str, display: &str| {
-            a.register(
-                store.clone(),
-                id.into(),
-                secret.into(),
-                display.into(),
-                &tenant1,
-                2,
-                LOCAL,
-                QUOTA,
-            )
-        };
-        use crate::store::ClientRegistration as R;
-        assert_eq!(register("c1", "C1").await.unwrap(), R::Registered);
-        assert_eq!(register("c1", "again").await.unwrap(), R::Taken);
-        assert_eq!(register("c2", "C2").await.unwrap(), R::Registered);
-        assert_eq!(
-            register("c3", "C3").await.unwrap(),
-            R::Full,
-            "at most 2 per tenant"
-        );
-        let token = |id: &'static str, s: &'static str, t: Option<Uuid>| {
-            a.token(store.clone(), id, s, t, &dir, 60, LOCAL, QUOTA)
-        };
-        let (token_text, _, tenant) = token("c1", secret, None).await.unwrap().unwrap();
-        assert_eq!(tenant, t1);
-        assert_eq!(a.verify_token(&token_text).unwrap().tenant, t1);
-        assert!(token("c1", secret, Some(t1)).await.unwrap().is_ok());
-        for (id, s, t) in [
-            ("c1", "wrong", None),
-            ("nobody", secret, None),
-            ("c1", secret, Some(Uuid::from_u128(2))),
-        ] {
-            assert_eq!(
-                token(id, s, t).await.unwrap().unwrap_err().code,
-                "invalid_client"
-            );
-        }
-        // The stored record holds a hash, not the secret.
-        let raw = store.get(CLIENTS, "c1").unwrap().unwrap().value;
-        assert!(!String::from_utf8(raw).unwrap().contains(secret));
-    }
 
     fn header(user: &str, pw: &str) -> http::HeaderValue {
         http::HeaderValue::from_str(&format!(
@@ -1042,35 +552,5 @@ mod tests {
             Refusal::Throttled(5).status(),
             http::StatusCode::TOO_MANY_REQUESTS
         );
-    }
-
-    /// One job runs and one waits; the next is refused at once, and once the
-    /// queue drains work is taken again.
-    #[tokio::test]
-    async fn the_hasher_refuses_work_past_its_bound() {
-        let hasher = Hasher::new(1, 1);
-        let (started, running) = std::sync::mpsc::channel::<()>();
-        let (release, gate) = std::sync::mpsc::channel::<()>();
-        let first = hasher
-            .submit(move || {
-                started.send(()).unwrap();
-                gate.recv().unwrap();
-                1
-            })
-            .unwrap();
-        running.recv().unwrap();
-        let second = hasher.submit(|| 2).unwrap();
-        assert!(matches!(hasher.submit(|| 3), Err(Busy)));
-        release.send(()).unwrap();
-        assert_eq!(first.await, Ok(1));
-        assert_eq!(second.await, Ok(2));
-        assert_eq!(hasher.run(|| 7).await, Ok(7));
-    }
-
-    #[test]
-    fn secret_rule() {
-        assert!(secret_problem("short").is_some());
-        assert!(secret_problem(&"a".repeat(40)).is_some());
-        assert!(secret_problem("Aa1!aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").is_none());
     }
 }
