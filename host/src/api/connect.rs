@@ -266,10 +266,8 @@ async fn register(gw: &Gateway, req: Request, served: &mut Served) -> Response<B
     match created {
         Ok(ClientRegistration::Registered) => {
             tracing::info!(client_id = %client_id, tenant = %tenant.name, "client registered");
-            json_body(
-                StatusCode::OK,
-                &json!({"title": format!("Registered client {client_id} successfully."), "status": 200}),
-            )
+            let title = format!("Registered client {client_id} successfully.");
+            json_body(StatusCode::OK, &Problem::titled(&title, StatusCode::OK))
         }
         Ok(ClientRegistration::Taken) => problem(
             StatusCode::BAD_REQUEST,

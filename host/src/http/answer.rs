@@ -116,6 +116,18 @@ pub(crate) struct Problem<'a> {
     errors: Option<serde_json::Value>,
 }
 
+impl<'a> Problem<'a> {
+    /// A body of this shape with no field errors (Ed-Fi answers a successful
+    /// registration so, as `application/json`).
+    pub(crate) fn titled(title: &'a str, status: StatusCode) -> Self {
+        Self {
+            title,
+            status: status.as_u16(),
+            errors: None,
+        }
+    }
+}
+
 /// A header value written from `args` on the stack when it fits, so the value's
 /// own bytes are its one allocation (no growing `String` first); `None` when
 /// the text is not a header value.
