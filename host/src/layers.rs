@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["wasm"],
     &["registry", "manage"],
     &["http"],
-    &["api", "traffic"],
+    &["api", "traffic", "amqp"],
     &["app"],
 ];
 

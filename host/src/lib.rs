@@ -8,6 +8,7 @@
 //! `config`, `telemetry` · `store` · `tenancy` · `security` · `wasm` ·
 //! `registry`, `manage` · `http` · `api`, `traffic` · `app`.
 
+pub mod amqp;
 pub mod api;
 pub mod app;
 pub mod config;

@@ -319,6 +319,38 @@ impl Authenticator {
         Err(Refusal::BadCredentials)
     }
 
+    /// Who signs in with `name` and `password` where there is no HTTP request
+    /// (AMQP's SASL PLAIN), from `from`: the super-user by its name, a user of
+    /// a tenant as `user@tenant` (the tenant by name or id), or a plain user
+    /// name matched as Basic credentials with no tenant asked about are. The
+    /// same check limits and hashing pool as every password check.
+    pub async fn sign_in(
+        &self,
+        from: IpAddr,
+        name: &str,
+        password: &str,
+        dir: &crate::tenancy::Directory,
+    ) -> Result<Principal, Refusal> {
+        let (user, tenant) = match name.rsplit_once('@') {
+            Some((user, t)) if !user.is_empty() => match dir.get(t) {
+                Some(tenant) => (user, Some(tenant.as_ref())),
+                None => (name, None),
+            },
+            _ => (name, None),
+        };
+        let auth = &dir.auth;
+        self.verify_basic(
+            from,
+            user,
+            password,
+            auth.super_user.as_ref(),
+            tenant,
+            dir.tenants(),
+            CheckQuota::from(auth),
+        )
+        .await
+    }
+
     /// Who sent `authorization` (the header's value), from the client address
     /// `from`, under the tenants and `TenantGateway.Auth` of `dir`. Basic
     /// credentials are the super-user's, or those of a user of `tenant` (the
@@ -476,6 +508,30 @@ pub(super) mod tests {
             check(Some(http::HeaderValue::from_static("Digest x")), &with).await,
             Err(Refusal::Malformed)
         );
+    }
+
+    /// Signing in without HTTP (AMQP SASL): the super-user by name; a user
+    /// named for a tenant that has no such user is refused, as is a wrong
+    /// password.
+    #[tokio::test]
+    async fn sign_in_by_name_and_password() {
+        let (a, _store, _dir) = auth();
+        let dir = directory(settings(Some(admin()), 100, 100));
+        assert_eq!(
+            a.sign_in(LOCAL, "admin", "s3cret", &dir).await,
+            Ok(Principal::SuperUser)
+        );
+        for (name, password) in [
+            ("admin", "nope"),
+            ("nobody@Tenant1", "s3cret"),
+            ("@Tenant1", "s3cret"),
+        ] {
+            assert_eq!(
+                a.sign_in(LOCAL, name, password, &dir).await,
+                Err(Refusal::BadCredentials),
+                "{name}"
+            );
+        }
     }
 
     /// An unknown user name costs one check, as a wrong password does, so the
