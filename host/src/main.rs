@@ -232,7 +232,13 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     )
     .await?;
     // The first stdout line announces the address (tests and scripts read it).
-    println!("tenant-gateway listening on http://{}", running.addr);
+    match running.amqp_addr {
+        Some(amqp) => println!(
+            "tenant-gateway listening on amqp://{amqp}, http://{}",
+            running.addr
+        ),
+        None => println!("tenant-gateway listening on http://{}", running.addr),
+    }
     std::io::stdout().flush().context("writing to stdout")?;
     running.wait().await?;
     tracing::info!("stopped");

@@ -197,9 +197,15 @@ impl Launch {
             .next()
             .and_then(|a| a.trim().parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line: {line}"));
+        let amqp = line
+            .split("amqp://")
+            .nth(1)
+            .and_then(|a| a.split(',').next())
+            .and_then(|a| a.trim().parse().ok());
         Gateway {
             child,
             addr,
+            amqp,
             log,
             settings,
             _work: work,
@@ -211,6 +217,8 @@ impl Launch {
 pub struct Gateway {
     child: Child,
     pub addr: SocketAddr,
+    /// The AMQP listener's address, when the settings have one.
+    pub amqp: Option<SocketAddr>,
     log: PathBuf,
     /// The settings file it watches.
     pub settings: PathBuf,

@@ -9,6 +9,7 @@ mod failures;
 mod harness;
 mod history;
 mod hono;
+mod hono_amqp;
 mod hosts;
 mod outbound;
 mod persistence;

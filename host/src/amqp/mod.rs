@@ -3,3 +3,301 @@
 //! address `tenant` answered from the same tenant directory as every other API.
 
 pub mod sasl;
+pub mod tenant;
+
+use crate::http::Gateway;
+use crate::security::auth::{Principal, Refusal};
+use fe2o3_amqp::Sendable;
+use fe2o3_amqp::acceptor::{
+    ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor,
+};
+use fe2o3_amqp::link::{Receiver, Sender};
+use fe2o3_amqp::types::definitions::{AmqpError, Error as LinkError};
+use fe2o3_amqp::types::definitions::{Role, SenderSettleMode};
+use fe2o3_amqp::types::messaging::{
+    ApplicationProperties, Body, Data, Message, MessageId, Properties, TargetArchetype,
+};
+use fe2o3_amqp::types::performatives::Attach;
+use serde_amqp::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// The address of the Tenant API's request links; replies go to links whose
+/// source is `tenant/<reply-id>`.
+pub const ADDRESS: &str = "tenant";
+/// How long a client has for the protocol header, SASL and `open`.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+/// Replies waiting for one reply link.
+const REPLY_QUEUE: usize = 256;
+
+/// The reply links of one connection, by source address; `None`: being attached.
+type Replies = Arc<Mutex<HashMap<String, Option<mpsc::Sender<Message<Data>>>>>>;
+
+/// Serves the Tenant API on `listener` until the task is aborted, at most
+/// `Limits.MaxConnections` connections at once.
+pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) {
+    let open = Arc::new(tokio::sync::Semaphore::new(gw.limits.max_connections));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "AMQP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = connection(gw, stream, peer).await {
+                tracing::debug!(peer = %peer, error = %e, "AMQP connection ended");
+            }
+        });
+    }
+}
+
+async fn connection(
+    gw: Arc<Gateway>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) -> anyhow::Result<()> {
+    let dir = gw.runtime.shared().directory.load_full();
+    let auth = gw.auth.clone();
+    let who = tokio::time::timeout(
+        HANDSHAKE,
+        sasl::negotiate(&mut stream, |name, password| async move {
+            match auth.sign_in(peer.ip(), &name, &password, &dir).await {
+                Ok(p) => sasl::Checked::Yes(p),
+                Err(Refusal::Throttled(_) | Refusal::Busy) => sasl::Checked::Later,
+                Err(_) => sasl::Checked::No,
+            }
+        }),
+    )
+    .await??;
+    let who = Arc::new(who);
+    let acceptor = ConnectionAcceptor::builder()
+        .container_id("tenant-gateway")
+        .build();
+    let mut connection = tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await??;
+    let replies = Replies::default();
+    let sessions = SessionAcceptor::new();
+    let mut tasks = JoinSet::new();
+    while let Ok(session) = sessions.accept(&mut connection).await {
+        tasks.spawn(links(gw.clone(), session, who.clone(), replies.clone()));
+    }
+    tasks.abort_all();
+    let _ = connection.close().await;
+    Ok(())
+}
+
+/// Why a link is refused, as the spec's preconditions say; a reply address
+/// that is free is reserved for this link.
+fn refusal(attach: &Attach, replies: &Replies) -> Option<LinkError> {
+    let refuse = |condition: AmqpError, why: &str| {
+        Some(LinkError::new(condition, Some(why.to_owned()), None))
+    };
+    match attach.role {
+        // The client sends requests.
+        Role::Sender => {
+            let address = match attach.target.as_deref() {
+                Some(TargetArchetype::Target(t)) => t.address.as_deref(),
+                _ => None,
+            };
+            if address != Some(ADDRESS) {
+                return refuse(AmqpError::NotFound, "no such node: requests go to 'tenant'");
+            }
+            if attach.snd_settle_mode == SenderSettleMode::Settled {
+                return refuse(
+                    AmqpError::PreconditionFailed,
+                    "the request link must not be pre-settled",
+                );
+            }
+            None
+        }
+        // The client receives replies.
+        Role::Receiver => {
+            let address = attach.source.as_ref().and_then(|s| s.address.as_deref());
+            match address.and_then(|a| a.strip_prefix("tenant/")) {
+                Some(id) if !id.is_empty() => {}
+                _ if address == Some(ADDRESS)
+                    || address.is_some_and(|a| a.starts_with("tenant/")) =>
+                {
+                    return refuse(
+                        AmqpError::InvalidField,
+                        "the reply address must be tenant/<reply-id>",
+                    );
+                }
+                _ => {
+                    return refuse(
+                        AmqpError::NotFound,
+                        "no such node: replies come from 'tenant/<reply-id>'",
+                    );
+                }
+            }
+            let address = address.expect("checked").to_owned();
+            let mut replies = replies.lock().unwrap_or_else(|e| e.into_inner());
+            if replies.contains_key(&address) {
+                return refuse(
+                    AmqpError::IllegalState,
+                    "this reply address is already subscribed on this connection",
+                );
+            }
+            replies.insert(address, None);
+            None
+        }
+    }
+}
+
+/// Attaches the links of one session and serves them.
+async fn links(
+    gw: Arc<Gateway>,
+    mut session: ListenerSessionHandle,
+    who: Arc<Principal>,
+    replies: Replies,
+) {
+    let acceptor = LinkAcceptor::new();
+    let mut tasks = JoinSet::new();
+    while let Some(attach) = session.next_incoming_attach().await {
+        let refused = refusal(&attach, &replies);
+        let reply_address = (attach.role == Role::Receiver && refused.is_none())
+            .then(|| attach.source.as_ref().and_then(|s| s.address.clone()))
+            .flatten();
+        let link = match acceptor.accept_incoming_attach(attach, &mut session).await {
+            Ok(link) => link,
+            Err(e) => {
+                if let Some(a) = &reply_address {
+                    replies.lock().unwrap_or_else(|e| e.into_inner()).remove(a);
+                }
+                // The client waits for an attach that cannot come (a link
+                // name used twice, a session gone): end the session, saying why.
+                tracing::debug!(error = ?e, "AMQP link not attached");
+                let why = LinkError::new(AmqpError::IllegalState, Some(e.to_string()), None);
+                let _ = session.end_with_error(why).await;
+                tasks.abort_all();
+                return;
+            }
+        };
+        match (link, refused) {
+            (LinkEndpoint::Receiver(r), Some(e)) => {
+                let _ = r.close_with_error(e).await;
+            }
+            (LinkEndpoint::Sender(s), Some(e)) => {
+                let _ = s.close_with_error(e).await;
+            }
+            (LinkEndpoint::Receiver(r), None) => {
+                tasks.spawn(requests(gw.clone(), r, who.clone(), replies.clone()));
+            }
+            (LinkEndpoint::Sender(s), None) => {
+                let address = reply_address.unwrap_or_default();
+                let (tx, rx) = mpsc::channel(REPLY_QUEUE);
+                replies
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(address.clone(), Some(tx));
+                tasks.spawn(reply_link(s, rx, address, replies.clone()));
+            }
+        }
+    }
+    tasks.abort_all();
+    let _ = session.end().await;
+}
+
+/// Sends the replies queued for one reply link, pre-settled.
+async fn reply_link(
+    mut sender: Sender,
+    mut queue: mpsc::Receiver<Message<Data>>,
+    address: String,
+    replies: Replies,
+) {
+    while let Some(message) = queue.recv().await {
+        let sendable = Sendable::builder().message(message).settled(true).build();
+        if sender.send(sendable).await.is_err() {
+            break;
+        }
+    }
+    replies
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&address);
+    let _ = sender.close().await;
+}
+
+/// Answers the requests of one request link.
+async fn requests(gw: Arc<Gateway>, mut receiver: Receiver, who: Arc<Principal>, replies: Replies) {
+    loop {
+        let delivery = match receiver.recv::<Body<Value>>().await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(error = %e, "AMQP request link ended");
+                break;
+            }
+        };
+        let message = delivery.message();
+        let props = message.properties.as_ref();
+        let id = props.and_then(|p| p.correlation_id.clone().or_else(|| p.message_id.clone()));
+        let reply_to = props.and_then(|p| p.reply_to.clone());
+        let (Some(id), Some(reply_to)) = (id, reply_to) else {
+            let why = LinkError::new(
+                AmqpError::InvalidField,
+                Some("a request needs a message-id or correlation-id, and a reply-to".to_owned()),
+                None,
+            );
+            let _ = receiver.reject(&delivery, why).await;
+            continue;
+        };
+        let subject = props.and_then(|p| p.subject.clone());
+        let body = data_of(&message.body);
+        let dir = gw.runtime.shared().directory.load_full();
+        let answer = tenant::answer(&dir, &who, subject.as_deref(), &body);
+        let _ = receiver.accept(&delivery).await;
+        let queue = replies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&reply_to)
+            .cloned()
+            .flatten();
+        if let Some(queue) = queue {
+            let _ = queue.try_send(reply(id, reply_to, answer));
+        }
+    }
+}
+
+/// The bytes of a message's Data sections (empty for any other body).
+fn data_of(body: &Body<Value>) -> Vec<u8> {
+    match body {
+        Body::Data(sections) => sections.iter().flat_map(|d| d.0.iter().copied()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn reply(id: MessageId, to: String, answer: tenant::Answer) -> Message<Data> {
+    let content_type = if answer.document {
+        "application/json"
+    } else {
+        "text/plain"
+    };
+    let properties = Properties::builder()
+        .correlation_id(id)
+        .to(to)
+        .content_type(content_type)
+        .build();
+    let mut application = ApplicationProperties::builder().insert("status", answer.status as i32);
+    if answer.document {
+        application = application.insert("cache_control", crate::tenancy::HONO_CACHE_DIRECTIVE);
+    }
+    Message::builder()
+        .properties(properties)
+        .application_properties(application.build())
+        .data(Data(answer.body.into()))
+        .build()
+}

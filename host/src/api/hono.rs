@@ -26,15 +26,14 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION};
 use http::request::Parts;
 use http::{Response, StatusCode};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 /// The API's path.
 pub const PREFIX: &str = "/hono/v1/tenants";
 
-/// How long a client may cache a tenant's information (Hono's `cache_control`).
-pub const CACHE_DIRECTIVE: &str = "max-age=60";
+use crate::tenancy::HONO_CACHE_DIRECTIVE as CACHE_DIRECTIVE;
 
 fn fail(status: StatusCode, message: &str) -> Response<Body> {
     json_body(status, &HonoError { error: message })
@@ -69,17 +68,8 @@ enum ReadRefusals {
 #[openapi(paths(search, read_one, write_one))]
 pub struct Doc;
 
-/// The information document of a tenant: its stored members with `tenant-id`
-/// and `enabled` from the tenant itself.
-pub fn document(tenant: &Tenant) -> Value {
-    let mut doc: Map<String, Value> = tenant.doc.hono.clone().unwrap_or_default();
-    doc.insert("tenant-id".into(), json!(tenant.name.as_str()));
-    doc.insert("enabled".into(), json!(tenant.enabled));
-    Value::Object(doc)
-}
-
 fn found(status: StatusCode, tenant: &Tenant) -> Response<Body> {
-    let mut resp = json_body(status, &document(tenant));
+    let mut resp = json_body(status, &tenant.hono_document());
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static(CACHE_DIRECTIVE));
     resp

@@ -65,6 +65,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The admin listener's address (`TenantGateway.AdminListen`), if any.
     pub admin_addr: Option<SocketAddr>,
+    /// The AMQP listener's address (`TenantGateway.Amqp.Listen`), if any.
+    pub amqp_addr: Option<SocketAddr>,
     /// The Wasm runtime (component swaps go through it).
     pub runtime: Arc<crate::wasm::Runtime>,
     /// The metrics the server counts.
@@ -381,6 +383,16 @@ pub async fn start(
             crate::api::ops::admin_routes().with_state(gateway.clone()),
         ))
     });
+    let amqp = match &options.settings.amqp {
+        Some(amqp) => Some(
+            tokio::net::TcpListener::bind(amqp.listen)
+                .await
+                .with_context(|| format!("binding TenantGateway.Amqp.Listen {}", amqp.listen))?,
+        ),
+        None => None,
+    };
+    let amqp_addr = amqp.as_ref().map(|l| l.local_addr()).transpose()?;
+    let amqp_task = amqp.map(|l| tokio::spawn(crate::amqp::serve(l, gateway.clone())));
     let components_watcher = tokio::spawn(registry.watch());
     let watcher = options.watch.clone().map(|w| {
         tokio::spawn(watch_settings(
@@ -416,12 +428,16 @@ pub async fn start(
         if let Some(t) = admin_task {
             t.abort();
         }
+        if let Some(t) = amqp_task {
+            t.abort();
+        }
     };
     let router = router(gateway.clone());
     let task = tokio::spawn(crate::http::serve(listener, gateway, router, stop));
     Ok(Running {
         addr,
         admin_addr,
+        amqp_addr,
         runtime: rt,
         metrics,
         shutdown: tx,

@@ -1,7 +1,9 @@
 //! The `TenantGateway` section's shape as the file writes it (strict: unknown keys
 //! are errors), before it is checked into [`Settings`](super::Settings).
 
-use super::{AuthSettings, Limits, RateLimits, Secret, SettingsError, StoreSettings, Tier, err};
+use super::{
+    AmqpSettings, AuthSettings, Limits, RateLimits, Secret, SettingsError, StoreSettings, Tier, err,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,6 +33,20 @@ pub(super) struct GatewaySection {
     pub(super) new_tenants: NewTenantsSection,
     #[serde(default)]
     pub(super) store: StoreSection,
+    #[serde(default)]
+    pub(super) amqp: AmqpSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub(super) struct AmqpSection {
+    pub(super) listen: Option<SocketAddr>,
+}
+
+impl AmqpSection {
+    pub(super) fn parse(&self) -> Option<AmqpSettings> {
+        self.listen.map(|listen| AmqpSettings { listen })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

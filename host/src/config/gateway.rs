@@ -246,3 +246,10 @@ pub enum StoreSettings {
         root_certificate: Option<PathBuf>,
     },
 }
+
+/// The Hono Tenant API over AMQP 1.0 (`TenantGateway.Amqp`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AmqpSettings {
+    /// `Listen`.
+    pub listen: std::net::SocketAddr,
+}

@@ -13,7 +13,9 @@ mod gateway;
 mod read;
 mod tenant;
 
-pub use gateway::{AuthSettings, Limits, Quota, RateLimits, StoreSettings, SuperUser};
+pub use gateway::{
+    AmqpSettings, AuthSettings, Limits, Quota, RateLimits, StoreSettings, SuperUser,
+};
 pub use tenant::{
     AppSettings, AppSource, BUILTIN_APPS, Route, Secret, Target, TenantName, TenantSettings, Tier,
 };
@@ -84,6 +86,8 @@ pub struct Settings {
     pub new_tenants: NewTenants,
     /// `TenantGateway.Store`.
     pub store: StoreSettings,
+    /// `TenantGateway.Amqp`: `None` when no listener is set.
+    pub amqp: Option<AmqpSettings>,
 }
 
 /// What a tenant created through a management API is connected to: templates in

@@ -344,3 +344,26 @@ fn secrets_do_not_print() {
     let shown = format!("{s:?}");
     assert!(!shown.contains("Database="), "{shown}");
 }
+
+#[test]
+fn the_amqp_listener_is_off_unless_listen_is_set() {
+    assert_eq!(with_gateway("{}").unwrap().amqp, None);
+    let on = with_gateway(r#"{"Amqp":{"Listen":"127.0.0.1:5672"}}"#).unwrap();
+    assert_eq!(
+        on.amqp,
+        Some(AmqpSettings {
+            listen: "127.0.0.1:5672".parse().unwrap()
+        })
+    );
+    // TLS keys are not taken (yet): a listener believed encrypted must not be plain.
+    for section in [
+        r#"{"Listen":"127.0.0.1:5671","CertificateFile":"c.pem","KeyFile":"k.pem"}"#,
+        r#"{"Port":5672}"#,
+        r#"{"Listen":"not an address"}"#,
+    ] {
+        assert!(
+            with_gateway(&format!(r#"{{"Amqp":{section}}}"#)).is_err(),
+            "{section}"
+        );
+    }
+}

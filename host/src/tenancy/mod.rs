@@ -88,6 +88,22 @@ pub struct Tenant {
     pub id_header: http::HeaderValue,
 }
 
+/// How long a client may cache a tenant's Hono information (Hono's
+/// `cache_control`, over HTTP and AMQP alike).
+pub const HONO_CACHE_DIRECTIVE: &str = "max-age=60";
+
+impl Tenant {
+    /// Its Hono tenant information document: the stored members with
+    /// `tenant-id` and `enabled` from the tenant itself (as Hono answers a
+    /// disabled tenant: with `enabled: false`).
+    pub fn hono_document(&self) -> serde_json::Value {
+        let mut doc = self.doc.hono.clone().unwrap_or_default();
+        doc.insert("tenant-id".into(), self.name.as_str().into());
+        doc.insert("enabled".into(), self.enabled.into());
+        serde_json::Value::Object(doc)
+    }
+}
+
 /// The generation of a tenant created at `created_at` (RFC 3339): seconds
 /// since the Unix epoch, 0 if unreadable.
 pub fn generation_of(created_at: &str) -> u64 {

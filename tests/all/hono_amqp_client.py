@@ -1,0 +1,112 @@
+"""An independent AMQP 1.0 client for the Hono Tenant API tests: Apache Qpid
+Proton's Python binding. Reads a plan (JSON) from argv[1], runs its steps on
+one connection and prints one JSON object: what each step saw.
+
+Steps:
+  {"op": "get", "body": str, "subject"?: str, "id"?: bool, "reply_to"?: bool}
+      a request and its reply (or the request's outcome when no reply comes)
+  {"op": "pipeline", "n": int, "body": str}
+      n requests sent before any reply is read, then n replies read
+  {"op": "sender", "target": str, "presettled"?: bool}
+  {"op": "receiver", "source": str}
+      a link attached; its error condition, if it was refused
+"""
+
+import json
+import sys
+import uuid
+
+from proton import Message
+from proton.reactor import AtMostOnce
+from proton.utils import BlockingConnection, LinkDetached, SendException
+
+TIMEOUT = 20
+
+
+def reply_fields(m):
+    return {
+        "status": (m.properties or {}).get("status"),
+        "cache_control": (m.properties or {}).get("cache_control"),
+        "content_type": m.content_type,
+        "body": bytes(m.body).decode() if m.body is not None else None,
+        "correlation_id": m.correlation_id,
+    }
+
+
+def main():
+    plan = json.loads(sys.argv[1])
+    try:
+        conn = BlockingConnection(
+            plan["url"],
+            user=plan["user"],
+            password=plan["password"],
+            allowed_mechs="PLAIN",
+            timeout=TIMEOUT,
+        )
+    except Exception as e:  # what the server said about the credentials
+        print(json.dumps({"connect_error": str(e)}))
+        return
+    reply_to = "tenant/" + str(uuid.uuid4())
+    replies = conn.create_receiver(reply_to, credit=200)
+    requests = conn.create_sender("tenant")
+    out = []
+    for step in plan["steps"]:
+        op = step["op"]
+        if op == "get":
+            mid = str(uuid.uuid4())
+            m = Message(body=step["body"].encode(), inferred=True)
+            if step.get("subject", "get") is not None:
+                m.subject = step.get("subject", "get")
+            if step.get("id", True):
+                m.id = mid
+            if step.get("reply_to", True):
+                m.reply_to = reply_to
+            try:
+                requests.send(m)
+            except SendException as e:  # rejected: no reply comes
+                out.append({"outcome": str(e.state)})
+                continue
+            r = replies.receive(timeout=TIMEOUT)
+            fields = reply_fields(r)
+            fields["correlated"] = r.correlation_id == mid
+            out.append(fields)
+        elif op == "pipeline":
+            ids = []
+            for _ in range(step["n"]):
+                mid = str(uuid.uuid4())
+                ids.append(mid)
+                m = Message(subject="get", id=mid, reply_to=reply_to,
+                            body=step["body"].encode(), inferred=True)
+                requests.send(m, timeout=False)
+            got = [replies.receive(timeout=TIMEOUT) for _ in ids]
+            out.append({
+                "answered": len(got),
+                "statuses": sorted({(g.properties or {}).get("status") for g in got}),
+                "correlated": sorted(g.correlation_id for g in got) == sorted(ids),
+            })
+        elif op in ("sender", "receiver"):
+            try:
+                if op == "sender":
+                    options = AtMostOnce() if step.get("presettled") else None
+                    link = conn.create_sender(step["target"], options=options,
+                                              name=str(uuid.uuid4()))
+                else:
+                    link = conn.create_receiver(step["source"], name=str(uuid.uuid4()))
+                # A refused link is attached, then closed with its error.
+                conn.wait(lambda: link.link.remote_condition is not None
+                          or link.link.state & link.link.REMOTE_CLOSED,
+                          timeout=2, msg="link")
+                cond = link.link.remote_condition
+                out.append({"error": cond.name if cond else None})
+            except LinkDetached as e:
+                cond = e.link.remote_condition
+                out.append({"error": cond.name if cond else "detached"})
+            except Exception as e:  # the wait timing out: the link stayed up
+                out.append({"error": None, "note": type(e).__name__})
+        else:
+            raise ValueError(op)
+    conn.close()
+    print(json.dumps({"steps": out}))
+
+
+main()
