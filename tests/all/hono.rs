@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 const KEY: &str = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA";
 
-fn iot_document() -> Value {
+pub(crate) fn iot_document() -> Value {
     json!({
         "enabled": true,
         "adapters": [

@@ -4,7 +4,7 @@
 //! `scripts/test` installs). Without it these tests say so loudly and skip;
 //! with `TG_REQUIRE_TOOLS=1` (CI) they fail instead.
 
-use crate::harness::{Gateway, SAMPLE_SETTINGS, SUPER_USER};
+use crate::harness::{self, Gateway, SAMPLE_SETTINGS, SUPER_USER};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Command;
@@ -104,6 +104,7 @@ fn a_tenant_user_reads_its_own_tenant_and_no_other() {
     let refused = run(&python, &gw, "alice@Acme", "wrong", json!([]));
     let why = refused["connect_error"].as_str().unwrap_or_default();
     assert!(why.contains("unauthorized-access"), "{refused}");
+    assert_eq!(harness::metric(&gw, "tg_amqp_sign_ins_refused_total"), 1);
 }
 
 #[test]
@@ -161,4 +162,78 @@ fn malformed_requests_and_links_get_the_specs_answers_on_a_connection_that_stays
         "{seen}"
     );
     assert_eq!(steps[14]["status"], 200, "{seen}");
+    // Counted by the reply's status; the connection closed, none stays open.
+    let count = |status: u16| {
+        harness::metric(
+            &gw,
+            &format!("tg_amqp_requests_total{{status=\"{status}\"}}"),
+        )
+    };
+    assert_eq!((count(400), count(200)), (6, 101));
+    assert!(harness::eventually(
+        std::time::Duration::from_secs(30),
+        || { harness::metric(&gw, "tg_amqp_connections_open") == 0 }
+    ));
+}
+
+/// One model: what the HTTP APIs write is what AMQP answers, at once. A DN is
+/// matched as an RFC 2253 name, however it is spelt.
+#[test]
+fn amqp_answers_what_the_http_apis_wrote_a_moment_ago() {
+    let Some(python) = python() else { return };
+    let gw = gateway();
+    let mut doc = crate::hono::iot_document();
+    let r = gw.put_json("/hono/v1/tenants/Iot", &doc.to_string());
+    assert_eq!(r.status, 201, "{}", r.body);
+    let by_dn = get(r#"{"subject-dn":"cn = devices, o = acme corporation"}"#);
+    let seen = run(&python, &gw, SUPER_USER.0, SUPER_USER.1, json!([by_dn]));
+    let step = &seen["steps"][0];
+    assert_eq!(step["status"], 200, "{seen}");
+    let over_amqp: Value = serde_json::from_str(step["body"].as_str().unwrap()).unwrap();
+    let over_http = gw.get("/hono/v1/tenants/Iot").json();
+    assert_eq!(over_amqp, over_http);
+    assert_eq!(over_amqp["ext"], json!({"contract": "gold"}));
+
+    doc["enabled"] = json!(false);
+    let r = gw.put_json("/hono/v1/tenants/Iot", &doc.to_string());
+    assert_eq!(r.status, 200, "{}", r.body);
+    let by_id = get(r#"{"tenant-id":"Iot"}"#);
+    let seen = run(&python, &gw, SUPER_USER.0, SUPER_USER.1, json!([by_id]));
+    let disabled: Value = serde_json::from_str(seen["steps"][0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(disabled["enabled"], false, "{seen}");
+
+    let r = gw.request("DELETE", "/_tenants/Iot", &[], b"");
+    assert_eq!(r.status, 204, "{}", r.body);
+    let seen = run(&python, &gw, SUPER_USER.0, SUPER_USER.1, json!([by_id]));
+    assert_eq!(seen["steps"][0]["status"], 404, "{seen}");
+}
+
+/// A graceful shutdown (SIGTERM) ends each AMQP connection with a `close`
+/// frame, not by dropping the socket.
+#[test]
+fn shutdown_closes_amqp_connections_with_a_close_frame() {
+    use std::io::{BufRead, BufReader};
+    let Some(python) = python() else { return };
+    let gw = gateway();
+    let plan = json!({
+        "url": format!("amqp://{}", gw.amqp.unwrap()),
+        "user": SUPER_USER.0,
+        "password": SUPER_USER.1,
+        "steps": [{"op": "hold"}],
+    });
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/all/hono_amqp_client.py");
+    let mut client = Command::new(python)
+        .arg(script)
+        .arg(plan.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the Proton client");
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
+    let ready = lines.next().expect("a line").unwrap();
+    assert_eq!(ready, r#"{"ready": true}"#);
+    gw.terminate();
+    let result: Value = serde_json::from_str(&lines.next().expect("a result").unwrap()).unwrap();
+    let _ = client.wait();
+    assert_eq!(result["steps"][0]["end"], "closed", "{result}");
 }

@@ -10,6 +10,9 @@ Steps:
   {"op": "sender", "target": str, "presettled"?: bool}
   {"op": "receiver", "source": str}
       a link attached; its error condition, if it was refused
+  {"op": "hold"}
+      prints {"ready": true}, then waits for the server to end the connection:
+      "closed" (a close frame came) or "dropped" (the socket just ended)
 """
 
 import json
@@ -18,7 +21,8 @@ import uuid
 
 from proton import Message
 from proton.reactor import AtMostOnce
-from proton.utils import BlockingConnection, LinkDetached, SendException
+from proton import Endpoint
+from proton.utils import BlockingConnection, ConnectionClosed, LinkDetached, SendException
 
 TIMEOUT = 20
 
@@ -103,6 +107,18 @@ def main():
                 out.append({"error": cond.name if cond else "detached"})
             except Exception as e:  # the wait timing out: the link stayed up
                 out.append({"error": None, "note": type(e).__name__})
+        elif op == "hold":
+            print(json.dumps({"ready": True}), flush=True)
+            try:
+                conn.wait(lambda: conn.conn.state & Endpoint.REMOTE_CLOSED,
+                          timeout=60, msg="close")
+                out.append({"end": "closed"})
+            except ConnectionClosed:
+                out.append({"end": "closed"})
+            except Exception as e:
+                out.append({"end": "dropped", "detail": str(e)})
+            print(json.dumps({"steps": out}))
+            return
         else:
             raise ValueError(op)
     conn.close()

@@ -18,6 +18,10 @@ use fe2o3_amqp::types::messaging::{
     ApplicationProperties, Body, Data, Message, MessageId, Properties, TargetArchetype,
 };
 use fe2o3_amqp::types::performatives::Attach;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use serde_amqp::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,18 +36,78 @@ use tokio::task::JoinSet;
 pub const ADDRESS: &str = "tenant";
 /// How long a client has for the protocol header, SASL and `open`.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+/// How long closing connections are waited for at shutdown.
+const CLOSING: Duration = Duration::from_secs(5);
 /// Replies waiting for one reply link.
 const REPLY_QUEUE: usize = 256;
 
 /// The reply links of one connection, by source address; `None`: being attached.
 type Replies = Arc<Mutex<HashMap<String, Option<mpsc::Sender<Message<Data>>>>>>;
 
-/// Serves the Tenant API on `listener` until the task is aborted, at most
-/// `Limits.MaxConnections` connections at once.
-pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) {
+/// What the AMQP listener counts (`/metrics`).
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    connections: Gauge,
+    sign_ins_refused: Counter,
+    requests: Family<StatusLabel, Counter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StatusLabel {
+    status: u16,
+}
+
+impl Metrics {
+    /// The families, registered in `registry`.
+    pub fn register(registry: &mut crate::telemetry::Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "tg_amqp_connections_open",
+            "AMQP connections open now (signed in or signing in).",
+            m.connections.clone(),
+        );
+        registry.register(
+            "tg_amqp_sign_ins_refused",
+            "AMQP connections whose SASL sign-in was refused or could not be checked.",
+            m.sign_ins_refused.clone(),
+        );
+        registry.register(
+            "tg_amqp_requests",
+            "Tenant API requests answered over AMQP, by the reply's status.",
+            m.requests.clone(),
+        );
+        m
+    }
+}
+
+/// Counts one open connection while it lives.
+struct Open(Gauge);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Serves the Tenant API on `listener`, at most `Limits.MaxConnections`
+/// connections at once, until `stop` turns true: then every connection is
+/// closed with a `close` frame (at most [`CLOSING`] is waited for them).
+pub async fn serve(
+    listener: TcpListener,
+    gw: Arc<Gateway>,
+    metrics: Metrics,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let open = Arc::new(tokio::sync::Semaphore::new(gw.limits.max_connections));
+    let mut connections = JoinSet::new();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        // Finished connections are let go of as new ones come.
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "AMQP accept failed");
@@ -57,12 +121,22 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) {
         };
         let _ = stream.set_nodelay(true);
         let gw = gw.clone();
-        tokio::spawn(async move {
+        let metrics = metrics.clone();
+        metrics.connections.inc();
+        let open = Open(metrics.connections.clone());
+        let stop = stop.clone();
+        connections.spawn(async move {
             let _permit = permit;
-            if let Err(e) = connection(gw, stream, peer).await {
+            let _open = open;
+            if let Err(e) = connection(gw, stream, peer, metrics, stop).await {
                 tracing::debug!(peer = %peer, error = %e, "AMQP connection ended");
             }
         });
+    }
+    drop(listener);
+    let closed = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(CLOSING, closed).await.is_err() {
+        tracing::warn!("AMQP connections still open after closing began; dropping them");
     }
 }
 
@@ -70,6 +144,8 @@ async fn connection(
     gw: Arc<Gateway>,
     mut stream: TcpStream,
     peer: SocketAddr,
+    metrics: Metrics,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let dir = gw.runtime.shared().directory.load_full();
     let auth = gw.auth.clone();
@@ -83,7 +159,10 @@ async fn connection(
             }
         }),
     )
-    .await??;
+    .await?
+    .inspect_err(|_| {
+        metrics.sign_ins_refused.inc();
+    })?;
     let who = Arc::new(who);
     let acceptor = ConnectionAcceptor::builder()
         .container_id("tenant-gateway")
@@ -92,8 +171,19 @@ async fn connection(
     let replies = Replies::default();
     let sessions = SessionAcceptor::new();
     let mut tasks = JoinSet::new();
-    while let Ok(session) = sessions.accept(&mut connection).await {
-        tasks.spawn(links(gw.clone(), session, who.clone(), replies.clone()));
+    loop {
+        let session = tokio::select! {
+            s = sessions.accept(&mut connection) => s,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let Ok(session) = session else { break };
+        tasks.spawn(links(
+            gw.clone(),
+            session,
+            who.clone(),
+            replies.clone(),
+            metrics.clone(),
+        ));
     }
     tasks.abort_all();
     let _ = connection.close().await;
@@ -164,6 +254,7 @@ async fn links(
     mut session: ListenerSessionHandle,
     who: Arc<Principal>,
     replies: Replies,
+    metrics: Metrics,
 ) {
     let acceptor = LinkAcceptor::new();
     let mut tasks = JoinSet::new();
@@ -195,7 +286,13 @@ async fn links(
                 let _ = s.close_with_error(e).await;
             }
             (LinkEndpoint::Receiver(r), None) => {
-                tasks.spawn(requests(gw.clone(), r, who.clone(), replies.clone()));
+                tasks.spawn(requests(
+                    gw.clone(),
+                    r,
+                    who.clone(),
+                    replies.clone(),
+                    metrics.clone(),
+                ));
             }
             (LinkEndpoint::Sender(s), None) => {
                 let address = reply_address.unwrap_or_default();
@@ -233,7 +330,13 @@ async fn reply_link(
 }
 
 /// Answers the requests of one request link.
-async fn requests(gw: Arc<Gateway>, mut receiver: Receiver, who: Arc<Principal>, replies: Replies) {
+async fn requests(
+    gw: Arc<Gateway>,
+    mut receiver: Receiver,
+    who: Arc<Principal>,
+    replies: Replies,
+    metrics: Metrics,
+) {
     loop {
         let delivery = match receiver.recv::<Body<Value>>().await {
             Ok(d) => d,
@@ -259,6 +362,12 @@ async fn requests(gw: Arc<Gateway>, mut receiver: Receiver, who: Arc<Principal>,
         let body = data_of(&message.body);
         let dir = gw.runtime.shared().directory.load_full();
         let answer = tenant::answer(&dir, &who, subject.as_deref(), &body);
+        metrics
+            .requests
+            .get_or_create(&StatusLabel {
+                status: answer.status,
+            })
+            .inc();
         let _ = receiver.accept(&delivery).await;
         let queue = replies
             .lock()

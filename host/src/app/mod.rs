@@ -256,6 +256,7 @@ struct Assembled {
     runtime: Arc<crate::wasm::Runtime>,
     registry: Arc<crate::registry::Registry>,
     metrics: Arc<crate::telemetry::Metrics>,
+    amqp_metrics: crate::amqp::Metrics,
 }
 
 /// Opens the store, seeds the tenants, loads and warms the built-in
@@ -300,6 +301,7 @@ async fn assemble(options: &Options) -> anyhow::Result<Assembled> {
     let wasm_metrics = crate::wasm::Metrics::register(&mut exposition);
     let registry_metrics = crate::registry::Metrics::register(&mut exposition);
     let connection_metrics = crate::http::ConnectionMetrics::register(&mut exposition);
+    let amqp_metrics = crate::amqp::Metrics::register(&mut exposition);
     let exposition = Arc::new(exposition);
     let limits = options.settings.limits.clone();
     let cache_dir = options.cache_dir.clone();
@@ -348,6 +350,7 @@ async fn assemble(options: &Options) -> anyhow::Result<Assembled> {
         runtime: rt,
         registry,
         metrics,
+        amqp_metrics,
     })
 }
 
@@ -362,6 +365,7 @@ pub async fn start(
         runtime: rt,
         registry,
         metrics,
+        amqp_metrics,
     } = assemble(&options).await?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -392,7 +396,15 @@ pub async fn start(
         None => None,
     };
     let amqp_addr = amqp.as_ref().map(|l| l.local_addr()).transpose()?;
-    let amqp_task = amqp.map(|l| tokio::spawn(crate::amqp::serve(l, gateway.clone())));
+    let (amqp_stop, amqp_stopping) = tokio::sync::watch::channel(false);
+    let amqp_task = amqp.map(|l| {
+        tokio::spawn(crate::amqp::serve(
+            l,
+            gateway.clone(),
+            amqp_metrics,
+            amqp_stopping,
+        ))
+    });
     let components_watcher = tokio::spawn(registry.watch());
     let watcher = options.watch.clone().map(|w| {
         tokio::spawn(watch_settings(
@@ -428,8 +440,10 @@ pub async fn start(
         if let Some(t) = admin_task {
             t.abort();
         }
+        // AMQP clients are sent `close` (the task waits a bounded time for it).
+        let _ = amqp_stop.send(true);
         if let Some(t) = amqp_task {
-            t.abort();
+            let _ = t.await;
         }
     };
     let router = router(gateway.clone());
