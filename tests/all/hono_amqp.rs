@@ -46,6 +46,10 @@ fn run(python: &PathBuf, gw: &Gateway, user: &str, password: &str, steps: Value)
         "password": password,
         "steps": steps,
     });
+    run_plan(python, plan)
+}
+
+fn run_plan(python: &PathBuf, plan: Value) -> Value {
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/all/hono_amqp_client.py");
     let out = Command::new(python)
@@ -236,4 +240,42 @@ fn shutdown_closes_amqp_connections_with_a_close_frame() {
     let result: Value = serde_json::from_str(&lines.next().expect("a result").unwrap()).unwrap();
     let _ = client.wait();
     assert_eq!(result["steps"][0]["end"], "closed", "{result}");
+}
+
+/// `amqps`: TLS from the first byte with the configured certificate, checked by
+/// the client (chain and name); the same exchange inside it.
+#[test]
+fn the_listener_speaks_tls_from_the_first_byte() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, issued.cert.pem()).unwrap();
+    std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
+    let mut s: Value = serde_json::from_str(SAMPLE_SETTINGS).unwrap();
+    s["TenantGateway"]["Amqp"] = json!({
+        "Listen": "127.0.0.1:0",
+        "CertificateFile": cert,
+        "KeyFile": key,
+    });
+    let gw = Gateway::launch().settings(&s.to_string()).start();
+    let url = format!("amqps://{}", gw.amqp.unwrap());
+    let plan = |host: &str| {
+        json!({
+            "url": url, "user": SUPER_USER.0, "password": SUPER_USER.1,
+            "ca": cert, "host": host,
+            "steps": [get(r#"{"tenant-id":"Tenant1"}"#)],
+        })
+    };
+    let seen = run_plan(&python, plan("localhost"));
+    assert_eq!(seen["steps"][0]["status"], 200, "{seen}");
+    // Another name than the certificate's: the client refuses the server.
+    let wrong = run_plan(&python, plan("elsewhere.example"));
+    assert!(wrong["connect_error"].is_string(), "{wrong}");
+    // Plain AMQP on the TLS port gets no AMQP answer.
+    let plain = json!({
+        "url": format!("amqp://{}", gw.amqp.unwrap()),
+        "user": SUPER_USER.0, "password": SUPER_USER.1, "steps": [],
+    });
+    assert!(run_plan(&python, plain)["connect_error"].is_string());
 }

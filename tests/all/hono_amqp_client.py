@@ -21,7 +21,7 @@ import uuid
 
 from proton import Message
 from proton.reactor import AtMostOnce
-from proton import Endpoint
+from proton import Endpoint, SSLDomain
 from proton.utils import BlockingConnection, ConnectionClosed, LinkDetached, SendException
 
 TIMEOUT = 20
@@ -39,6 +39,12 @@ def reply_fields(m):
 
 def main():
     plan = json.loads(sys.argv[1])
+    tls = {}
+    if plan.get("ca"):  # amqps: the server's certificate checked, name included
+        domain = SSLDomain(SSLDomain.MODE_CLIENT)
+        domain.set_trusted_ca_db(plan["ca"])
+        domain.set_peer_authentication(SSLDomain.VERIFY_PEER_NAME)
+        tls = {"ssl_domain": domain, "virtual_host": plan["host"]}
     try:
         conn = BlockingConnection(
             plan["url"],
@@ -46,6 +52,7 @@ def main():
             password=plan["password"],
             allowed_mechs="PLAIN",
             timeout=TIMEOUT,
+            **tls,
         )
     except Exception as e:  # what the server said about the credentials
         print(json.dumps({"connect_error": str(e)}))

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -96,6 +96,7 @@ pub async fn serve(
     listener: TcpListener,
     gw: Arc<Gateway>,
     metrics: Metrics,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let open = Arc::new(tokio::sync::Semaphore::new(gw.limits.max_connections));
@@ -125,10 +126,21 @@ pub async fn serve(
         metrics.connections.inc();
         let open = Open(metrics.connections.clone());
         let stop = stop.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
             let _permit = permit;
             let _open = open;
-            if let Err(e) = connection(gw, stream, peer, metrics, stop).await {
+            let served = match tls {
+                // TLS from the first byte (amqps), as Hono's clients and Proton
+                // start it; not AMQP's in-band TLS header.
+                Some(tls) => match tokio::time::timeout(HANDSHAKE, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => connection(gw, stream, peer, metrics, stop).await,
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(_) => Err(anyhow::anyhow!("TLS handshake timed out")),
+                },
+                None => connection(gw, stream, peer, metrics, stop).await,
+            };
+            if let Err(e) = served {
                 tracing::debug!(peer = %peer, error = %e, "AMQP connection ended");
             }
         });
@@ -140,13 +152,16 @@ pub async fn serve(
     }
 }
 
-async fn connection(
+async fn connection<S>(
     gw: Arc<Gateway>,
-    mut stream: TcpStream,
+    mut stream: S,
     peer: SocketAddr,
     metrics: Metrics,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
+{
     let dir = gw.runtime.shared().directory.load_full();
     let auth = gw.auth.clone();
     let who = tokio::time::timeout(
@@ -409,4 +424,41 @@ fn reply(id: MessageId, to: String, answer: tenant::Answer) -> Message<Data> {
         .application_properties(application.build())
         .data(Data(answer.body.into()))
         .build()
+}
+
+/// The TLS acceptor of `TenantGateway.Amqp`'s certificate and key (blocking:
+/// reads the files).
+pub fn tls_acceptor(tls: &crate::config::AmqpTls) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use anyhow::Context;
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(&tls.certificate)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| {
+            format!(
+                "TenantGateway.Amqp.CertificateFile {}",
+                tls.certificate.display()
+            )
+        })?;
+    anyhow::ensure!(
+        !chain.is_empty(),
+        "TenantGateway.Amqp.CertificateFile {} holds no certificate",
+        tls.certificate.display()
+    );
+    // The key's contents are never part of an error.
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|_| {
+        anyhow::anyhow!(
+            "TenantGateway.Amqp.KeyFile {}: no readable PEM private key",
+            tls.key.display()
+        )
+    })?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .context("TenantGateway.Amqp: the certificate and key do not match")?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

@@ -396,12 +396,19 @@ pub async fn start(
         None => None,
     };
     let amqp_addr = amqp.as_ref().map(|l| l.local_addr()).transpose()?;
+    let amqp_tls = match options.settings.amqp.as_ref().and_then(|a| a.tls.clone()) {
+        Some(tls) => {
+            Some(tokio::task::spawn_blocking(move || crate::amqp::tls_acceptor(&tls)).await??)
+        }
+        None => None,
+    };
     let (amqp_stop, amqp_stopping) = tokio::sync::watch::channel(false);
     let amqp_task = amqp.map(|l| {
         tokio::spawn(crate::amqp::serve(
             l,
             gateway.clone(),
             amqp_metrics,
+            amqp_tls,
             amqp_stopping,
         ))
     });

@@ -2,7 +2,8 @@
 //! are errors), before it is checked into [`Settings`](super::Settings).
 
 use super::{
-    AmqpSettings, AuthSettings, Limits, RateLimits, Secret, SettingsError, StoreSettings, Tier, err,
+    AmqpSettings, AmqpTls, AuthSettings, Limits, RateLimits, Secret, SettingsError, StoreSettings,
+    Tier, err,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -41,11 +42,39 @@ pub(super) struct GatewaySection {
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub(super) struct AmqpSection {
     pub(super) listen: Option<SocketAddr>,
+    pub(super) certificate_file: Option<PathBuf>,
+    pub(super) key_file: Option<PathBuf>,
 }
 
 impl AmqpSection {
-    pub(super) fn parse(&self) -> Option<AmqpSettings> {
-        self.listen.map(|listen| AmqpSettings { listen })
+    pub(super) fn parse(&self) -> Result<Option<AmqpSettings>, SettingsError> {
+        let tls = match (&self.certificate_file, &self.key_file) {
+            (Some(certificate), Some(key)) => Some(AmqpTls {
+                certificate: certificate.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(err(
+                    "TenantGateway.Amqp.KeyFile",
+                    "is required with CertificateFile",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    "TenantGateway.Amqp.CertificateFile",
+                    "is required with KeyFile",
+                ));
+            }
+        };
+        match self.listen {
+            Some(listen) => Ok(Some(AmqpSettings { listen, tls })),
+            None if tls.is_some() => Err(err(
+                "TenantGateway.Amqp.Listen",
+                "is required with CertificateFile and KeyFile",
+            )),
+            None => Ok(None),
+        }
     }
 }
 

@@ -252,4 +252,15 @@ pub enum StoreSettings {
 pub struct AmqpSettings {
     /// `Listen`.
     pub listen: std::net::SocketAddr,
+    /// `CertificateFile` and `KeyFile`: TLS from the first byte (amqps).
+    pub tls: Option<AmqpTls>,
+}
+
+/// The AMQP listener's certificate and key (PEM files).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AmqpTls {
+    /// `CertificateFile`: the chain, leaf first.
+    pub certificate: PathBuf,
+    /// `KeyFile`.
+    pub key: PathBuf,
 }

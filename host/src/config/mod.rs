@@ -14,7 +14,7 @@ mod read;
 mod tenant;
 
 pub use gateway::{
-    AmqpSettings, AuthSettings, Limits, Quota, RateLimits, StoreSettings, SuperUser,
+    AmqpSettings, AmqpTls, AuthSettings, Limits, Quota, RateLimits, StoreSettings, SuperUser,
 };
 pub use tenant::{
     AppSettings, AppSource, BUILTIN_APPS, Route, Secret, Target, TenantName, TenantSettings, Tier,

@@ -378,7 +378,7 @@ impl Settings {
             routes: shared_routes,
             new_tenants,
             store: gateway.store.parse()?,
-            amqp: gateway.amqp.parse(),
+            amqp: gateway.amqp.parse()?,
         })
     }
 }

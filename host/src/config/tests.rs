@@ -348,22 +348,41 @@ fn secrets_do_not_print() {
 #[test]
 fn the_amqp_listener_is_off_unless_listen_is_set() {
     assert_eq!(with_gateway("{}").unwrap().amqp, None);
-    let on = with_gateway(r#"{"Amqp":{"Listen":"127.0.0.1:5672"}}"#).unwrap();
+    let plain = with_gateway(r#"{"Amqp":{"Listen":"127.0.0.1:5672"}}"#).unwrap();
     assert_eq!(
-        on.amqp,
+        plain.amqp,
         Some(AmqpSettings {
-            listen: "127.0.0.1:5672".parse().unwrap()
+            listen: "127.0.0.1:5672".parse().unwrap(),
+            tls: None
         })
     );
-    // TLS keys are not taken (yet): a listener believed encrypted must not be plain.
-    for section in [
-        r#"{"Listen":"127.0.0.1:5671","CertificateFile":"c.pem","KeyFile":"k.pem"}"#,
-        r#"{"Port":5672}"#,
-        r#"{"Listen":"not an address"}"#,
+    let tls = with_gateway(
+        r#"{"Amqp":{"Listen":"127.0.0.1:5671","CertificateFile":"c.pem","KeyFile":"k.pem"}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        tls.amqp.unwrap().tls,
+        Some(AmqpTls {
+            certificate: "c.pem".into(),
+            key: "k.pem".into()
+        })
+    );
+    for (section, key) in [
+        (
+            r#"{"Listen":"127.0.0.1:5671","CertificateFile":"c.pem"}"#,
+            "TenantGateway.Amqp.KeyFile",
+        ),
+        (
+            r#"{"Listen":"127.0.0.1:5671","KeyFile":"k.pem"}"#,
+            "TenantGateway.Amqp.CertificateFile",
+        ),
+        (
+            r#"{"CertificateFile":"c.pem","KeyFile":"k.pem"}"#,
+            "TenantGateway.Amqp.Listen",
+        ),
     ] {
-        assert!(
-            with_gateway(&format!(r#"{{"Amqp":{section}}}"#)).is_err(),
-            "{section}"
-        );
+        let e = with_gateway(&format!(r#"{{"Amqp":{section}}}"#)).unwrap_err();
+        assert_eq!(e.key, key, "{section}");
     }
+    assert!(with_gateway(r#"{"Amqp":{"Port":5672}}"#).is_err());
 }
