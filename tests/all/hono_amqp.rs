@@ -138,6 +138,7 @@ fn malformed_requests_and_links_get_the_specs_answers_on_a_connection_that_stays
             json!({"op": "receiver", "source": "tenant/twice"}),
             json!({"op": "pipeline", "n": 100, "body": t1}),
             get(t1),
+            json!({"op": "senders", "n": 17}),
         ]),
     );
     let steps = seen["steps"].as_array().unwrap();
@@ -166,6 +167,17 @@ fn malformed_requests_and_links_get_the_specs_answers_on_a_connection_that_stays
         "{seen}"
     );
     assert_eq!(steps[14]["status"], 200, "{seen}");
+    // Request links per session are bounded (16, the one in use included).
+    let errors = steps[15]["errors"].as_array().unwrap();
+    let attached = errors.iter().filter(|e| e.is_null()).count();
+    assert_eq!(attached, 15, "{seen}");
+    assert!(
+        errors
+            .iter()
+            .filter(|e| !e.is_null())
+            .all(|e| e == "amqp:resource-limit-exceeded"),
+        "{seen}"
+    );
     // Counted by the reply's status; the connection closed, none stays open.
     let count = |status: u16| {
         harness::metric(

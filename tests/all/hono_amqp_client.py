@@ -10,6 +10,8 @@ Steps:
   {"op": "sender", "target": str, "presettled"?: bool}
   {"op": "receiver", "source": str}
       a link attached; its error condition, if it was refused
+  {"op": "senders", "n": int}
+      n more request links; the error condition of each (null: attached)
   {"op": "hold"}
       prints {"ready": true}, then waits for the server to end the connection:
       "closed" (a close frame came) or "dropped" (the socket just ended)
@@ -114,6 +116,22 @@ def main():
                 out.append({"error": cond.name if cond else "detached"})
             except Exception as e:  # the wait timing out: the link stayed up
                 out.append({"error": None, "note": type(e).__name__})
+        elif op == "senders":  # n more request links at once
+            # Proton reports a link closed by the server while it waits on the
+            # next one; every link's condition is read at the end.
+            links = []
+            for _ in range(step["n"]):
+                name = str(uuid.uuid4())
+                try:
+                    links.append(conn.create_sender("tenant", name=name).link)
+                except LinkDetached as e:
+                    links.append(e.link)
+            try:
+                conn.wait(lambda: False, timeout=1, msg="settle")
+            except Exception:
+                pass
+            out.append({"errors": [l.remote_condition.name if l.remote_condition
+                                   else None for l in links]})
         elif op == "hold":
             print(json.dumps({"ready": True}), flush=True)
             try:

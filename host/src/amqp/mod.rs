@@ -36,6 +36,10 @@ use tokio::task::JoinSet;
 pub const ADDRESS: &str = "tenant";
 /// How long a client has for the protocol header, SASL and `open`.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+/// Reply links one connection may hold (each has a task and a queue).
+const MAX_REPLY_LINKS: usize = 64;
+/// Request links one session may hold.
+const MAX_REQUEST_LINKS: usize = 16;
 /// How long closing connections are waited for at shutdown.
 const CLOSING: Duration = Duration::from_secs(5);
 /// Replies waiting for one reply link.
@@ -257,6 +261,12 @@ fn refusal(attach: &Attach, replies: &Replies) -> Option<LinkError> {
                     "this reply address is already subscribed on this connection",
                 );
             }
+            if replies.len() >= MAX_REPLY_LINKS {
+                return refuse(
+                    AmqpError::ResourceLimitExceeded,
+                    "too many reply links on this connection",
+                );
+            }
             replies.insert(address, None);
             None
         }
@@ -273,8 +283,18 @@ async fn links(
 ) {
     let acceptor = LinkAcceptor::new();
     let mut tasks = JoinSet::new();
+    let mut request_links = JoinSet::new();
     while let Some(attach) = session.next_incoming_attach().await {
-        let refused = refusal(&attach, &replies);
+        while request_links.try_join_next().is_some() {}
+        let refused = refusal(&attach, &replies).or_else(|| {
+            (attach.role == Role::Sender && request_links.len() >= MAX_REQUEST_LINKS).then(|| {
+                LinkError::new(
+                    AmqpError::ResourceLimitExceeded,
+                    Some("too many request links on this session".to_owned()),
+                    None,
+                )
+            })
+        });
         let reply_address = (attach.role == Role::Receiver && refused.is_none())
             .then(|| attach.source.as_ref().and_then(|s| s.address.clone()))
             .flatten();
@@ -290,6 +310,7 @@ async fn links(
                 let why = LinkError::new(AmqpError::IllegalState, Some(e.to_string()), None);
                 let _ = session.end_with_error(why).await;
                 tasks.abort_all();
+                request_links.abort_all();
                 return;
             }
         };
@@ -301,7 +322,7 @@ async fn links(
                 let _ = s.close_with_error(e).await;
             }
             (LinkEndpoint::Receiver(r), None) => {
-                tasks.spawn(requests(
+                request_links.spawn(requests(
                     gw.clone(),
                     r,
                     who.clone(),
@@ -321,6 +342,7 @@ async fn links(
         }
     }
     tasks.abort_all();
+    request_links.abort_all();
     let _ = session.end().await;
 }
 
