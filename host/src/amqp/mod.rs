@@ -236,11 +236,10 @@ fn refusal(attach: &Attach, replies: &Replies) -> Option<LinkError> {
         // The client receives replies.
         Role::Receiver => {
             let address = attach.source.as_ref().and_then(|s| s.address.as_deref());
-            match address.and_then(|a| a.strip_prefix("tenant/")) {
-                Some(id) if !id.is_empty() => {}
-                _ if address == Some(ADDRESS)
-                    || address.is_some_and(|a| a.starts_with("tenant/")) =>
-                {
+            let reply_id = address.map(|a| (a, a.strip_prefix("tenant/")));
+            let address = match reply_id {
+                Some((a, Some(id))) if !id.is_empty() => a.to_owned(),
+                Some((_, Some(_)) | (ADDRESS, None)) => {
                     return refuse(
                         AmqpError::InvalidField,
                         "the reply address must be tenant/<reply-id>",
@@ -252,8 +251,7 @@ fn refusal(attach: &Attach, replies: &Replies) -> Option<LinkError> {
                         "no such node: replies come from 'tenant/<reply-id>'",
                     );
                 }
-            }
-            let address = address.expect("checked").to_owned();
+            };
             let mut replies = replies.lock().unwrap_or_else(|e| e.into_inner());
             if replies.contains_key(&address) {
                 return refuse(
@@ -397,8 +395,12 @@ async fn requests(
         };
         let subject = props.and_then(|p| p.subject.clone());
         let body = data_of(&message.body);
-        let dir = gw.runtime.shared().directory.load_full();
-        let answer = tenant::answer(&dir, &who, subject.as_deref(), &body);
+        let answer = tenant::answer(
+            &gw.runtime.shared().directory.load(),
+            &who,
+            subject.as_deref(),
+            &body,
+        );
         metrics
             .requests
             .get_or_create(&StatusLabel {

@@ -156,7 +156,7 @@ pub(super) async fn validated_hono(
 /// long (a create with 1,900 users used to hash for 55 s).
 pub const MAX_USERS_PER_REQUEST: usize = 16;
 
-pub(super) fn check_user_count(n: usize) -> Result<(), ManageError> {
+fn check_user_count(n: usize) -> Result<(), ManageError> {
     if n > MAX_USERS_PER_REQUEST {
         return Err(ManageError::Invalid(format!(
             "A request may add or change at most {MAX_USERS_PER_REQUEST} users ({n} given)"
@@ -165,11 +165,16 @@ pub(super) fn check_user_count(n: usize) -> Result<(), ManageError> {
     Ok(())
 }
 
-/// The users' passwords hashed on the hashing threads: (name, PHC hash).
+/// The users checked (names, passwords, how many), then their passwords
+/// hashed on the hashing threads: (name, PHC hash).
 pub(super) async fn hash_users(
     hasher: &crate::security::password::Hasher,
     users: &[NewUser],
 ) -> Result<Vec<(String, String)>, ManageError> {
+    for u in users {
+        check_user(u)?;
+    }
+    check_user_count(users.len())?;
     let mut hashed = Vec::with_capacity(users.len());
     for u in users {
         let password = u.password.clone();

@@ -2,8 +2,7 @@
 //! store write with its `created` record, then published.
 
 use super::checks::{
-    check_option, check_user, check_user_count, generated_user, hash_users, stored_hono,
-    trusted_dns, validated_hono,
+    check_option, generated_user, hash_users, stored_hono, trusted_dns, validated_hono,
 };
 use super::{
     Created, ManageError, TenantSpec, blocking, live_tenant, parse_name, publish, recorded,
@@ -29,10 +28,6 @@ pub async fn create(
         return Err(ManageError::SingleTenant);
     }
     let mut users = spec.users;
-    for u in &users {
-        check_user(u)?;
-    }
-    check_user_count(users.len())?;
     let mut generated = None;
     if users.is_empty() && spec.generate_user {
         let user = generated_user();
