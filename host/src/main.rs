@@ -131,9 +131,11 @@ fn init_logging(format: LogFormat) {
 
 /// The settings file (or the built-in sample) with environment overrides applied.
 /// Also the file read, if any (it is watched for changes).
+/// The settings, and the file they were read from with the text read (the
+/// watcher's starting point: a change made from then on is applied).
 fn load_settings(
     path: Option<&Path>,
-) -> Result<(Settings, Option<PathBuf>), tenant_gateway::config::SettingsError> {
+) -> Result<(Settings, Option<(PathBuf, String)>), tenant_gateway::config::SettingsError> {
     let file = match path {
         Some(p) => Some(p.to_owned()),
         None if Path::new("appsettings.json").exists() => Some(PathBuf::from("appsettings.json")),
@@ -143,7 +145,8 @@ fn load_settings(
         Some(p) => read(p)?,
         None => SAMPLE.to_owned(),
     };
-    Ok((Settings::parse_with_env(&text, std::env::vars())?, file))
+    let settings = Settings::parse_with_env(&text, std::env::vars())?;
+    Ok((settings, file.map(|f| (f, text))))
 }
 
 fn read(path: &Path) -> Result<String, tenant_gateway::config::SettingsError> {
@@ -192,9 +195,10 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         .components
         .or_else(|| settings.components_dir.clone())
         .unwrap_or_else(|| data_dir.join("components"));
-    let source = source_path
-        .as_ref()
-        .map_or_else(|| "built-in sample".to_owned(), |p| p.display().to_string());
+    let source = source_path.as_ref().map_or_else(
+        || "built-in sample".to_owned(),
+        |(p, _)| p.display().to_string(),
+    );
     tracing::info!(settings = %source, tenants = settings.tenants.len(), data_dir = %data_dir.display(), "starting");
     // Every connection is a file descriptor: take what the system allows, and
     // say so when that is less than Limits.MaxConnections needs.
@@ -211,9 +215,10 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         }
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
-    let watch = source_path.map(|path| tenant_gateway::Watch {
+    let watch = source_path.map(|(path, text)| tenant_gateway::Watch {
         path,
         env: std::env::vars().collect(),
+        started_from: text.into_bytes(),
     });
     let running = tenant_gateway::start(
         tenant_gateway::Options {

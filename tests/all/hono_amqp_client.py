@@ -6,12 +6,21 @@ Steps:
   {"op": "get", "body": str, "subject"?: str, "id"?: bool, "reply_to"?: bool}
       a request and its reply (or the request's outcome when no reply comes)
   {"op": "pipeline", "n": int, "body": str}
-      n requests sent before any reply is read, then n replies read
+      n requests sent at once (none waits for the one before it to be
+      settled), then n replies read
+  {"op": "unread", "n": int, "credit": int, "body": str}
+      n requests sent at once, replies to a new reply link granted only
+      `credit`; how many requests were settled before the sending stalled,
+      then every reply read (more credit granted as they are)
   {"op": "sender", "target": str, "presettled"?: bool}
   {"op": "receiver", "source": str}
       a link attached; its error condition, if it was refused
   {"op": "senders", "n": int}
       n more request links; the error condition of each (null: attached)
+  {"op": "await", "body": str, "status": int, "enabled"?: bool, "within": float}
+      the same request again and again (every 50 ms) until its reply has
+      that status (and the document that "enabled"); the last reply's status
+      and how long it took, or "timed_out"
   {"op": "hold"}
       prints {"ready": true}, then waits for the server to end the connection:
       "closed" (a close frame came) or "dropped" (the socket just ended)
@@ -19,6 +28,7 @@ Steps:
 
 import json
 import sys
+import time
 import uuid
 
 from proton import Message
@@ -39,6 +49,19 @@ def reply_fields(m):
     }
 
 
+def send_all(requests, reply_to, step):
+    """step["n"] requests handed to the link at once (Proton sends them as
+    credit comes); their ids and deliveries."""
+    ids, sent = [], []
+    for _ in range(step["n"]):
+        mid = str(uuid.uuid4())
+        ids.append(mid)
+        m = Message(subject="get", id=mid, reply_to=reply_to,
+                    body=step["body"].encode(), inferred=True)
+        sent.append(requests.link.send(m))
+    return ids, sent
+
+
 def main():
     plan = json.loads(sys.argv[1])
     tls = {}
@@ -46,14 +69,18 @@ def main():
         domain = SSLDomain(SSLDomain.MODE_CLIENT)
         domain.set_trusted_ca_db(plan["ca"])
         domain.set_peer_authentication(SSLDomain.VERIFY_PEER_NAME)
+        if plan.get("cert"):  # a client certificate, for SASL EXTERNAL
+            domain.set_credentials(plan["cert"], plan["key"], None)
         tls = {"ssl_domain": domain, "virtual_host": plan["host"]}
+    credentials = {}
+    if plan.get("user") is not None:
+        credentials = {"user": plan["user"], "password": plan["password"]}
     try:
         conn = BlockingConnection(
             plan["url"],
-            user=plan["user"],
-            password=plan["password"],
-            allowed_mechs="PLAIN",
+            allowed_mechs=plan.get("mechs", "PLAIN"),
             timeout=TIMEOUT,
+            **credentials,
             **tls,
         )
     except Exception as e:  # what the server said about the credentials
@@ -84,19 +111,51 @@ def main():
             fields["correlated"] = r.correlation_id == mid
             out.append(fields)
         elif op == "pipeline":
-            ids = []
-            for _ in range(step["n"]):
-                mid = str(uuid.uuid4())
-                ids.append(mid)
-                m = Message(subject="get", id=mid, reply_to=reply_to,
-                            body=step["body"].encode(), inferred=True)
-                requests.send(m, timeout=False)
+            ids, sent = send_all(requests, reply_to, step)
+            conn.wait(lambda: all(d.settled for d in sent), timeout=TIMEOUT,
+                      msg="settled")
             got = [replies.receive(timeout=TIMEOUT) for _ in ids]
             out.append({
                 "answered": len(got),
                 "statuses": sorted({(g.properties or {}).get("status") for g in got}),
                 "correlated": sorted(g.correlation_id for g in got) == sorted(ids),
             })
+        elif op == "unread":
+            address = "tenant/" + str(uuid.uuid4())
+            # credit=0: no window kept topped up, only the credit given here.
+            slow = conn.create_receiver(address, credit=0, name=str(uuid.uuid4()))
+            slow.link.flow(step["credit"])
+            ids, sent = send_all(requests, address, step)
+            try:  # stalls: the replies are not read
+                conn.wait(lambda: all(d.settled for d in sent), timeout=3,
+                          msg="settled")
+            except Exception:
+                pass
+            settled = sum(1 for d in sent if d.settled)
+            slow.link.flow(len(ids))
+            got = [slow.receive(timeout=TIMEOUT) for _ in ids]
+            out.append({
+                "settled_before_reading": settled,
+                "answered": len(got),
+                "correlated": sorted(g.correlation_id for g in got) == sorted(ids),
+            })
+        elif op == "await":
+            started = time.monotonic()
+            while True:
+                m = Message(subject="get", id=str(uuid.uuid4()), reply_to=reply_to,
+                            body=step["body"].encode(), inferred=True)
+                requests.send(m)
+                r = reply_fields(replies.receive(timeout=TIMEOUT))
+                matched = r["status"] == step["status"]
+                if matched and "enabled" in step:
+                    matched = json.loads(r["body"]).get("enabled") == step["enabled"]
+                waited = time.monotonic() - started
+                if matched or waited > step["within"]:
+                    out.append({"status": r["status"], "body": r["body"],
+                                "waited_ms": round(waited * 1000),
+                                "timed_out": not matched})
+                    break
+                time.sleep(0.05)
         elif op in ("sender", "receiver"):
             try:
                 if op == "sender":

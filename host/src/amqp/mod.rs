@@ -42,8 +42,13 @@ const MAX_REPLY_LINKS: usize = 64;
 const MAX_REQUEST_LINKS: usize = 16;
 /// How long closing connections are waited for at shutdown.
 const CLOSING: Duration = Duration::from_secs(5);
-/// Replies waiting for one reply link.
-const REPLY_QUEUE: usize = 256;
+/// Replies waiting for one reply link. When it is full the request links
+/// feeding it wait, and so take no more requests: no more request credit is
+/// granted to a client that does not read its replies.
+const REPLY_QUEUE: usize = 64;
+/// The credit of a request link: requests a client may send ahead of their
+/// replies. Granted again each time half of it has been answered.
+const REQUEST_CREDIT: u32 = 100;
 
 /// The reply links of one connection, by source address; `None`: being attached.
 type Replies = Arc<Mutex<HashMap<String, Option<mpsc::Sender<Message<Data>>>>>>;
@@ -104,6 +109,8 @@ pub async fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let open = Arc::new(tokio::sync::Semaphore::new(gw.limits.max_connections));
+    let listening = gw.amqp_listening.clone();
+    let _serving = listening.serving();
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -113,8 +120,12 @@ pub async fn serve(
         // Finished connections are let go of as new ones come.
         while connections.try_join_next().is_some() {}
         let (stream, peer) = match accepted {
-            Ok(a) => a,
+            Ok(a) => {
+                listening.accepted();
+                a
+            }
             Err(e) => {
+                listening.accept_failed();
                 tracing::warn!(error = %e, "AMQP accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -138,11 +149,14 @@ pub async fn serve(
                 // TLS from the first byte (amqps), as Hono's clients and Proton
                 // start it; not AMQP's in-band TLS header.
                 Some(tls) => match tokio::time::timeout(HANDSHAKE, tls.accept(stream)).await {
-                    Ok(Ok(stream)) => connection(gw, stream, peer, metrics, stop).await,
+                    Ok(Ok(stream)) => {
+                        let external = certificate_identity(stream.get_ref().1);
+                        connection(gw, stream, peer, external, metrics, stop).await
+                    }
                     Ok(Err(e)) => Err(e.into()),
                     Err(_) => Err(anyhow::anyhow!("TLS handshake timed out")),
                 },
-                None => connection(gw, stream, peer, metrics, stop).await,
+                None => connection(gw, stream, peer, None, metrics, stop).await,
             };
             if let Err(e) = served {
                 tracing::debug!(peer = %peer, error = %e, "AMQP connection ended");
@@ -156,10 +170,13 @@ pub async fn serve(
     }
 }
 
+/// `external`: who a verified client certificate says the client is (SASL
+/// EXTERNAL).
 async fn connection<S>(
     gw: Arc<Gateway>,
     mut stream: S,
     peer: SocketAddr,
+    external: Option<String>,
     metrics: Metrics,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()>
@@ -170,11 +187,21 @@ where
     let auth = gw.auth.clone();
     let who = tokio::time::timeout(
         HANDSHAKE,
-        sasl::negotiate(&mut stream, |name, password| async move {
-            match auth.sign_in(peer.ip(), &name, &password, &dir).await {
-                Ok(p) => sasl::Checked::Yes(p),
-                Err(Refusal::Throttled(_) | Refusal::Busy) => sasl::Checked::Later,
-                Err(_) => sasl::Checked::No,
+        sasl::negotiate(&mut stream, external, |credentials| async move {
+            match credentials {
+                sasl::Credentials::Plain { name, password } => {
+                    match auth.sign_in(peer.ip(), &name, &password, &dir).await {
+                        Ok(p) => sasl::Checked::Yes(p),
+                        Err(Refusal::Throttled(_) | Refusal::Busy) => sasl::Checked::Later,
+                        Err(_) => sasl::Checked::No,
+                    }
+                }
+                sasl::Credentials::External { name } => {
+                    match crate::security::auth::Authenticator::identify(&name, &dir) {
+                        Some(p) => sasl::Checked::Yes(p),
+                        None => sasl::Checked::No,
+                    }
+                }
             }
         }),
     )
@@ -372,6 +399,12 @@ async fn requests(
     replies: Replies,
     metrics: Metrics,
 ) {
+    // Auto mode: granted again once half of it has been disposed of, and a
+    // request is disposed of once its reply is queued (see REPLY_QUEUE).
+    if let Err(e) = receiver.set_credit(REQUEST_CREDIT).await {
+        tracing::debug!(error = %e, "AMQP request link ended");
+        return;
+    }
     loop {
         let delivery = match receiver.recv::<Body<Value>>().await {
             Ok(d) => d,
@@ -407,15 +440,19 @@ async fn requests(
                 status: answer.status,
             })
             .inc();
-        let _ = receiver.accept(&delivery).await;
         let queue = replies
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&reply_to)
             .cloned()
             .flatten();
+        // No reply link there: the reply is dropped, as a broker drops a
+        // message to no one; the request is still accepted.
         if let Some(queue) = queue {
-            let _ = queue.try_send(reply(id, reply_to, answer));
+            let _ = queue.send(reply(id, reply_to, answer)).await;
+        }
+        if receiver.accept(&delivery).await.is_err() {
+            break;
         }
     }
 }
@@ -450,8 +487,19 @@ fn reply(id: MessageId, to: String, answer: tenant::Answer) -> Message<Data> {
         .build()
 }
 
-/// The TLS acceptor of `TenantGateway.Amqp`'s certificate and key (blocking:
-/// reads the files).
+/// The identity of a TLS client's certificate, verified against
+/// `TenantGateway.Amqp.ClientCaFile` during the handshake: its subject's
+/// (first) common name. `None` without a certificate or a common name.
+fn certificate_identity(tls: &tokio_rustls::rustls::ServerConnection) -> Option<String> {
+    let leaf = tls.peer_certificates()?.first()?;
+    let (_, certificate) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    let cn = certificate.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
+}
+
+/// The TLS acceptor of `TenantGateway.Amqp`'s certificate and key, asking
+/// for (not requiring) client certificates from `ClientCaFile`'s CAs when it
+/// is set (blocking: reads the files).
 pub fn tls_acceptor(tls: &crate::config::AmqpTls) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     use anyhow::Context;
     use tokio_rustls::rustls;
@@ -477,12 +525,29 @@ pub fn tls_acceptor(tls: &crate::config::AmqpTls) -> anyhow::Result<tokio_rustls
             tls.key.display()
         )
     })?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .context("TenantGateway.Amqp: the certificate and key do not match")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match &tls.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(file) => {
+            let named = || format!("TenantGateway.Amqp.ClientCaFile {}", file.display());
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in CertificateDer::pem_file_iter(file).with_context(named)? {
+                roots.add(ca.with_context(named)?).with_context(named)?;
+            }
+            anyhow::ensure!(!roots.is_empty(), "{} holds no certificate", named());
+            // Optional: a client without a certificate signs in with PLAIN.
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .allow_unauthenticated()
+                    .build()
+                    .with_context(named)?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
+        .with_single_cert(chain, key)
+        .context("TenantGateway.Amqp: the certificate and key do not match")?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

@@ -1,6 +1,7 @@
 //! SASL on an AMQP connection, before the connection is handed to the AMQP
-//! library: the protocol headers, the mechanisms offered (PLAIN), the client's
-//! `sasl-init`, and the outcome. Done here rather than through the library's
+//! library: the protocol headers, the mechanisms offered (PLAIN; EXTERNAL
+//! too when TLS verified a client certificate), the client's `sasl-init`,
+//! and the outcome. Done here rather than through the library's
 //! own SASL hook because that hook is synchronous, and a password check
 //! (Argon2, tens of milliseconds) must run on the hashing pool, never on an
 //! async worker. Frames are read to their exact length, so nothing the client
@@ -40,7 +41,26 @@ pub enum Failed {
     Io(#[from] std::io::Error),
 }
 
-/// What a check of PLAIN credentials gives.
+/// What the client offered to prove who it is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Credentials {
+    /// PLAIN.
+    Plain {
+        /// The authentication identity.
+        name: String,
+        /// Its password.
+        password: String,
+    },
+    /// EXTERNAL: the identity the TLS layer established (the client
+    /// certificate's), which the client's authorization identity, if it gave
+    /// one, matched.
+    External {
+        /// That identity.
+        name: String,
+    },
+}
+
+/// What a check of the credentials gives.
 pub enum Checked<P> {
     /// Signed in as `P`.
     Yes(P),
@@ -50,13 +70,19 @@ pub enum Checked<P> {
     Later,
 }
 
-/// Runs the SASL exchange on `stream`: `check` is given the user name and
-/// password of a PLAIN `sasl-init`. On success the client is told `ok` and is
-/// next expected to send [`AMQP_HEADER`].
-pub async fn negotiate<S, P, F, Fut>(stream: &mut S, check: F) -> Result<P, Failed>
+/// Runs the SASL exchange on `stream`: `check` is given the credentials of
+/// the client's `sasl-init`. `external` is who the TLS layer says the client
+/// is (a verified client certificate's identity); with it EXTERNAL is offered
+/// before PLAIN. On success the client is told `ok` and is next expected to
+/// send [`AMQP_HEADER`].
+pub async fn negotiate<S, P, F, Fut>(
+    stream: &mut S,
+    external: Option<String>,
+    check: F,
+) -> Result<P, Failed>
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    F: FnOnce(String, String) -> Fut,
+    F: FnOnce(Credentials) -> Fut,
     Fut: std::future::Future<Output = Checked<P>>,
 {
     let mut header = [0u8; 8];
@@ -67,25 +93,35 @@ where
         stream.flush().await?;
         return Err(Failed::Header);
     }
+    let offered = match external {
+        Some(_) => vec![Symbol::from("EXTERNAL"), Symbol::from("PLAIN")],
+        None => vec![Symbol::from("PLAIN")],
+    };
     let mechanisms = SaslMechanisms {
-        sasl_server_mechanisms: Array(vec![Symbol::from("PLAIN")]),
+        sasl_server_mechanisms: Array(offered),
     };
     write_frame(stream, Frame::Mechanisms(mechanisms)).await?;
     let init = match read_frame(stream).await? {
         Frame::Init(init) => init,
         _ => return Err(Failed::Malformed("expected sasl-init")),
     };
-    let credentials = (init.mechanism.as_str() == "PLAIN")
-        .then(|| {
-            plain(
-                init.initial_response
-                    .as_deref()
-                    .map_or(&[][..], Vec::as_slice),
-            )
-        })
-        .flatten();
+    let response = init
+        .initial_response
+        .as_deref()
+        .map_or(&[][..], Vec::as_slice);
+    let credentials = match (init.mechanism.as_str(), external) {
+        ("PLAIN", _) => {
+            plain(response).map(|(name, password)| Credentials::Plain { name, password })
+        }
+        // RFC 4422 appendix A: the response is the authorization identity
+        // asked for; empty, or the one the certificate gives.
+        ("EXTERNAL", Some(name)) if response.is_empty() || response == name.as_bytes() => {
+            Some(Credentials::External { name })
+        }
+        _ => None,
+    };
     let outcome = match credentials {
-        Some((name, password)) => check(name, password).await,
+        Some(credentials) => check(credentials).await,
         None => Checked::No,
     };
     let (code, result) = match outcome {
@@ -150,14 +186,20 @@ mod tests {
     use fe2o3_amqp_types::primitives::Binary;
     use fe2o3_amqp_types::sasl::SaslInit;
 
-    async fn client(mut io: tokio::io::DuplexStream, mechanism: &str, response: &[u8]) -> SaslCode {
+    async fn client(
+        mut io: tokio::io::DuplexStream,
+        mechanism: &str,
+        response: &[u8],
+        offered: &[&str],
+    ) -> SaslCode {
         io.write_all(&SASL_HEADER).await.unwrap();
         let mut header = [0u8; 8];
         io.read_exact(&mut header).await.unwrap();
         assert_eq!(header, SASL_HEADER);
         match read_frame(&mut io).await.unwrap() {
             Frame::Mechanisms(m) => {
-                assert_eq!(m.sasl_server_mechanisms.0, vec![Symbol::from("PLAIN")])
+                let offered: Vec<Symbol> = offered.iter().map(|m| Symbol::from(*m)).collect();
+                assert_eq!(m.sasl_server_mechanisms.0, offered)
             }
             other => panic!("{other:?}"),
         }
@@ -180,13 +222,31 @@ mod tests {
         mechanism: &'static str,
         response: &'static [u8],
     ) -> (SaslCode, Result<String, Failed>, [u8; 8]) {
+        run_with(mechanism, response, None).await
+    }
+
+    async fn run_with(
+        mechanism: &'static str,
+        response: &'static [u8],
+        external: Option<&'static str>,
+    ) -> (SaslCode, Result<String, Failed>, [u8; 8]) {
         let (mut server, peer) = tokio::io::duplex(4096);
-        let client = tokio::spawn(client(peer, mechanism, response));
-        let result = negotiate(&mut server, |name, password| async move {
-            match (name.as_str(), password.as_str()) {
-                ("admin", "s3cret") => Checked::Yes(name),
-                ("busy", _) => Checked::Later,
-                _ => Checked::No,
+        let offered: &[&str] = if external.is_some() {
+            &["EXTERNAL", "PLAIN"]
+        } else {
+            &["PLAIN"]
+        };
+        let client = tokio::spawn(client(peer, mechanism, response, offered));
+        let external = external.map(str::to_owned);
+        let result = negotiate(&mut server, external, |credentials| async move {
+            match credentials {
+                Credentials::Plain { name, password } => match (name.as_str(), password.as_str()) {
+                    ("admin", "s3cret") => Checked::Yes(name),
+                    ("busy", _) => Checked::Later,
+                    _ => Checked::No,
+                },
+                Credentials::External { name } if name == "known" => Checked::Yes(name),
+                Credentials::External { .. } => Checked::No,
             }
         })
         .await;
@@ -216,6 +276,27 @@ mod tests {
         assert!(matches!(result, Err(Failed::Unavailable)));
     }
 
+    #[tokio::test]
+    async fn external_is_offered_and_taken_only_with_an_identity_from_tls() {
+        let (code, result, next) = run_with("EXTERNAL", b"", Some("known")).await;
+        assert_eq!(code, SaslCode::Ok);
+        assert_eq!(result.unwrap(), "known");
+        assert_eq!(next, AMQP_HEADER);
+        // The authorization identity asked for must be the certificate's.
+        let (code, _, _) = run_with("EXTERNAL", b"known", Some("known")).await;
+        assert_eq!(code, SaslCode::Ok);
+        let (code, _, _) = run_with("EXTERNAL", b"admin", Some("known")).await;
+        assert_eq!(code, SaslCode::Auth);
+        // An identity that names no one; no certificate at all.
+        let (code, _, _) = run_with("EXTERNAL", b"", Some("stranger")).await;
+        assert_eq!(code, SaslCode::Auth);
+        let (code, _, _) = run("EXTERNAL", b"").await;
+        assert_eq!(code, SaslCode::Auth);
+        // PLAIN still works beside it.
+        let (code, _, _) = run_with("PLAIN", b"\0admin\0s3cret", Some("known")).await;
+        assert_eq!(code, SaslCode::Ok);
+    }
+
     #[test]
     fn plain_responses_are_parsed_strictly() {
         assert_eq!(plain(b"\0u\0p"), Some(("u".into(), "p".into())));
@@ -230,7 +311,7 @@ mod tests {
     async fn another_protocol_header_is_answered_with_ours() {
         let (mut server, mut peer) = tokio::io::duplex(4096);
         peer.write_all(&AMQP_HEADER).await.unwrap();
-        let result = negotiate(&mut server, |_, _| async { Checked::Yes(()) }).await;
+        let result = negotiate(&mut server, None, |_| async { Checked::Yes(()) }).await;
         assert!(matches!(result, Err(Failed::Header)));
         let mut header = [0u8; 8];
         peer.read_exact(&mut header).await.unwrap();

@@ -64,7 +64,8 @@ async fn healthz() -> Response<Body> {
     served(json(StatusCode::OK, r#"{"status":"ok"}"#), "health", None)
 }
 
-/// Readiness: components loaded, store reachable, not draining.
+/// Readiness: components loaded, store reachable, the listeners (HTTP, and
+/// AMQP when configured) taking connections, not draining.
 #[utoipa::path(get, path = "/readyz", tag = "Operations", security(()),
     responses(
         (status = 200, description = "Yes", body = Status),
@@ -77,13 +78,23 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> Response<Body> {
         let reachable = tokio::task::spawn_blocking(move || store.get("_gateway", "ready").is_ok())
             .await
             .unwrap_or(false);
-        if reachable {
-            json(StatusCode::OK, r#"{"status":"ready"}"#)
-        } else {
-            json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                r#"{"status":"store unreachable"}"#,
-            )
+        use crate::http::listening::Unready;
+        let unready = |status: &'static str| json(StatusCode::SERVICE_UNAVAILABLE, status);
+        match (
+            reachable,
+            gw.http_listening.check(),
+            gw.amqp_listening.check(),
+        ) {
+            (false, _, _) => unready(r#"{"status":"store unreachable"}"#),
+            (_, Err(Unready::AcceptFailing), _) => {
+                unready(r#"{"status":"http listener failing to accept connections"}"#)
+            }
+            (_, _, Err(Unready::AcceptFailing)) => {
+                unready(r#"{"status":"amqp listener failing to accept connections"}"#)
+            }
+            (_, _, Err(Unready::Stopped)) => unready(r#"{"status":"amqp listener stopped"}"#),
+            // The HTTP listener stopped: only at shutdown (draining, above).
+            (true, _, Ok(())) => json(StatusCode::OK, r#"{"status":"ready"}"#),
         }
     };
     served(resp, "health", None)

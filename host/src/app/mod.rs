@@ -49,6 +49,9 @@ pub struct Watch {
     pub path: PathBuf,
     /// Environment overrides (`Section__Key=value`) applied on top of it.
     pub env: Vec<(String, String)>,
+    /// What the running settings were read from: a file that differs from it
+    /// is applied, however soon after the start it was written.
+    pub started_from: Vec<u8>,
 }
 
 /// How often the settings file is checked for changes (a change applies after
@@ -194,9 +197,7 @@ async fn watch_settings(
     started_with: crate::config::Settings,
 ) {
     use sha2::Digest;
-    let mut last = std::fs::read(&watch.path)
-        .map(|b| sha2::Sha256::digest(&b))
-        .ok();
+    let mut last = Some(sha2::Sha256::digest(&watch.started_from));
     let mut pending = None;
     let mut ticker = tokio::time::interval(WATCH_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -434,11 +435,14 @@ pub async fn start(
         changed,
     ));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let draining = gateway.clone();
     let stop = async move {
         tokio::select! {
             _ = shutdown => {}
             _ = rx => {}
         }
+        // Not ready from here on, while the AMQP connections close too.
+        draining.drain();
         if let Some(w) = watcher {
             w.abort();
         }

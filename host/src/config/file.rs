@@ -44,6 +44,7 @@ pub(super) struct AmqpSection {
     pub(super) listen: Option<SocketAddr>,
     pub(super) certificate_file: Option<PathBuf>,
     pub(super) key_file: Option<PathBuf>,
+    pub(super) client_ca_file: Option<PathBuf>,
 }
 
 impl AmqpSection {
@@ -52,7 +53,14 @@ impl AmqpSection {
             (Some(certificate), Some(key)) => Some(AmqpTls {
                 certificate: certificate.clone(),
                 key: key.clone(),
+                client_ca: self.client_ca_file.clone(),
             }),
+            (None, None) if self.client_ca_file.is_some() => {
+                return Err(err(
+                    "TenantGateway.Amqp.ClientCaFile",
+                    "needs TLS: CertificateFile and KeyFile",
+                ));
+            }
             (None, None) => None,
             (Some(_), None) => {
                 return Err(err(

@@ -263,4 +263,7 @@ pub struct AmqpTls {
     pub certificate: PathBuf,
     /// `KeyFile`.
     pub key: PathBuf,
+    /// `ClientCaFile`: the CAs whose client certificates sign in with SASL
+    /// EXTERNAL (the certificate's common name is the identity).
+    pub client_ca: Option<PathBuf>,
 }

@@ -364,8 +364,17 @@ fn the_amqp_listener_is_off_unless_listen_is_set() {
         tls.amqp.unwrap().tls,
         Some(AmqpTls {
             certificate: "c.pem".into(),
-            key: "k.pem".into()
+            key: "k.pem".into(),
+            client_ca: None,
         })
+    );
+    let external = with_gateway(
+        r#"{"Amqp":{"Listen":"127.0.0.1:5671","CertificateFile":"c.pem","KeyFile":"k.pem","ClientCaFile":"ca.pem"}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        external.amqp.unwrap().tls.unwrap().client_ca,
+        Some("ca.pem".into())
     );
     for (section, key) in [
         (
@@ -379,6 +388,10 @@ fn the_amqp_listener_is_off_unless_listen_is_set() {
         (
             r#"{"CertificateFile":"c.pem","KeyFile":"k.pem"}"#,
             "TenantGateway.Amqp.Listen",
+        ),
+        (
+            r#"{"Listen":"127.0.0.1:5672","ClientCaFile":"ca.pem"}"#,
+            "TenantGateway.Amqp.ClientCaFile",
         ),
     ] {
         let e = with_gateway(&format!(r#"{{"Amqp":{section}}}"#)).unwrap_err();

@@ -10,6 +10,7 @@ mod access;
 mod answer;
 pub mod body;
 pub mod json;
+pub mod listening;
 mod routes;
 mod server;
 
@@ -67,6 +68,10 @@ pub struct Gateway {
     pub(crate) admin_listener: bool,
     /// Open registrations per client address.
     pub(crate) registrations: RateLimiter<std::net::IpAddr>,
+    /// Whether the HTTP listener takes connections (`/readyz`).
+    pub(crate) http_listening: Arc<listening::Listening>,
+    /// Whether the AMQP listener, if any, takes connections (`/readyz`).
+    pub(crate) amqp_listening: Arc<listening::Listening>,
 }
 
 impl Gateway {
@@ -93,6 +98,8 @@ impl Gateway {
             exposition,
             admin_listener,
             registrations: RateLimiter::default(),
+            http_listening: Arc::default(),
+            amqp_listening: Arc::default(),
         }
     }
 
@@ -107,6 +114,11 @@ impl Gateway {
     /// Whether the server is shutting down (in-flight requests finishing).
     pub(crate) fn draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Marks the server shutting down: `/readyz` says so from now on.
+    pub(crate) fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
     }
 }
 

@@ -126,13 +126,19 @@ pub async fn serve(
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .service(service);
     let graceful = GracefulShutdown::new();
+    let listening = gateway.http_listening.clone();
+    let serving = listening.serving();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
-                    Ok(a) => a,
+                    Ok(a) => {
+                        listening.accepted();
+                        a
+                    }
                     Err(e) => {
+                        listening.accept_failed();
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
@@ -178,7 +184,8 @@ pub async fn serve(
             _ = &mut shutdown => break,
         }
     }
-    gateway.draining.store(true, Ordering::Relaxed);
+    gateway.drain();
+    drop(serving);
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
     if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())

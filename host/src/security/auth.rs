@@ -331,13 +331,7 @@ impl Authenticator {
         password: &str,
         dir: &crate::tenancy::Directory,
     ) -> Result<Principal, Refusal> {
-        let (user, tenant) = match name.rsplit_once('@') {
-            Some((user, t)) if !user.is_empty() => match dir.get(t) {
-                Some(tenant) => (user, Some(tenant.as_ref())),
-                None => (name, None),
-            },
-            _ => (name, None),
-        };
+        let (user, tenant) = sign_in_name(name, dir);
         let auth = &dir.auth;
         self.verify_basic(
             from,
@@ -349,6 +343,29 @@ impl Authenticator {
             CheckQuota::from(auth),
         )
         .await
+    }
+
+    /// Who `name` is when something other than a password proved it (AMQP's
+    /// SASL EXTERNAL: a client certificate the configured CA issued): the
+    /// super-user by its name, or a tenant user as `user@tenant`; `None` for
+    /// anyone else. Nothing is hashed, so nothing is throttled.
+    pub fn identify(name: &str, dir: &crate::tenancy::Directory) -> Option<Principal> {
+        match sign_in_name(name, dir) {
+            (user, Some(t)) => t
+                .doc
+                .users
+                .contains_key(user)
+                .then(|| Principal::TenantUser {
+                    tenant: t.id,
+                    user: user.to_owned(),
+                }),
+            (user, None) => dir
+                .auth
+                .super_user
+                .as_ref()
+                .is_some_and(|su| su.name == user)
+                .then_some(Principal::SuperUser),
+        }
     }
 
     /// Who sent `authorization` (the header's value), from the client address
@@ -420,6 +437,21 @@ pub fn basic(encoded: &str) -> Option<(String, String)> {
     let text = String::from_utf8(raw).ok()?;
     let (name, password) = text.split_once(':')?;
     Some((name.to_owned(), password.to_owned()))
+}
+
+/// A sign-in name read as AMQP names it: `user@tenant` (the tenant by name
+/// or id) when that tenant exists, else the whole name with no tenant.
+fn sign_in_name<'d>(
+    name: &'d str,
+    dir: &'d crate::tenancy::Directory,
+) -> (&'d str, Option<&'d crate::tenancy::Tenant>) {
+    match name.rsplit_once('@') {
+        Some((user, t)) if !user.is_empty() => match dir.get(t) {
+            Some(tenant) => (user, Some(tenant.as_ref())),
+            None => (name, None),
+        },
+        _ => (name, None),
+    }
 }
 
 #[cfg(test)]
