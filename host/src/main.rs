@@ -129,10 +129,9 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// The settings file (or the built-in sample) with environment overrides applied.
-/// Also the file read, if any (it is watched for changes).
-/// The settings, and the file they were read from with the text read (the
-/// watcher's starting point: a change made from then on is applied).
+/// The settings file (or the built-in sample) with environment overrides
+/// applied; and the file read, if any, with the text read from it (it is
+/// watched for changes from that text on).
 fn load_settings(
     path: Option<&Path>,
 ) -> Result<(Settings, Option<(PathBuf, String)>), tenant_gateway::config::SettingsError> {
