@@ -271,6 +271,17 @@ fn amqp_answers_what_the_http_apis_wrote_a_moment_ago() {
     assert_eq!(r.status, 204, "{}", r.body);
     let seen = run(&python, &gw, SUPER_USER.0, SUPER_USER.1, json!([by_id]));
     assert_eq!(seen["steps"][0]["status"], 404, "{seen}");
+
+    // Created, then deleted, through the Vespa API.
+    let by_vespa = get(r#"{"tenant-id":"vespatenant"}"#);
+    let r = gw.request("PUT", "/application/v2/tenant/vespatenant", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen = run(&python, &gw, SUPER_USER.0, SUPER_USER.1, json!([by_vespa]));
+    assert_eq!(seen["steps"][0]["status"], 200, "{seen}");
+    let r = gw.request("DELETE", "/application/v2/tenant/vespatenant", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen = run(&python, &gw, SUPER_USER.0, SUPER_USER.1, json!([by_vespa]));
+    assert_eq!(seen["steps"][0]["status"], 404, "{seen}");
 }
 
 /// Polls over AMQP until `body` is answered with `status` (and, given, a
