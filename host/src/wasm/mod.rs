@@ -74,13 +74,13 @@ const MAX_USES_PER_INSTANCE: u32 = 10_000;
 /// The built-in components, compiled into the binary from the workspace source.
 pub mod builtin {
     /// The validator component.
-    pub const VALIDATOR: &[u8] = include_bytes!(env!("TG_VALIDATOR_WASM"));
+    pub static VALIDATOR: &[u8] = include_bytes!(env!("TG_VALIDATOR_WASM"));
     /// The feature-gate component.
-    pub const FEATURE_GATE: &[u8] = include_bytes!(env!("TG_FEATURE_GATE_WASM"));
+    pub static FEATURE_GATE: &[u8] = include_bytes!(env!("TG_FEATURE_GATE_WASM"));
     /// The config API component (Spin HTTP component).
-    pub const CONFIG_API: &[u8] = include_bytes!(env!("TG_CONFIG_API_WASM"));
+    pub static CONFIG_API: &[u8] = include_bytes!(env!("TG_CONFIG_API_WASM"));
     /// The sample tenant app (`builtin:tenant-app`).
-    pub const TENANT_APP: &[u8] = include_bytes!(env!("TG_TENANT_APP_WASM"));
+    pub static TENANT_APP: &[u8] = include_bytes!(env!("TG_TENANT_APP_WASM"));
 }
 
 /// Which instance serves a plugin call.
