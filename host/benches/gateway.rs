@@ -925,6 +925,7 @@ fn main() {
                 components_dir: None,
                 compile_with: None,
                 watch: None,
+                log_lines_dropped: None,
             },
             std::future::pending(),
         )

@@ -114,19 +114,41 @@ fn exit_with_parent() -> anyhow::Result<()> {
     anyhow::bail!("--exit-with-parent is supported on Linux only")
 }
 
-fn init_logging(format: LogFormat) {
+/// Log lines waiting for the log thread; past them lines are dropped (and
+/// counted, `tg_log_lines_dropped_total`) rather than stalling requests.
+const LOG_QUEUE_LINES: usize = 8_192;
+
+/// Logs to standard error from a thread of its own: a request formats its line
+/// and queues it; the thread writes what is queued in one go (buffered, flushed
+/// whenever the queue is empty). The guard flushes what is left when dropped.
+fn init_logging(
+    format: LogFormat,
+) -> (
+    tracing_appender::non_blocking::WorkerGuard,
+    tracing_appender::non_blocking::ErrorCounter,
+) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only for a terminal: a file or a log collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("tenant-gateway-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
+    let dropped = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    (guard, dropped)
 }
 
 /// The settings file (or the built-in sample) with environment overrides
@@ -170,7 +192,10 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn serve(args: Serve) -> anyhow::Result<()> {
+async fn serve(
+    args: Serve,
+    log_lines_dropped: tracing_appender::non_blocking::ErrorCounter,
+) -> anyhow::Result<()> {
     if args.exit_with_parent {
         exit_with_parent()?;
     }
@@ -231,6 +256,9 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
                 std::env::current_exe().context("finding the gateway binary for its compiler")?,
             ),
             watch,
+            log_lines_dropped: Some(tenant_gateway::app::LinesDropped(std::sync::Arc::new(
+                move || log_lines_dropped.dropped_lines() as u64,
+            ))),
         },
         shutdown_signal(),
     )
@@ -291,11 +319,12 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => {
-            init_logging(args.log_format);
+            // Held to the end: dropping it writes the last lines.
+            let (_flush_at_exit, dropped) = init_logging(args.log_format);
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(serve(args))
+                .block_on(serve(args, dropped))
         }
     }
 }

@@ -339,3 +339,19 @@ fn request_ids_are_unique_across_instances_and_carried_by_the_log() {
         a.log()
     );
 }
+
+/// A log reader that stops reading (a stuck collector: standard error a pipe
+/// no one reads) does not stall the gateway: lines queue for the log thread,
+/// past its bound they are dropped and counted, and every request is answered.
+#[test]
+fn a_stuck_log_reader_does_not_stall_requests() {
+    let gw = Gateway::launch().unread_stderr().start();
+    // Far more log than a pipe holds (64 KiB) and than the log queue (8,192
+    // lines): each request logs its access line, and debug lines.
+    let mut client = crate::harness::KeepAlive::open(gw.addr);
+    for i in 0..12_000 {
+        assert_eq!(client.get("/healthz").0, 200, "request {i}");
+    }
+    let dropped = crate::harness::metric(&gw, "tg_log_lines_dropped_total");
+    assert!(dropped > 0, "nothing was dropped: the pipe never filled?");
+}

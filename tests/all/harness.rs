@@ -95,6 +95,8 @@ fn cache_dir() -> PathBuf {
 pub struct Launch {
     env: Vec<(String, String)>,
     rate_limits: bool,
+    /// Standard error to a pipe no one reads (else to the log file).
+    unread_stderr: bool,
     settings: String,
     data_dir: Option<PathBuf>,
     components: Option<PathBuf>,
@@ -115,6 +117,13 @@ impl Launch {
     }
 
     /// Keeps the settings' rate limits (tests turn them off unless they test them).
+    /// Standard error goes to a pipe that is never read (so `log()` is
+    /// empty): as a stuck log collector would leave it.
+    pub fn unread_stderr(mut self) -> Self {
+        self.unread_stderr = true;
+        self
+    }
+
     pub fn rate_limited(mut self) -> Self {
         self.rate_limits = true;
         self
@@ -160,8 +169,12 @@ impl Launch {
             .env("RUST_LOG", "debug")
             .env_remove("TENANT_GATEWAY_LOG_FORMAT")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap());
+            .stdout(Stdio::piped());
+        if self.unread_stderr {
+            cmd.stderr(Stdio::piped());
+        } else {
+            cmd.stderr(std::fs::File::create(&log).unwrap());
+        }
         if !self.rate_limits {
             cmd.env("TenantGateway__RateLimits__Enabled", "false").env(
                 "TenantGateway__Auth__RegistrationsPerAddressPerMinute",
@@ -173,6 +186,8 @@ impl Launch {
             cmd.arg("--components").arg(dir);
         }
         let mut child = cmd.spawn().expect("start tenant-gateway");
+        // Held open, never read.
+        let unread_stderr = child.stderr.take();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -208,6 +223,7 @@ impl Launch {
             amqp,
             log,
             settings,
+            _unread_stderr: unread_stderr,
             _work: work,
         }
     }
@@ -222,6 +238,7 @@ pub struct Gateway {
     log: PathBuf,
     /// The settings file it watches.
     pub settings: PathBuf,
+    _unread_stderr: Option<std::process::ChildStderr>,
     _work: tempfile::TempDir,
 }
 
@@ -251,6 +268,7 @@ impl Gateway {
         Launch {
             env: Vec::new(),
             rate_limits: false,
+            unread_stderr: false,
             settings: SAMPLE_SETTINGS.to_owned(),
             data_dir: None,
             components: None,
@@ -329,8 +347,21 @@ impl Gateway {
         self.child.id()
     }
 
-    /// Everything the gateway logged so far.
+    /// Everything the gateway logged so far. The gateway writes its log from
+    /// a thread of its own, a moment after the event: this reads once the file
+    /// has stopped growing (two looks 25 ms apart agree; at most 5 s).
     pub fn log(&self) -> String {
+        let size = || std::fs::metadata(&self.log).map_or(0, |m| m.len());
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        let mut seen = size();
+        loop {
+            std::thread::sleep(Duration::from_millis(25));
+            let now = size();
+            if now == seen || std::time::Instant::now() > until {
+                break;
+            }
+            seen = now;
+        }
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -373,6 +404,41 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One kept-alive HTTP/1.1 connection: `GET`s one after another on it (the
+/// answers must have a `Content-Length`).
+pub struct KeepAlive(TcpStream);
+
+impl KeepAlive {
+    pub fn open(addr: SocketAddr) -> Self {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Self(s)
+    }
+
+    /// The answer's status and body.
+    pub fn get(&mut self, path: &str) -> (u16, String) {
+        self.0
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: gateway\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(self.0.read(&mut byte).unwrap(), 1, "connection closed");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let status = head[9..12].parse().unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .expect("a content-length");
+        let mut body = vec![0; length];
+        self.0.read_exact(&mut body).unwrap();
+        (status, String::from_utf8(body).unwrap())
     }
 }
 

@@ -421,42 +421,6 @@ fn the_listener_speaks_tls_from_the_first_byte() {
     assert!(run_plan(&python, plain)["connect_error"].is_string());
 }
 
-/// `/readyz` asked again and again on one kept-alive connection: the answer's
-/// status and body.
-struct Probe(std::net::TcpStream);
-
-impl Probe {
-    fn open(gw: &Gateway) -> Self {
-        let s = std::net::TcpStream::connect(gw.addr).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-            .unwrap();
-        Self(s)
-    }
-
-    fn ready(&mut self) -> (u16, String) {
-        use std::io::{Read, Write};
-        self.0
-            .write_all(b"GET /readyz HTTP/1.1\r\nHost: gateway\r\n\r\n")
-            .unwrap();
-        let mut buf = Vec::new();
-        let mut byte = [0u8; 1];
-        while !buf.ends_with(b"\r\n\r\n") {
-            assert_eq!(self.0.read(&mut byte).unwrap(), 1, "connection closed");
-            buf.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
-        let status = head[9..12].parse().unwrap();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map(|v| v.trim().parse().unwrap())
-            .expect("a content-length");
-        let mut body = vec![0; length];
-        self.0.read_exact(&mut body).unwrap();
-        (status, String::from_utf8(body).unwrap())
-    }
-}
-
 /// Lowers the gateway's open-file limit below every descriptor it may be
 /// given next (a new descriptor takes the lowest free number, and 0–2 are
 /// taken), so that its next `accept` fails (EMFILE); restores it when dropped.
@@ -497,8 +461,11 @@ impl Drop for OutOfFiles {
 #[test]
 fn readyz_says_when_a_listener_cannot_accept_connections() {
     let gw = gateway();
-    let mut probe = Probe::open(&gw);
-    assert_eq!(probe.ready(), (200, r#"{"status":"ready"}"#.to_owned()));
+    let mut probe = harness::KeepAlive::open(gw.addr);
+    assert_eq!(
+        probe.get("/readyz"),
+        (200, r#"{"status":"ready"}"#.to_owned())
+    );
     let within = std::time::Duration::from_secs(30);
     for (addr, status) in [
         (
@@ -513,13 +480,13 @@ fn readyz_says_when_a_listener_cannot_accept_connections() {
         let expected = (503, format!(r#"{{"status":"{status}"}}"#));
         let mut last = None;
         let failing = harness::eventually(within, || {
-            last = Some(probe.ready());
+            last = Some(probe.get("/readyz"));
             last.as_ref() == Some(&expected)
         });
         assert!(failing, "{last:?}");
         drop(limit);
         let ready = harness::eventually(within, || {
-            last = Some(probe.ready());
+            last = Some(probe.get("/readyz"));
             last.as_ref().is_some_and(|r| r.0 == 200)
         });
         assert!(ready, "{last:?}");

@@ -40,6 +40,19 @@ pub struct Options {
     /// The settings file to watch: a changed file is applied while running. The
     /// environment overrides are applied again on every reload.
     pub watch: Option<Watch>,
+    /// How many log lines were dropped, the log writer being behind
+    /// (`tg_log_lines_dropped_total`); `None`: the log never drops lines.
+    pub log_lines_dropped: Option<LinesDropped>,
+}
+
+/// Reads how many log lines were dropped so far.
+#[derive(Clone)]
+pub struct LinesDropped(pub Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl std::fmt::Debug for LinesDropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinesDropped")
+    }
 }
 
 /// A settings file watched for changes.
@@ -303,6 +316,13 @@ async fn assemble(options: &Options) -> anyhow::Result<Assembled> {
     let registry_metrics = crate::registry::Metrics::register(&mut exposition);
     let connection_metrics = crate::http::ConnectionMetrics::register(&mut exposition);
     let amqp_metrics = crate::amqp::Metrics::register(&mut exposition);
+    if let Some(LinesDropped(read)) = options.log_lines_dropped.clone() {
+        exposition.register_collector(Box::new(crate::telemetry::ReadCounter::new(
+            "tg_log_lines_dropped",
+            "Log lines dropped because the log writer was behind (the request went on).",
+            move || read(),
+        )));
+    }
     let exposition = Arc::new(exposition);
     let limits = options.settings.limits.clone();
     let cache_dir = options.cache_dir.clone();

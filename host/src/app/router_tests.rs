@@ -86,6 +86,7 @@ async fn sample_router(data: &std::path::Path) -> impl GatewayService {
         components_dir: None,
         compile_with: None,
         watch: None,
+        log_lines_dropped: None,
     };
     let Assembled { gateway, .. } = assemble(&options).await.unwrap();
     router(gateway)

@@ -190,6 +190,49 @@ impl Metrics {
     }
 }
 
+/// A counter kept elsewhere, read when `/metrics` is scraped.
+pub struct ReadCounter {
+    name: &'static str,
+    help: &'static str,
+    read: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl ReadCounter {
+    /// The counter `name` (`_total` is added), read by `read`.
+    pub fn new(
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name,
+            help,
+            read: Box::new(read),
+        }
+    }
+}
+
+impl std::fmt::Debug for ReadCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadCounter")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl prometheus_client::collector::Collector for ReadCounter {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        let counter = prometheus_client::metrics::counter::ConstCounter::new((self.read)());
+        let metric =
+            encoder.encode_descriptor(self.name, self.help, None, counter.metric_type())?;
+        counter.encode(metric)
+    }
+}
+
 /// `registry` in the OpenMetrics text format.
 pub fn encode(registry: &Registry) -> String {
     let mut out = String::with_capacity(8192);
