@@ -201,6 +201,44 @@ fn restart_only(a: &crate::config::Settings, b: &crate::config::Settings) -> Vec
     keys
 }
 
+/// What tells a file's versions apart without reading it: its size, inode
+/// (a file replaced by a rename or a swapped symlink is another one) and
+/// modification and change times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStat {
+    len: u64,
+    inode: (u64, u64),
+    modified: Option<std::time::SystemTime>,
+    changed: (i64, i64),
+}
+
+/// A file modified this recently may be written again within the same tick
+/// of the file system's clock, leaving its times as they were: it is read
+/// until its modification is older than this.
+const RACY_WRITE: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl FileStat {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            len: meta.len(),
+            inode: (meta.dev(), meta.ino()),
+            modified: meta.modified().ok(),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// Whether the file is as it was at the last read (`seen`), and old enough
+    /// for that to be sure at `now`.
+    fn unchanged_since(&self, seen: Option<&Self>, now: std::time::SystemTime) -> bool {
+        let settled = self
+            .modified
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age >= RACY_WRITE);
+        settled && seen == Some(self)
+    }
+}
+
 /// Polls the settings file and applies each change that parses; a bad file is
 /// logged and the running settings stay.
 async fn watch_settings(
@@ -212,10 +250,21 @@ async fn watch_settings(
     use sha2::Digest;
     let mut last = Some(sha2::Sha256::digest(&watch.started_from));
     let mut pending = None;
+    let mut seen: Option<FileStat> = None;
     let mut ticker = tokio::time::interval(WATCH_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        // Nothing changed: a look at the metadata, not a read and a hash of
+        // the whole file.
+        let Ok(meta) = tokio::fs::metadata(&watch.path).await else {
+            continue;
+        };
+        let stat = FileStat::of(&meta);
+        if pending.is_none() && stat.unchanged_since(seen.as_ref(), std::time::SystemTime::now()) {
+            continue;
+        }
+        seen = Some(stat);
         let Ok(bytes) = tokio::fs::read(&watch.path).await else {
             continue;
         };
@@ -508,4 +557,46 @@ fn routes() -> crate::http::Routes {
         .merge(crate::api::doradus::routes())
         .merge(crate::api::components::routes())
         .merge(crate::api::hono::routes())
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use super::{FileStat, RACY_WRITE};
+    use std::time::{Duration, SystemTime};
+
+    fn stat(path: &std::path::Path) -> FileStat {
+        FileStat::of(&std::fs::metadata(path).unwrap())
+    }
+
+    #[test]
+    fn a_settled_unchanged_file_is_not_read_again_and_any_change_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("appsettings.json");
+        std::fs::write(&path, "{\"a\":1}").unwrap();
+        let long_ago = SystemTime::now() - RACY_WRITE * 3;
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(long_ago).unwrap();
+        let seen = stat(&path);
+        let now = SystemTime::now();
+        assert!(seen.unchanged_since(Some(&seen), now));
+        // Never read, or not yet settled: read.
+        assert!(!seen.unchanged_since(None, now));
+        assert!(!seen.unchanged_since(Some(&seen), long_ago + Duration::from_millis(1)));
+        // Written again, the same size: its modification time tells (looked
+        // at once that has settled).
+        std::fs::write(&path, "{\"a\":2}").unwrap();
+        let later = SystemTime::now() + RACY_WRITE * 2;
+        assert!(!stat(&path).unchanged_since(Some(&seen), later));
+        // Replaced by a rename: another inode.
+        let other = dir.path().join("next.json");
+        std::fs::write(&other, "{\"a\":1}").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&other)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        assert!(!stat(&path).unchanged_since(Some(&seen), now));
+    }
 }
