@@ -70,14 +70,11 @@ fn span_of<B>(req: &Request<B>) -> tracing::Span {
         id = %id,
         method = %req.method(),
         path = req.uri().path(),
-        route = tracing::field::Empty,
-        tenant = tracing::field::Empty,
-        status = tracing::field::Empty,
     )
 }
 
-/// At the response: the request metrics, the span's route, tenant and
-/// status, and the access-log line.
+/// At the response: the request metrics and the access-log line (route,
+/// tenant, status, duration).
 #[derive(Clone)]
 struct Log(Arc<Metrics>);
 
@@ -88,12 +85,15 @@ impl<B> OnResponse<B> for Log {
         let tenant = served.tenant.as_ref();
         let status = resp.status().as_u16();
         self.0.request(tenant.map(|t| &t.label), route, status);
-        span.record("route", route);
-        if let Some(t) = tenant {
-            span.record("tenant", t.name.as_str());
+        // On the line, not recorded into the span: a record re-formats the
+        // span's fields, and only lines after the answer would show them.
+        let micros = latency.as_micros() as u64;
+        match tenant {
+            Some(t) => {
+                tracing::info!(parent: span, route, tenant = t.name.as_str(), status, micros, "served")
+            }
+            None => tracing::info!(parent: span, route, status, micros, "served"),
         }
-        span.record("status", status);
-        tracing::info!(parent: span, micros = latency.as_micros() as u64, "served");
     }
 }
 
