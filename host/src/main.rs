@@ -256,9 +256,7 @@ async fn serve(
                 std::env::current_exe().context("finding the gateway binary for its compiler")?,
             ),
             watch,
-            log_lines_dropped: Some(tenant_gateway::app::LinesDropped(std::sync::Arc::new(
-                move || log_lines_dropped.dropped_lines() as u64,
-            ))),
+            log_lines_dropped: Some(log_lines_dropped),
         },
         shutdown_signal(),
     )

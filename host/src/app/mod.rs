@@ -42,17 +42,7 @@ pub struct Options {
     pub watch: Option<Watch>,
     /// How many log lines were dropped, the log writer being behind
     /// (`tg_log_lines_dropped_total`); `None`: the log never drops lines.
-    pub log_lines_dropped: Option<LinesDropped>,
-}
-
-/// Reads how many log lines were dropped so far.
-#[derive(Clone)]
-pub struct LinesDropped(pub Arc<dyn Fn() -> u64 + Send + Sync>);
-
-impl std::fmt::Debug for LinesDropped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LinesDropped")
-    }
+    pub log_lines_dropped: Option<tracing_appender::non_blocking::ErrorCounter>,
 }
 
 /// A settings file watched for changes.
@@ -376,11 +366,11 @@ async fn assemble(options: &Options) -> anyhow::Result<Assembled> {
     let registry_metrics = crate::registry::Metrics::register(&mut exposition);
     let connection_metrics = crate::http::ConnectionMetrics::register(&mut exposition);
     let amqp_metrics = crate::amqp::Metrics::register(&mut exposition);
-    if let Some(LinesDropped(read)) = options.log_lines_dropped.clone() {
+    if let Some(dropped) = options.log_lines_dropped.clone() {
         exposition.register_collector(Box::new(crate::telemetry::ReadCounter::new(
             "tg_log_lines_dropped",
             "Log lines dropped because the log writer was behind (the request went on).",
-            move || read(),
+            move || dropped.dropped_lines() as u64,
         )));
     }
     let exposition = Arc::new(exposition);

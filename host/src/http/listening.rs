@@ -3,19 +3,19 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicU8, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 
 /// How long after a failed `accept` a listener counts as not ready; a failure
 /// that persists (out of file descriptors, say) renews it on every retry.
 const ACCEPT_FAILURE_WINDOW: Duration = Duration::from_secs(2);
 
-/// One listener's state: not started (or not configured), serving, or
-/// stopped; and when `accept` last failed.
+/// One listener's state: whether its accept loop has ended, and when
+/// `accept` last failed. Not started (or not configured) counts as ready.
 #[derive(Debug)]
 pub struct Listening {
-    /// [`Listening::IDLE`], [`Listening::SERVING`] or [`Listening::STOPPED`].
-    state: AtomicU8,
+    /// Its accept loop ended.
+    stopped: AtomicBool,
     /// When `accept` last failed, in milliseconds since `since` (0: not since
     /// it last succeeded).
     failed_at: AtomicU64,
@@ -34,7 +34,7 @@ pub enum Unready {
 impl Default for Listening {
     fn default() -> Self {
         Self {
-            state: AtomicU8::new(Self::IDLE),
+            stopped: AtomicBool::new(false),
             failed_at: AtomicU64::new(0),
             since: Instant::now(),
         }
@@ -42,10 +42,6 @@ impl Default for Listening {
 }
 
 impl Listening {
-    const IDLE: u8 = 0;
-    const SERVING: u8 = 1;
-    const STOPPED: u8 = 2;
-
     /// Milliseconds since `since`, at least 1 (0 is "no failure").
     fn now_ms(&self) -> u64 {
         u64::try_from(self.since.elapsed().as_millis())
@@ -53,10 +49,9 @@ impl Listening {
             .max(1)
     }
 
-    /// Marks the listener serving until the guard is dropped (its accept loop
-    /// ending, by return or panic), then stopped.
+    /// A guard for the accept loop: the listener counts as stopped once it
+    /// is dropped (the loop ending, by return or panic).
     pub(crate) fn serving(self: &Arc<Self>) -> Serving {
-        self.state.store(Self::SERVING, Relaxed);
         Serving(self.clone())
     }
 
@@ -74,7 +69,7 @@ impl Listening {
 
     /// `Ok` when the listener takes connections or was never started.
     pub fn check(&self) -> Result<(), Unready> {
-        if self.state.load(Relaxed) == Self::STOPPED {
+        if self.stopped.load(Relaxed) {
             return Err(Unready::Stopped);
         }
         let failed = self.failed_at.load(Relaxed);
@@ -91,7 +86,7 @@ pub(crate) struct Serving(Arc<Listening>);
 
 impl Drop for Serving {
     fn drop(&mut self) {
-        self.0.state.store(Listening::STOPPED, Relaxed);
+        self.0.stopped.store(true, Relaxed);
     }
 }
 

@@ -266,13 +266,7 @@ impl Authenticator {
             t: &'t crate::tenancy::Tenant,
             name: &str,
         ) -> Option<(&'t [u8], &'t str, Principal)> {
-            t.doc.users.get(name).map(|phc| {
-                let who = Principal::TenantUser {
-                    tenant: t.id,
-                    user: name.to_owned(),
-                };
-                (&t.id.as_bytes()[..], phc.as_str(), who)
-            })
+            tenant_user(t, name).map(|(phc, who)| (&t.id.as_bytes()[..], phc, who))
         }
         // Each possible account: its hash, who it is, and the digest that
         // remembers this credential for it.
@@ -351,14 +345,7 @@ impl Authenticator {
     /// anyone else. Nothing is hashed, so nothing is throttled.
     pub fn identify(name: &str, dir: &crate::tenancy::Directory) -> Option<Principal> {
         match sign_in_name(name, dir) {
-            (user, Some(t)) => t
-                .doc
-                .users
-                .contains_key(user)
-                .then(|| Principal::TenantUser {
-                    tenant: t.id,
-                    user: user.to_owned(),
-                }),
+            (user, Some(t)) => tenant_user(t, user).map(|(_, who)| who),
             (user, None) => dir
                 .auth
                 .super_user
@@ -437,6 +424,17 @@ pub fn basic(encoded: &str) -> Option<(String, String)> {
     let text = String::from_utf8(raw).ok()?;
     let (name, password) = text.split_once(':')?;
     Some((name.to_owned(), password.to_owned()))
+}
+
+/// The user `name` of tenant `t`: its password hash, and who it is.
+fn tenant_user<'t>(t: &'t crate::tenancy::Tenant, name: &str) -> Option<(&'t str, Principal)> {
+    t.doc.users.get(name).map(|phc| {
+        let who = Principal::TenantUser {
+            tenant: t.id,
+            user: name.to_owned(),
+        };
+        (phc.as_str(), who)
+    })
 }
 
 /// A sign-in name read as AMQP names it: `user@tenant` (the tenant by name
