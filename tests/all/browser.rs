@@ -227,7 +227,7 @@ fn swagger_try_it_out_uses_the_default_tenant() {
         let prefilled = dt
             .wait_for(
                 "the id parameter",
-                "(() => { const i = document.querySelector('#operations-Configuration-getTenantConfig .parameters input'); return i && i.value; })()",
+                "(() => { const i = document.querySelector('#operations-Configuration-getTenantConfig .parameters tr[data-param-name=\"id\"] input'); return i && i.value; })()",
             )
             .await;
         assert_eq!(prefilled, "Tenant1");

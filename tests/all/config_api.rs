@@ -272,3 +272,71 @@ fn wrong_method_and_media_type() {
     assert_eq!(r.status, 415, "{}", r.body);
     assert_eq!(r.json()["code"], 415);
 }
+
+/// How many times the config-API component has run.
+fn component_runs(gw: &Gateway) -> u64 {
+    crate::harness::metric(
+        gw,
+        "tg_component_call_seconds_count{component=\"config-api\"}",
+    )
+}
+
+#[test]
+fn get_has_an_etag_and_if_none_match_answers_304_until_the_configuration_changes() {
+    let gw = Gateway::start();
+    const PATH: &str = "/api/v1/tenants/Tenant1/config";
+    let first = gw.get(PATH);
+    assert_eq!(first.status, 200, "{}", first.body);
+    let tag = first.header("etag").expect("an ETag").to_owned();
+    assert!(tag.starts_with('"') && tag.ends_with('"'), "{tag}");
+    let runs = component_runs(&gw);
+
+    // The same state: the same tag, the same bytes, and the component is not
+    // asked again.
+    let again = gw.get(PATH);
+    assert_eq!(
+        (again.status, again.header("etag")),
+        (200, Some(tag.as_str()))
+    );
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("content-type"), first.header("content-type"));
+    assert_eq!(
+        again.header("x-tg-components"),
+        first.header("x-tg-components")
+    );
+    for validator in [
+        tag.clone(),
+        format!("W/{tag}"),
+        format!("\"x\", {tag}"),
+        "*".into(),
+    ] {
+        let r = gw.request("GET", PATH, &[("If-None-Match", &validator)], b"");
+        assert_eq!(r.status, 304, "If-None-Match: {validator}: {}", r.body);
+        assert_eq!(r.body, "");
+        assert_eq!(r.header("etag"), Some(tag.as_str()));
+    }
+    assert_eq!(component_runs(&gw), runs, "answered without the component");
+    let other = gw.request("GET", PATH, &[("If-None-Match", "\"other\"")], b"");
+    assert_eq!(other.status, 200);
+
+    // A write: the old tag no longer matches, the new value is served at once.
+    let r = gw.put_json(PATH, r#"{"custom_settings": {"colour": "teal"}}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let after = gw.request("GET", PATH, &[("If-None-Match", &tag)], b"");
+    assert_eq!(after.status, 200, "{}", after.body);
+    assert_eq!(after.json()["custom_settings"]["colour"], "teal");
+    let new_tag = after.header("etag").unwrap().to_owned();
+    assert_ne!(new_tag, tag);
+    let r = gw.request("GET", PATH, &[("If-None-Match", &new_tag)], b"");
+    assert_eq!(r.status, 304);
+
+    // The same tenant by UUID has the same tag; another tenant another one.
+    let id = after.json()["tenant_id"].as_str().unwrap().to_owned();
+    let by_id = gw.get(&format!("/api/v1/tenants/{id}/config"));
+    assert_eq!(by_id.header("etag"), Some(new_tag.as_str()));
+    let t2 = gw.get("/api/v1/tenants/Tenant2/config");
+    assert_ne!(t2.header("etag"), Some(new_tag.as_str()));
+    // Errors carry none.
+    let missing = gw.get("/api/v1/tenants/Nobody/config");
+    assert_eq!((missing.status, missing.header("etag")), (404, None));
+}

@@ -268,3 +268,37 @@ fn the_shared_store_keeps_only_the_components_it_names() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(stored().is_empty(), "{:?}", stored());
 }
+
+#[test]
+fn no_instance_ever_serves_a_configuration_older_than_the_last_write() {
+    let db = TestSchema::new();
+    let (a, b) = (on(&db), on(&db));
+    const PATH: &str = "/api/v1/tenants/Tenant1/config";
+    // Both instances have the configuration kept from a first read.
+    for gw in [&a, &b] {
+        assert_eq!(gw.get(PATH).status, 200);
+    }
+    let mut tags = std::collections::HashSet::new();
+    for i in 0..20 {
+        let (writer, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let body = json!({"custom_settings": {"round": i}}).to_string();
+        let r = writer.put_json(PATH, &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        // The very next read on either instance, conditional or not, has it.
+        for (gw, name) in [(other, "the other instance"), (writer, "the writer")] {
+            let r = gw.get(PATH);
+            assert_eq!(r.status, 200, "{}", r.body);
+            assert_eq!(
+                r.json()["custom_settings"]["round"],
+                i,
+                "{name} served a stale config"
+            );
+            let tag = r.header("etag").unwrap().to_owned();
+            let again = gw.request("GET", PATH, &[("If-None-Match", &tag)], b"");
+            assert_eq!(again.status, 304, "{name}");
+            tags.insert(tag);
+        }
+    }
+    // One tag per version, the same on both instances.
+    assert_eq!(tags.len(), 20, "{tags:?}");
+}

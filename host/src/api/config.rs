@@ -112,11 +112,18 @@ struct Feature {
     tier_required: crate::config::Tier,
 }
 
-/// The tenant's complete configuration (defaults filled in).
+/// The tenant's complete configuration (defaults filled in), with an `ETag`;
+/// `If-None-Match` with the current tag answers 304.
 #[utoipa::path(get, path = "/api/v1/tenants/{id}/config", tag = "Configuration", operation_id = "getTenantConfig",
-    params(TenantPath),
+    params(TenantPath,
+        ("If-None-Match" = Option<String>, Header, description = "Entity tags of configurations the client has: 304 if one is current")),
     security(("bearerAuth" = []), ("clientCredentials" = []), ("superUser" = [])),
-    responses((status = 200, description = "The configuration", body = ConfigDocument), ApiRefusals))]
+    responses(
+        (status = 200, description = "The configuration", body = ConfigDocument,
+            headers(("ETag" = String, description = "The configuration's version and what serves it"))),
+        (status = 304, description = "Not modified: If-None-Match names the current tag",
+            headers(("ETag" = String, description = "The current tag"))),
+        ApiRefusals))]
 #[allow(dead_code)] // a document: `serve` hands it to the component
 fn get_config() {}
 
@@ -275,8 +282,28 @@ async fn answer(gw: &Gateway, req: Request, served: &mut Served) -> Response<Bod
     }
     // The component needs no credentials.
     req.headers_mut().remove(http::header::AUTHORIZATION);
+    if let Some(t) = &tenant
+        && req.method() == Method::GET
+        && uri.path()[PREFIX.len()..].split_once('/').map(|(_, s)| s) == Some("config")
+    {
+        let headers = req.headers().clone();
+        let run = call_component(gw, req, principal, tenant.as_deref(), request_id, label);
+        return gw.config_reads.get(gw, t, &headers, run).await;
+    }
+    call_component(gw, req, principal, tenant.as_deref(), request_id, label).await
+}
+
+/// The config-API component's answer to `req`.
+async fn call_component(
+    gw: &Gateway,
+    req: http::Request<bytes::Bytes>,
+    principal: String,
+    tenant: Option<&crate::tenancy::Tenant>,
+    request_id: Option<tower_http::request_id::RequestId>,
+    label: Option<&str>,
+) -> Response<Body> {
     let started = Instant::now();
-    let key = tenant.as_ref().map(|t| t.name.key());
+    let key = tenant.map(|t| t.name.key());
     let result = gw.runtime.serve_config_api(req, principal, key).await;
     let failed = matches!(&result, Err(e) if !matches!(e, crate::wasm::CallError::Busy));
     gw.metrics

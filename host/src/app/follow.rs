@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 /// Keeps this instance's directory in step with tenant changes other instances
 /// make in a shared store, and purges expired deletions. Looks at the store's
 /// change number every `interval`, and at once when `changed` is notified (a
-/// shared store's change signal); a new number rebuilds the directory.
+/// shared store's change signal); a new number publishes the changed tenants.
 pub(super) async fn follow_store(
     shared: Arc<Shared>,
     interval: std::time::Duration,
@@ -33,8 +33,7 @@ pub(super) async fn follow_store(
             if sweep {
                 purge_expired(&s, RESTORE_GRACE)?;
             }
-            let seq = s.store.change_seq()?;
-            if seq != s.seen_seq.load(Ordering::Acquire) {
+            if s.store.change_seq()? != s.seen_seq.load(Ordering::Acquire) {
                 publish(&s)?;
             }
             Ok(())

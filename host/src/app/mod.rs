@@ -147,12 +147,14 @@ pub async fn apply_settings(
         let shared = rt.shared().clone();
         let apps = load_apps(&rt, &settings, &rt.apps())?;
         let _guard = shared.publishing.lock().expect("poisoned");
-        let seq = shared.store.change_seq()?;
-        let directory = crate::tenancy::Directory::seed(
-            shared.store.as_ref(),
-            &settings,
+        let store = shared.store.as_ref();
+        crate::tenancy::Directory::record_settings_tenants(store, &settings, &now_rfc3339())?;
+        // Read before the rows: a change after it is published later.
+        let seq = store.change_seq()?;
+        let directory = crate::tenancy::Directory::build(
+            store,
+            Arc::new(settings),
             apps.keys().cloned().collect(),
-            &now_rfc3339(),
         )?;
         // While the old directory and the new one may both be read, every app
         // either names is loaded.

@@ -9,6 +9,7 @@
 mod access;
 mod answer;
 pub mod body;
+pub(crate) mod config_reads;
 pub mod json;
 pub mod listening;
 mod routes;
@@ -57,6 +58,8 @@ pub struct Gateway {
     pub(crate) auth: Arc<Authenticator>,
     /// The config API's quotas.
     pub(crate) rate: RateLimiter,
+    /// Config GET answers kept for the next GET of the same state.
+    pub(crate) config_reads: config_reads::ConfigReads,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) registry: Arc<crate::registry::Registry>,
     draining: AtomicBool,
@@ -91,6 +94,7 @@ impl Gateway {
             limits: limits.clone(),
             auth,
             rate: RateLimiter::default(),
+            config_reads: Default::default(),
             metrics,
             registry,
             draining: AtomicBool::new(false),

@@ -172,13 +172,43 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ManageError::Failed(e.into()))?
 }
 
-/// Rebuilds the directory from the store and publishes it (blocking).
+/// At most this many tenant changes since the last publish are applied one
+/// tenant at a time; more (an instance that fell far behind) rebuild the
+/// directory from every row.
+const CHANGES_APPLIED_ONE_BY_ONE: usize = 256;
+
+/// Publishes the tenant changes the store recorded since the directory was
+/// last published (blocking): the changed tenants, read again, replace their
+/// old selves in a copy that shares every other one. Whoever changed a tenant,
+/// this instance or another, the result is the same.
 pub fn publish(shared: &Shared) -> Result<(), StoreError> {
     let _guard = shared.publishing.lock().expect("poisoned");
-    let seq = shared.store.change_seq()?;
-    let next = shared.directory.load().rebuild(shared.store.as_ref())?;
+    let seen = shared.seen_seq.load(Ordering::Acquire);
+    let changes = shared
+        .store
+        .tenant_changes(seen, CHANGES_APPLIED_ONE_BY_ONE + 1)?;
+    let Some(&(last, _)) = changes.last() else {
+        return Ok(());
+    };
+    let current = shared.directory.load();
+    // Rows read after the changes were listed are at least that new.
+    let next = if changes.len() > CHANGES_APPLIED_ONE_BY_ONE {
+        current.rebuild(shared.store.as_ref())?
+    } else {
+        let mut ids: Vec<&str> = changes.iter().map(|(_, id)| id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Ok(uuid) = uuid::Uuid::parse_str(id) else {
+                continue;
+            };
+            rows.push((uuid, shared.store.tenant_row(id)?));
+        }
+        current.with_changes(rows)
+    };
     shared.directory.store(Arc::new(next));
-    shared.seen_seq.store(seq, Ordering::Release);
+    shared.seen_seq.store(last, Ordering::Release);
     Ok(())
 }
 

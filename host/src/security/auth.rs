@@ -259,7 +259,7 @@ impl Authenticator {
         password: &str,
         super_user: Option<&SuperUser>,
         tenant: Option<&crate::tenancy::Tenant>,
-        everyone: &[Arc<crate::tenancy::Tenant>],
+        everyone: impl Iterator<Item = &Arc<crate::tenancy::Tenant>>,
         quota: CheckQuota,
     ) -> Result<Principal, Refusal> {
         fn user_of<'t>(
@@ -287,7 +287,6 @@ impl Authenticator {
             let requested = tenant.map(|t| t.id);
             accounts.extend(
                 everyone
-                    .iter()
                     .filter(|t| Some(t.id) != requested)
                     .filter_map(|t| user_of(t, name))
                     .take(OTHER_TENANT_CANDIDATES),
@@ -333,7 +332,7 @@ impl Authenticator {
             password,
             auth.super_user.as_ref(),
             tenant,
-            dir.tenants(),
+            dir.iter(),
             CheckQuota::from(auth),
         )
         .await
@@ -390,7 +389,7 @@ impl Authenticator {
                     &password,
                     auth.super_user.as_ref(),
                     tenant,
-                    dir.tenants(),
+                    dir.iter(),
                     CheckQuota::from(auth),
                 )
                 .await;

@@ -320,10 +320,14 @@ pub trait Store: Send + Sync + 'static {
     fn history(&self, tenant_id: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
     /// The configuration a tenant had at `version`, from its history.
     fn config_at(&self, tenant_id: &str, version: i64) -> Result<Option<Vec<u8>>, StoreError>;
-    /// A number that changes whenever tenants change (it may also change for
-    /// other writes): a cheap way for an instance to learn that another one
-    /// changed tenants.
+    /// The number of the newest recorded tenant change (0: none yet): a
+    /// cheap way for an instance to learn that another one changed tenants.
+    /// Tenant changes are numbered in the order they commit.
     fn change_seq(&self) -> Result<i64, StoreError>;
+    /// The tenant changes numbered after `after`, oldest first, at most
+    /// `limit`: each change's number and tenant id. What an instance applies
+    /// to its directory one tenant at a time.
+    fn tenant_changes(&self, after: i64, limit: usize) -> Result<Vec<(i64, String)>, StoreError>;
     /// Reads a key.
     fn get(&self, bucket: &str, key: &str) -> Result<Option<Versioned>, StoreError>;
     /// Writes a key unconditionally.

@@ -14,6 +14,13 @@ use std::time::Duration;
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
     pool: r2d2::Pool<SqliteConnectionManager>,
+    /// Held by each write of this process for its whole transaction. SQLite
+    /// has one writer; left to itself, a writer that finds the lock taken
+    /// sleeps in `busy_timeout`'s growing steps (up to 100 ms each) and a
+    /// burst of writes waits hundreds of milliseconds. Queued here, the next
+    /// writer starts the moment the last one commits. (Another process
+    /// sharing the file still meets `busy_timeout`.)
+    writer: std::sync::Mutex<()>,
 }
 
 const SCHEMA: &str = "
@@ -52,6 +59,7 @@ CREATE TABLE IF NOT EXISTS history (
     after       BLOB
 );
 CREATE INDEX IF NOT EXISTS history_tenant ON history (tenant_id, seq);
+CREATE INDEX IF NOT EXISTS history_tenant_changes ON history (seq) WHERE subject = 'tenant';
 ";
 
 /// Columns added to `tenants` after its first release, with their definitions:
@@ -113,15 +121,26 @@ impl SqliteStore {
             }
         }
         drop(conn);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            writer: std::sync::Mutex::new(()),
+        })
+    }
+
+    /// This process's turn to write (see `writer`).
+    fn writing(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The guard protects no data: a writer that panicked left nothing behind.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs `step` in an `IMMEDIATE` transaction (the write lock taken at its
-    /// start: writers queue for it, `busy_timeout` long), ending it as the step says.
+    /// start: this process's writers queue for their turn, another process's
+    /// for `busy_timeout`), ending it as the step says.
     fn transact<T>(
         &self,
         mut step: impl FnMut(&mut rusqlite::Transaction<'_>) -> Result<Step<T>, StoreError>,
     ) -> Result<T, StoreError> {
+        let _turn = self.writing();
         let mut conn = self.pool.get()?;
         write::retried(|| {
             let mut tx =
@@ -228,11 +247,22 @@ impl Store for SqliteStore {
 
     fn change_seq(&self) -> Result<i64, StoreError> {
         let conn = self.pool.get()?;
-        Ok(
-            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM history", [], |r| {
-                r.get(0)
-            })?,
-        )
+        Ok(conn
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM history WHERE subject = 'tenant'")?
+            .query_row([], |r| r.get(0))?)
+    }
+
+    fn tenant_changes(&self, after: i64, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
+        let conn = self.pool.get()?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, tenant_id FROM history WHERE subject = 'tenant' AND seq > ?1 \
+             ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![after, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
     }
 
     fn get(&self, bucket: &str, key: &str) -> Result<Option<Versioned>, StoreError> {
@@ -250,6 +280,7 @@ impl Store for SqliteStore {
     }
 
     fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let _turn = self.writing();
         let conn = self.pool.get()?;
         conn.prepare_cached(
             "INSERT INTO kv (bucket, key, value, version) VALUES (?1, ?2, ?3, 1)
@@ -260,6 +291,7 @@ impl Store for SqliteStore {
     }
 
     fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
+        let _turn = self.writing();
         let conn = self.pool.get()?;
         conn.prepare_cached("DELETE FROM kv WHERE bucket = ?1 AND key = ?2")?
             .execute(params![bucket, key])?;

@@ -310,6 +310,32 @@ pub fn contract(s: &dyn Store) {
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0].change.action, "purged");
     assert!(s.config_at("id-2", 1).unwrap().is_none());
+
+    // The tenant changes since `seq`, in order, configuration writes left
+    // out, the purge (whose tenant's own records are gone) in.
+    let changes = s.tenant_changes(seq, 100).unwrap();
+    let ids: Vec<&str> = changes.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(ids.first(), Some(&"id-1"), "{changes:?}");
+    assert_eq!(ids.last(), Some(&"id-2"), "{changes:?}");
+    assert!(changes.windows(2).all(|w| w[0].0 < w[1].0), "{changes:?}");
+    let last = changes.last().unwrap().0;
+    assert_eq!(s.change_seq().unwrap(), last);
+    assert_eq!(s.tenant_changes(seq, 1).unwrap(), changes[..1]);
+    assert!(s.tenant_changes(last, 100).unwrap().is_empty());
+    s.write_recorded(
+        "configs",
+        "id-1",
+        Expect::Any,
+        Some(b"{}"),
+        &config_change("id-1"),
+    )
+    .unwrap();
+    assert_eq!(
+        s.change_seq().unwrap(),
+        last,
+        "a configuration write is no tenant change"
+    );
+    assert!(s.tenant_changes(last, 100).unwrap().is_empty());
 }
 
 /// Client registration: once per id, at most `max` per tenant, counted per

@@ -41,6 +41,12 @@ impl Runtime {
         }
     }
 
+    /// The components that serve `tenant`'s config API calls, as the
+    /// `x-tg-components` header names them.
+    pub fn component_versions(&self, tenant: Option<&str>) -> http::HeaderValue {
+        self.snapshot.load().versions(tenant).clone()
+    }
+
     /// Serves one HTTP request with the config API component. The body has already
     /// been read (and size-checked) by the server.
     /// `principal`: who sent it, for the change history; `tenant`: the tenant it

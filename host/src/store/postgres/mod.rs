@@ -83,6 +83,7 @@ CREATE TABLE IF NOT EXISTS history (
     after       BYTEA
 );
 CREATE INDEX IF NOT EXISTS history_tenant ON history (tenant_id, seq);
+CREATE INDEX IF NOT EXISTS history_tenant_changes ON history (seq) WHERE subject = 'tenant';
 CREATE TABLE IF NOT EXISTS tenant_changes (
     id  INTEGER PRIMARY KEY CHECK (id = 1),
     seq BIGINT NOT NULL
@@ -353,10 +354,29 @@ impl Store for PostgresStore {
     }
 
     fn change_seq(&self) -> Result<i64, StoreError> {
+        // History numbers tenant changes in commit order: each is recorded
+        // while its transaction holds the tenant-change row.
         self.read(|run| {
             Ok(run
-                .query_one("SELECT seq FROM tenant_changes WHERE id = 1", &[])?
+                .query_one(
+                    "SELECT COALESCE(MAX(seq), 0) FROM history WHERE subject = 'tenant'",
+                    &[],
+                )?
                 .try_get(0)?)
+        })
+    }
+
+    fn tenant_changes(&self, after: i64, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|run| {
+            run.query(
+                "SELECT seq, tenant_id FROM history WHERE subject = 'tenant' AND seq > $1 \
+                 ORDER BY seq LIMIT $2",
+                &[&after, &limit],
+            )?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
         })
     }
 
