@@ -259,38 +259,59 @@ async fn answer(gw: &Gateway, req: Request, served: &mut Served) -> Response<Bod
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    if let Some(t) = &tenant {
-        let rest = &uri.path()[PREFIX.len()..];
-        let sub = rest.split_once('/').map_or("", |(_, s)| s);
-        match (sub, req.method()) {
-            ("history", &Method::GET) => {
-                served.route = Some("history");
-                return crate::api::history::list(gw, t, uri.query()).await;
+    let Some(t) = &tenant else {
+        // The component answers an unknown tenant.
+        req.headers_mut().remove(http::header::AUTHORIZATION);
+        return call_component(gw, req, principal, None, request_id, label).await;
+    };
+    let rest = &uri.path()[PREFIX.len()..];
+    let sub = rest.split_once('/').map_or("", |(_, s)| s);
+    // A write waits for the tenant's earlier writes on this instance.
+    let _turn = match (sub, req.method()) {
+        ("config", &Method::PUT) | ("config/rollback", &Method::POST) => {
+            let wait = std::time::Duration::from_millis(gw.limits.component_timeout_ms);
+            match gw.config_writes.take(&t.id, wait).await {
+                Some(turn) => Some(turn),
+                None => {
+                    gw.metrics.reject(Rejection::Capacity);
+                    let mut resp = error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Other updates of this tenant are still running; retry shortly",
+                        label,
+                    );
+                    resp.headers_mut()
+                        .insert(http::header::RETRY_AFTER, HeaderValue::from(1));
+                    return resp;
+                }
             }
-            ("config/rollback", &Method::POST) => {
-                return crate::api::history::rollback(gw, t, req, principal).await;
-            }
-            ("history", _) | ("config/rollback", _) => {
-                return error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "Method not allowed on this path",
-                    label,
-                );
-            }
-            _ => {}
         }
+        _ => None,
+    };
+    match (sub, req.method()) {
+        ("history", &Method::GET) => {
+            served.route = Some("history");
+            return crate::api::history::list(gw, t, uri.query()).await;
+        }
+        ("config/rollback", &Method::POST) => {
+            return crate::api::history::rollback(gw, t, req, principal).await;
+        }
+        ("history", _) | ("config/rollback", _) => {
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed on this path",
+                label,
+            );
+        }
+        _ => {}
     }
     // The component needs no credentials.
     req.headers_mut().remove(http::header::AUTHORIZATION);
-    if let Some(t) = &tenant
-        && req.method() == Method::GET
-        && uri.path()[PREFIX.len()..].split_once('/').map(|(_, s)| s) == Some("config")
-    {
+    if sub == "config" && req.method() == Method::GET {
         let headers = req.headers().clone();
-        let run = call_component(gw, req, principal, tenant.as_deref(), request_id, label);
+        let run = call_component(gw, req, principal, Some(t), request_id, label);
         return gw.config_reads.get(gw, t, &headers, run).await;
     }
-    call_component(gw, req, principal, tenant.as_deref(), request_id, label).await
+    call_component(gw, req, principal, Some(t), request_id, label).await
 }
 
 /// The config-API component's answer to `req`.

@@ -14,6 +14,7 @@ pub mod json;
 pub mod listening;
 mod routes;
 mod server;
+pub(crate) mod turns;
 
 pub(crate) use access::{
     ClientAddr, Head, authenticate, authorize, client_addr, refusal_reason, require_super_user,
@@ -60,6 +61,8 @@ pub struct Gateway {
     pub(crate) rate: RateLimiter,
     /// Config GET answers kept for the next GET of the same state.
     pub(crate) config_reads: config_reads::ConfigReads,
+    /// Config writes, one at a time per tenant.
+    pub(crate) config_writes: turns::WriteTurns,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) registry: Arc<crate::registry::Registry>,
     draining: AtomicBool,
@@ -95,6 +98,7 @@ impl Gateway {
             auth,
             rate: RateLimiter::default(),
             config_reads: Default::default(),
+            config_writes: Default::default(),
             metrics,
             registry,
             draining: AtomicBool::new(false),
