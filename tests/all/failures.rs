@@ -87,35 +87,48 @@ fn trap_deadline_and_memory_cap_fail_only_their_request() {
     assert_eq!(failed, 0, "of 10,000 requests after the faults");
 }
 
-/// A tenant's component that computes without end holds no worker thread:
-/// while four of its requests loop (each until its deadline), the other
-/// tenant's reads and updates and `/healthz` are all answered, every one of
-/// them before any looping request has ended. (With guests trapping only at
-/// their deadline, the loops held both worker threads of a 2-core machine and
-/// nothing else was answered until the first of them ended.)
+/// Components that compute without end hold no worker thread: while four
+/// tenants' updates loop in them (each until its deadline), another tenant's
+/// reads and updates and `/healthz` are all answered, every one of them before
+/// any looping request has ended. (With guests trapping only at their
+/// deadline, the loops held both worker threads of a 2-core machine and
+/// nothing else was answered until the first of them ended.) One tenant's
+/// updates run one at a time, so the four loops are four tenants'.
 #[test]
 fn a_looping_component_stalls_no_other_tenant() {
+    const LOOPING: [&str; 4] = ["Tenant1", "Tenant3", "Tenant4", "Tenant5"];
     let components = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        FAULTY_VALIDATOR,
-        components.path().join("validator@Tenant1.wasm"),
-    )
-    .unwrap();
     let mut settings: serde_json::Value = serde_json::from_str(SAMPLE_SETTINGS).unwrap();
     settings["TenantGateway"]["Limits"]["ComponentTimeoutMs"] = 15000.into();
+    for name in LOOPING {
+        std::fs::copy(
+            FAULTY_VALIDATOR,
+            components.path().join(format!("validator@{name}.wasm")),
+        )
+        .unwrap();
+        if name != "Tenant1" {
+            settings["Tenants"][name] = settings["Tenants"]["Tenant1"].clone();
+            settings["TenantGateway"]["Tenants"][name] =
+                settings["TenantGateway"]["Tenants"]["Tenant1"].clone();
+        }
+    }
     let gw = Gateway::launch()
         .settings(&settings.to_string())
         .components(components.path())
         .start();
-    let own = gw.get("/_components/validator@Tenant1");
-    assert_eq!(own.status, 200, "{}", own.body);
+    for name in LOOPING {
+        let own = gw.get(&format!("/_components/validator@{name}"));
+        assert_eq!(own.status, 200, "{name}: {}", own.body);
+    }
 
     let started = std::time::Instant::now();
     std::thread::scope(|s| {
-        let loops: Vec<_> = (0..4)
-            .map(|_| {
-                s.spawn(|| {
-                    let r = gw.put_json(PATH, r#"{"custom_settings":{"x":"fault:spin"}}"#);
+        let loops: Vec<_> = LOOPING
+            .iter()
+            .map(|name| {
+                let (gw, path) = (&gw, format!("/api/v1/tenants/{name}/config"));
+                s.spawn(move || {
+                    let r = gw.put_json(&path, r#"{"custom_settings":{"x":"fault:spin"}}"#);
                     (r, started.elapsed())
                 })
             })

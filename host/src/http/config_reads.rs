@@ -118,8 +118,9 @@ impl ConfigReads {
         let components = gw.runtime.component_versions(Some(&tenant.name.key()));
         let store = gw.runtime.shared().store.clone();
         let key = tenant.id.to_string();
-        let version = match tokio::task::spawn_blocking(move || store.get(CONFIGS, &key)).await {
-            Ok(Ok(v)) => v.map_or(0, |v| v.version),
+        let version = match tokio::task::spawn_blocking(move || store.version(CONFIGS, &key)).await
+        {
+            Ok(Ok(v)) => v.unwrap_or(0),
             Ok(Err(e)) => return unreadable(e, tenant),
             Err(e) => return unreadable(e, tenant),
         };

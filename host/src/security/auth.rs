@@ -140,6 +140,12 @@ pub struct Authenticator {
     /// SHA-256 of `name:password` pairs that verified (salted with the signing
     /// key), so an Argon2 check is paid once per credential, not per request.
     verified: Mutex<HashSet<[u8; 32]>>,
+    /// The credentials being checked now, by fingerprint: a request with the
+    /// same credential waits for that check instead of starting its own (16
+    /// connections opened at once with one valid credential would otherwise
+    /// spend the address's check quota and be answered 429). An entry lives
+    /// while someone holds it.
+    checking: Mutex<std::collections::HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
     /// Where every hash and check runs.
     pub hasher: Hasher,
     attempts: crate::security::rate::RateLimiter<Attempt>,
@@ -177,6 +183,7 @@ impl Authenticator {
         Ok(Self {
             key,
             verified: Mutex::new(HashSet::new()),
+            checking: Mutex::new(std::collections::HashMap::new()),
             hasher: Hasher::for_this_machine(),
             attempts: crate::security::rate::RateLimiter::default(),
         })
@@ -235,6 +242,14 @@ impl Authenticator {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(fingerprint)
+    }
+
+    /// The queue of checks of the credential with `fingerprint`.
+    fn flight(&self, fingerprint: [u8; 32]) -> Arc<tokio::sync::Mutex<()>> {
+        let mut checking = self.checking.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded by the requests in flight: entries nobody holds go.
+        checking.retain(|_, f| Arc::strong_count(f) > 1);
+        checking.entry(fingerprint).or_default().clone()
     }
 
     fn remember(&self, fingerprint: [u8; 32]) {
@@ -302,6 +317,13 @@ impl Authenticator {
         if candidates.is_empty() {
             self.check(from, name, password, None, quota).await?;
             return Err(Refusal::BadCredentials);
+        }
+        // One check at a time per credential; a check that verified while
+        // this one waited answers it.
+        let flight = self.flight(candidates[0].2);
+        let _turn = flight.lock().await;
+        if let Some((_, who, _)) = candidates.iter().find(|(_, _, f)| self.remembered(f)) {
+            return Ok(who.clone());
         }
         for (phc, who, fingerprint) in candidates {
             if self.check(from, name, password, Some(phc), quota).await? {
@@ -536,6 +558,34 @@ pub(super) mod tests {
         assert_eq!(
             check(Some(http::HeaderValue::from_static("Digest x")), &with).await,
             Err(Refusal::Malformed)
+        );
+    }
+
+    /// Sixteen requests at once with one valid credential are all let in on
+    /// one check, however small the address's check quota.
+    #[tokio::test]
+    async fn concurrent_requests_with_one_credential_share_its_check() {
+        let (a, _store, _dir) = auth();
+        let dir = directory(settings(Some(admin()), 2, 2));
+        let h = header("admin", "s3cret");
+        let all = futures_util::future::join_all(
+            (0..16).map(|_| a.authenticate(Some(&h), LOCAL, None, &dir)),
+        )
+        .await;
+        assert!(
+            all.iter().all(|r| r == &Ok(Principal::SuperUser)),
+            "{all:?}"
+        );
+        assert!(a.checking.lock().unwrap().len() <= 1);
+        // A wrong password still counts against the quota.
+        let wrong = header("admin", "nope");
+        let mut refusals = Vec::new();
+        for _ in 0..3 {
+            refusals.push(a.authenticate(Some(&wrong), LOCAL, None, &dir).await);
+        }
+        assert!(
+            matches!(refusals[2], Err(Refusal::Throttled(_))),
+            "{refusals:?}"
         );
     }
 

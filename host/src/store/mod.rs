@@ -330,6 +330,10 @@ pub trait Store: Send + Sync + 'static {
     fn tenant_changes(&self, after: i64, limit: usize) -> Result<Vec<(i64, String)>, StoreError>;
     /// Reads a key.
     fn get(&self, bucket: &str, key: &str) -> Result<Option<Versioned>, StoreError>;
+    /// A key's version, without its value.
+    fn version(&self, bucket: &str, key: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(bucket, key)?.map(|v| v.version))
+    }
     /// Writes a key unconditionally.
     fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), StoreError>;
     /// Removes a key (no error if absent).

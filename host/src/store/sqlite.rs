@@ -279,6 +279,15 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
+    fn version(&self, bucket: &str, key: &str) -> Result<Option<i64>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt =
+            conn.prepare_cached("SELECT version FROM kv WHERE bucket = ?1 AND key = ?2")?;
+        Ok(stmt
+            .query_row(params![bucket, key], |r| r.get(0))
+            .optional()?)
+    }
+
     fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let _turn = self.writing();
         let conn = self.pool.get()?;

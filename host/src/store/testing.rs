@@ -272,6 +272,8 @@ pub fn contract(s: &dyn Store) {
         .unwrap(),
         Some(2)
     );
+    assert_eq!(s.version("configs", "id-2").unwrap(), Some(2));
+    assert_eq!(s.version("configs", "id-9").unwrap(), None);
     assert_eq!(
         s.config_at("id-2", 1).unwrap().as_deref(),
         Some(&b"{\"a\":1}"[..])

@@ -396,6 +396,17 @@ impl Store for PostgresStore {
         })
     }
 
+    fn version(&self, bucket: &str, key: &str) -> Result<Option<i64>, StoreError> {
+        self.read(|run| {
+            run.query_opt(
+                "SELECT version FROM kv WHERE bucket = $1 AND key = $2",
+                &[&bucket, &key],
+            )?
+            .map(|r| Ok(r.try_get(0)?))
+            .transpose()
+        })
+    }
+
     fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.write_one(
             "INSERT INTO kv (bucket, key, value, version) VALUES ($1, $2, $3, 1) \
