@@ -718,3 +718,44 @@ fn compilers_of(pid: u32) -> usize {
         })
         .count()
 }
+
+/// On a fresh data dir the built-in components are compiled in compiler
+/// processes, not in the gateway (whose heap would keep what compiling grew),
+/// and their artifacts kept for the next start.
+#[test]
+fn a_fresh_start_compiles_the_built_ins_in_compiler_processes() {
+    let (data, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cache = cache.path().join("cache");
+    let gw = Gateway::launch()
+        .data_dir(data.path())
+        .cache(&cache)
+        .start();
+    let all = gw.get("/_components").json();
+    for c in all["components"].as_array().unwrap() {
+        if c["source"] == "builtin" {
+            assert_eq!(c["compiled"], true, "{c}");
+        }
+    }
+    let log = gw.log();
+    assert!(!log.contains("compiler process failed"), "{log}");
+    assert!(
+        log.contains("built-in components compiled in compiler processes"),
+        "{log}"
+    );
+    assert!(
+        metric(&gw, "tg_component_artifacts_total{how=\"compiled\"}") >= 3,
+        "{}",
+        gw.get("/metrics").body
+    );
+    gw.stop();
+    let gw = Gateway::launch()
+        .data_dir(data.path())
+        .cache(&cache)
+        .start();
+    assert!(
+        gw.get("/metrics")
+            .body
+            .contains("tg_component_artifacts_total{how=\"compiled\"} 0"),
+        "the next start compiled again"
+    );
+}

@@ -229,6 +229,12 @@ impl ArtifactCache {
         None
     }
 
+    /// Whether there is an artifact for the bytes whose SHA-256 is `digest`
+    /// (not yet verified: that happens when it is loaded).
+    pub fn holds(&self, engine: &Engine, digest: &[u8]) -> bool {
+        self.dir.join(file_name(engine, digest)).is_file()
+    }
+
     /// Keeps `artifact`, what `Engine::precompile_component` of an engine
     /// compatible with `engine` made of the bytes whose SHA-256 is `digest`,
     /// signed.

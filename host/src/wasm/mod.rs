@@ -207,9 +207,13 @@ impl Runtime {
             idle_budget: pool::IdleBudget::new(IDLE_BUDGET),
             metrics,
         };
+        let kinds = [Kind::ConfigApi, Kind::Validator, Kind::FeatureGate];
+        let aside =
+            loader.compile_aside(&kinds.map(|k| (k.as_str(), Bytes::from_static(k.builtin()))));
         let builtin = |kind: Kind| {
             let (bytes, slot) = (kind.builtin(), Slot::global(kind));
             let (component, compiled) = loader.compile(&slot.to_string(), bytes)?;
+            let compiled = compiled || kinds.iter().zip(&aside).any(|(k, a)| *k == kind && *a);
             let sha = hex::encode(sha2::Sha256::digest(bytes));
             loader
                 .prepare(
