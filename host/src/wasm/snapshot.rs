@@ -58,8 +58,8 @@ pub struct Snapshot {
     /// Tenants' own feature gates, by lower-case tenant name.
     pub(super) tenant_gates: HashMap<String, Arc<GatePlugin>>,
     /// `x-tg-components` header values: everyone's, and each tenant's with a
-    /// component of its own.
-    pub(super) versions: HashMap<Option<String>, http::HeaderValue>,
+    /// component of its own (by lower-case name).
+    pub(super) versions: (http::HeaderValue, HashMap<String, http::HeaderValue>),
 }
 
 impl Snapshot {
@@ -74,7 +74,7 @@ impl Snapshot {
             gate: Arc::new(gate),
             tenant_validators: HashMap::new(),
             tenant_gates: HashMap::new(),
-            versions: HashMap::new(),
+            versions: (http::HeaderValue::from_static(""), HashMap::new()),
         };
         s.versions = s.version_headers();
         s
@@ -111,8 +111,8 @@ impl Snapshot {
     /// header of config API answers names them.
     pub fn versions(&self, tenant: Option<&str>) -> &http::HeaderValue {
         tenant
-            .and_then(|t| self.versions.get(&Some(t.to_owned())))
-            .unwrap_or_else(|| &self.versions[&None])
+            .and_then(|t| self.versions.1.get(t))
+            .unwrap_or(&self.versions.0)
     }
 
     pub(super) fn version_header(&self, tenant: Option<&str>) -> http::HeaderValue {
@@ -125,17 +125,18 @@ impl Snapshot {
         http::HeaderValue::from_str(&text).expect("hex and punctuation")
     }
 
-    pub(super) fn version_headers(&self) -> HashMap<Option<String>, http::HeaderValue> {
-        let mut out = HashMap::new();
-        out.insert(None, self.version_header(None));
+    pub(super) fn version_headers(
+        &self,
+    ) -> (http::HeaderValue, HashMap<String, http::HeaderValue>) {
+        let mut tenants = HashMap::new();
         for t in self
             .tenant_validators
             .keys()
             .chain(self.tenant_gates.keys())
         {
-            out.insert(Some(t.clone()), self.version_header(Some(t)));
+            tenants.insert(t.clone(), self.version_header(Some(t)));
         }
-        out
+        (self.version_header(None), tenants)
     }
 
     /// This snapshot with `prepared` in its slot.
