@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 /// Most entries one history request returns.
 const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 100;
-const CONFIGS: &str = "configs";
+use crate::store::CONFIGS_BUCKET as CONFIGS;
 
 /// A tenant's changes.
 #[derive(Serialize, ToSchema)]

@@ -28,8 +28,7 @@ use uuid::Uuid;
 
 /// How many bytes of answers are kept (the weight of an entry is its body).
 const KEPT_BYTES: u64 = 8 << 20;
-/// The store bucket of configurations.
-const CONFIGS: &str = "configs";
+use crate::store::CONFIGS_BUCKET as CONFIGS;
 
 /// One kept answer and the state it was made from.
 struct Kept {
@@ -74,11 +73,7 @@ fn entity_tag(version: i64, components: &HeaderValue, record: &[u8]) -> HeaderVa
     digest.update([0]);
     digest.update(record);
     let digest = digest.finalize();
-    let mut tag = format!("\"{version}-");
-    for b in &digest[..8] {
-        tag.push_str(&format!("{b:02x}"));
-    }
-    tag.push('"');
+    let tag = format!("\"{version}-{}\"", hex::encode(&digest[..8]));
     HeaderValue::from_str(&tag).expect("an entity tag is a header value")
 }
 

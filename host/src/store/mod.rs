@@ -229,6 +229,9 @@ pub enum ClientRegistration {
     Full,
 }
 
+/// The bucket of tenant configurations, keyed by tenant id.
+pub const CONFIGS_BUCKET: &str = "configs";
+
 /// The key-value bucket of registered clients (one JSON record per client id).
 pub const CLIENTS_BUCKET: &str = "_clients";
 
