@@ -2,11 +2,32 @@
 //! `wasm32-wasip2` and exposes their paths to the host crate, so the binary embeds
 //! components built from the current source. Installs the target with rustup when
 //! it is missing.
+//!
+//! The built-in ones are then precompiled here, with the engine configuration
+//! the gateway runs with (`src/wasm/engine_config.rs`, included below) for the
+//! portable CPU features of the target, and written zstd-compressed with their
+//! digests to `$OUT_DIR/builtin.rs`, which `src/wasm/builtin.rs` includes: a
+//! fresh start loads them in milliseconds instead of compiling for seconds.
 
+use sha2::Digest;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 include!("build_env.rs");
+
+#[path = "src/wasm/engine_config.rs"]
+mod engine_config;
+
+/// The built-in components: (package, static in `wasm::builtin`, name in logs).
+const BUILTINS: [(&str, &str, &str); 4] = [
+    ("tg-validator", "VALIDATOR", "validator"),
+    ("tg-feature-gate", "FEATURE_GATE", "feature-gate"),
+    ("tg-config-api", "CONFIG_API", "config-api"),
+    ("tg-tenant-app", "TENANT_APP", "tenant-app"),
+];
+/// zstd level of the embedded frames (decompression speed hardly depends on it).
+const ZSTD_LEVEL: i32 = 19;
 
 const TARGET: &str = "wasm32-wasip2";
 /// Each group is one cargo invocation: (package, env var naming the built file).
@@ -43,6 +64,7 @@ fn main() {
     }
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
     println!("cargo:rerun-if-changed=build_env.rs");
+    println!("cargo:rerun-if-changed=src/wasm/engine_config.rs");
 
     ensure_target();
 
@@ -63,6 +85,90 @@ fn main() {
             println!("cargo:rustc-env={var}={}", file.display());
         }
     }
+    embed(&out);
+}
+
+/// Precompiles and compresses the built-in components of `components` (the
+/// directory of built `.wasm` files) and writes `$OUT_DIR/builtin.rs`.
+fn embed(components: &Path) {
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
+    let engine = precompiler()
+        .map_err(|e| println!("cargo:warning=not precompiling the built-in components: {e:#}"))
+        .ok();
+    let mut code = String::new();
+    for (package, ident, name) in BUILTINS {
+        let file = package.replace('-', "_");
+        let wasm = std::fs::read(components.join(format!("{file}.wasm"))).unwrap();
+        let digest: [u8; 32] = sha2::Sha256::digest(&wasm).into();
+        let packed_wasm = out_dir.join(format!("{file}.wasm.zst"));
+        std::fs::write(&packed_wasm, pack(&wasm)).unwrap();
+        let artifact = engine.as_ref().and_then(|engine| {
+            engine
+                .precompile_component(&wasm)
+                .map_err(|e| println!("cargo:warning=not precompiling {name}: {e:#}"))
+                .ok()
+        });
+        let artifact = match artifact {
+            Some(artifact) => {
+                let packed = out_dir.join(format!("{file}.cwasm.zst"));
+                std::fs::write(&packed, pack(&artifact)).unwrap();
+                format!(
+                    "Some((include_bytes!({:?}), {}))",
+                    packed.display().to_string(),
+                    artifact.len()
+                )
+            }
+            None => "None".to_owned(),
+        };
+        writeln!(
+            code,
+            "/// The built-in {name} component.\n\
+             pub static {ident}: Builtin = Builtin {{ name: {name:?}, sha256: {digest:?}, \
+             size: {}, wasm: include_bytes!({:?}), artifact: {artifact} }};",
+            wasm.len(),
+            packed_wasm.display().to_string(),
+        )
+        .unwrap();
+    }
+    std::fs::write(out_dir.join("builtin.rs"), code).unwrap();
+}
+
+/// The engine that precompiles the built-in components: the gateway's
+/// configuration, for the target being built rather than this machine, with the
+/// CPU features every machine of the target's family has: x86-64-v2 on x86-64
+/// (every x86-64 server CPU since 2009), the base architecture elsewhere. A
+/// gateway on a CPU without them refuses the artifacts and compiles the Wasm.
+fn precompiler() -> wasmtime::Result<wasmtime::Engine> {
+    let target = std::env::var("TARGET").unwrap();
+    let mut config = engine_config::compiler_config();
+    config.target(&target)?;
+    if target.starts_with("x86_64") {
+        for flag in [
+            "has_cmpxchg16b",
+            "has_sse3",
+            "has_ssse3",
+            "has_sse41",
+            "has_sse42",
+            "has_popcnt",
+        ] {
+            // SAFETY: these are CPU features the artifact then needs; the
+            // gateway's engine checks each against the CPU it runs on when it
+            // loads the artifact (`Component::deserialize`), and refuses it
+            // where one is missing.
+            #[allow(unsafe_code)]
+            unsafe {
+                config.cranelift_flag_enable(flag);
+            }
+        }
+    }
+    wasmtime::Engine::new(&config)
+}
+
+/// `bytes` as one zstd frame with its content checksum.
+fn pack(bytes: &[u8]) -> Vec<u8> {
+    let mut packer = zstd::bulk::Compressor::new(ZSTD_LEVEL).unwrap();
+    packer.include_checksum(true).unwrap();
+    packer.compress(bytes).unwrap()
 }
 
 fn build(root: &Path, target_dir: &Path, group: &[(&str, &str)]) {

@@ -443,7 +443,7 @@ async fn swap_bench(addr: SocketAddr, quick: bool) {
     let base = format!("http://{addr}");
     let versions = [
         Bytes::from(std::fs::read(env!("TG_FAULTY_VALIDATOR_WASM")).unwrap()),
-        Bytes::from_static(tenant_gateway::wasm::builtin::VALIDATOR),
+        tenant_gateway::wasm::builtin::VALIDATOR.wasm(),
     ];
     let swap = |bytes: Bytes| {
         let client = client.clone();
@@ -576,7 +576,7 @@ async fn swap_bench(addr: SocketAddr, quick: bool) {
 /// Compiling the validator component vs loading its verified precompiled artifact.
 fn cache_bench(quick: bool) {
     use tenant_gateway::wasm::cache;
-    let bytes = tenant_gateway::wasm::builtin::VALIDATOR;
+    let bytes = &tenant_gateway::wasm::builtin::VALIDATOR.wasm();
     println!(
         "\n6. component load: compile vs verified precompiled artifact ({:.1} MB validator)",
         bytes.len() as f64 / 1e6

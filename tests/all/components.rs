@@ -719,17 +719,79 @@ fn compilers_of(pid: u32) -> usize {
         .count()
 }
 
-/// On a fresh data dir the built-in components are compiled in compiler
-/// processes, not in the gateway (whose heap would keep what compiling grew),
-/// and their artifacts kept for the next start.
+/// The .cwasm files in `dir`.
+fn artifacts_in(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// On a fresh data dir the built-in components (and the sample tenant app) are
+/// loaded from the artifacts precompiled into the binary: nothing is compiled,
+/// nothing is written to the cache, and they serve.
 #[test]
-fn a_fresh_start_compiles_the_built_ins_in_compiler_processes() {
+fn a_fresh_start_loads_the_built_ins_precompiled_into_the_binary() {
     let (data, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let cache = cache.path().join("cache");
     let gw = Gateway::launch()
         .data_dir(data.path())
         .cache(&cache)
         .start();
+    let all = gw.get("/_components").json();
+    let builtins: Vec<&Value> = all["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["source"] == "builtin")
+        .collect();
+    assert_eq!(builtins.len(), 3, "{all}");
+    for c in builtins {
+        assert_eq!(c["compiled"], false, "{c}");
+    }
+    let metrics = gw.get("/metrics").body;
+    assert!(
+        metrics.contains("tg_component_artifacts_total{how=\"compiled\"} 0"),
+        "{metrics}"
+    );
+    // The three built-ins and the sample's tenant app.
+    assert_eq!(
+        metric(&gw, "tg_component_artifacts_total{how=\"embedded\"}"),
+        4,
+        "{metrics}"
+    );
+    assert_eq!(artifacts_in(&cache), 0, "nothing compiled, nothing kept");
+    assert!(!gw.log().contains("compiler process"), "{}", gw.log());
+    // They serve: the config API calls the validator and the feature gate.
+    let put = gw.put_json(
+        "/api/v1/tenants/Tenant1/config",
+        r#"{"performance":{"cache_size_mb":2048}}"#,
+    );
+    assert_eq!(put.status, 200, "{}", put.body);
+    assert_eq!(gw.get("/api/v1/tenants/Tenant1/features").status, 200);
+    let app = gw.request("GET", "/db-info", &[("Tenant", "Tenant2")], b"");
+    assert_eq!(app.status, 200, "{}", app.body);
+}
+
+/// Where the binary's artifacts are refused (here: set aside with
+/// `TENANT_GATEWAY_BUILTIN_ARTIFACTS=ignore`, as a CPU without the features
+/// they were made for would refuse them), the built-in components are compiled
+/// in compiler processes, not in the gateway (whose heap would keep what
+/// compiling grew), and their artifacts kept for the next start.
+#[test]
+fn built_ins_whose_artifacts_are_refused_are_compiled_in_compiler_processes() {
+    let (data, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cache = cache.path().join("cache");
+    let launch = || {
+        Gateway::launch()
+            .data_dir(data.path())
+            .cache(&cache)
+            .env("TENANT_GATEWAY_BUILTIN_ARTIFACTS", "ignore")
+    };
+    let gw = launch().start();
     let all = gw.get("/_components").json();
     for c in all["components"].as_array().unwrap() {
         if c["source"] == "builtin" {
@@ -747,11 +809,20 @@ fn a_fresh_start_compiles_the_built_ins_in_compiler_processes() {
         "{}",
         gw.get("/metrics").body
     );
+    assert!(
+        gw.get("/metrics")
+            .body
+            .contains("tg_component_artifacts_total{how=\"embedded\"} 0"),
+        "the binary's artifacts were used"
+    );
+    let put = gw.put_json(
+        "/api/v1/tenants/Tenant1/config",
+        r#"{"performance":{"cache_size_mb":2048}}"#,
+    );
+    assert_eq!(put.status, 200, "{}", put.body);
     gw.stop();
-    let gw = Gateway::launch()
-        .data_dir(data.path())
-        .cache(&cache)
-        .start();
+    assert!(artifacts_in(&cache) >= 3);
+    let gw = launch().start();
     assert!(
         gw.get("/metrics")
             .body

@@ -108,18 +108,21 @@ fn load_apps(
     let mut apps = std::collections::HashMap::new();
     for (name, app) in &settings.apps {
         let source = &app.source;
-        let bytes: std::borrow::Cow<'static, [u8]> = match source {
-            crate::config::AppSource::Builtin(_) => crate::wasm::builtin::TENANT_APP.into(),
-            crate::config::AppSource::File(path) => std::fs::read(path)
-                .with_context(|| {
+        // The built-in app's Wasm is needed only if its artifact is refused.
+        let (sha, bytes) = match source {
+            crate::config::AppSource::Builtin(_) => {
+                (crate::wasm::builtin::TENANT_APP.sha256_hex(), None)
+            }
+            crate::config::AppSource::File(path) => {
+                let bytes = std::fs::read(path).with_context(|| {
                     format!(
                         "TenantGateway.Apps.{name}.Component: reading {}",
                         path.display()
                     )
-                })?
-                .into(),
+                })?;
+                (hex::encode(sha2::Sha256::digest(&bytes)), Some(bytes))
+            }
         };
-        let sha = hex::encode(sha2::Sha256::digest(&bytes));
         let reused = current
             .get(name)
             .filter(|a| a.sha256 == sha && &a.source == source)
@@ -128,7 +131,7 @@ fn load_apps(
         let app = match reused {
             Some(app) if app.allowed_outbound_hosts == allowed => app,
             Some(app) => app.with_allowed_outbound_hosts(allowed),
-            None => rt.load_app(name, source.clone(), allowed, &bytes)?,
+            None => rt.load_app(name, source.clone(), allowed, bytes.as_deref(), sha)?,
         };
         apps.insert(name.clone(), app);
     }
@@ -401,8 +404,9 @@ async fn assemble(options: &Options) -> anyhow::Result<Assembled> {
     .await??;
     apply_settings(&rt, options.settings.clone()).await?;
     rt.warm_up().await.context("warming up the components")?;
-    // Compiling the built-in components (a fresh data dir) grows the heap by
-    // some 120 MiB that the allocator keeps once freed: hand it back.
+    // Compiling components in this process (a tenant app from a file on a
+    // fresh cache, a built-in whose artifact was refused) grows the heap by up
+    // to some 120 MiB that the allocator keeps once freed: hand it back.
     tokio::task::spawn_blocking(return_free_memory).await?;
     let registry = crate::registry::Registry::open(
         rt.clone(),

@@ -264,7 +264,8 @@ impl Registry {
     /// The bytes of a remembered version.
     async fn bytes_of(&self, slot: &Slot, v: &Version) -> Result<Bytes, RegistryError> {
         if v.source == "builtin" {
-            return Ok(Bytes::from_static(slot.kind.builtin()));
+            let kind = slot.kind;
+            return self.on_disk(move |_| Ok(kind.builtin().wasm())).await;
         }
         let sha = v.sha256.clone();
         self.on_disk(move |d| d.kept(&sha)).await

@@ -19,7 +19,6 @@ use super::{Apps, CallError, Runtime};
 use crate::config::allowed_hosts::AllowedHosts;
 use crate::tenancy::Tenant;
 use bytes::Bytes;
-use sha2::Digest;
 use std::sync::Arc;
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
@@ -174,18 +173,31 @@ impl Runtime {
         self.apps.store(Arc::new(apps));
     }
 
-    /// Compiles a tenant app (blocking: run it off the async threads). Fails when
-    /// the component is not a `wasi:http` handler or imports what the gateway does
-    /// not provide.
+    /// Compiles a tenant app (blocking: run it off the async threads) from
+    /// `bytes`, whose SHA-256 is `sha256` (hex); `None`: the built-in sample,
+    /// loaded from its artifact in the binary. Fails when the component is not
+    /// a `wasi:http` handler or imports what the gateway does not provide.
     pub fn load_app(
         &self,
         name: &str,
         source: crate::config::AppSource,
         allowed_outbound_hosts: Arc<crate::config::allowed_hosts::AllowedHosts>,
-        bytes: &[u8],
+        bytes: Option<&[u8]>,
+        sha256: String,
     ) -> anyhow::Result<Arc<App>> {
         use wasmtime::error::Context;
-        let (component, _) = self.loader.compile(&format!("app-{name}"), bytes)?;
+        let label = format!("app-{name}");
+        let component = match bytes {
+            Some(bytes) => self.loader.compile(&label, bytes)?.0,
+            None => match self.loader.embedded(&super::builtin::TENANT_APP) {
+                Some(component) => component,
+                None => {
+                    self.loader
+                        .compile(&label, &super::builtin::TENANT_APP.wasm())?
+                        .0
+                }
+            },
+        };
         let pre = ProxyPre::new(
             self.loader
                 .app_linker
@@ -196,7 +208,7 @@ impl Runtime {
         Ok(Arc::new(App {
             name: name.to_owned(),
             source,
-            sha256: hex::encode(sha2::Sha256::digest(bytes)),
+            sha256,
             allowed_outbound_hosts,
             label: format!("app {name}").into(),
             metric_label: format!("app:{name}").into(),

@@ -311,7 +311,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let cache = open(root.path());
         let dir = root.path().join("cache");
-        let bytes = super::super::builtin::FEATURE_GATE;
+        let bytes = &super::super::builtin::FEATURE_GATE.wasm();
         let (_, compiled) = cache.compile(&engine, "gate", bytes, &metrics).unwrap();
         assert!(compiled);
         let (_, compiled) = open(root.path())
@@ -357,7 +357,7 @@ mod tests {
         let engine = engine();
         let metrics = super::super::Metrics::default();
         let root = tempfile::tempdir().unwrap();
-        let bytes = super::super::builtin::FEATURE_GATE;
+        let bytes = &super::super::builtin::FEATURE_GATE.wasm();
         open(root.path())
             .compile(&engine, "gate", bytes, &metrics)
             .unwrap();

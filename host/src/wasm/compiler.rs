@@ -12,8 +12,9 @@
 //! is killed. It ends with the gateway, too (Linux parent-death signal). The
 //! artifact comes back as the cache's do: the gateway signs and keeps it, then
 //! loads it with its own engine, which refuses one made by an incompatible
-//! engine. The built-in components are compiled the same way on a fresh cache
-//! (all at once, see `Loader::compile_aside`), in-process where that fails.
+//! engine. The built-in components, whose artifacts come precompiled in the
+//! binary, are compiled the same way when this engine refuses those (all at
+//! once, see `Loader::compile_aside`), in-process where that fails.
 
 use super::components::LoadError;
 use std::path::PathBuf;

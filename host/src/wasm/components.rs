@@ -51,11 +51,11 @@ impl Kind {
     }
 
     /// The component built into the binary.
-    pub fn builtin(self) -> &'static [u8] {
+    pub fn builtin(self) -> &'static super::builtin::Builtin {
         match self {
-            Kind::Validator => super::builtin::VALIDATOR,
-            Kind::FeatureGate => super::builtin::FEATURE_GATE,
-            Kind::ConfigApi => super::builtin::CONFIG_API,
+            Kind::Validator => &super::builtin::VALIDATOR,
+            Kind::FeatureGate => &super::builtin::FEATURE_GATE,
+            Kind::ConfigApi => &super::builtin::CONFIG_API,
         }
     }
 }
@@ -249,10 +249,10 @@ mod tests {
 
     #[test]
     fn functions_are_counted_before_compiling() {
-        let validator = super::super::builtin::VALIDATOR;
-        assert!(check_functions(validator, usize::MAX).is_ok());
+        let validator = super::super::builtin::VALIDATOR.wasm();
+        assert!(check_functions(&validator, usize::MAX).is_ok());
         assert!(matches!(
-            check_functions(validator, 10),
+            check_functions(&validator, 10),
             Err(LoadError::TooManyFunctions { max: 10 })
         ));
         let many = wat::parse_str(format!("(module {})", "(func)".repeat(500))).unwrap();
@@ -279,7 +279,7 @@ mod tests {
 
     #[test]
     fn only_components_pass_the_header_check() {
-        assert!(check_header(super::super::builtin::VALIDATOR).is_ok());
+        assert!(check_header(&super::super::builtin::VALIDATOR.wasm()).is_ok());
         assert!(matches!(
             check_header(b"\0asm\x01\0\0\0rest"),
             Err(LoadError::NotComponent(m)) if m.contains("core Wasm module")

@@ -3,9 +3,7 @@
 //! makes a guest yield its thread at every tick.
 
 use super::*;
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store as WasmStore,
-};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store as WasmStore};
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 
 /// Linear memory of a freed pooled slot kept resident (reset with memset).
@@ -44,17 +42,9 @@ pub(super) fn engine(limits: &Limits) -> wasmtime::Result<Engine> {
         // Elsewhere the reset stays the memset. tests/all/outbound.rs checks
         // that a fresh instance finds nothing an earlier one wrote.
         .pagemap_scan(wasmtime::Enabled::Auto);
-    let mut config = compiler_config();
+    let mut config = super::engine_config::compiler_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config)
-}
-
-/// What the gateway's engine and the compiler process's share: everything
-/// that shapes the compiled code (an artifact made under another is refused).
-pub(crate) fn compiler_config() -> Config {
-    let mut config = Config::new();
-    config.wasm_component_model(true).epoch_interruption(true);
-    config
 }
 
 pub(super) fn store_limits(limits: &Limits) -> StoreLimits {

@@ -31,12 +31,42 @@ impl Loader {
         made
     }
 
+    /// The built-in component `b` from the artifact precompiled into the
+    /// binary (blocking: decompresses and maps it); `None` when the binary has
+    /// none or this engine refuses it (another CPU family, a CPU without the
+    /// features it was made for, or `TENANT_GATEWAY_BUILTIN_ARTIFACTS=ignore`),
+    /// counted and logged: its Wasm is compiled then.
+    pub(super) fn embedded(&self, b: &builtin::Builtin) -> Option<Component> {
+        if builtin::ignored() {
+            return None;
+        }
+        let artifact = b.precompiled()?;
+        // SAFETY: the artifact was made by `Engine::precompile_component` when
+        // this binary was built (build.rs), with the engine configuration of
+        // `engine_config.rs`, and is part of the binary, whose integrity it
+        // shares; it decompressed whole (zstd's content checksum), and
+        // `deserialize` refuses it unless it suits this engine and this CPU.
+        #[allow(unsafe_code)]
+        match unsafe { Component::deserialize(&self.engine, &artifact) } {
+            Ok(component) => {
+                self.metrics.artifact(metrics::Artifact::Embedded);
+                Some(component)
+            }
+            Err(e) => {
+                self.metrics.artifact(metrics::Artifact::Rejected);
+                tracing::warn!(component = b.name, error = %format!("{e:#}"), "the built-in component's precompiled artifact does not suit this engine; compiling it");
+                None
+            }
+        }
+    }
+
     /// Compiles the components of `items` (a name for the log, the bytes)
     /// that the cache does not hold yet in compiler processes, all at once,
     /// and keeps their artifacts (blocking; call from a blocking thread of the
-    /// runtime). Compiling the built-in ones here would grow this process's
-    /// heap by some 120 MiB that stays resident; in compiler processes it goes
-    /// with them. Whatever fails there is compiled here when it is loaded, as
+    /// runtime). The built-in ones come here when their precompiled artifacts
+    /// cannot be used: compiling them in this process would grow its heap by
+    /// some 120 MiB that stays resident; in compiler processes it goes with
+    /// them. Whatever fails there is compiled here when it is loaded, as
     /// before. Returns, for each item, whether it was compiled.
     pub(super) fn compile_aside(&self, items: &[(&'static str, Bytes)]) -> Vec<bool> {
         let mut compiled = vec![false; items.len()];
@@ -95,8 +125,9 @@ impl Loader {
     }
 
     /// Checks `bytes` for `slot` before anything is compiled, and returns
-    /// their SHA-256 and the component from its cached artifact if there is
-    /// one (blocking: the hash of up to `Limits.MaxComponentBytes`).
+    /// their SHA-256 and the component from its precompiled artifact (the
+    /// binary's, for a built-in component, else the cache's) if there is one
+    /// (blocking: the hash of up to `Limits.MaxComponentBytes`).
     pub(super) fn check(
         &self,
         bytes: &[u8],
@@ -115,10 +146,13 @@ impl Loader {
             components::check_functions(bytes, self.limits.max_component_functions)?;
         }
         let digest: [u8; 32] = sha2::Sha256::digest(bytes).into();
-        let cached = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.lookup(&self.engine, &digest, &self.metrics));
+        let cached = builtin::Builtin::by_digest(&digest)
+            .and_then(|b| self.embedded(b))
+            .or_else(|| {
+                self.cache
+                    .as_ref()
+                    .and_then(|c| c.lookup(&self.engine, &digest, &self.metrics))
+            });
         Ok((digest, cached))
     }
 

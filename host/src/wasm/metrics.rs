@@ -34,6 +34,8 @@ pub enum Artifact {
     Compiled,
     /// Loaded from a verified precompiled artifact.
     Cached,
+    /// A built-in component loaded from the artifact precompiled into the binary.
+    Embedded,
     /// An artifact found but refused (corrupt, foreign, another engine).
     Rejected,
 }
@@ -53,7 +55,12 @@ impl Metrics {
     /// The families, registered in `registry`, every label set at zero.
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
-        for a in [Artifact::Compiled, Artifact::Cached, Artifact::Rejected] {
+        for a in [
+            Artifact::Compiled,
+            Artifact::Cached,
+            Artifact::Embedded,
+            Artifact::Rejected,
+        ] {
             let _ = m.artifacts.get_or_create(&How { how: a.label() });
         }
         for o in [Outbound::Answered, Outbound::Denied, Outbound::Failed] {
@@ -64,7 +71,7 @@ impl Metrics {
         }
         registry.register(
             "tg_component_artifacts",
-            "How components were made ready: compiled, loaded precompiled from the cache, or cache entries refused.",
+            "How components were made ready: compiled, loaded precompiled from the cache or (built-in ones) from the binary, or precompiled artifacts refused.",
             m.artifacts.clone(),
         );
         registry.register(
@@ -145,6 +152,7 @@ impl Artifact {
         match self {
             Artifact::Compiled => "compiled",
             Artifact::Cached => "cached",
+            Artifact::Embedded => "embedded",
             Artifact::Rejected => "rejected",
         }
     }

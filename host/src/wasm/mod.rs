@@ -14,10 +14,12 @@
 
 mod apps;
 mod bindings;
+pub mod builtin;
 pub mod cache;
 pub mod compiler;
 pub mod components;
 mod engine;
+mod engine_config;
 mod kv;
 mod loader;
 pub mod metrics;
@@ -42,8 +44,8 @@ use wasmtime::component::{Component, Linker};
 use sha2::Digest;
 
 pub use apps::App;
-pub(crate) use engine::compiler_config;
 use engine::{call_timeout, engine, store_limits, yield_each_tick};
+pub(crate) use engine_config::compiler_config;
 use loader::Loader;
 
 /// Tenant apps by name (`TenantGateway.Apps`).
@@ -70,18 +72,6 @@ const WARM_PER_TENANT: usize = 4;
 const IDLE_BUDGET: usize = 64;
 /// Calls served by one warm instance before it is replaced (bounds heap growth).
 const MAX_USES_PER_INSTANCE: u32 = 10_000;
-
-/// The built-in components, compiled into the binary from the workspace source.
-pub mod builtin {
-    /// The validator component.
-    pub static VALIDATOR: &[u8] = include_bytes!(env!("TG_VALIDATOR_WASM"));
-    /// The feature-gate component.
-    pub static FEATURE_GATE: &[u8] = include_bytes!(env!("TG_FEATURE_GATE_WASM"));
-    /// The config API component (Spin HTTP component).
-    pub static CONFIG_API: &[u8] = include_bytes!(env!("TG_CONFIG_API_WASM"));
-    /// The sample tenant app (`builtin:tenant-app`).
-    pub static TENANT_APP: &[u8] = include_bytes!(env!("TG_TENANT_APP_WASM"));
-}
 
 /// Which instance serves a plugin call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,30 +198,51 @@ impl Runtime {
             metrics,
         };
         let kinds = [Kind::ConfigApi, Kind::Validator, Kind::FeatureGate];
-        let aside =
-            loader.compile_aside(&kinds.map(|k| (k.as_str(), Bytes::from_static(k.builtin()))));
-        let builtin = |kind: Kind| {
-            let (bytes, slot) = (kind.builtin(), Slot::global(kind));
-            let (component, compiled) = loader.compile(&slot.to_string(), bytes)?;
-            let compiled = compiled || kinds.iter().zip(&aside).any(|(k, a)| *k == kind && *a);
-            let sha = hex::encode(sha2::Sha256::digest(bytes));
-            loader
-                .prepare(
-                    &slot,
-                    component,
-                    compiled,
-                    (bytes.len(), sha),
-                    Source::Builtin,
-                )
-                .map_err(|e| anyhow::anyhow!("built-in {}: {e}", kind.as_str()))
-        };
-        let snapshot = match (
-            builtin(Kind::ConfigApi)?,
-            builtin(Kind::Validator)?,
-            builtin(Kind::FeatureGate)?,
-        ) {
-            (Prepared::Api(a), Prepared::Validator(v), Prepared::Gate(g)) => Snapshot::new(a, v, g),
-            _ => unreachable!("each kind prepares its own variant"),
+        // Their artifacts precompiled into the binary, side by side; those
+        // this engine refuses are compiled, in compiler processes at once.
+        let embedded = std::thread::scope(|s| {
+            let loader = &loader;
+            kinds
+                .map(|k| s.spawn(move || loader.embedded(k.builtin())))
+                .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        });
+        let refused: Vec<(&'static str, Bytes)> = kinds
+            .iter()
+            .zip(&embedded)
+            .filter(|(_, c)| c.is_none())
+            .map(|(k, _)| (k.as_str(), k.builtin().wasm()))
+            .collect();
+        let aside = loader.compile_aside(&refused);
+        let snapshot = {
+            let mut prepared = kinds.into_iter().zip(embedded).map(|(kind, embedded)| {
+                let (b, slot) = (kind.builtin(), Slot::global(kind));
+                let (component, compiled) = match embedded {
+                    Some(component) => (component, false),
+                    None => {
+                        let at = refused.iter().position(|(n, _)| *n == kind.as_str());
+                        let at = at.expect("each refused kind is listed");
+                        let (component, here) =
+                            loader.compile(&slot.to_string(), &refused[at].1)?;
+                        (component, here || aside[at])
+                    }
+                };
+                loader
+                    .prepare(
+                        &slot,
+                        component,
+                        compiled,
+                        (b.size, b.sha256_hex()),
+                        Source::Builtin,
+                    )
+                    .map_err(|e| anyhow::anyhow!("built-in {}: {e}", kind.as_str()))
+            });
+            let mut next = || prepared.next().expect("three kinds");
+            match (next()?, next()?, next()?) {
+                (Prepared::Api(a), Prepared::Validator(v), Prepared::Gate(g)) => {
+                    Snapshot::new(a, v, g)
+                }
+                _ => unreachable!("each kind prepares its own variant"),
+            }
         };
         Ok(Arc::new(Self {
             permits: tokio::sync::Semaphore::new(loader.limits.max_concurrent_component_calls),
@@ -247,13 +258,9 @@ impl Runtime {
     /// Deletes the precompiled artifacts of the component with `sha256` (hex),
     /// one no longer kept; never those of a built-in component.
     pub fn forget_artifact(&self, sha256: &str) {
-        static BUILTIN: std::sync::OnceLock<[String; 3]> = std::sync::OnceLock::new();
-        let builtin = BUILTIN.get_or_init(|| {
-            [Kind::Validator, Kind::FeatureGate, Kind::ConfigApi]
-                .map(|k| hex::encode(sha2::Sha256::digest(k.builtin())))
-        });
+        let builtin = builtin::ALL.iter().any(|b| b.sha256_hex() == sha256);
         if let Some(cache) = &self.loader.cache
-            && !builtin.iter().any(|b| b == sha256)
+            && !builtin
         {
             cache.forget(sha256);
         }
@@ -361,7 +368,12 @@ impl Runtime {
     /// serves the slot.
     pub async fn unload(self: &Arc<Self>, slot: Slot) -> Result<ComponentInfo, LoadError> {
         if slot.tenant.is_none() {
-            let bytes = Bytes::from_static(slot.kind.builtin());
+            let kind = slot.kind;
+            let bytes = tokio::task::spawn_blocking(move || kind.builtin().wasm())
+                .await
+                .map_err(|e| {
+                    LoadError::Compile(format!("decompressing the built-in component: {e}"))
+                })?;
             return self.load(slot, bytes, Source::Builtin).await;
         }
         let _one = self.loading.lock().await;

@@ -32,7 +32,7 @@ fn the_compiler_processes_artifacts_load_in_the_gateways_engine() {
     config.parallel_compilation(false);
     let compiler = Engine::new(&config).unwrap();
     let artifact = compiler
-        .precompile_component(builtin::FEATURE_GATE)
+        .precompile_component(&builtin::FEATURE_GATE.wasm())
         .unwrap();
     let gateway = engine(&Limits::default()).unwrap();
     // SAFETY: made just now by `precompile_component`.
@@ -44,11 +44,34 @@ fn the_compiler_processes_artifacts_load_in_the_gateways_engine() {
     other.wasm_component_model(true);
     let foreign = Engine::new(&other)
         .unwrap()
-        .precompile_component(builtin::FEATURE_GATE)
+        .precompile_component(&builtin::FEATURE_GATE.wasm())
         .unwrap();
     #[allow(unsafe_code)]
     let refused = unsafe { Component::deserialize(&gateway, &foreign) };
     assert!(refused.is_err());
+}
+
+/// The artifacts precompiled into the binary at build time (for portable CPU
+/// features, not this machine's) load in the gateway's engine, which runs with
+/// this machine's; an engine that shapes code otherwise refuses them, and the
+/// built-in component is then compiled (`Runtime::new`).
+#[test]
+fn the_artifacts_built_into_the_binary_load_in_the_gateways_engine() {
+    let gateway = engine(&Limits::default()).unwrap();
+    let mut other = compiler_config();
+    other.epoch_interruption(false);
+    let other = Engine::new(&other).unwrap();
+    for b in builtin::ALL {
+        let artifact = b.precompiled().expect("this target has a compiler");
+        // SAFETY: made by `precompile_component` when this binary was built.
+        #[allow(unsafe_code)]
+        let loaded = unsafe { Component::deserialize(&gateway, &artifact) };
+        assert!(loaded.is_ok(), "{}: {:?}", b.name, loaded.err());
+        #[allow(unsafe_code)]
+        let refused = unsafe { Component::deserialize(&other, &artifact) };
+        let e = format!("{:#}", refused.expect_err("refused"));
+        assert!(e.contains("epoch"), "{}: {e}", b.name);
+    }
 }
 
 /// A bad module is rejected and the running one keeps serving; a good one
@@ -66,7 +89,7 @@ async fn swap_keeps_the_old_set_when_the_new_one_is_bad() {
         .await
         .unwrap_err();
     assert!(matches!(e, LoadError::Compile(_)), "{e}");
-    let gate = Bytes::from_static(builtin::FEATURE_GATE);
+    let gate = builtin::FEATURE_GATE.wasm();
     let e = rt.load(validator(), gate, Source::Api).await.unwrap_err();
     assert!(
         e.to_string()
@@ -240,7 +263,7 @@ fn imports(bytes: &[u8]) -> Vec<String> {
 /// (`wasi:*`) and the plugin interfaces its `spin.toml` dependencies supply.
 #[test]
 fn config_api_imports_only_spin_interfaces_and_plugins() {
-    let names = imports(builtin::CONFIG_API);
+    let names = imports(&builtin::CONFIG_API.wasm());
     for name in &names {
         assert!(
             name.starts_with("wasi:")
@@ -267,7 +290,7 @@ fn config_api_imports_only_spin_interfaces_and_plugins() {
 /// `wasmtime serve` as well as here.
 #[test]
 fn tenant_app_imports_only_wasi() {
-    let names = imports(builtin::TENANT_APP);
+    let names = imports(&builtin::TENANT_APP.wasm());
     assert!(names.iter().all(|n| n.starts_with("wasi:")), "{names:?}");
     assert!(
         names.iter().any(|n| n.starts_with("wasi:cli/environment@")),
@@ -279,8 +302,8 @@ fn tenant_app_imports_only_wasi() {
 /// component dependencies of the config API as they are.
 #[test]
 fn plugins_import_only_wasi() {
-    for bytes in [builtin::VALIDATOR, builtin::FEATURE_GATE] {
-        let names = imports(bytes);
+    for b in [&builtin::VALIDATOR, &builtin::FEATURE_GATE] {
+        let names = imports(&b.wasm());
         assert!(names.iter().all(|n| n.starts_with("wasi:")), "{names:?}");
     }
 }

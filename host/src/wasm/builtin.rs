@@ -1,0 +1,114 @@
+//! The built-in components, built from the workspace source by `build.rs` and
+//! carried in the binary: each one's Wasm, its SHA-256 and size, and, where
+//! the build could make it, the artifact wasmtime precompiled from it with this
+//! binary's engine configuration (`engine_config.rs`) for the portable CPU
+//! features of the target (x86-64-v2 on x86-64). Both are zstd frames with a
+//! content checksum, which decompression verifies.
+//!
+//! Loading a built-in component is then a decompression and wasmtime's
+//! `Component::deserialize`, whose compatibility check (wasmtime version,
+//! target, compilation settings, CPU features against this host's) refuses an
+//! artifact the running engine cannot use; the gateway then compiles the Wasm
+//! as it would any other component (`Loader::embedded` and its callers).
+
+use bytes::Bytes;
+
+/// A component built into the binary.
+#[derive(Debug)]
+pub struct Builtin {
+    /// Its name in logs.
+    pub name: &'static str,
+    /// The SHA-256 of its Wasm.
+    pub sha256: [u8; 32],
+    /// The size of its Wasm, in bytes.
+    pub size: usize,
+    /// The Wasm, zstd-compressed.
+    wasm: &'static [u8],
+    /// The precompiled artifact, zstd-compressed, and its size; `None` when
+    /// the build could not make one (a target its compiler does not know).
+    artifact: Option<(&'static [u8], usize)>,
+}
+
+// VALIDATOR, FEATURE_GATE, CONFIG_API and TENANT_APP, written by build.rs.
+include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
+
+/// Every built-in component.
+pub static ALL: [&Builtin; 4] = [&VALIDATOR, &FEATURE_GATE, &CONFIG_API, &TENANT_APP];
+
+impl Builtin {
+    /// Its Wasm (decompressed for each call: needed only to compile it, when
+    /// its artifact cannot be used, or to hand it back).
+    pub fn wasm(&self) -> Bytes {
+        Bytes::from(unpack(self.wasm, self.size, self.name))
+    }
+
+    /// Its SHA-256, hex.
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+
+    /// The artifact precompiled at build time, decompressed, if there is one.
+    pub fn precompiled(&self) -> Option<Vec<u8>> {
+        self.artifact
+            .map(|(packed, size)| unpack(packed, size, self.name))
+    }
+
+    /// The built-in component whose Wasm has the SHA-256 `digest`.
+    pub fn by_digest(digest: &[u8]) -> Option<&'static Builtin> {
+        ALL.into_iter().find(|b| b.sha256 == digest)
+    }
+}
+
+/// Whether the artifacts precompiled into the binary are to be left unused
+/// (`TENANT_GATEWAY_BUILTIN_ARTIFACTS=ignore`): the built-in components are then
+/// compiled as on a build without them. For telling an artifact problem from
+/// another; the gateway reads it once.
+pub fn ignored() -> bool {
+    static IGNORED: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
+        std::env::var_os("TENANT_GATEWAY_BUILTIN_ARTIFACTS").is_some_and(|v| v == "ignore")
+    });
+    *IGNORED
+}
+
+/// Decompresses one of the frames `build.rs` wrote. They are part of the
+/// binary: one that does not decompress to its recorded size with a matching
+/// checksum means the binary itself is damaged, which no fallback can mend.
+fn unpack(packed: &[u8], size: usize, name: &str) -> Vec<u8> {
+    let out = zstd::bulk::decompress(packed, size)
+        .unwrap_or_else(|e| panic!("the built-in component {name} in this binary is damaged: {e}"));
+    assert_eq!(
+        out.len(),
+        size,
+        "the built-in component {name} in this binary is damaged"
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest;
+
+    /// What is carried is what the workspace builds: the Wasm decompresses to
+    /// the file build.rs built, with the recorded digest and size.
+    #[test]
+    fn each_builtin_is_the_workspace_build() {
+        for (b, file) in [
+            (&VALIDATOR, env!("TG_VALIDATOR_WASM")),
+            (&FEATURE_GATE, env!("TG_FEATURE_GATE_WASM")),
+            (&CONFIG_API, env!("TG_CONFIG_API_WASM")),
+            (&TENANT_APP, env!("TG_TENANT_APP_WASM")),
+        ] {
+            let wasm = b.wasm();
+            assert_eq!(wasm, std::fs::read(file).unwrap(), "{}", b.name);
+            assert_eq!(wasm.len(), b.size);
+            assert_eq!(<[u8; 32]>::from(sha2::Sha256::digest(&wasm)), b.sha256);
+            assert!(
+                std::ptr::eq(Builtin::by_digest(&b.sha256).unwrap(), b),
+                "{}",
+                b.name
+            );
+        }
+        assert!(Builtin::by_digest(&[0; 32]).is_none());
+    }
+}
