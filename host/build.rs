@@ -28,6 +28,9 @@ const BUILTINS: [(&str, &str, &str); 4] = [
 ];
 /// zstd level of the embedded frames (decompression speed hardly depends on it).
 const ZSTD_LEVEL: i32 = 19;
+/// The largest piece of an artifact compressed as one frame: the validator's
+/// 15 MB artifact is four, decompressed on every core at once.
+const ARTIFACT_FRAME: usize = 4 << 20;
 
 const TARGET: &str = "wasm32-wasip2";
 /// Each group is one cargo invocation: (package, env var naming the built file).
@@ -108,15 +111,23 @@ fn embed(components: &Path) {
                 .map_err(|e| println!("cargo:warning=not precompiling {name}: {e:#}"))
                 .ok()
         });
+        // In frames of at most ARTIFACT_FRAME bytes, which a start
+        // decompresses side by side.
         let artifact = match artifact {
             Some(artifact) => {
-                let packed = out_dir.join(format!("{file}.cwasm.zst"));
-                std::fs::write(&packed, pack(&artifact)).unwrap();
-                format!(
-                    "Some((include_bytes!({:?}), {}))",
-                    packed.display().to_string(),
-                    artifact.len()
-                )
+                let mut frames = String::new();
+                for (i, part) in artifact.chunks(ARTIFACT_FRAME).enumerate() {
+                    let packed = out_dir.join(format!("{file}.cwasm.{i}.zst"));
+                    std::fs::write(&packed, pack(part)).unwrap();
+                    write!(
+                        frames,
+                        "(include_bytes!({:?}), {}), ",
+                        packed.display().to_string(),
+                        part.len()
+                    )
+                    .unwrap();
+                }
+                format!("Some(&[{frames}])")
             }
             None => "None".to_owned(),
         };

@@ -24,9 +24,10 @@ pub struct Builtin {
     pub size: usize,
     /// The Wasm, zstd-compressed.
     wasm: &'static [u8],
-    /// The precompiled artifact, zstd-compressed, and its size; `None` when
-    /// the build could not make one (a target its compiler does not know).
-    artifact: Option<(&'static [u8], usize)>,
+    /// The precompiled artifact in zstd frames of a few MiB, each with the
+    /// size it decompresses to; `None` when the build could not make one (a
+    /// target its compiler does not know).
+    artifact: Option<&'static [(&'static [u8], usize)]>,
 }
 
 // VALIDATOR, FEATURE_GATE, CONFIG_API and TENANT_APP, written by build.rs.
@@ -47,10 +48,24 @@ impl Builtin {
         hex::encode(self.sha256)
     }
 
-    /// The artifact precompiled at build time, decompressed, if there is one.
+    /// The artifact precompiled at build time, decompressed (its frames side
+    /// by side, one thread each), if there is one.
     pub fn precompiled(&self) -> Option<Vec<u8>> {
-        self.artifact
-            .map(|(packed, size)| unpack(packed, size, self.name))
+        let frames = self.artifact?;
+        let mut out = vec![0u8; frames.iter().map(|(_, size)| size).sum()];
+        std::thread::scope(|s| {
+            let mut rest = out.as_mut_slice();
+            let mut unpacking = Vec::with_capacity(frames.len());
+            for &(packed, size) in frames {
+                let (part, after) = rest.split_at_mut(size);
+                rest = after;
+                unpacking.push(s.spawn(move || unpack_into(packed, part, self.name)));
+            }
+            for t in unpacking {
+                t.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            }
+        });
+        Some(out)
     }
 
     /// The built-in component whose Wasm has the SHA-256 `digest`.
@@ -74,14 +89,22 @@ pub fn ignored() -> bool {
 /// binary: one that does not decompress to its recorded size with a matching
 /// checksum means the binary itself is damaged, which no fallback can mend.
 fn unpack(packed: &[u8], size: usize, name: &str) -> Vec<u8> {
-    let out = zstd::bulk::decompress(packed, size)
-        .unwrap_or_else(|e| panic!("the built-in component {name} in this binary is damaged: {e}"));
-    assert_eq!(
-        out.len(),
-        size,
-        "the built-in component {name} in this binary is damaged"
-    );
+    let mut out = vec![0u8; size];
+    unpack_into(packed, &mut out, name);
     out
+}
+
+/// Decompresses `packed` into `out`, which it must fill exactly.
+fn unpack_into(packed: &[u8], out: &mut [u8], name: &str) {
+    let damaged = |why: String| -> ! {
+        panic!("the built-in component {name} in this binary is damaged: {why}")
+    };
+    let mut unpacker = zstd::bulk::Decompressor::new().unwrap_or_else(|e| damaged(e.to_string()));
+    match unpacker.decompress_to_buffer(packed, out) {
+        Ok(n) if n == out.len() => {}
+        Ok(n) => damaged(format!("{n} bytes instead of {}", out.len())),
+        Err(e) => damaged(e.to_string()),
+    }
 }
 
 #[cfg(test)]
