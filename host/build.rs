@@ -28,9 +28,9 @@ const BUILTINS: [(&str, &str, &str); 4] = [
 ];
 /// zstd level of the embedded frames (decompression speed hardly depends on it).
 const ZSTD_LEVEL: i32 = 19;
-/// The largest piece of an artifact compressed as one frame: the validator's
-/// 15 MB artifact is four, decompressed on every core at once.
-const ARTIFACT_FRAME: usize = 4 << 20;
+/// The largest piece compressed as one frame: the validator's 15 MB artifact
+/// is four, decompressed on every core at once.
+const FRAME: usize = 4 << 20;
 
 const TARGET: &str = "wasm32-wasip2";
 /// Each group is one cargo invocation: (package, env var naming the built file).
@@ -103,41 +103,26 @@ fn embed(components: &Path) {
         let file = package.replace('-', "_");
         let wasm = std::fs::read(components.join(format!("{file}.wasm"))).unwrap();
         let digest: [u8; 32] = sha2::Sha256::digest(&wasm).into();
-        let packed_wasm = out_dir.join(format!("{file}.wasm.zst"));
-        std::fs::write(&packed_wasm, pack(&wasm)).unwrap();
-        let artifact = engine.as_ref().and_then(|engine| {
-            engine
-                .precompile_component(&wasm)
-                .map_err(|e| println!("cargo:warning=not precompiling {name}: {e:#}"))
-                .ok()
-        });
-        // In frames of at most ARTIFACT_FRAME bytes, which a start
-        // decompresses side by side.
-        let artifact = match artifact {
-            Some(artifact) => {
-                let mut frames = String::new();
-                for (i, part) in artifact.chunks(ARTIFACT_FRAME).enumerate() {
-                    let packed = out_dir.join(format!("{file}.cwasm.{i}.zst"));
-                    std::fs::write(&packed, pack(part)).unwrap();
-                    write!(
-                        frames,
-                        "(include_bytes!({:?}), {}), ",
-                        packed.display().to_string(),
-                        part.len()
-                    )
-                    .unwrap();
-                }
-                format!("Some(&[{frames}])")
-            }
-            None => "None".to_owned(),
-        };
+        let artifact = engine
+            .as_ref()
+            .and_then(|engine| {
+                engine
+                    .precompile_component(&wasm)
+                    .map_err(|e| println!("cargo:warning=not precompiling {name}: {e:#}"))
+                    .ok()
+            })
+            .map_or("None".to_owned(), |artifact| {
+                format!(
+                    "Some({})",
+                    frames(&out_dir, &format!("{file}.cwasm"), &artifact)
+                )
+            });
         writeln!(
             code,
             "/// The built-in {name} component.\n\
              pub static {ident}: Builtin = Builtin {{ name: {name:?}, sha256: {digest:?}, \
-             size: {}, wasm: include_bytes!({:?}), artifact: {artifact} }};",
-            wasm.len(),
-            packed_wasm.display().to_string(),
+             wasm: {}, artifact: {artifact} }};",
+            frames(&out_dir, &format!("{file}.wasm"), &wasm),
         )
         .unwrap();
     }
@@ -175,11 +160,26 @@ fn precompiler() -> wasmtime::Result<wasmtime::Engine> {
     wasmtime::Engine::new(&config)
 }
 
-/// `bytes` as one zstd frame with its content checksum.
-fn pack(bytes: &[u8]) -> Vec<u8> {
+/// Writes `bytes` to `out_dir` as zstd frames (each with its content
+/// checksum) of at most FRAME bytes of input, named after `stem`, and returns
+/// the Rust expression of their list: `&[(include_bytes!(file), size), …]`.
+fn frames(out_dir: &Path, stem: &str, bytes: &[u8]) -> String {
     let mut packer = zstd::bulk::Compressor::new(ZSTD_LEVEL).unwrap();
     packer.include_checksum(true).unwrap();
-    packer.compress(bytes).unwrap()
+    let mut list = String::from("&[");
+    for (i, part) in bytes.chunks(FRAME).enumerate() {
+        let file = out_dir.join(format!("{stem}.{i}.zst"));
+        std::fs::write(&file, packer.compress(part).unwrap()).unwrap();
+        write!(
+            list,
+            "(include_bytes!({:?}), {}), ",
+            file.display().to_string(),
+            part.len()
+        )
+        .unwrap();
+    }
+    list.push(']');
+    list
 }
 
 fn build(root: &Path, target_dir: &Path, group: &[(&str, &str)]) {

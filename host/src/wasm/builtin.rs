@@ -2,8 +2,8 @@
 //! carried in the binary: each one's Wasm, its SHA-256 and size, and, where
 //! the build could make it, the artifact wasmtime precompiled from it with this
 //! binary's engine configuration (`engine_config.rs`) for the portable CPU
-//! features of the target (x86-64-v2 on x86-64). Both are zstd frames with a
-//! content checksum, which decompression verifies.
+//! features of the target (x86-64-v2 on x86-64). Both are zstd frames with
+//! their content checksums, which decompression verifies.
 //!
 //! Loading a built-in component is then a decompression and wasmtime's
 //! `Component::deserialize`, whose compatibility check (wasmtime version,
@@ -13,6 +13,10 @@
 
 use bytes::Bytes;
 
+/// Bytes carried as zstd frames of at most 4 MiB, each with the size it
+/// decompresses to.
+type Frames = &'static [(&'static [u8], usize)];
+
 /// A component built into the binary.
 #[derive(Debug)]
 pub struct Builtin {
@@ -20,14 +24,11 @@ pub struct Builtin {
     pub name: &'static str,
     /// The SHA-256 of its Wasm.
     pub sha256: [u8; 32],
-    /// The size of its Wasm, in bytes.
-    pub size: usize,
-    /// The Wasm, zstd-compressed.
-    wasm: &'static [u8],
-    /// The precompiled artifact in zstd frames of a few MiB, each with the
-    /// size it decompresses to; `None` when the build could not make one (a
+    /// The Wasm.
+    wasm: Frames,
+    /// The precompiled artifact; `None` when the build could not make one (a
     /// target its compiler does not know).
-    artifact: Option<&'static [(&'static [u8], usize)]>,
+    artifact: Option<Frames>,
 }
 
 // VALIDATOR, FEATURE_GATE, CONFIG_API and TENANT_APP, written by build.rs.
@@ -40,7 +41,12 @@ impl Builtin {
     /// Its Wasm (decompressed for each call: needed only to compile it, when
     /// its artifact cannot be used, or to hand it back).
     pub fn wasm(&self) -> Bytes {
-        Bytes::from(unpack(self.wasm, self.size, self.name))
+        Bytes::from(unpack(self.wasm, self.name))
+    }
+
+    /// The size of its Wasm, in bytes.
+    pub fn size(&self) -> usize {
+        self.wasm.iter().map(|(_, size)| size).sum()
     }
 
     /// Its SHA-256, hex.
@@ -48,24 +54,9 @@ impl Builtin {
         hex::encode(self.sha256)
     }
 
-    /// The artifact precompiled at build time, decompressed (its frames side
-    /// by side, one thread each), if there is one.
+    /// The artifact precompiled at build time, decompressed, if there is one.
     pub fn precompiled(&self) -> Option<Vec<u8>> {
-        let frames = self.artifact?;
-        let mut out = vec![0u8; frames.iter().map(|(_, size)| size).sum()];
-        std::thread::scope(|s| {
-            let mut rest = out.as_mut_slice();
-            let mut unpacking = Vec::with_capacity(frames.len());
-            for &(packed, size) in frames {
-                let (part, after) = rest.split_at_mut(size);
-                rest = after;
-                unpacking.push(s.spawn(move || unpack_into(packed, part, self.name)));
-            }
-            for t in unpacking {
-                t.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-            }
-        });
-        Some(out)
+        self.artifact.map(|frames| unpack(frames, self.name))
     }
 
     /// The built-in component whose Wasm has the SHA-256 `digest`.
@@ -85,12 +76,24 @@ pub fn ignored() -> bool {
     *IGNORED
 }
 
-/// Decompresses one of the frames `build.rs` wrote. They are part of the
-/// binary: one that does not decompress to its recorded size with a matching
-/// checksum means the binary itself is damaged, which no fallback can mend.
-fn unpack(packed: &[u8], size: usize, name: &str) -> Vec<u8> {
-    let mut out = vec![0u8; size];
-    unpack_into(packed, &mut out, name);
+/// Decompresses frames `build.rs` wrote, side by side (a thread each). They
+/// are part of the binary: one that does not decompress to its recorded size
+/// with a matching checksum means the binary itself is damaged, which no
+/// fallback can mend.
+fn unpack(frames: Frames, name: &str) -> Vec<u8> {
+    let mut out = vec![0u8; frames.iter().map(|(_, size)| size).sum()];
+    std::thread::scope(|s| {
+        let mut rest = out.as_mut_slice();
+        let mut unpacking = Vec::with_capacity(frames.len());
+        for &(packed, size) in frames {
+            let (part, after) = rest.split_at_mut(size);
+            rest = after;
+            unpacking.push(s.spawn(move || unpack_into(packed, part, name)));
+        }
+        for t in unpacking {
+            t.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        }
+    });
     out
 }
 
@@ -124,7 +127,7 @@ mod tests {
         ] {
             let wasm = b.wasm();
             assert_eq!(wasm, std::fs::read(file).unwrap(), "{}", b.name);
-            assert_eq!(wasm.len(), b.size);
+            assert_eq!(wasm.len(), b.size());
             assert_eq!(<[u8; 32]>::from(sha2::Sha256::digest(&wasm)), b.sha256);
             assert!(
                 std::ptr::eq(Builtin::by_digest(&b.sha256).unwrap(), b),

@@ -231,7 +231,7 @@ impl Runtime {
                         &slot,
                         component,
                         compiled,
-                        (b.size, b.sha256_hex()),
+                        (b.size(), b.sha256_hex()),
                         Source::Builtin,
                     )
                     .map_err(|e| anyhow::anyhow!("built-in {}: {e}", kind.as_str()))
@@ -258,7 +258,10 @@ impl Runtime {
     /// Deletes the precompiled artifacts of the component with `sha256` (hex),
     /// one no longer kept; never those of a built-in component.
     pub fn forget_artifact(&self, sha256: &str) {
-        let builtin = builtin::ALL.iter().any(|b| b.sha256_hex() == sha256);
+        let builtin = hex::decode(sha256)
+            .ok()
+            .and_then(|digest| builtin::Builtin::by_digest(&digest))
+            .is_some();
         if let Some(cache) = &self.loader.cache
             && !builtin
         {
