@@ -114,41 +114,30 @@ fn exit_with_parent() -> anyhow::Result<()> {
     anyhow::bail!("--exit-with-parent is supported on Linux only")
 }
 
-/// Log lines waiting for the log thread; past them lines are dropped (and
-/// counted, `tg_log_lines_dropped_total`) rather than stalling requests.
-const LOG_QUEUE_LINES: usize = 8_192;
-
-/// Logs to standard error from a thread of its own: a request formats its line
-/// and queues it; the thread writes what is queued in one go (buffered, flushed
-/// whenever the queue is empty). The guard flushes what is left when dropped.
+/// Logs to standard error from a thread of its own, in batches
+/// (`telemetry::log`): a request formats its line and appends it; past 1 MiB
+/// waiting, lines are dropped (and counted, `tg_log_lines_dropped_total`)
+/// rather than stalling requests. The guard writes what is left when dropped.
 fn init_logging(
     format: LogFormat,
-) -> (
-    tracing_appender::non_blocking::WorkerGuard,
-    tracing_appender::non_blocking::ErrorCounter,
-) {
+) -> std::io::Result<(
+    tenant_gateway::telemetry::log::Flush,
+    tenant_gateway::telemetry::log::Dropped,
+)> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only for a terminal: a file or a log collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        .thread_name("tenant-gateway-log")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
-    let dropped = writer.error_counter();
+    let (lines, dropped, flush) = tenant_gateway::telemetry::log::start(std::io::stderr())?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(writer);
+        .with_writer(lines);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-    (guard, dropped)
+    Ok((flush, dropped))
 }
 
 /// The settings file (or the built-in sample) with environment overrides
@@ -194,7 +183,7 @@ async fn shutdown_signal() {
 
 async fn serve(
     args: Serve,
-    log_lines_dropped: tracing_appender::non_blocking::ErrorCounter,
+    log_lines_dropped: tenant_gateway::telemetry::log::Dropped,
 ) -> anyhow::Result<()> {
     if args.exit_with_parent {
         exit_with_parent()?;
@@ -318,7 +307,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             // Held to the end: dropping it writes the last lines.
-            let (_flush_at_exit, dropped) = init_logging(args.log_format);
+            let (_flush_at_exit, dropped) = init_logging(args.log_format)?;
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?

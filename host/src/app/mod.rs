@@ -42,7 +42,7 @@ pub struct Options {
     pub watch: Option<Watch>,
     /// How many log lines were dropped, the log writer being behind
     /// (`tg_log_lines_dropped_total`); `None`: the log never drops lines.
-    pub log_lines_dropped: Option<tracing_appender::non_blocking::ErrorCounter>,
+    pub log_lines_dropped: Option<crate::telemetry::log::Dropped>,
 }
 
 /// A settings file watched for changes.
@@ -375,7 +375,7 @@ async fn assemble(options: &Options) -> anyhow::Result<Assembled> {
         exposition.register_collector(Box::new(crate::telemetry::ReadCounter::new(
             "tg_log_lines_dropped",
             "Log lines dropped because the log writer was behind (the request went on).",
-            move || dropped.dropped_lines() as u64,
+            move || dropped.get(),
         )));
     }
     let exposition = Arc::new(exposition);

@@ -5,6 +5,8 @@
 //! and the encoding. Label values are bounded: tenant names come from the
 //! directory (never from a raw header), routes and reasons from fixed sets.
 
+pub mod log;
+
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

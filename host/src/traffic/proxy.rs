@@ -187,30 +187,41 @@ impl Proxy {
     ) -> Result<Response<Incoming>, ProxyError> {
         let target =
             target_uri(upstream, req.uri()).map_err(|e| ProxyError::Unreachable(e.to_string()))?;
-        let original_host = req.headers().get(HOST).cloned();
-        strip_hop_by_hop(req.headers_mut());
+        let trusted = self.trusts(client.ip());
         let headers = req.headers_mut();
-        headers.remove(X_TENANT_NAME);
-        headers.remove(X_TENANT_ID);
-        headers.remove(HOST);
+        let original_host = headers.remove(HOST);
+        // One pass over the names says whether anything must go; most requests
+        // carry nothing to drop, and then no name is looked up to remove it.
+        if headers
+            .keys()
+            .any(|name| is_hop_by_hop(name) || replaced(name, trusted))
+        {
+            strip_hop_by_hop(headers);
+            headers.remove(X_TENANT_NAME);
+            headers.remove(X_TENANT_ID);
+            if !trusted {
+                for name in [
+                    FORWARDED,
+                    X_FORWARDED_FOR,
+                    X_FORWARDED_HOST,
+                    X_FORWARDED_PROTO,
+                ] {
+                    headers.remove(name);
+                }
+            }
+        }
         if let Some(v) = &tenant.name_header {
             headers.insert(X_TENANT_NAME, v.clone());
         }
         headers.insert(X_TENANT_ID, tenant.id_header.clone());
-        let trusted = self.trusts(client.ip());
-        if !trusted {
-            for name in [
-                FORWARDED,
-                X_FORWARDED_FOR,
-                X_FORWARDED_HOST,
-                X_FORWARDED_PROTO,
-            ] {
-                headers.remove(name);
-            }
-        }
         // Written straight into the header values: no text built first.
         let ip = client.ip();
-        let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        let prior = if trusted {
+            headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok())
+        } else {
+            None
+        };
+        let forwarded_for = match prior {
             Some(prior) => header_value(format_args!("{prior}, {ip}")),
             None => header_value(format_args!("{ip}")),
         };
@@ -226,7 +237,7 @@ impl Proxy {
         };
         // One field, a trusted proxy's elements first (RFC 7239 §4), so an
         // upstream reading only one `Forwarded` line still sees them all.
-        let forwarded = if headers.contains_key(FORWARDED) {
+        let forwarded = if trusted && headers.contains_key(FORWARDED) {
             let prior: Vec<&str> = headers
                 .get_all(FORWARDED)
                 .iter()
@@ -270,7 +281,9 @@ impl Proxy {
             }
             Ok(Ok(resp)) => resp,
         };
-        strip_hop_by_hop(resp.headers_mut());
+        if resp.headers().keys().any(is_hop_by_hop) {
+            strip_hop_by_hop(resp.headers_mut());
+        }
         Ok(resp)
     }
 }
@@ -296,6 +309,23 @@ fn target_uri(upstream: &Uri, request: &Uri) -> Result<Uri, http::Error> {
         joined,
     ))?);
     Ok(Uri::from_parts(parts)?)
+}
+
+/// Whether `name` is a hop-by-hop header (or `Connection`, which names more).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
+/// Whether a client's `name` is replaced by the gateway's own: the tenant
+/// headers always, the forwarding headers unless the client is `trusted`.
+fn replaced(name: &HeaderName, trusted: bool) -> bool {
+    name == X_TENANT_NAME
+        || name == X_TENANT_ID
+        || (!trusted
+            && (name == FORWARDED
+                || name == X_FORWARDED_FOR
+                || name == X_FORWARDED_HOST
+                || name == X_FORWARDED_PROTO))
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
@@ -341,6 +371,32 @@ mod tests {
             "\"example.com:8080\""
         );
         assert_eq!(Quoted(r#"a"b\c"#).to_string(), r#""a\"b\\c""#);
+    }
+
+    #[test]
+    fn every_hop_by_hop_and_replaced_name_is_seen_by_the_quick_check() {
+        for name in HOP_BY_HOP {
+            assert!(is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        }
+        assert!(is_hop_by_hop(&CONNECTION));
+        assert!(!is_hop_by_hop(&http::header::ACCEPT));
+        for name in [X_TENANT_NAME, X_TENANT_ID] {
+            assert!(replaced(&name, true) && replaced(&name, false), "{name}");
+        }
+        for name in [
+            FORWARDED,
+            X_FORWARDED_FOR,
+            X_FORWARDED_HOST,
+            X_FORWARDED_PROTO,
+        ] {
+            assert!(replaced(&name, false) && !replaced(&name, true), "{name}");
+        }
+        // A client's spelling is normalised by the parser: what arrives as
+        // `X-Tenant-Id` is this name.
+        assert!(replaced(
+            &HeaderName::from_bytes(b"X-Tenant-Id").unwrap(),
+            true
+        ));
     }
 
     #[test]
