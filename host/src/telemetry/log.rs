@@ -9,7 +9,8 @@
 //!
 //! Bounded: past [`LIMIT`] bytes waiting (a reader that stopped reading: a
 //! stuck collector, a full pipe) lines are dropped and counted, and the thread
-//! that logs never waits for the writer.
+//! that logs never waits for the writer. The two buffers (the one filling, the
+//! one being written) trade places and never grow past [`LIMIT`] each.
 //!
 //! Hand-written rather than `tracing-appender`'s non-blocking writer, which
 //! hands each line to a channel (the wake-up per line above) and has no way
@@ -117,9 +118,6 @@ pub fn start<W: Write + Send + 'static>(mut out: W) -> std::io::Result<(Lines, D
                     // A failed write has nowhere to be reported: the lines go.
                     let _ = out.write_all(&batch).and_then(|()| out.flush());
                     batch.clear();
-                    if batch.capacity() > LIMIT {
-                        batch.shrink_to(EARLY);
-                    }
                 }
                 if closing && shared.waiting().is_empty() {
                     break;

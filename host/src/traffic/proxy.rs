@@ -32,6 +32,15 @@ const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// What the gateway always sets itself: a client's values are dropped.
+const TENANT_HEADERS: [HeaderName; 2] = [X_TENANT_NAME, X_TENANT_ID];
+/// What the gateway sets itself unless the client is a trusted proxy.
+const FORWARDING_HEADERS: [HeaderName; 4] = [
+    FORWARDED,
+    X_FORWARDED_FOR,
+    X_FORWARDED_HOST,
+    X_FORWARDED_PROTO,
+];
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
 const HOP_BY_HOP: [&str; 8] = [
@@ -187,27 +196,17 @@ impl Proxy {
     ) -> Result<Response<Incoming>, ProxyError> {
         let target =
             target_uri(upstream, req.uri()).map_err(|e| ProxyError::Unreachable(e.to_string()))?;
-        let trusted = self.trusts(client.ip());
+        let ip = client.ip();
+        let trusted = self.trusts(ip);
         let headers = req.headers_mut();
         let original_host = headers.remove(HOST);
-        // One pass over the names says whether anything must go; most requests
-        // carry nothing to drop, and then no name is looked up to remove it.
-        if headers
-            .keys()
-            .any(|name| is_hop_by_hop(name) || replaced(name, trusted))
-        {
-            strip_hop_by_hop(headers);
-            headers.remove(X_TENANT_NAME);
-            headers.remove(X_TENANT_ID);
-            if !trusted {
-                for name in [
-                    FORWARDED,
-                    X_FORWARDED_FOR,
-                    X_FORWARDED_HOST,
-                    X_FORWARDED_PROTO,
-                ] {
-                    headers.remove(name);
-                }
+        strip_hop_by_hop(headers);
+        // Looked up to be removed only if one pass over the names finds any
+        // (most requests carry none).
+        if headers.keys().any(|name| replaced(name, trusted)) {
+            let forwarding: &[HeaderName] = if trusted { &[] } else { &FORWARDING_HEADERS };
+            for name in TENANT_HEADERS.iter().chain(forwarding) {
+                headers.remove(name);
             }
         }
         if let Some(v) = &tenant.name_header {
@@ -215,7 +214,6 @@ impl Proxy {
         }
         headers.insert(X_TENANT_ID, tenant.id_header.clone());
         // Written straight into the header values: no text built first.
-        let ip = client.ip();
         let prior = if trusted {
             headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok())
         } else {
@@ -281,9 +279,7 @@ impl Proxy {
             }
             Ok(Ok(resp)) => resp,
         };
-        if resp.headers().keys().any(is_hop_by_hop) {
-            strip_hop_by_hop(resp.headers_mut());
-        }
+        strip_hop_by_hop(resp.headers_mut());
         Ok(resp)
     }
 }
@@ -319,17 +315,16 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// Whether a client's `name` is replaced by the gateway's own: the tenant
 /// headers always, the forwarding headers unless the client is `trusted`.
 fn replaced(name: &HeaderName, trusted: bool) -> bool {
-    name == X_TENANT_NAME
-        || name == X_TENANT_ID
-        || (!trusted
-            && (name == FORWARDED
-                || name == X_FORWARDED_FOR
-                || name == X_FORWARDED_HOST
-                || name == X_FORWARDED_PROTO))
+    TENANT_HEADERS.contains(name) || (!trusted && FORWARDING_HEADERS.contains(name))
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
+/// One pass over the names first: most messages carry none, and then no name
+/// is looked up to be removed.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
