@@ -28,6 +28,17 @@ pub mod wasm;
 
 pub use app::{Options, Running, Watch, apply_settings, start};
 
+/// Returns the heap's free pages to the system (glibc keeps what a burst of
+/// allocation grew, however much of it is freed).
+pub(crate) fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it takes no pointers.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// A temporary name beside `file` that is this call's own (process id and a
 /// counter): two writers of one file, in one process or in two, never write,
 /// rename or remove each other's temporary file.

@@ -175,8 +175,31 @@ pub async fn apply_settings(
     .await?
 }
 
+/// The settings a running gateway cannot change, as it started with them: all
+/// the settings watcher keeps of them (a copy of the whole settings was some
+/// 850 bytes per tenant for the life of the process).
+struct RestartOnly {
+    listen: Option<std::net::SocketAddr>,
+    data_dir: Option<std::path::PathBuf>,
+    store: crate::config::StoreSettings,
+    components_dir: Option<std::path::PathBuf>,
+    limits: crate::config::Limits,
+}
+
+impl RestartOnly {
+    fn of(s: &crate::config::Settings) -> Self {
+        Self {
+            listen: s.listen,
+            data_dir: s.data_dir.clone(),
+            store: s.store.clone(),
+            components_dir: s.components_dir.clone(),
+            limits: s.limits.clone(),
+        }
+    }
+}
+
 /// Settings a running gateway cannot change (it logs that a restart is needed).
-fn restart_only(a: &crate::config::Settings, b: &crate::config::Settings) -> Vec<&'static str> {
+fn restart_only(a: &RestartOnly, b: &crate::config::Settings) -> Vec<&'static str> {
     let mut keys = Vec::new();
     if a.listen != b.listen {
         keys.push("TenantGateway.Listen");
@@ -194,17 +217,6 @@ fn restart_only(a: &crate::config::Settings, b: &crate::config::Settings) -> Vec
         keys.push("TenantGateway.Limits");
     }
     keys
-}
-
-/// Returns the heap's free pages to the system (glibc keeps what a burst of
-/// allocation grew, however much of it is freed).
-fn return_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory; it takes no pointers.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// What tells a file's versions apart without reading it: its size, inode
@@ -248,13 +260,15 @@ impl FileStat {
 /// Polls the settings file and applies each change that parses; a bad file is
 /// logged and the running settings stay.
 async fn watch_settings(
-    watch: Watch,
+    mut watch: Watch,
     rt: Arc<crate::wasm::Runtime>,
     metrics: Arc<crate::telemetry::Metrics>,
-    started_with: crate::config::Settings,
+    started_with: RestartOnly,
 ) {
     use sha2::Digest;
     let mut last = Some(sha2::Sha256::digest(&watch.started_from));
+    // The text is needed no more (4 MB with 10,000 tenants).
+    watch.started_from = Vec::new();
     let mut pending = None;
     let mut seen: Option<FileStat> = None;
     let mut ticker = tokio::time::interval(WATCH_INTERVAL);
@@ -407,7 +421,7 @@ async fn assemble(options: &Options) -> anyhow::Result<Assembled> {
     // Compiling components in this process (a tenant app from a file on a
     // fresh cache, a built-in whose artifact was refused) grows the heap by up
     // to some 120 MiB that the allocator keeps once freed: hand it back.
-    tokio::task::spawn_blocking(return_free_memory).await?;
+    tokio::task::spawn_blocking(crate::return_free_memory).await?;
     let registry = crate::registry::Registry::open(
         rt.clone(),
         &options.data_dir,
@@ -498,7 +512,7 @@ pub async fn start(
             w,
             rt.clone(),
             metrics.clone(),
-            options.settings.clone(),
+            RestartOnly::of(&options.settings),
         ))
     });
     let changed = Arc::new(tokio::sync::Notify::new());
@@ -538,6 +552,11 @@ pub async fn start(
     };
     let router = router(gateway.clone());
     let task = tokio::spawn(crate::http::serve(listener, gateway, router, stop));
+    // The settings as read (every tenant's, beside the directory's own copy)
+    // go now; the heap's pages they held go back to the system, with those
+    // of everything else the start-up freed since assembling (while serving).
+    drop(options);
+    tokio::task::spawn_blocking(crate::return_free_memory).await?;
     Ok(Running {
         addr,
         admin_addr,

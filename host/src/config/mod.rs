@@ -17,7 +17,8 @@ pub use gateway::{
     AmqpSettings, AmqpTls, AuthSettings, Limits, Quota, RateLimits, StoreSettings, SuperUser,
 };
 pub use tenant::{
-    AppSettings, AppSource, BUILTIN_APPS, Route, Secret, Target, TenantName, TenantSettings, Tier,
+    AppSettings, AppSource, BUILTIN_APPS, ConnectionStrings, Route, Secret, Target, TenantName,
+    TenantSettings, Tier,
 };
 
 use read::upstream;
@@ -104,14 +105,16 @@ pub const TENANT_PLACEHOLDER: &str = "{tenant}";
 
 impl NewTenants {
     /// The connection strings of tenant `name`.
-    pub fn connection_strings(&self, name: &TenantName) -> BTreeMap<String, Secret> {
-        self.connection_strings
+    pub fn connection_strings(&self, name: &TenantName) -> ConnectionStrings {
+        let strings: BTreeMap<_, _> = self
+            .connection_strings
             .iter()
             .map(|(k, v)| {
                 let value = v.expose().replace(TENANT_PLACEHOLDER, name.as_str());
                 (k.clone(), Secret::new(value))
             })
-            .collect()
+            .collect();
+        strings.into()
     }
 
     /// The upstream of tenant `name`.

@@ -115,13 +115,18 @@ impl Tier {
     }
 }
 
+/// A tenant's connection strings (name → connection string), shared by its
+/// settings and its directory entry.
+pub type ConnectionStrings = std::sync::Arc<BTreeMap<String, Secret>>;
+
 /// One tenant from the settings file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TenantSettings {
     /// Name as configured.
     pub name: TenantName,
-    /// `ConnectionStrings` of the tenant (name → connection string).
-    pub connection_strings: BTreeMap<String, Secret>,
+    /// `ConnectionStrings` of the tenant (name → connection string), shared
+    /// with the directory's tenant (one copy of every tenant's strings).
+    pub connection_strings: ConnectionStrings,
     /// Tier, from the `TenantGateway` section (default Basic).
     pub tier: Tier,
     /// Where the tenant's traffic is proxied (`TenantGateway.Tenants.{name}.Upstream`).

@@ -15,6 +15,11 @@
 //! component's answer (kept for the next GET) otherwise. The keep is bounded
 //! by size and holds nothing secret: it is what any reader of the tenant's
 //! configuration is sent.
+//!
+//! The version reads run on one thread of their own ([`Reader`]), in turn:
+//! handed to tokio's blocking pool, each GET woke a pool thread of its own and
+//! two context switches were a third of a GET's CPU; queued to one thread, a
+//! burst of GETs is read in one wake-up.
 
 use super::{Body, Gateway, error};
 use crate::tenancy::Tenant;
@@ -55,13 +60,92 @@ impl quick_cache::Weighter<Uuid, Arc<Kept>> for BodySize {
 /// The kept answers of config GETs, by tenant.
 pub(crate) struct ConfigReads {
     kept: quick_cache::sync::Cache<Uuid, Arc<Kept>, BodySize>,
+    reader: Reader,
 }
 
 impl Default for ConfigReads {
     fn default() -> Self {
         Self {
             kept: quick_cache::sync::Cache::with_weighter(4096, KEPT_BYTES, BodySize),
+            reader: Reader::start(),
         }
+    }
+}
+
+/// How many version reads may wait for the reader thread; past that a read
+/// goes to tokio's blocking pool (bounded too), so a stalled disk costs
+/// threads, not an unbounded queue.
+const READS_QUEUED: usize = 256;
+
+type Read = Box<dyn FnOnce() + Send>;
+
+/// A thread that runs store reads one after another, for the async side.
+///
+/// Hand-written rather than a crate: `tokio-rusqlite` and the like own a
+/// SQLite connection, where these reads go through the [`Store`] trait
+/// (SQLite or PostgreSQL); what is needed is a queue and a loop.
+///
+/// [`Store`]: crate::store::Store
+struct Reader {
+    queue: std::sync::mpsc::SyncSender<Read>,
+}
+
+/// Asks the kernel not to run this thread the moment it is woken
+/// (`SCHED_BATCH`: a fair share of the CPU as before, no wake-up preemption).
+/// A GET queues its read and goes on; the thread runs when the worker that
+/// queued it waits or its time slice ends, and reads what queued meanwhile in
+/// one go. Woken preemptively, it switched in and out once for every read.
+fn batch_scheduling() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid `sched_param` for the duration of the
+        // call; pid 0 is the calling thread.
+        #[allow(unsafe_code)]
+        let failed = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0;
+        if failed {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "SCHED_BATCH refused");
+        }
+    }
+}
+
+impl Reader {
+    fn start() -> Self {
+        let (queue, reads) = std::sync::mpsc::sync_channel::<Read>(READS_QUEUED);
+        let spawned = std::thread::Builder::new()
+            .name("tg-config-reads".into())
+            // Ends when the sender goes (the gateway is dropped).
+            .spawn(move || {
+                batch_scheduling();
+                for read in reads {
+                    // A read that panics answers nothing (its caller sees
+                    // that); the thread goes on with the next.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
+                }
+            });
+        if let Err(e) = spawned {
+            // Every read then goes to the blocking pool (the queue's receiver is gone).
+            tracing::warn!(error = %e, "no thread for configuration reads");
+        }
+        Self { queue }
+    }
+
+    /// Runs `read` on the reader thread (on the blocking pool when the thread
+    /// is behind or gone); `None` if it panicked.
+    async fn run<T: Send + 'static>(&self, read: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Read = Box::new(move || {
+            let _ = tx.send(read());
+        });
+        if let Err(
+            std::sync::mpsc::TrySendError::Full(job)
+            | std::sync::mpsc::TrySendError::Disconnected(job),
+        ) = self.queue.try_send(job)
+        {
+            // A panic drops the sender: `rx` says so below.
+            let _ = tokio::task::spawn_blocking(job).await;
+        }
+        rx.await.ok()
     }
 }
 
@@ -113,11 +197,10 @@ impl ConfigReads {
         let components = gw.runtime.component_versions(Some(&tenant.name.key()));
         let store = gw.runtime.shared().store.clone();
         let key = tenant.id.to_string();
-        let version = match tokio::task::spawn_blocking(move || store.version(CONFIGS, &key)).await
-        {
-            Ok(Ok(v)) => v.unwrap_or(0),
-            Ok(Err(e)) => return unreadable(e, tenant),
-            Err(e) => return unreadable(e, tenant),
+        let version = match self.reader.run(move || store.version(CONFIGS, &key)).await {
+            Some(Ok(v)) => v.unwrap_or(0),
+            Some(Err(e)) => return unreadable(e, tenant),
+            None => return unreadable("the read panicked", tenant),
         };
         if let Some(kept) = self.kept.get(&tenant.id)
             && kept.version == version
@@ -179,6 +262,62 @@ fn unreadable(e: impl std::fmt::Display, tenant: &Tenant) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads answer in turn on the reader's thread; one that panics answers
+    /// nothing and the thread goes on.
+    #[tokio::test]
+    async fn reads_run_on_the_reader_thread_and_survive_a_panic() {
+        let reader = Reader::start();
+        let name = || std::thread::current().name().map(str::to_owned);
+        assert_eq!(
+            reader.run(name).await,
+            Some(Some("tg-config-reads".to_owned()))
+        );
+        assert_eq!(reader.run(|| -> u8 { panic!("a read failed") }).await, None);
+        assert_eq!(
+            reader.run(name).await,
+            Some(Some("tg-config-reads".to_owned()))
+        );
+    }
+
+    /// With the thread stuck and its queue full, a read still answers (from
+    /// the blocking pool): the queue never grows past its bound.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stuck_reader_with_a_full_queue_does_not_hold_reads() {
+        let reader = Reader::start();
+        let (release, stuck) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        reader
+            .queue
+            .try_send(Box::new(move || {
+                started.send(()).unwrap();
+                let _ = stuck.recv();
+            }))
+            .unwrap();
+        running.recv().unwrap();
+        let mut queued = 0;
+        while reader.queue.try_send(Box::new(|| {})).is_ok() {
+            queued += 1;
+            assert!(queued <= READS_QUEUED, "the queue is unbounded");
+        }
+        assert_eq!(queued, READS_QUEUED);
+        let name = || std::thread::current().name().map(str::to_owned);
+        let answered = tokio::time::timeout(std::time::Duration::from_secs(30), reader.run(name))
+            .await
+            .expect("a read waited for the stuck thread");
+        assert_ne!(answered, Some(Some("tg-config-reads".to_owned())));
+        assert!(answered.is_some());
+        release.send(()).unwrap();
+        // Once it has worked through its queue, the thread takes reads again.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while reader.run(name).await != Some(Some("tg-config-reads".to_owned())) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the thread never came back"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
 
     #[test]
     fn tags_name_the_version_the_components_and_the_record() {

@@ -4,7 +4,7 @@
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Hashes a password for the settings file or the store (Argon2id with the
@@ -61,11 +61,25 @@ pub(super) fn verify_password(password: &str, phc: &str) -> bool {
 
 thread_local! {
     /// Argon2's working memory (19 MiB at the default cost), kept by each
-    /// thread for its next hash: the hashing threads ([`Hasher`]) are few and
-    /// fixed, so this bounds the memory hashing ever holds. Allocated afresh
-    /// per hash, the allocator kept most of it anyway, on whichever threads
-    /// ran hashes (measured: 20 checks left 177 MB resident).
+    /// hashing thread ([`Hasher`]) while more hashes wait, for the next one,
+    /// and handed back to the system when none waits: a burst of sign-ins
+    /// allocates it once per thread, and a gateway at rest holds none of it
+    /// (kept for good, it was a fifth of an idle gateway's resident memory
+    /// after its first sign-in). Allocated afresh per hash on threads that
+    /// come and go, the allocator kept most of it anyway (measured: 20 checks
+    /// left 177 MB resident).
     static BLOCKS: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Hands this thread's Argon2 memory back (see [`BLOCKS`]).
+fn release_blocks() {
+    let held = BLOCKS.with(|blocks| std::mem::take(&mut *blocks.borrow_mut()));
+    if !held.is_empty() {
+        drop(held);
+        // Freed, it may stay with the allocator (in an arena, past the
+        // threshold glibc raised when it last freed memory of this size).
+        crate::return_free_memory();
+    }
 }
 
 /// Largest Argon2 memory a stored hash may ask for (64 MiB): a hash asking more
@@ -103,6 +117,8 @@ fn argon2_into(argon: &Argon2, password: &[u8], salt: &[u8], out: &mut [u8]) -> 
 pub struct Hasher {
     jobs: std::sync::mpsc::SyncSender<Box<dyn FnOnce() + Send>>,
     checks: AtomicU64,
+    /// Jobs queued and not yet taken by a thread.
+    queued: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Hasher {
@@ -122,18 +138,23 @@ impl Hasher {
     pub fn new(parallel: usize, waiting: usize) -> Self {
         let (jobs, queue) = std::sync::mpsc::sync_channel::<Box<dyn FnOnce() + Send>>(waiting);
         let queue = Arc::new(Mutex::new(queue));
+        let queued = Arc::new(AtomicUsize::new(0));
         for n in 0..parallel.max(1) {
-            let queue = queue.clone();
+            let (queue, queued) = (queue.clone(), queued.clone());
             std::thread::Builder::new()
                 .name(format!("password-hash-{n}"))
                 .spawn(move || {
                     loop {
                         // The lock is held only while waiting for the next job.
                         let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        match next {
-                            Ok(job) => job(),
+                        let Ok(job) = next else {
                             // The hasher is gone.
-                            Err(_) => return,
+                            return;
+                        };
+                        queued.fetch_sub(1, Ordering::AcqRel);
+                        job();
+                        if queued.load(Ordering::Acquire) == 0 {
+                            release_blocks();
                         }
                     }
                 })
@@ -142,6 +163,7 @@ impl Hasher {
         Self {
             jobs,
             checks: AtomicU64::new(0),
+            queued,
         }
     }
 
@@ -164,11 +186,18 @@ impl Hasher {
         W: FnOnce() -> T + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.jobs
+        // Counted before it can be taken (a thread takes it off the count).
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if self
+            .jobs
             .try_send(Box::new(move || {
                 let _ = tx.send(work());
             }))
-            .map_err(|_| Busy)?;
+            .is_err()
+        {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(Busy);
+        }
         self.checks.fetch_add(1, Ordering::Relaxed);
         Ok(async move { rx.await.map_err(|_| Busy) })
     }
@@ -198,26 +227,66 @@ pub(super) static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock:
 mod tests {
     use super::*;
 
+    /// Holds the hasher's (one) thread in a job answering `answer` until the
+    /// returned sender sends; returns once the job runs.
+    fn hold<T: Send + 'static>(
+        hasher: &Hasher,
+        answer: T,
+    ) -> (
+        impl Future<Output = Result<T, Busy>> + use<T>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let job = hasher
+            .submit(move || {
+                started.send(()).unwrap();
+                gate.recv().unwrap();
+                answer
+            })
+            .unwrap();
+        running.recv().unwrap();
+        (job, release)
+    }
+
     /// One job runs and one waits; the next is refused at once, and once the
     /// queue drains work is taken again.
     #[tokio::test]
     async fn the_hasher_refuses_work_past_its_bound() {
         let hasher = Hasher::new(1, 1);
-        let (started, running) = std::sync::mpsc::channel::<()>();
-        let (release, gate) = std::sync::mpsc::channel::<()>();
-        let first = hasher
-            .submit(move || {
-                started.send(()).unwrap();
-                gate.recv().unwrap();
-                1
-            })
-            .unwrap();
-        running.recv().unwrap();
+        let (first, release) = hold(&hasher, 1);
         let second = hasher.submit(|| 2).unwrap();
         assert!(matches!(hasher.submit(|| 3), Err(Busy)));
         release.send(()).unwrap();
         assert_eq!(first.await, Ok(1));
         assert_eq!(second.await, Ok(2));
         assert_eq!(hasher.run(|| 7).await, Ok(7));
+    }
+
+    /// A hashing thread keeps Argon2's memory for the hashes queued behind
+    /// the one it ran, and gives it back when none is left.
+    #[tokio::test]
+    async fn argon2_memory_is_kept_through_a_burst_and_released_after() {
+        let hasher = Hasher::new(1, 4);
+        let held = || BLOCKS.with(|b| b.borrow().len());
+        let phc = hash_password("a password");
+        // The thread is held while a check and a look at its memory queue.
+        let (first, release) = hold(&hasher, ());
+        let check = hasher
+            .submit(move || verify_password("a password", &phc))
+            .unwrap();
+        let during = hasher.submit(held).unwrap();
+        release.send(()).unwrap();
+        first.await.unwrap();
+        assert_eq!(check.await, Ok(true));
+        let during = during.await.unwrap();
+        assert!(during >= 19 * 1024, "{during} blocks kept during the burst");
+        // Released once the thread finds nothing queued (a look submitted
+        // before it checked counts as queued: look again).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while hasher.run(held).await != Ok(0) {
+            assert!(std::time::Instant::now() < deadline, "never released");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 }

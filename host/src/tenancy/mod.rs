@@ -9,11 +9,11 @@
 pub mod dn;
 pub mod resolve;
 
-use crate::config::{AuthSettings, RateLimits, Route, Secret, Settings, TenantName, Tier};
+use crate::config::{AuthSettings, RateLimits, Route, Settings, TenantName, Tier};
 use crate::store::{Origin, Store, StoreError, TenantDoc, TenantRow};
 use crate::tenancy::resolve::Resolver;
 use bytes::Bytes;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -72,7 +72,7 @@ pub struct Tenant {
     /// another generation: tokens and clients of the old one are refused.
     pub generation: u64,
     /// Connection settings; never serialized into a response or a log line.
-    pub connection_strings: BTreeMap<String, Secret>,
+    pub connection_strings: crate::config::ConnectionStrings,
     /// Who owns it: the settings file or the management APIs.
     pub origin: Origin,
     /// Users (hashed), options, Hono information.

@@ -117,7 +117,7 @@ pub fn environment(tenant: &Tenant) -> WasiCtx {
     wasi.env("TENANT_NAME", tenant.name.as_str())
         .env("TENANT_ID", tenant.id.to_string())
         .env("TENANT_TIER", tenant.tier.as_str());
-    for (key, cs) in &tenant.connection_strings {
+    for (key, cs) in tenant.connection_strings.iter() {
         wasi.env(variable_name(key).to_ascii_uppercase(), cs.expose());
     }
     wasi.build()

@@ -408,8 +408,9 @@ impl<P: Instantiate> WarmPool<P> {
         self.inner.refill().await
     }
 
-    /// Refills the primed instances in the background (one refill at a time).
-    fn refill_later(&self) {
+    /// Makes the primed instances in the background (one refill at a time; a
+    /// failure is logged).
+    pub fn prime_later(&self) {
         if self.inner.refilling.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -435,7 +436,7 @@ impl<P: Instantiate> WarmPool<P> {
             None => match inner.primed.pop() {
                 Some(w) => {
                     inner.budget.give();
-                    self.refill_later();
+                    self.prime_later();
                     w
                 }
                 None => {

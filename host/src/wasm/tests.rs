@@ -175,15 +175,23 @@ async fn new_tenants_get_primed_instances() {
     rt.warm_up().await.unwrap();
     let defaults = tg_validator::shared().default_config().to_string();
     let validator = rt.snapshot().validator.clone();
-    // Warming up itself started the first instance cold.
+    // Warming up started the first instance cold and the primed ones in the
+    // background; the refill after each call makes the next one.
+    let primed = || async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while validator.pool.primed_count() < 2 {
+            assert!(std::time::Instant::now() < deadline, "never primed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    primed().await;
     let before = validator.pool.cold_starts();
     for tenant in ["a", "b", "c", "d", "e", "f"] {
         rt.validate_config(&defaults, Some(tenant))
             .await
             .unwrap()
             .unwrap();
-        // The background refill makes the next primed instance.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        primed().await;
     }
     // Without primed instances each of the six would have started one cold.
     assert_eq!(validator.pool.cold_starts(), before);
@@ -207,6 +215,8 @@ async fn a_full_idle_budget_makes_room_for_new_tenants() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
+    // Warming up primes in the background.
+    primed_again().await;
     // 16 tenants, each with four calls at once: they keep four idle
     // instances each, the whole budget.
     for t in 0..16 {
