@@ -63,11 +63,14 @@ pub(crate) struct ConfigReads {
     reader: Reader,
 }
 
-impl Default for ConfigReads {
-    fn default() -> Self {
+impl ConfigReads {
+    /// Reads versions from `store`.
+    pub(crate) fn new(store: Arc<dyn crate::store::Store>) -> Self {
         Self {
             kept: quick_cache::sync::Cache::with_weighter(4096, KEPT_BYTES, BodySize),
-            reader: Reader::start(),
+            reader: Reader::start(Arc::new(move |keys: &[&str]| {
+                store.versions(CONFIGS, keys).map_err(|e| e.to_string())
+            })),
         }
     }
 }
@@ -76,18 +79,30 @@ impl Default for ConfigReads {
 /// goes to tokio's blocking pool (bounded too), so a stalled disk costs
 /// threads, not an unbounded queue.
 const READS_QUEUED: usize = 256;
+/// The most reads answered from one store call.
+const BATCH: usize = 64;
 
-type Read = Box<dyn FnOnce() + Send>;
+/// Reads the versions of configurations by key, in one go.
+type Versions = Arc<dyn Fn(&[&str]) -> Result<Vec<Option<i64>>, String> + Send + Sync>;
 
-/// A thread that runs store reads one after another, for the async side.
+/// One GET's read, waiting for the reader thread.
+struct Read {
+    key: String,
+    answer: tokio::sync::oneshot::Sender<Result<Option<i64>, String>>,
+}
+
+/// A thread that reads configuration versions for the async side, the reads
+/// that queued meanwhile together: one store call (for SQLite one read
+/// transaction: its file locks are taken once) for a burst of GETs.
 ///
 /// Hand-written rather than a crate: `tokio-rusqlite` and the like own a
-/// SQLite connection, where these reads go through the [`Store`] trait
-/// (SQLite or PostgreSQL); what is needed is a queue and a loop.
+/// SQLite connection and run one call at a time, where these reads go through
+/// the [`Store`] trait (SQLite or PostgreSQL) in batches.
 ///
 /// [`Store`]: crate::store::Store
 struct Reader {
     queue: std::sync::mpsc::SyncSender<Read>,
+    versions: Versions,
 }
 
 /// Asks the kernel not to run this thread the moment it is woken
@@ -109,43 +124,79 @@ fn batch_scheduling() {
     }
 }
 
+/// Answers `batch` from one call of `versions`; a call that panics answers
+/// nothing (the callers see their answer dropped).
+fn answer_batch(versions: &Versions, batch: &mut Vec<Read>) {
+    let keys: Vec<&str> = batch.iter().map(|r| r.key.as_str()).collect();
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| versions(&keys)));
+    drop(keys);
+    match read {
+        Ok(Ok(found)) if found.len() == batch.len() => {
+            for (r, v) in batch.drain(..).zip(found) {
+                let _ = r.answer.send(Ok(v));
+            }
+        }
+        Ok(Ok(_)) => {
+            for r in batch.drain(..) {
+                let _ = r
+                    .answer
+                    .send(Err("the store answered another number of keys".into()));
+            }
+        }
+        Ok(Err(e)) => {
+            for r in batch.drain(..) {
+                let _ = r.answer.send(Err(e.clone()));
+            }
+        }
+        Err(_) => batch.clear(),
+    }
+}
+
 impl Reader {
-    fn start() -> Self {
+    fn start(versions: Versions) -> Self {
         let (queue, reads) = std::sync::mpsc::sync_channel::<Read>(READS_QUEUED);
+        let reading = versions.clone();
         let spawned = std::thread::Builder::new()
             .name("tg-config-reads".into())
             // Ends when the sender goes (the gateway is dropped).
             .spawn(move || {
                 batch_scheduling();
-                for read in reads {
-                    // A read that panics answers nothing (its caller sees
-                    // that); the thread goes on with the next.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
+                let mut batch = Vec::with_capacity(BATCH);
+                while let Ok(first) = reads.recv() {
+                    batch.push(first);
+                    while batch.len() < BATCH {
+                        match reads.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    answer_batch(&reading, &mut batch);
                 }
             });
         if let Err(e) = spawned {
             // Every read then goes to the blocking pool (the queue's receiver is gone).
             tracing::warn!(error = %e, "no thread for configuration reads");
         }
-        Self { queue }
+        Self { queue, versions }
     }
 
-    /// Runs `read` on the reader thread (on the blocking pool when the thread
-    /// is behind or gone); `None` if it panicked.
-    async fn run<T: Send + 'static>(&self, read: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Read = Box::new(move || {
-            let _ = tx.send(read());
-        });
+    /// The version of the configuration stored under `key` (`None`: none),
+    /// read on the reader thread (on the blocking pool when the thread is
+    /// behind or gone); `Err` says why it could not be read.
+    async fn version(&self, key: String) -> Result<Option<i64>, String> {
+        let (answer, rx) = tokio::sync::oneshot::channel();
         if let Err(
-            std::sync::mpsc::TrySendError::Full(job)
-            | std::sync::mpsc::TrySendError::Disconnected(job),
-        ) = self.queue.try_send(job)
+            std::sync::mpsc::TrySendError::Full(read)
+            | std::sync::mpsc::TrySendError::Disconnected(read),
+        ) = self.queue.try_send(Read { key, answer })
         {
-            // A panic drops the sender: `rx` says so below.
-            let _ = tokio::task::spawn_blocking(job).await;
+            let versions = self.versions.clone();
+            // A panic drops the answer: `rx` says so below.
+            let _ =
+                tokio::task::spawn_blocking(move || answer_batch(&versions, &mut vec![read])).await;
         }
-        rx.await.ok()
+        rx.await
+            .unwrap_or_else(|_| Err("the read failed (panicked)".into()))
     }
 }
 
@@ -195,12 +246,9 @@ impl ConfigReads {
         F: Future<Output = Response<Body>>,
     {
         let components = gw.runtime.component_versions(Some(&tenant.name.key()));
-        let store = gw.runtime.shared().store.clone();
-        let key = tenant.id.to_string();
-        let version = match self.reader.run(move || store.version(CONFIGS, &key)).await {
-            Some(Ok(v)) => v.unwrap_or(0),
-            Some(Err(e)) => return unreadable(e, tenant),
-            None => return unreadable("the read panicked", tenant),
+        let version = match self.reader.version(tenant.id.to_string()).await {
+            Ok(v) => v.unwrap_or(0),
+            Err(e) => return unreadable(e, tenant),
         };
         if let Some(kept) = self.kept.get(&tenant.id)
             && kept.version == version
@@ -263,59 +311,109 @@ fn unreadable(e: impl std::fmt::Display, tenant: &Tenant) -> Response<Body> {
 mod tests {
     use super::*;
 
-    /// Reads answer in turn on the reader's thread; one that panics answers
-    /// nothing and the thread goes on.
+    /// A reader whose store answers a key `n` with version `n`, records the
+    /// size of each call and, for a key `hold`, waits until `gate` is sent to.
+    fn test_reader(calls: Calls, gate: std::sync::mpsc::Receiver<()>) -> Reader {
+        let gate = std::sync::Mutex::new(gate);
+        Reader::start(Arc::new(move |keys: &[&str]| {
+            calls.lock().unwrap().push(keys.len());
+            if keys.contains(&"hold") {
+                let _ = gate.lock().unwrap().recv();
+            }
+            if keys.contains(&"boom") {
+                return Err("boom".into());
+            }
+            if keys.contains(&"panic") {
+                panic!("a read panicked");
+            }
+            Ok(keys.iter().map(|k| k.parse().ok()).collect())
+        }))
+    }
+
+    /// Queues a read of `key` straight onto the reader's queue.
+    fn queue(reader: &Reader, key: &str) -> Answer {
+        let (answer, rx) = tokio::sync::oneshot::channel();
+        reader
+            .queue
+            .try_send(Read {
+                key: key.into(),
+                answer,
+            })
+            .unwrap_or_else(|_| panic!("the queue took no read"));
+        rx
+    }
+
+    type Calls = Arc<std::sync::Mutex<Vec<usize>>>;
+    type Answer = tokio::sync::oneshot::Receiver<Result<Option<i64>, String>>;
+
+    /// A test reader whose thread is inside a store call (of the key `hold`)
+    /// until the returned sender sends.
+    async fn held_reader() -> (Reader, Calls, Answer, std::sync::mpsc::Sender<()>) {
+        let calls = Calls::default();
+        let (release, gate) = std::sync::mpsc::channel();
+        let reader = test_reader(calls.clone(), gate);
+        let held = queue(&reader, "hold");
+        // The thread is in the store call once it is recorded.
+        while calls.lock().unwrap().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        (reader, calls, held, release)
+    }
+
+    /// Reads that queued while the thread was busy are answered by one store
+    /// call, each with its own key's version.
     #[tokio::test]
-    async fn reads_run_on_the_reader_thread_and_survive_a_panic() {
-        let reader = Reader::start();
-        let name = || std::thread::current().name().map(str::to_owned);
-        assert_eq!(
-            reader.run(name).await,
-            Some(Some("tg-config-reads".to_owned()))
-        );
-        assert_eq!(reader.run(|| -> u8 { panic!("a read failed") }).await, None);
-        assert_eq!(
-            reader.run(name).await,
-            Some(Some("tg-config-reads".to_owned()))
-        );
+    async fn reads_that_queue_meanwhile_are_answered_together() {
+        let (reader, calls, held, release) = held_reader().await;
+        let waiting: Vec<_> = (1..=10).map(|n| queue(&reader, &n.to_string())).collect();
+        release.send(()).unwrap();
+        assert_eq!(held.await.unwrap(), Ok(None));
+        for (n, rx) in (1..=10).zip(waiting) {
+            assert_eq!(rx.await.unwrap(), Ok(Some(n)));
+        }
+        assert_eq!(*calls.lock().unwrap(), vec![1, 10]);
+        assert_eq!(reader.version("42".into()).await, Ok(Some(42)));
+    }
+
+    /// A failed store call fails its reads with its error; one that panics
+    /// fails them too, and the thread goes on.
+    #[tokio::test]
+    async fn failures_reach_the_reads_and_the_thread_goes_on() {
+        let (_release, gate) = std::sync::mpsc::channel();
+        let reader = test_reader(Default::default(), gate);
+        assert_eq!(reader.version("boom".into()).await, Err("boom".into()));
+        assert!(reader.version("panic".into()).await.is_err());
+        assert_eq!(reader.version("7".into()).await, Ok(Some(7)));
     }
 
     /// With the thread stuck and its queue full, a read still answers (from
     /// the blocking pool): the queue never grows past its bound.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stuck_reader_with_a_full_queue_does_not_hold_reads() {
-        let reader = Reader::start();
-        let (release, stuck) = std::sync::mpsc::channel::<()>();
-        let (started, running) = std::sync::mpsc::channel::<()>();
-        reader
-            .queue
-            .try_send(Box::new(move || {
-                started.send(()).unwrap();
-                let _ = stuck.recv();
-            }))
-            .unwrap();
-        running.recv().unwrap();
-        let mut queued = 0;
-        while reader.queue.try_send(Box::new(|| {})).is_ok() {
-            queued += 1;
-            assert!(queued <= READS_QUEUED, "the queue is unbounded");
+        let (reader, _calls, _held, release) = held_reader().await;
+        let mut queued = Vec::new();
+        while let Ok(()) = {
+            let (answer, rx) = tokio::sync::oneshot::channel();
+            queued.push(rx);
+            reader.queue.try_send(Read {
+                key: "1".into(),
+                answer,
+            })
+        } {
+            assert!(queued.len() <= READS_QUEUED, "the queue is unbounded");
         }
-        assert_eq!(queued, READS_QUEUED);
-        let name = || std::thread::current().name().map(str::to_owned);
-        let answered = tokio::time::timeout(std::time::Duration::from_secs(30), reader.run(name))
-            .await
-            .expect("a read waited for the stuck thread");
-        assert_ne!(answered, Some(Some("tg-config-reads".to_owned())));
-        assert!(answered.is_some());
+        assert_eq!(queued.len() - 1, READS_QUEUED);
+        let answered = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            reader.version("7".into()),
+        )
+        .await
+        .expect("a read waited for the stuck thread");
+        assert_eq!(answered, Ok(Some(7)));
         release.send(()).unwrap();
-        // Once it has worked through its queue, the thread takes reads again.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while reader.run(name).await != Some(Some("tg-config-reads".to_owned())) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the thread never came back"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        // Everything queued is answered once the thread goes on.
+        for rx in queued.into_iter().take(READS_QUEUED) {
+            assert_eq!(rx.await.unwrap(), Ok(Some(1)));
         }
     }
 

@@ -92,12 +92,13 @@ impl Gateway {
         registry: Arc<crate::registry::Registry>,
         admin_listener: bool,
     ) -> Self {
+        let config_reads = config_reads::ConfigReads::new(runtime.shared().store.clone());
         Self {
             runtime,
             limits: limits.clone(),
             auth,
             rate: RateLimiter::default(),
-            config_reads: Default::default(),
+            config_reads,
             config_writes: Default::default(),
             metrics,
             registry,

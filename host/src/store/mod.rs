@@ -299,6 +299,19 @@ pub trait Store: Send + Sync + 'static {
         tier: &str,
         now: &str,
     ) -> Result<TenantRow, StoreError>;
+    /// [`Store::seed_tenant`] of each `(id, name, tier)`, their rows in the
+    /// same order; a backend may seed them in one transaction (a start with
+    /// 10,000 tenants in the settings made 10,000 of them).
+    fn seed_tenants(
+        &self,
+        tenants: &[(&str, &str, &str)],
+        now: &str,
+    ) -> Result<Vec<TenantRow>, StoreError> {
+        tenants
+            .iter()
+            .map(|(id, name, tier)| self.seed_tenant(id, name, tier, now))
+            .collect()
+    }
     /// Every tenant, deleted ones included, by name.
     fn tenant_rows(&self) -> Result<Vec<TenantRow>, StoreError>;
     /// One tenant by id, deleted or not.
@@ -336,6 +349,11 @@ pub trait Store: Send + Sync + 'static {
     /// A key's version, without its value.
     fn version(&self, bucket: &str, key: &str) -> Result<Option<i64>, StoreError> {
         Ok(self.get(bucket, key)?.map(|v| v.version))
+    }
+    /// The versions of `keys`, in their order: what [`Store::version`] says
+    /// of each, read together (a backend may read them in one transaction).
+    fn versions(&self, bucket: &str, keys: &[&str]) -> Result<Vec<Option<i64>>, StoreError> {
+        keys.iter().map(|k| self.version(bucket, k)).collect()
     }
     /// Writes a key unconditionally.
     fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), StoreError>;

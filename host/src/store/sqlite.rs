@@ -169,6 +169,14 @@ impl Store for SqliteStore {
         self.transact(|tx| write::seed_tenant(tx, id, name, tier, now))
     }
 
+    fn seed_tenants(
+        &self,
+        tenants: &[(&str, &str, &str)],
+        now: &str,
+    ) -> Result<Vec<TenantRow>, StoreError> {
+        self.transact(|tx| write::seed_tenants(tx, tenants, now))
+    }
+
     fn tenant_rows(&self) -> Result<Vec<TenantRow>, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(tenant_select!("ORDER BY name_key"))?;
@@ -286,6 +294,25 @@ impl Store for SqliteStore {
         Ok(stmt
             .query_row(params![bucket, key], |r| r.get(0))
             .optional()?)
+    }
+
+    /// In one read transaction: SQLite takes and drops its file locks once
+    /// (two `fcntl` calls) for all of them.
+    fn versions(&self, bucket: &str, keys: &[&str]) -> Result<Vec<Option<i64>>, StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
+        let found = {
+            let mut stmt =
+                tx.prepare_cached("SELECT version FROM kv WHERE bucket = ?1 AND key = ?2")?;
+            keys.iter()
+                .map(|key| {
+                    stmt.query_row(params![bucket, key], |r| r.get(0))
+                        .optional()
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        tx.commit()?;
+        Ok(found)
     }
 
     fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), StoreError> {

@@ -153,6 +153,16 @@ pub fn contract(s: &dyn Store) {
     assert_eq!((p.keys, p.cursor), (vec!["c".to_owned()], None));
     s.delete("bucket", "b").unwrap();
     assert!(s.get("bucket", "b").unwrap().is_none());
+    // Versions read together, in the order asked, none for a missing key or
+    // another bucket's.
+    assert_eq!(
+        s.versions("bucket", &["a", "b", "c", "z", "a"]).unwrap(),
+        vec![Some(2), None, Some(1), None, Some(2)]
+    );
+    assert_eq!(
+        s.versions("bucket", &[]).unwrap(),
+        Vec::<Option<i64>>::new()
+    );
 
     // Tenants: create, refuse a duplicate name (any case), update at the version
     // read only, DNs unique across tenants.
@@ -428,6 +438,50 @@ pub fn seeding_survives_reopen<S: Store>(open: impl Fn() -> S) {
         ("2025-01-01T00:00:00Z", "Enterprise", "ACME")
     );
     assert_eq!(s.get("configs", "id-1").unwrap().unwrap().value, b"{}");
+    // Seeded together: the same as one by one, rows in the order given, the
+    // known tenant refreshed, the new ones created now (and recorded once).
+    let rows = s
+        .seed_tenants(
+            &[
+                ("id-2", "Beta", "Basic"),
+                ("id-1", "Acme", "Pro"),
+                ("id-3", "Gamma", "Enterprise"),
+            ],
+            "2027-01-01T00:00:00Z",
+        )
+        .unwrap();
+    let seen: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.id.as_str(),
+                r.name.as_str(),
+                r.tier.as_str(),
+                r.created_at.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("id-2", "Beta", "Basic", "2027-01-01T00:00:00Z"),
+            ("id-1", "Acme", "Pro", "2025-01-01T00:00:00Z"),
+            ("id-3", "Gamma", "Enterprise", "2027-01-01T00:00:00Z"),
+        ]
+    );
+    drop(s);
+    let s = open();
+    let names: Vec<_> = s
+        .tenant_rows()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["Acme", "Beta", "Gamma"]);
+    let again = s
+        .seed_tenants(&[("id-3", "Gamma", "Enterprise")], "2028-01-01T00:00:00Z")
+        .unwrap();
+    assert_eq!(again[0].created_at, "2027-01-01T00:00:00Z");
 }
 
 /// Read-modify-write loops on one key from two stores (or two handles of one)

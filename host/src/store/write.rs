@@ -138,6 +138,32 @@ pub(super) fn seed_tenant(
     })
 }
 
+/// [`seed_tenant`] of each `(id, name, tier)` in one transaction, committed
+/// if any of them changed.
+pub(super) fn seed_tenants(
+    tx: &mut impl Tx,
+    tenants: &[(&str, &str, &str)],
+    now: &str,
+) -> Result<Step<Vec<TenantRow>>, StoreError> {
+    let mut rows = Vec::with_capacity(tenants.len());
+    let mut changed = false;
+    for &(id, name, tier) in tenants {
+        match seed_tenant(tx, id, name, tier, now)? {
+            Step::Commit(row) => {
+                changed = true;
+                rows.push(row);
+            }
+            Step::Rollback(row) => rows.push(row),
+            Step::Retry => return Ok(Step::Retry),
+        }
+    }
+    Ok(if changed {
+        Step::Commit(rows)
+    } else {
+        Step::Rollback(rows)
+    })
+}
+
 /// Creates (`expected` `None`: unless the id or the name is taken) or updates
 /// (`expected`: the version read) a tenant, with its subject DNs (unless
 /// another tenant has one of them), and records `change`.

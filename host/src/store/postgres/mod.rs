@@ -268,6 +268,14 @@ impl Store for PostgresStore {
         self.transact(|tx| write::seed_tenant(tx, id, name, tier, now))
     }
 
+    fn seed_tenants(
+        &self,
+        tenants: &[(&str, &str, &str)],
+        now: &str,
+    ) -> Result<Vec<TenantRow>, StoreError> {
+        self.transact(|tx| write::seed_tenants(tx, tenants, now))
+    }
+
     fn tenant_rows(&self) -> Result<Vec<TenantRow>, StoreError> {
         self.read(|run| {
             run.query(tenant_select!("ORDER BY name_key"), &[])?
