@@ -418,10 +418,6 @@ async fn assemble(options: &Options) -> anyhow::Result<Assembled> {
     .await??;
     apply_settings(&rt, options.settings.clone()).await?;
     rt.warm_up().await.context("warming up the components")?;
-    // Compiling components in this process (a tenant app from a file on a
-    // fresh cache, a built-in whose artifact was refused) grows the heap by up
-    // to some 120 MiB that the allocator keeps once freed: hand it back.
-    tokio::task::spawn_blocking(crate::return_free_memory).await?;
     let registry = crate::registry::Registry::open(
         rt.clone(),
         &options.data_dir,
@@ -552,9 +548,11 @@ pub async fn start(
     };
     let router = router(gateway.clone());
     let task = tokio::spawn(crate::http::serve(listener, gateway, router, stop));
-    // The settings as read (every tenant's, beside the directory's own copy)
-    // go now; the heap's pages they held go back to the system, with those
-    // of everything else the start-up freed since assembling (while serving).
+    // What the start-up freed goes back to the system, once, while serving:
+    // the settings as read (every tenant's, beside the directory's own copy),
+    // which go now, and the heap that compiling components in this process
+    // grew (a tenant app from a file on a fresh cache, a built-in whose
+    // artifact was refused: up to some 120 MiB that the allocator keeps).
     drop(options);
     tokio::task::spawn_blocking(crate::return_free_memory).await?;
     Ok(Running {

@@ -298,20 +298,19 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         tier: &str,
         now: &str,
-    ) -> Result<TenantRow, StoreError>;
-    /// [`Store::seed_tenant`] of each `(id, name, tier)`, their rows in the
-    /// same order; a backend may seed them in one transaction (a start with
-    /// 10,000 tenants in the settings made 10,000 of them).
+    ) -> Result<TenantRow, StoreError> {
+        self.seed_tenants(&[(id, name, tier)], now)?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt(format!("seeding tenant {id} returned no row")))
+    }
+    /// [`Store::seed_tenant`] of each `(id, name, tier)` in one transaction,
+    /// their rows in the same order (a start with 10,000 tenants in the
+    /// settings made 10,000 transactions of one each).
     fn seed_tenants(
         &self,
         tenants: &[(&str, &str, &str)],
         now: &str,
-    ) -> Result<Vec<TenantRow>, StoreError> {
-        tenants
-            .iter()
-            .map(|(id, name, tier)| self.seed_tenant(id, name, tier, now))
-            .collect()
-    }
+    ) -> Result<Vec<TenantRow>, StoreError>;
     /// Every tenant, deleted ones included, by name.
     fn tenant_rows(&self) -> Result<Vec<TenantRow>, StoreError>;
     /// One tenant by id, deleted or not.

@@ -159,16 +159,6 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn seed_tenant(
-        &self,
-        id: &str,
-        name: &str,
-        tier: &str,
-        now: &str,
-    ) -> Result<TenantRow, StoreError> {
-        self.transact(|tx| write::seed_tenant(tx, id, name, tier, now))
-    }
-
     fn seed_tenants(
         &self,
         tenants: &[(&str, &str, &str)],

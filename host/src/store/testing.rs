@@ -125,6 +125,16 @@ fn tenant_change(row: &TenantRow, action: &str) -> Change {
     }
 }
 
+/// The names of every tenant in `s`, deleted ones included, in name order.
+#[cfg(test)]
+fn tenant_names(s: &dyn Store) -> Vec<String> {
+    s.tenant_rows()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect()
+}
+
 /// Key-value, compare-and-swap, tenant writes, DNs, history and purging.
 #[cfg(test)]
 pub fn contract(s: &dyn Store) {
@@ -246,13 +256,7 @@ pub fn contract(s: &dyn Store) {
         )
         .unwrap();
     assert_eq!(stale, TenantWrite::Stale);
-    let names: Vec<String> = s
-        .tenant_rows()
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
-    assert_eq!(names, ["Acme", "Globex"]);
+    assert_eq!(tenant_names(s), ["Acme", "Globex"]);
 
     // Recorded configuration writes: versions, expectations, history, config_at.
     let c = config_change("id-2");
@@ -471,13 +475,7 @@ pub fn seeding_survives_reopen<S: Store>(open: impl Fn() -> S) {
     );
     drop(s);
     let s = open();
-    let names: Vec<_> = s
-        .tenant_rows()
-        .unwrap()
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
-    assert_eq!(names, ["Acme", "Beta", "Gamma"]);
+    assert_eq!(tenant_names(&s), ["Acme", "Beta", "Gamma"]);
     let again = s
         .seed_tenants(&[("id-3", "Gamma", "Enterprise")], "2028-01-01T00:00:00Z")
         .unwrap();

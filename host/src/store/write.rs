@@ -116,7 +116,7 @@ pub(super) fn retried<T>(
 /// A settings-file tenant: inserted (and recorded) when new, else given the
 /// file's name and tier. Nothing changed: rolled back, so no change number is
 /// spent and nobody is woken.
-pub(super) fn seed_tenant(
+fn seed_tenant(
     tx: &mut impl Tx,
     id: &str,
     name: &str,

@@ -1,6 +1,19 @@
 use super::*;
 use crate::store::SqliteStore;
 
+/// Waits at most `within` for `pool`'s primed instances (made in the
+/// background); whether they are there.
+async fn primed<P: pool::Instantiate>(pool: &WarmPool<P>, within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while pool.primed_count() < 2 {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}
+
 fn runtime(dir: &std::path::Path) -> Arc<Runtime> {
     let shared = Arc::new(Shared::new(Arc::new(SqliteStore::open(dir).unwrap())));
     let limits = Limits {
@@ -177,21 +190,20 @@ async fn new_tenants_get_primed_instances() {
     let validator = rt.snapshot().validator.clone();
     // Warming up started the first instance cold and the primed ones in the
     // background; the refill after each call makes the next one.
-    let primed = || async {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while validator.pool.primed_count() < 2 {
-            assert!(std::time::Instant::now() < deadline, "never primed");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    let all_primed = || async {
+        assert!(
+            primed(&validator.pool, Duration::from_secs(30)).await,
+            "never primed"
+        );
     };
-    primed().await;
+    all_primed().await;
     let before = validator.pool.cold_starts();
     for tenant in ["a", "b", "c", "d", "e", "f"] {
         rt.validate_config(&defaults, Some(tenant))
             .await
             .unwrap()
             .unwrap();
-        primed().await;
+        all_primed().await;
     }
     // Without primed instances each of the six would have started one cold.
     assert_eq!(validator.pool.cold_starts(), before);
@@ -209,12 +221,7 @@ async fn a_full_idle_budget_makes_room_for_new_tenants() {
     rt.warm_up().await.unwrap();
     let defaults = tg_validator::shared().default_config().to_string();
     let validator = rt.snapshot().validator.clone();
-    let primed_again = || async {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while validator.pool.primed_count() < 2 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
+    let primed_again = || primed(&validator.pool, Duration::from_secs(5));
     // Warming up primes in the background.
     primed_again().await;
     // 16 tenants, each with four calls at once: they keep four idle

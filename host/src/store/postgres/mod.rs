@@ -258,16 +258,6 @@ impl Store for PostgresStore {
             .expect("spawning a thread");
     }
 
-    fn seed_tenant(
-        &self,
-        id: &str,
-        name: &str,
-        tier: &str,
-        now: &str,
-    ) -> Result<TenantRow, StoreError> {
-        self.transact(|tx| write::seed_tenant(tx, id, name, tier, now))
-    }
-
     fn seed_tenants(
         &self,
         tenants: &[(&str, &str, &str)],
