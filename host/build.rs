@@ -66,6 +66,9 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
+    // `CARGO_PROFILE_COMPONENT_STRIP=debuginfo` keeps the components' function
+    // names (for `perf` with `TENANT_GATEWAY_PERFMAP=1`): the nested build reads it.
+    println!("cargo:rerun-if-env-changed=CARGO_PROFILE_COMPONENT_STRIP");
     println!("cargo:rerun-if-changed=build_env.rs");
     println!("cargo:rerun-if-changed=src/wasm/engine_config.rs");
 

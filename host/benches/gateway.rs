@@ -28,6 +28,7 @@
 //! Run: `cargo bench -p tenant-gateway --bench gateway` (add `-- --quick` for a
 //! short run, `-- --proxy` for section 4 alone, `-- --swap` for section 5,
 //! `-- --store` for section 6, `-- --config-get` for the gateway half of section 3,
+//! `-- --plugin` for sections 1 and 2 (warm calls only, a hundred times as many),
 //! e.g. under `perf`; scripts/bench-proxy, scripts/bench-swap and
 //! scripts/bench-store do the first three).
 
@@ -342,9 +343,15 @@ async fn proxy_bench(upstream: SocketAddr, body_len: usize, gateway: SocketAddr,
 
 /// Section 1: a plugin call on a fresh store and instance vs a warm pooled one.
 /// Returns the warm validator's stats (section 2 compares them with native code).
-async fn plugin_bench(runtime: &tenant_gateway::wasm::Runtime, defaults: &str, n: usize) -> Stats {
+async fn plugin_bench(
+    runtime: &tenant_gateway::wasm::Runtime,
+    defaults: &str,
+    n: usize,
+    warm_only: bool,
+) -> Stats {
     println!("\n1. plugin call latency (feature gate list-features, validator apply-patch)");
-    let gate_fresh = time_async(n, || async {
+    let fresh_n = if warm_only { 1 } else { n };
+    let gate_fresh = time_async(fresh_n, || async {
         runtime
             .list_features(Tier::Enterprise, defaults, Instance::Fresh)
             .await
@@ -358,7 +365,7 @@ async fn plugin_bench(runtime: &tenant_gateway::wasm::Runtime, defaults: &str, n
             .unwrap();
     })
     .await;
-    let val_fresh = time_async(n / 10, || async {
+    let val_fresh = time_async(fresh_n.div_ceil(10), || async {
         runtime
             .apply_patch(None, PATCH, Instance::Fresh)
             .await
@@ -905,6 +912,10 @@ fn main() {
     }
     let proxy_only = std::env::args().any(|a| a == "--proxy");
     let swap_only = std::env::args().any(|a| a == "--swap");
+    // Sections 1 and 2 alone, warm calls only and a hundred times as many
+    // (e.g. under `perf`).
+    let plugin_only = std::env::args().any(|a| a == "--plugin");
+    let plugin_rounds = if plugin_only { 100 } else { 1 };
     let (n, dur) = if quick {
         (300, Duration::from_secs(1))
     } else {
@@ -965,7 +976,7 @@ fn main() {
             tokio::task::spawn_blocking(move || cache_bench(quick))
                 .await
                 .unwrap();
-            plugin_bench(&runtime, &defaults, n).await;
+            plugin_bench(&runtime, &defaults, n, false).await;
             running.stop().await.unwrap();
             return false;
         }
@@ -975,7 +986,7 @@ fn main() {
             n, dur
         );
 
-        let val_warm = plugin_bench(&runtime, &defaults, n).await;
+        let val_warm = plugin_bench(&runtime, &defaults, n * plugin_rounds, plugin_only).await;
 
         println!("\n2. validation of one update: Wasm (warm instance) vs native Rust");
         let native = {
@@ -994,6 +1005,10 @@ fn main() {
             "  ratio Wasm / native: x{:.2} (median)",
             val_warm.median.as_secs_f64() / native.median.as_secs_f64()
         );
+        if plugin_only {
+            running.stop().await.unwrap();
+            return false;
+        }
 
         println!(
             "\n3. GET /api/v1/tenants/Tenant1/config over loopback, 16 keep-alive connections"

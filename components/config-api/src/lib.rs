@@ -454,7 +454,7 @@ mod tests {
         fn list_features(&mut self, _t: &TenantRecord, config: &str) -> Features {
             let l = tg_feature_gate::list_features(
                 tg_feature_gate::Tier::Enterprise,
-                &serde_json::from_str(config).unwrap(),
+                tg_feature_gate::Switches::read(config),
             );
             Features {
                 features: l

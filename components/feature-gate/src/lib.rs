@@ -5,8 +5,9 @@
 
 #[cfg(all(target_arch = "wasm32", feature = "bindings"))]
 pub mod component;
+mod switches;
 
-use serde_json::Value;
+pub use switches::Switches;
 
 /// Service tier; each tier includes every feature of the tiers below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -216,50 +217,29 @@ pub struct FeatureList {
     pub total_available: u32,
 }
 
-fn flag(config: &Value, pointer: &str) -> bool {
-    config.pointer(pointer).and_then(Value::as_bool) == Some(true)
-}
-
 impl CatalogEntry {
     /// Whether the tenant's tier includes this feature.
     pub fn available(&self, tier: Tier) -> bool {
         tier >= self.tier_required
     }
-
-    /// Whether the feature is on for a tenant of `tier` with this whole configuration.
-    pub fn enabled(&self, tier: Tier, config: &Value) -> bool {
-        self.available(tier)
-            && match self.switch {
-                Field(p) => flag(config, p),
-                Both(a, b) => flag(config, a) && flag(config, b),
-                NonEmpty(p) => config
-                    .pointer(p)
-                    .and_then(Value::as_array)
-                    .is_some_and(|a| !a.is_empty()),
-                OptIn => {
-                    config
-                        .get("custom_settings")
-                        .and_then(|c| c.get(format!("feature.{}", self.name)))
-                        .and_then(Value::as_bool)
-                        == Some(true)
-                }
-            }
-    }
-
-    fn state(&self, tier: Tier, config: &Value) -> FeatureState {
-        FeatureState {
-            name: self.name,
-            enabled: self.enabled(tier, config),
-            available: self.available(tier),
-            description: self.description,
-            tier_required: self.tier_required,
-        }
-    }
 }
 
-/// Every catalog feature with its state for a tenant of `tier` with `config`.
-pub fn list_features(tier: Tier, config: &Value) -> FeatureList {
-    let features: Vec<FeatureState> = CATALOG.iter().map(|e| e.state(tier, config)).collect();
+/// Every catalog feature with its state for a tenant of `tier` whose
+/// configuration has these switches (a [`Switches`], or a `&Value` of the
+/// whole configuration).
+pub fn list_features(tier: Tier, config: impl Into<Switches>) -> FeatureList {
+    let switches = config.into();
+    let features: Vec<FeatureState> = CATALOG
+        .iter()
+        .enumerate()
+        .map(|(i, e)| FeatureState {
+            name: e.name,
+            enabled: e.available(tier) && switches.on(i),
+            available: e.available(tier),
+            description: e.description,
+            tier_required: e.tier_required,
+        })
+        .collect();
     let count = |f: fn(&FeatureState) -> bool| features.iter().filter(|s| f(s)).count() as u32;
     FeatureList {
         total_enabled: count(|s| s.enabled),
@@ -269,17 +249,18 @@ pub fn list_features(tier: Tier, config: &Value) -> FeatureList {
 }
 
 /// Whether one feature is on; `None` for a name the catalog does not have.
-pub fn is_enabled(tier: Tier, config: &Value, feature: &str) -> Option<bool> {
+pub fn is_enabled(tier: Tier, config: impl Into<Switches>, feature: &str) -> Option<bool> {
+    let switches = config.into();
     CATALOG
         .iter()
-        .find(|e| e.name == feature)
-        .map(|e| e.enabled(tier, config))
+        .position(|e| e.name == feature)
+        .map(|i| CATALOG[i].available(tier) && switches.on(i))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn defaults() -> Value {
         tg_validator::shared().default_config().clone()

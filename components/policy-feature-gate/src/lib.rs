@@ -8,8 +8,7 @@
 //! A withheld feature is listed as neither available nor enabled, and the totals
 //! count what is left; other tenants keep everyone's gate.
 
-use serde_json::Value;
-use tg_feature_gate::{FeatureList, Tier};
+use tg_feature_gate::{FeatureList, Switches, Tier};
 
 /// What the tenant's policy withholds.
 pub const WITHHELD: [&str; 3] = [
@@ -19,7 +18,7 @@ pub const WITHHELD: [&str; 3] = [
 ];
 
 /// Every catalog feature with its state under the tenant's policy.
-pub fn list_features(tier: Tier, config: &Value) -> FeatureList {
+pub fn list_features(tier: Tier, config: impl Into<Switches>) -> FeatureList {
     let mut list = tg_feature_gate::list_features(tier, config);
     for f in &mut list.features {
         if WITHHELD.contains(&f.name) {
@@ -37,7 +36,7 @@ pub fn list_features(tier: Tier, config: &Value) -> FeatureList {
 
 /// Whether one feature is on under the tenant's policy; `None` for a name the
 /// catalog does not have.
-pub fn is_enabled(tier: Tier, config: &Value, feature: &str) -> Option<bool> {
+pub fn is_enabled(tier: Tier, config: impl Into<Switches>, feature: &str) -> Option<bool> {
     tg_feature_gate::is_enabled(tier, config, feature).map(|on| on && !WITHHELD.contains(&feature))
 }
 
@@ -49,11 +48,11 @@ mod component {
 
     impl Guest for Policy {
         fn list_features(tenant: TenantContext, config: String) -> FeatureList {
-            to_wit(super::list_features(tier(tenant.tier), &parse(&config)))
+            to_wit(super::list_features(tier(tenant.tier), parse(&config)))
         }
 
         fn is_enabled(tenant: TenantContext, config: String, feature: String) -> Option<bool> {
-            super::is_enabled(tier(tenant.tier), &parse(&config), &feature)
+            super::is_enabled(tier(tenant.tier), parse(&config), &feature)
         }
     }
 
@@ -63,7 +62,7 @@ mod component {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     /// Everything switched on that a switch exists for.
     fn everything_on() -> Value {

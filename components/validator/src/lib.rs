@@ -238,15 +238,21 @@ fn merge_into(config: &mut Value, patch: Map<String, Value>, updated: &mut Vec<S
             // Top-level scalars (tenant_id, updated_at) are read-only: kept as stored.
             continue;
         };
-        let target = config
-            .entry(section.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
-        let Value::Object(target) = target else {
+        if !config.contains_key(&section) {
+            config.insert(section.clone(), Value::Object(Map::new()));
+        }
+        let Some(Value::Object(target)) = config.get_mut(&section) else {
             continue;
         };
         let removes_nulls = section == "custom_settings";
         for (field, value) in fields {
-            updated.push(format!("{section}.{field}"));
+            // Not `format!`: its formatting machinery (a dynamic write per
+            // piece) cost more than the copying.
+            let mut path = String::with_capacity(section.len() + 1 + field.len());
+            path.push_str(&section);
+            path.push('.');
+            path.push_str(&field);
+            updated.push(path);
             if removes_nulls && value.is_null() {
                 target.shift_remove(&field);
             } else {

@@ -44,6 +44,11 @@ pub(super) fn engine(limits: &Limits) -> wasmtime::Result<Engine> {
         .pagemap_scan(wasmtime::Enabled::Auto);
     let mut config = super::engine_config::compiler_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // `TENANT_GATEWAY_PERFMAP=1`: every component's functions are written to
+    // /tmp/perf-<pid>.map, so `perf` names the guest code it samples.
+    if std::env::var_os("TENANT_GATEWAY_PERFMAP").is_some_and(|v| v == "1") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Engine::new(&config)
 }
 
