@@ -12,6 +12,7 @@ mod hono;
 mod hono_amqp;
 mod hosts;
 mod outbound;
+mod packaging;
 mod persistence;
 mod routing;
 mod security;
