@@ -341,8 +341,9 @@ async fn proxy_bench(upstream: SocketAddr, body_len: usize, gateway: SocketAddr,
     );
 }
 
-/// Section 1: a plugin call on a fresh store and instance vs a warm pooled one.
-/// Returns the warm validator's stats (section 2 compares them with native code).
+/// Section 1: a plugin call on a fresh store and instance vs a warm pooled one
+/// (`warm_only`: the warm calls alone). Returns the warm validator's stats
+/// (section 2 compares them with native code).
 async fn plugin_bench(
     runtime: &tenant_gateway::wasm::Runtime,
     defaults: &str,
@@ -350,46 +351,48 @@ async fn plugin_bench(
     warm_only: bool,
 ) -> Stats {
     println!("\n1. plugin call latency (feature gate list-features, validator apply-patch)");
-    let fresh_n = if warm_only { 1 } else { n };
-    let gate_fresh = time_async(fresh_n, || async {
-        runtime
-            .list_features(Tier::Enterprise, defaults, Instance::Fresh)
-            .await
-            .unwrap();
-    })
-    .await;
-    let gate_warm = time_async(n, || async {
-        runtime
-            .list_features(Tier::Enterprise, defaults, Instance::Warm)
-            .await
-            .unwrap();
-    })
-    .await;
-    let val_fresh = time_async(fresh_n.div_ceil(10), || async {
-        runtime
-            .apply_patch(None, PATCH, Instance::Fresh)
-            .await
-            .unwrap()
-            .unwrap();
-    })
-    .await;
-    let val_warm = time_async(n, || async {
-        runtime
-            .apply_patch(None, PATCH, Instance::Warm)
-            .await
-            .unwrap()
-            .unwrap();
-    })
-    .await;
-    show("feature gate: fresh store+instantiate+call", &gate_fresh);
+    let gate = |kind: Instance| {
+        move || async move {
+            runtime
+                .list_features(Tier::Enterprise, defaults, kind)
+                .await
+                .unwrap();
+        }
+    };
+    let validator = |kind: Instance| {
+        move || async move {
+            runtime
+                .apply_patch(None, PATCH, kind)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    };
+    let gate_warm = time_async(n, gate(Instance::Warm)).await;
+    let val_warm = time_async(n, validator(Instance::Warm)).await;
+    let fresh = if warm_only {
+        None
+    } else {
+        Some((
+            time_async(n, gate(Instance::Fresh)).await,
+            time_async(n / 10, validator(Instance::Fresh)).await,
+        ))
+    };
+    if let Some((gate_fresh, _)) = &fresh {
+        show("feature gate: fresh store+instantiate+call", gate_fresh);
+    }
     show("feature gate: warm instance call", &gate_warm);
-    show("validator: fresh store+instantiate+call", &val_fresh);
+    if let Some((_, val_fresh)) = &fresh {
+        show("validator: fresh store+instantiate+call", val_fresh);
+    }
     show("validator: warm instance call", &val_warm);
-    println!(
-        "  warm pool speed-up: feature gate x{:.1}, validator x{:.1} (median)",
-        gate_fresh.median.as_secs_f64() / gate_warm.median.as_secs_f64(),
-        val_fresh.median.as_secs_f64() / val_warm.median.as_secs_f64()
-    );
+    if let Some((gate_fresh, val_fresh)) = &fresh {
+        println!(
+            "  warm pool speed-up: feature gate x{:.1}, validator x{:.1} (median)",
+            gate_fresh.median.as_secs_f64() / gate_warm.median.as_secs_f64(),
+            val_fresh.median.as_secs_f64() / val_warm.median.as_secs_f64()
+        );
+    }
     val_warm
 }
 

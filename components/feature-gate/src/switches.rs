@@ -87,23 +87,6 @@ impl Switches {
         Self::from_found(&found)
     }
 
-    /// From a configuration already read as a `Value`.
-    pub fn from_value(config: &Value) -> Self {
-        let mut found = [Found::Other; MAX_PLACES];
-        for (place, found) in PLACES.members.iter().zip(&mut found) {
-            let mut at = Some(config);
-            for member in place {
-                at = at.and_then(|v| v.as_object()).and_then(|o| o.get(member));
-            }
-            *found = match at {
-                Some(Value::Bool(true)) => Found::True,
-                Some(Value::Array(a)) if !a.is_empty() => Found::NonEmptyList,
-                _ => Found::Other,
-            };
-        }
-        Self::from_found(&found)
-    }
-
     fn from_found(found: &[Found; MAX_PLACES]) -> Self {
         let mut bits = 0;
         for (i, (e, &(a, b))) in CATALOG.iter().zip(&PLACES.of_entry).enumerate() {
@@ -124,9 +107,11 @@ impl Switches {
     }
 }
 
+/// For callers that hold a configuration as a `Value` (native code and tests):
+/// read from its text, so there is one reading.
 impl From<&Value> for Switches {
     fn from(config: &Value) -> Self {
-        Self::from_value(config)
+        Self::read(&config.to_string())
     }
 }
 
@@ -140,12 +125,16 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// Records `what` for every candidate place that ends here.
+    /// A value here replaces what an earlier one (a repeated member) said for
+    /// every candidate place: those that end here find `what`, those that go
+    /// on below find nothing until a member of this value names them.
     fn leaf(&mut self, what: Found) {
         for i in each(self.candidates) {
-            if self.places.members[i].len() == self.depth {
-                self.found[i] = what;
-            }
+            self.found[i] = if self.places.members[i].len() == self.depth {
+                what
+            } else {
+                Found::Other
+            };
         }
     }
 }
@@ -217,10 +206,6 @@ impl<'de> Visitor<'de> for Walk<'_> {
             if next == 0 {
                 map.next_value::<IgnoredAny>()?;
                 continue;
-            }
-            // A repeated member replaces what an earlier one said.
-            for i in each(next) {
-                self.found[i] = Found::Other;
             }
             map.next_value_seed(Walk {
                 places: self.places,
@@ -317,7 +302,7 @@ mod tests {
 
     fn agree(config: &Value) -> Switches {
         let expected = by_pointer(config);
-        assert_eq!(Switches::from_value(config), expected, "{config}");
+        assert_eq!(Switches::from(config), expected, "{config}");
         assert_eq!(Switches::read(&config.to_string()), expected, "{config}");
         expected
     }
