@@ -44,10 +44,10 @@ impl Loader {
         // SAFETY: the artifact was made by `Engine::precompile_component` when
         // this binary was built (build.rs), with the engine configuration of
         // `engine_config.rs`, and is part of the binary, whose integrity it
-        // shares; it decompressed whole (zstd's content checksum), and
+        // shares; it decompressed to exactly its recorded size, and
         // `deserialize` refuses it unless it suits this engine and this CPU.
         #[allow(unsafe_code)]
-        match unsafe { Component::deserialize(&self.engine, &artifact) } {
+        match unsafe { artifact.deserialize(&self.engine) } {
             Ok(component) => {
                 self.metrics.artifact(metrics::Artifact::Embedded);
                 Some(component)

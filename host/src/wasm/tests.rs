@@ -78,10 +78,10 @@ fn the_artifacts_built_into_the_binary_load_in_the_gateways_engine() {
         let artifact = b.precompiled().expect("this target has a compiler");
         // SAFETY: made by `precompile_component` when this binary was built.
         #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize(&gateway, &artifact) };
+        let loaded = unsafe { artifact.deserialize(&gateway) };
         assert!(loaded.is_ok(), "{}: {:?}", b.name, loaded.err());
         #[allow(unsafe_code)]
-        let refused = unsafe { Component::deserialize(&other, &artifact) };
+        let refused = unsafe { artifact.deserialize(&other) };
         let e = format!("{:#}", refused.expect_err("refused"));
         assert!(e.contains("epoch"), "{}: {e}", b.name);
     }
