@@ -17,8 +17,8 @@ pub use gateway::{
     AmqpSettings, AmqpTls, AuthSettings, Limits, Quota, RateLimits, StoreSettings, SuperUser,
 };
 pub use tenant::{
-    AppSettings, AppSource, BUILTIN_APPS, ConnectionStrings, Route, Secret, Target, TenantName,
-    TenantSettings, Tier,
+    AppSettings, AppSource, BUILTIN_APPS, ConnectionStringSet, ConnectionStrings, Route, Secret,
+    Target, TenantName, TenantSettings, Tier,
 };
 
 use read::upstream;
@@ -106,7 +106,7 @@ pub const TENANT_PLACEHOLDER: &str = "{tenant}";
 impl NewTenants {
     /// The connection strings of tenant `name`.
     pub fn connection_strings(&self, name: &TenantName) -> ConnectionStrings {
-        let strings: BTreeMap<_, _> = self
+        let strings: ConnectionStringSet = self
             .connection_strings
             .iter()
             .map(|(k, v)| {

@@ -39,18 +39,19 @@ fn boolean(value: Option<&Value>, key: &str) -> Result<bool, SettingsError> {
 fn connection_strings(
     value: Option<&Value>,
     key: &str,
-) -> Result<BTreeMap<String, Secret>, SettingsError> {
-    let mut out = BTreeMap::new();
+) -> Result<ConnectionStringSet, SettingsError> {
     let Some(value) = value else {
-        return Ok(out);
+        return Ok(ConnectionStringSet::default());
     };
-    for (name, cs) in object(value, key)? {
-        let cs = cs
-            .as_str()
-            .ok_or_else(|| err(format!("{key}.{name}"), "must be a string"))?;
-        out.insert(name.clone(), Secret::new(cs.to_owned()));
-    }
-    Ok(out)
+    object(value, key)?
+        .iter()
+        .map(|(name, cs)| {
+            let cs = cs
+                .as_str()
+                .ok_or_else(|| err(format!("{key}.{name}"), "must be a string"))?;
+            Ok((name.clone(), Secret::new(cs.to_owned())))
+        })
+        .collect()
 }
 
 impl Settings {

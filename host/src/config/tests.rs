@@ -399,3 +399,36 @@ fn the_amqp_listener_is_off_unless_listen_is_set() {
     }
     assert!(with_gateway(r#"{"Amqp":{"Port":5672}}"#).is_err());
 }
+
+/// A tenant's connection strings keep a map's rules in their compact form:
+/// found by exact name, listed in name order, a later value of a name
+/// replacing an earlier one.
+#[test]
+fn connection_string_sets_read_like_maps() {
+    let set: ConnectionStringSet = [
+        ("EdFi_Security", "security"),
+        ("EdFi_Admin", "first"),
+        ("EdFi_Ods", "ods"),
+        ("EdFi_Admin", "admin"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), Secret::new(v.to_owned())))
+    .collect();
+    let listed: Vec<(&str, &str)> = set.iter().map(|(k, v)| (k, v.expose())).collect();
+    assert_eq!(
+        listed,
+        [
+            ("EdFi_Admin", "admin"),
+            ("EdFi_Ods", "ods"),
+            ("EdFi_Security", "security")
+        ]
+    );
+    for (name, value) in listed {
+        assert_eq!(set.get(name).unwrap().expose(), value);
+    }
+    assert!(set.get("edfi_admin").is_none());
+    assert!(set.get("EdFi").is_none());
+    assert!(set.get("Z").is_none());
+    assert!(!set.is_empty());
+    assert!(ConnectionStringSet::default().is_empty());
+}
