@@ -178,41 +178,67 @@ impl Directory {
         apps: BTreeSet<String>,
         now: &str,
     ) -> Result<Self, StoreError> {
-        Self::record_settings_tenants(store, settings, now)?;
-        Self::build(store, Arc::new(settings.clone()), apps)
+        let rows = store.tenant_rows()?;
+        let rows = if Self::record_settings_tenants(store, settings, now, &rows)? {
+            store.tenant_rows()?
+        } else {
+            rows
+        };
+        Ok(Self::build_from(rows, Arc::new(settings.clone()), apps))
     }
 
     /// Records the settings' tenants in the store: new ones created, known
-    /// ones given the file's name and tier.
+    /// ones given the file's name and tier. `stored`: the store's tenants as
+    /// just read; only the settings' tenants that are new or differ from
+    /// them are written (the store checks again in its transaction), so a
+    /// restart with the same settings writes nothing and reads the tenants
+    /// once, for the directory too. Whether any was written: the caller then
+    /// reads the tenants again.
     pub fn record_settings_tenants(
         store: &dyn Store,
         settings: &Settings,
         now: &str,
-    ) -> Result<(), StoreError> {
+        stored: &[TenantRow],
+    ) -> Result<bool, StoreError> {
+        let by_id: HashMap<&str, &TenantRow> = stored.iter().map(|r| (r.id.as_str(), r)).collect();
+        let deleted = |name: &TenantName| {
+            tracing::warn!(
+                tenant = %name,
+                "tenant from the settings file was deleted through the API; it stays deleted until restored"
+            )
+        };
+        let mut changed = Vec::new();
+        for t in &settings.tenants {
+            let id = tenant_id(&t.name).to_string();
+            match by_id.get(id.as_str()) {
+                Some(row)
+                    if row.name == t.name.as_str()
+                        && row.tier == t.tier.as_str()
+                        && row.origin == Origin::Settings =>
+                {
+                    if row.deleted_at.is_some() {
+                        deleted(&t.name);
+                    }
+                }
+                _ => changed.push((id, t)),
+            }
+        }
         // A few hundred to a transaction: one each made a start with 10,000
-        // tenants spend a fifth of its time here; one for all would hold the
-        // store's write lock that much longer.
+        // new tenants spend a fifth of its time here; one for all would hold
+        // the store's write lock that much longer.
         const CHUNK: usize = 500;
-        for chunk in settings.tenants.chunks(CHUNK) {
-            let ids: Vec<String> = chunk
-                .iter()
-                .map(|t| tenant_id(&t.name).to_string())
-                .collect();
+        for chunk in changed.chunks(CHUNK) {
             let seeds: Vec<(&str, &str, &str)> = chunk
                 .iter()
-                .zip(&ids)
-                .map(|(t, id)| (id.as_str(), t.name.as_str(), t.tier.as_str()))
+                .map(|(id, t)| (id.as_str(), t.name.as_str(), t.tier.as_str()))
                 .collect();
-            for (t, row) in chunk.iter().zip(store.seed_tenants(&seeds, now)?) {
+            for ((_, t), row) in chunk.iter().zip(store.seed_tenants(&seeds, now)?) {
                 if row.deleted_at.is_some() {
-                    tracing::warn!(
-                        tenant = %t.name,
-                        "tenant from the settings file was deleted through the API; it stays deleted until restored"
-                    );
+                    deleted(&t.name);
                 }
             }
         }
-        Ok(())
+        Ok(!changed.is_empty())
     }
 
     /// The same settings and apps over the store's current tenants: what a
@@ -228,6 +254,16 @@ impl Directory {
         settings: Arc<Settings>,
         apps: BTreeSet<String>,
     ) -> Result<Self, StoreError> {
+        Ok(Self::build_from(store.tenant_rows()?, settings, apps))
+    }
+
+    /// The directory of `settings` (with `apps` loaded) over the tenants
+    /// `rows`, as the store has them.
+    pub fn build_from(
+        rows: Vec<TenantRow>,
+        settings: Arc<Settings>,
+        apps: BTreeSet<String>,
+    ) -> Self {
         let mut dir = Directory {
             resolver: Resolver::new(&settings),
             routes: settings.routes.clone(),
@@ -248,12 +284,12 @@ impl Directory {
             settings,
             ..Directory::default()
         };
-        for row in store.tenant_rows()? {
+        for row in rows {
             if let Some(t) = dir.admit(row) {
                 dir.insert(t);
             }
         }
-        Ok(dir)
+        dir
     }
 
     /// This directory with the tenants of `changed` as the store now has them
