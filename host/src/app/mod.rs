@@ -151,23 +151,12 @@ pub async fn apply_settings(
         let apps = load_apps(&rt, &settings, &rt.apps())?;
         let _guard = shared.publishing.lock().expect("poisoned");
         let store = shared.store.as_ref();
-        // The sequence read before the rows: a change after it is published
-        // later. Read again if recording the settings' tenants wrote any.
-        let read = || anyhow::Ok((store.change_seq()?, store.tenant_rows()?));
-        let (mut seq, mut rows) = read()?;
-        if crate::tenancy::Directory::record_settings_tenants(
+        let (directory, seq) = crate::tenancy::Directory::seed(
             store,
-            &settings,
-            &now_rfc3339(),
-            &rows,
-        )? {
-            (seq, rows) = read()?;
-        }
-        let directory = crate::tenancy::Directory::build_from(
-            rows,
             Arc::new(settings),
             apps.keys().cloned().collect(),
-        );
+            &now_rfc3339(),
+        )?;
         // While the old directory and the new one may both be read, every app
         // either names is loaded.
         // Read under the lock: what a concurrent reload published counts.

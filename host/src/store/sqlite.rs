@@ -397,18 +397,6 @@ impl Tx for rusqlite::Transaction<'_> {
             .optional()?)
     }
 
-    fn tenants_in(&mut self, ids: &[&str]) -> Result<Vec<TenantRow>, StoreError> {
-        // The ids as one JSON array parameter: one statement for any number.
-        let ids = serde_json::to_string(ids).expect("strings serialize");
-        let mut stmt = self.prepare_cached(tenant_select!(
-            "WHERE id IN (SELECT value FROM json_each(?1))"
-        ))?;
-        let rows = stmt
-            .query_map([ids], tenant_from)?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
-    }
-
     fn tenant_named(&mut self, id: &str, name: &str) -> Result<Option<TenantRow>, StoreError> {
         Ok(self
             .prepare_cached(tenant_select!("WHERE id = ?1 OR name_key = lower(?2)"))?

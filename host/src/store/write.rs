@@ -5,7 +5,7 @@
 //! back as the step says.
 
 use super::{
-    Change, ClientRegistration, Expect, Origin, StoreError, TenantRow, TenantWrite, client_marker,
+    Change, ClientRegistration, Expect, StoreError, TenantRow, TenantWrite, client_marker,
 };
 
 /// Tries of a write that met a concurrent first write of its key (PostgreSQL:
@@ -34,8 +34,6 @@ pub(super) trait Tx {
 
     /// The tenant with `id`.
     fn tenant(&mut self, id: &str) -> Result<Option<TenantRow>, StoreError>;
-    /// The tenants among `ids` (deleted ones too), in no particular order.
-    fn tenants_in(&mut self, ids: &[&str]) -> Result<Vec<TenantRow>, StoreError>;
     /// A tenant with `id`, or one whose name is `name` case-insensitively.
     fn tenant_named(&mut self, id: &str, name: &str) -> Result<Option<TenantRow>, StoreError>;
     /// Inserts a settings-file tenant unless `id` exists; whether it did.
@@ -140,35 +138,20 @@ fn seed_tenant(
 }
 
 /// [`seed_tenant`] of each `(id, name, tier)` in one transaction, committed
-/// if any of them changed. They are read in one statement first: one already
-/// stored as the settings file has it is left alone, so a restart with the
-/// same settings makes one query per transaction instead of three statements
-/// per tenant (30,000 for 10,000 tenants). The tenant lock is taken once, so
-/// a batch that changes tenants wakes other instances once (PostgreSQL
-/// delivers each numbered notification: one per tenant woke them per tenant).
+/// if any of them changed. The caller sends the tenants that are new or
+/// differ from what it read ([`crate::tenancy::Directory::seed`]). The
+/// tenant lock is taken once, so a batch that changes tenants wakes other
+/// instances once (PostgreSQL delivers each numbered notification: one per
+/// tenant woke them per tenant).
 pub(super) fn seed_tenants(
     tx: &mut impl Tx,
     tenants: &[(&str, &str, &str)],
     now: &str,
 ) -> Result<Step<Vec<TenantRow>>, StoreError> {
     tx.lock_tenants()?;
-    let ids: Vec<&str> = tenants.iter().map(|&(id, _, _)| id).collect();
-    let mut stored: std::collections::HashMap<String, TenantRow> = tx
-        .tenants_in(&ids)?
-        .into_iter()
-        .map(|row| (row.id.clone(), row))
-        .collect();
     let mut rows = Vec::with_capacity(tenants.len());
     let mut changed = false;
     for &(id, name, tier) in tenants {
-        // What `reseed` would leave as it is.
-        let unchanged = stored
-            .remove(id)
-            .filter(|row| row.name == name && row.tier == tier && row.origin == Origin::Settings);
-        if let Some(row) = unchanged {
-            rows.push(row);
-            continue;
-        }
         match seed_tenant(tx, id, name, tier, now)? {
             Step::Commit(row) => {
                 changed = true;

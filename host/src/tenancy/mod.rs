@@ -165,36 +165,41 @@ impl Directory {
     #[cfg(test)]
     pub(crate) fn sample(store: &dyn Store) -> (Self, Settings) {
         let settings = Settings::parse(crate::config::SAMPLE).unwrap();
-        let dir = Self::seed(store, &settings, BTreeSet::new(), "2025-01-01T00:00:00Z").unwrap();
+        let (dir, _) = Self::seed(
+            store,
+            Arc::new(settings.clone()),
+            BTreeSet::new(),
+            "2025-01-01T00:00:00Z",
+        )
+        .unwrap();
         (dir, settings)
     }
 
     /// Records the settings' tenants in the store (creation times persist there)
-    /// and builds the directory from the store.
+    /// and builds the directory from the store; with it, the store's change
+    /// sequence read just before the tenants it holds (a change after it is
+    /// published later). The tenants are read once, and again only if
+    /// recording wrote any: a restart with the same settings writes nothing.
     /// `apps`: the names of `settings.apps` loaded.
     pub fn seed(
         store: &dyn Store,
-        settings: &Settings,
+        settings: Arc<Settings>,
         apps: BTreeSet<String>,
         now: &str,
-    ) -> Result<Self, StoreError> {
-        let rows = store.tenant_rows()?;
-        let rows = if Self::record_settings_tenants(store, settings, now, &rows)? {
-            store.tenant_rows()?
-        } else {
-            rows
-        };
-        Ok(Self::build_from(rows, Arc::new(settings.clone()), apps))
+    ) -> Result<(Self, i64), StoreError> {
+        let read = || Ok::<_, StoreError>((store.change_seq()?, store.tenant_rows()?));
+        let (mut seq, mut rows) = read()?;
+        if Self::record_settings_tenants(store, &settings, now, &rows)? {
+            (seq, rows) = read()?;
+        }
+        Ok((Self::build_from(rows, settings, apps), seq))
     }
 
     /// Records the settings' tenants in the store: new ones created, known
     /// ones given the file's name and tier. `stored`: the store's tenants as
     /// just read; only the settings' tenants that are new or differ from
-    /// them are written (the store checks again in its transaction), so a
-    /// restart with the same settings writes nothing and reads the tenants
-    /// once, for the directory too. Whether any was written: the caller then
-    /// reads the tenants again.
-    pub fn record_settings_tenants(
+    /// them are written. Whether any was.
+    fn record_settings_tenants(
         store: &dyn Store,
         settings: &Settings,
         now: &str,
@@ -259,11 +264,7 @@ impl Directory {
 
     /// The directory of `settings` (with `apps` loaded) over the tenants
     /// `rows`, as the store has them.
-    pub fn build_from(
-        rows: Vec<TenantRow>,
-        settings: Arc<Settings>,
-        apps: BTreeSet<String>,
-    ) -> Self {
+    fn build_from(rows: Vec<TenantRow>, settings: Arc<Settings>, apps: BTreeSet<String>) -> Self {
         let mut dir = Directory {
             resolver: Resolver::new(&settings),
             routes: settings.routes.clone(),
@@ -524,8 +525,13 @@ mod tests {
         let dir_path = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir_path.path()).unwrap();
         let settings = Settings::parse(crate::config::SAMPLE).unwrap();
-        let dir =
-            Directory::seed(&store, &settings, BTreeSet::new(), "2025-01-01T00:00:00Z").unwrap();
+        let (dir, _) = Directory::seed(
+            &store,
+            Arc::new(settings),
+            BTreeSet::new(),
+            "2025-01-01T00:00:00Z",
+        )
+        .unwrap();
         assert_eq!(dir.iter().count(), 2);
         let t = dir.get("tenant1").unwrap();
         assert_eq!(t.name.as_str(), "Tenant1");
@@ -589,8 +595,13 @@ mod tests {
         let settings = Settings::parse(crate::config::SAMPLE).unwrap();
         let shared = Shared::new(store.clone());
         let seq = store.change_seq().unwrap();
-        let dir =
-            Directory::seed(&*store, &settings, BTreeSet::new(), "2025-01-01T00:00:00Z").unwrap();
+        let (dir, _) = Directory::seed(
+            &*store,
+            Arc::new(settings),
+            BTreeSet::new(),
+            "2025-01-01T00:00:00Z",
+        )
+        .unwrap();
         shared.directory.store(Arc::new(dir));
         (store, shared, seq)
     }

@@ -120,9 +120,9 @@ mod tests {
         let settings = Settings::parse(text).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(tmp.path()).unwrap();
-        let dir = Directory::seed(
+        let (dir, _) = Directory::seed(
             &store,
-            &settings,
+            std::sync::Arc::new(settings.clone()),
             Default::default(),
             "2025-01-01T00:00:00Z",
         )

@@ -83,6 +83,7 @@ impl Builtin {
 #[derive(Debug)]
 pub enum Unpacked {
     /// In a memory file (`memfd_create`).
+    #[cfg(target_os = "linux")]
     File(std::fs::File),
     /// On the heap.
     Bytes(Vec<u8>),
@@ -107,11 +108,6 @@ impl Unpacked {
                 // SAFETY: the caller's promise; the file is ours and nothing
                 // writes to it after it was filled.
                 unsafe { Component::deserialize_file(engine, path) }
-            }
-            #[cfg(not(target_os = "linux"))]
-            Unpacked::File(file) => {
-                let _ = file;
-                unreachable!("memory files are made on Linux only")
             }
             // SAFETY: the caller's promise.
             Unpacked::Bytes(bytes) => unsafe { Component::deserialize(engine, bytes) },

@@ -536,14 +536,6 @@ impl Tx for Writing<'_, '_, '_> {
             .transpose()
     }
 
-    fn tenants_in(&mut self, ids: &[&str]) -> Result<Vec<TenantRow>, StoreError> {
-        self.run
-            .query(tenant_select!("WHERE id = ANY($1)"), &[&ids])?
-            .iter()
-            .map(tenant_from)
-            .collect()
-    }
-
     fn tenant_named(&mut self, id: &str, name: &str) -> Result<Option<TenantRow>, StoreError> {
         self.run
             .query_opt(
