@@ -5,6 +5,7 @@ mod browser;
 mod components;
 mod config_api;
 mod doradus;
+mod edfi;
 mod failures;
 mod harness;
 mod history;

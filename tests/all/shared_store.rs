@@ -106,6 +106,7 @@ fn a_client_registered_on_one_instance_gets_tokens_on_another() {
             ("grant_type", "client_credentials"),
             ("client_id", "shared-client"),
             ("client_secret", SECRET),
+            ("scope", "edfi_admin_api/full_access"),
         ],
     );
     assert_eq!(r.status, 200, "{}", r.body);

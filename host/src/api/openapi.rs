@@ -7,8 +7,8 @@
 //! tenant traffic — is added per directory snapshot, and the document is made
 //! once per snapshot.
 
-use crate::api::{components, config, connect, doradus, hono, ops, vespa};
-use crate::tenancy::Directory;
+use crate::api::{components, config, connect, doradus, edfi, hono, ops, vespa};
+use crate::tenancy::{Directory, PerDirectory};
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, LazyLock};
 use utoipa::OpenApi;
@@ -182,6 +182,7 @@ static BASE: LazyLock<Value> = LazyLock::new(|| {
         ops::Doc::openapi(),
         config::Doc::openapi(),
         connect::Doc::openapi(),
+        edfi::Doc::openapi(),
         doradus::Doc::openapi(),
         vespa::Doc::openapi(),
         hono::Doc::openapi(),
@@ -274,7 +275,10 @@ pub fn document(dir: &Directory) -> Value {
                 "security": [{}],
                 "responses": {
                     "200": {"description": "The app's or upstream's answer"},
-                    "400": answer("Tenant header missing, invalid or naming no tenant"),
+                    "400": {
+                        "description": "Validation failed: the Tenant header is missing, invalid or names no tenant (Ed-Fi's body); in multi-tenant mode, a /v1/ path: {\"message\": \"Wrong API version for this instance mode.\"}",
+                        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ValidationProblem"}}}
+                    },
                     "502": answer("The upstream could not be reached"),
                     "504": answer("The upstream did not answer in time")
                 }
@@ -283,6 +287,11 @@ pub fn document(dir: &Directory) -> Value {
     }
     doc["components"]["parameters"] = json!({ "Tenant": tenant_header });
     doc
+}
+
+/// The document of `dir` as sent.
+fn rendered(dir: &Directory) -> bytes::Bytes {
+    bytes::Bytes::from(document(dir).to_string())
 }
 
 /// Swagger UI's settings: the document at `/openapi.json`, "try it out" on.
@@ -295,38 +304,19 @@ static SWAGGER: std::sync::LazyLock<Arc<utoipa_swagger_ui::Config<'static>>> =
         )
     });
 
-/// The document made for one directory snapshot: made again only when the
-/// directory is replaced (settings reloaded, tenants changed), not per request.
-#[derive(Default)]
-struct Cached(arc_swap::ArcSwapOption<(Arc<Directory>, bytes::Bytes)>);
-
-impl Cached {
-    /// The document of `dir`, made now if this snapshot has none yet.
-    fn of(&self, dir: Arc<Directory>) -> bytes::Bytes {
-        if let Some(hit) = &*self.0.load()
-            && Arc::ptr_eq(&hit.0, &dir)
-        {
-            return hit.1.clone();
-        }
-        let text = bytes::Bytes::from(document(&dir).to_string());
-        self.0.store(Some(Arc::new((dir, text.clone()))));
-        text
-    }
-}
-
 /// `/openapi.json`, and Swagger UI under `/swagger/` (when
 /// `SwaggerSettings.EnableSwagger`).
 pub fn routes() -> crate::http::Routes {
     use axum::extract::State;
     use axum::routing::any;
-    let cached = Arc::new(Cached::default());
+    let cached = Arc::new(PerDirectory::default());
     crate::http::Routes::new()
         .route(
             "/openapi.json",
             any(move |State(gw): State<Arc<crate::http::Gateway>>| {
                 let cached = cached.clone();
                 async move {
-                    let doc = cached.of(gw.runtime.shared().directory.load_full());
+                    let doc = cached.of(gw.runtime.shared().directory.load_full(), rendered);
                     crate::http::served(
                         crate::http::json(http::StatusCode::OK, doc),
                         "openapi",
@@ -410,14 +400,14 @@ mod tests {
     /// One snapshot's document is made once; a replaced directory gets its own.
     #[test]
     fn the_document_is_made_once_per_directory_snapshot() {
-        let cached = Cached::default();
+        let cached = PerDirectory::default();
         let first = Arc::new(Directory::default());
-        let made = cached.of(first.clone());
-        let again = cached.of(first.clone());
+        let made = cached.of(first.clone(), rendered);
+        let again = cached.of(first.clone(), rendered);
         assert_eq!(made.as_ptr(), again.as_ptr(), "made again for one snapshot");
         let mut replaced = Directory::default();
         replaced.default_tenant = Some(crate::config::TenantName::parse("Tenant7").unwrap());
-        let other = cached.of(Arc::new(replaced));
+        let other = cached.of(Arc::new(replaced), rendered);
         assert_ne!(other.as_ptr(), made.as_ptr());
         assert!(std::str::from_utf8(&other).unwrap().contains("Tenant7"));
         assert!(!std::str::from_utf8(&made).unwrap().contains("Tenant7"));

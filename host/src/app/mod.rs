@@ -577,6 +577,7 @@ fn routes() -> crate::http::Routes {
         .merge(crate::api::ops::routes())
         .merge(crate::api::openapi::routes())
         .merge(crate::api::connect::routes())
+        .merge(crate::api::edfi::routes())
         .merge(crate::api::config::routes())
         .merge(crate::api::vespa::routes())
         .merge(crate::api::doradus::routes())

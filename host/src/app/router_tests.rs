@@ -264,14 +264,14 @@ async fn every_surface_answers_404_405_and_allow_in_its_own_format() {
             "components",
             r#""component":null"#,
         ),
-        // Ed-Fi /connect: POST only; the config API's error body.
+        // Ed-Fi /connect: POST only; RFC 9457 problems, as Ed-Fi's.
         (
             "GET",
             "/connect/token",
             405,
             &["POST"],
             "connect",
-            r#""code":405"#,
+            r#""status":405"#,
         ),
         (
             "PUT",
@@ -279,7 +279,7 @@ async fn every_surface_answers_404_405_and_allow_in_its_own_format() {
             405,
             &["POST"],
             "connect",
-            r#""code":405"#,
+            r#""status":405"#,
         ),
         (
             "GET",
@@ -287,7 +287,36 @@ async fn every_surface_answers_404_405_and_allow_in_its_own_format() {
             404,
             &[],
             "connect",
-            r#""code":404"#,
+            r#""status":404"#,
+        ),
+        // Ed-Fi's landing document and tenants.
+        ("GET", "/", 200, &[], "edfi", r#""version":"#),
+        ("POST", "/", 405, &["GET"], "edfi", r#""status":405"#),
+        ("GET", "/v2/tenants", 401, &[], "edfi", r#""status":401"#),
+        ("GET", "/v2/tenants/", 401, &[], "edfi", r#""status":401"#),
+        (
+            "GET",
+            "/v2/tenants/Tenant1",
+            401,
+            &[],
+            "edfi",
+            r#""status":401"#,
+        ),
+        (
+            "DELETE",
+            "/v2/tenants/Tenant1",
+            405,
+            &["GET"],
+            "edfi",
+            r#""status":405"#,
+        ),
+        (
+            "GET",
+            "/v2/tenants/Tenant1/more",
+            404,
+            &[],
+            "edfi",
+            r#""title":"Nothing at"#,
         ),
         // The config API: the component answers methods, after the caller's check.
         (
@@ -338,7 +367,16 @@ async fn every_surface_answers_404_405_and_allow_in_its_own_format() {
             "other",
             "No endpoint at this path",
         ),
-        ("GET", "/connect", 404, &[], "connect", r#""code":404"#),
+        ("GET", "/connect", 404, &[], "connect", r#""status":404"#),
+        // Ed-Fi's answer to a version 1 path in multi-tenant mode.
+        (
+            "GET",
+            "/v1/tenants",
+            400,
+            &[],
+            "other",
+            r#"{"message":"Wrong API version for this instance mode."}"#,
+        ),
     ];
     let mut failures = Vec::new();
     for &(method, path, status, allow, route, body) in cases {
@@ -385,7 +423,8 @@ async fn every_documented_operation_is_routed() {
                 },
             )
             .replace("{id}", "Tenant1")
-            .replace("{tenant}", "Tenant1");
+            .replace("{tenant}", "Tenant1")
+            .replace("{tenantName}", "Tenant1");
         for (method, op) in item.as_object().expect("path item") {
             if !["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
                 continue;

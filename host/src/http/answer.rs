@@ -1,6 +1,7 @@
 //! The gateway's own answers: the config API's error body (`{error, message,
 //! code, tenant_id}`, also used by the paths that belong to no surface), RFC
-//! 9457 problems (Ed-Fi's), JSON values, and the headers a refusal adds.
+//! 9457 problems and validation failures (Ed-Fi's), JSON values, and the
+//! headers a refusal adds.
 
 use super::{Body, full};
 use crate::security::auth::Refusal;
@@ -84,48 +85,70 @@ pub(crate) fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body>
     resp
 }
 
-/// An RFC 9457 problem (the format of Ed-Fi's `/connect/register` errors).
-pub(crate) fn problem(
-    status: StatusCode,
-    title: &str,
-    errors: Option<serde_json::Value>,
-) -> Response<Body> {
-    let mut resp = json_body(
-        status,
-        &Problem {
-            title,
-            status: status.as_u16(),
-            errors,
-        },
-    );
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
+const PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
+
+/// An RFC 9457 problem `{title, status}` (how the Ed-Fi surfaces word an
+/// error that is not a validation failure).
+pub(crate) fn problem(status: StatusCode, title: &str) -> Response<Body> {
+    let mut resp = json_body(status, &Problem::titled(title, status));
+    resp.headers_mut().insert(CONTENT_TYPE, PROBLEM_JSON);
     resp
 }
 
-/// RFC 9457 problem details, as Ed-Fi writes them.
+/// Ed-Fi's validation failure: 400 `application/problem+json`
+/// `{"title": "Validation failed", "errors": {"<field>": ["…"]}}`, the messages
+/// of each field in the order given.
+pub(crate) fn validation_failed<'a>(
+    errors: impl IntoIterator<Item = (&'a str, String)>,
+) -> Response<Body> {
+    let mut fields = std::collections::BTreeMap::<&str, Vec<String>>::new();
+    for (field, message) in errors {
+        fields.entry(field).or_default().push(message);
+    }
+    let mut resp = json_body(
+        StatusCode::BAD_REQUEST,
+        &ValidationProblem {
+            title: "Validation failed",
+            errors: fields,
+        },
+    );
+    resp.headers_mut().insert(CONTENT_TYPE, PROBLEM_JSON);
+    resp
+}
+
+/// The answer to a request whose tenant could not be resolved, as Ed-Fi
+/// answers it: 400 `application/problem+json`
+/// `{"title": "Validation failed", "errors": {"Tenant": ["…"]}}`.
+pub(crate) fn unresolved(e: &crate::tenancy::resolve::ResolveError) -> Response<Body> {
+    validation_failed([("Tenant", e.to_string())])
+}
+
+/// RFC 9457 problem details as Ed-Fi writes them (also the body of a
+/// successful registration).
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct Problem<'a> {
     title: &'a str,
     status: u16,
-    /// The messages for each field in error.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<std::collections::BTreeMap<String, Vec<String>>>)]
-    errors: Option<serde_json::Value>,
 }
 
 impl<'a> Problem<'a> {
-    /// A body of this shape with no field errors (Ed-Fi answers a successful
-    /// registration so, as `application/json`).
+    /// A problem of `status` titled `title`.
     pub(crate) fn titled(title: &'a str, status: StatusCode) -> Self {
         Self {
             title,
             status: status.as_u16(),
-            errors: None,
         }
     }
+}
+
+/// Ed-Fi's body of a request refused as invalid: the messages for each field
+/// in error (the `Tenant` header's is under `Tenant`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"title": "Validation failed", "errors": {"Tenant": ["Tenant header is missing: name the tenant of the request in a Tenant header"]}}))]
+pub(crate) struct ValidationProblem<'a> {
+    #[schema(example = "Validation failed")]
+    title: &'a str,
+    errors: std::collections::BTreeMap<&'a str, Vec<String>>,
 }
 
 /// A header value written from `args` on the stack when it fits, so the value's

@@ -234,8 +234,10 @@ async fn not_found<S: Surface>(req: axum::extract::Request) -> Response<Body> {
     S::error(&parts, StatusCode::NOT_FOUND, &message)
 }
 
-/// A surface's 405 (the router adds `Allow`).
+/// A surface's 405 (the router adds `Allow`), labelled with its route (a
+/// route outside [`mount`] has no label of its own).
 async fn not_allowed<S: Surface>(req: axum::extract::Request) -> Response<Body> {
+    Served::route_unless_noted(S::ROUTE);
     let (parts, _) = req.into_parts();
     let message = format!(
         "Method {} is not allowed on '{}' (see Allow)",

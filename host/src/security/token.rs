@@ -69,18 +69,17 @@ fn token_error(code: &'static str, description: impl Into<String>) -> TokenError
 /// The scopes a client may ask for (Ed-Fi's, and our own name for the same).
 pub const SCOPES: [&str; 2] = ["edfi_admin_api/full_access", "tenant-gateway/full_access"];
 
-/// Ed-Fi's client secret rule: 32–128 characters with a lower-case letter, an
-/// upper-case letter, a digit and a character that is none of these.
-pub fn secret_problem(secret: &str) -> Option<&'static str> {
+/// Ed-Fi's client secret rule: 32–128 characters, none a line feed, with a
+/// lower-case letter, an upper-case letter, a digit and a character that is
+/// none of these.
+pub fn secret_follows_rule(secret: &str) -> bool {
     let n = secret.chars().count();
-    let ok = (32..=128).contains(&n)
+    (32..=128).contains(&n)
+        && !secret.contains('\n')
         && secret.chars().any(|c| c.is_ascii_lowercase())
         && secret.chars().any(|c| c.is_ascii_uppercase())
         && secret.chars().any(|c| c.is_ascii_digit())
-        && secret.chars().any(|c| !c.is_ascii_alphanumeric());
-    (!ok).then_some(
-        "ClientSecret must be 32 to 128 characters with at least one lower-case letter, one upper-case letter, one digit and one special character",
-    )
+        && secret.chars().any(|c| !c.is_ascii_alphanumeric())
 }
 
 impl Authenticator {
@@ -326,8 +325,12 @@ mod tests {
 
     #[test]
     fn secret_rule() {
-        assert!(secret_problem("short").is_some());
-        assert!(secret_problem(&"a".repeat(40)).is_some());
-        assert!(secret_problem("Aa1!aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").is_none());
+        assert!(!secret_follows_rule("short"));
+        assert!(!secret_follows_rule(&"a".repeat(40)));
+        assert!(secret_follows_rule("Aa1!aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+        assert!(!secret_follows_rule(
+            "Aa1!aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\naa"
+        ));
+        assert!(!secret_follows_rule(&format!("Aa1!{}", "a".repeat(125))));
     }
 }

@@ -490,6 +490,26 @@ impl Directory {
     }
 }
 
+/// An answer made from one directory snapshot, kept until the directory is
+/// replaced (settings reloaded, tenants changed): made once per change, not
+/// per request.
+#[derive(Default)]
+pub struct PerDirectory(arc_swap::ArcSwapOption<(Arc<Directory>, Bytes)>);
+
+impl PerDirectory {
+    /// The answer for `dir`, made with `make` now if this snapshot has none yet.
+    pub fn of(&self, dir: Arc<Directory>, make: impl FnOnce(&Directory) -> Bytes) -> Bytes {
+        if let Some(hit) = &*self.0.load()
+            && Arc::ptr_eq(&hit.0, &dir)
+        {
+            return hit.1.clone();
+        }
+        let made = make(&dir);
+        self.0.store(Some(Arc::new((dir, made.clone()))));
+        made
+    }
+}
+
 /// The canonical subject DNs of a tenant's trusted CAs (unparseable ones, which
 /// writes refuse, are skipped).
 fn trusted_dns(doc: &TenantDoc) -> impl Iterator<Item = String> + '_ {

@@ -13,18 +13,38 @@ use std::sync::Arc;
 /// The routing header.
 pub const TENANT: HeaderName = HeaderName::from_static("tenant");
 
-/// Why a request has no tenant.
+/// Why a request has no tenant. Each is worded for the client, and answered
+/// as Ed-Fi answers it: a validation failure of the `Tenant` field
+/// (`http::unresolved`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
     /// No `Tenant` header where one is needed.
-    #[error("Tenant header is missing")]
+    #[error("Tenant header is missing: name the tenant of the request in a Tenant header")]
     Missing,
-    /// The header is not a tenant name.
-    #[error("Tenant header is invalid: {0}")]
+    /// The header is not a tenant name: what is wrong with it.
+    #[error("Please provide a valid tenant id in the Tenant header: it {0}")]
     Invalid(&'static str),
     /// The header names no configured tenant.
-    #[error("Tenant '{0}' is not a configured tenant")]
+    #[error("Tenant not found with provided tenant id: {0}")]
     Unknown(String),
+    /// A Swagger UI request without the header, and
+    /// `SwaggerSettings.DefaultTenant` names no configured tenant.
+    #[error(
+        "Please configure a valid default tenant id: SwaggerSettings.DefaultTenant is '{0}', which is not a configured tenant"
+    )]
+    UnknownDefault(String),
+}
+
+impl ResolveError {
+    /// What the refusal counts as in the metrics.
+    pub fn rejection(&self) -> crate::telemetry::Rejection {
+        use crate::telemetry::Rejection;
+        match self {
+            ResolveError::Missing => Rejection::TenantMissing,
+            ResolveError::Invalid(_) => Rejection::TenantInvalid,
+            ResolveError::Unknown(_) | ResolveError::UnknownDefault(_) => Rejection::TenantUnknown,
+        }
+    }
 }
 
 /// The part of the settings resolution needs.
@@ -44,6 +64,12 @@ impl Resolver {
                 .clone()
                 .filter(|_| settings.swagger_enabled),
         }
+    }
+
+    /// Whether the settings are Ed-Fi's multi-tenant mode
+    /// (`AppSettings.MultiTenancy`).
+    pub fn multi_tenancy(&self) -> bool {
+        self.multi_tenancy
     }
 
     /// Paths served without a tenant: the root, health, token endpoints, discovery.
@@ -66,11 +92,11 @@ impl Resolver {
         let mut values = headers.get_all(TENANT).iter();
         if let Some(value) = values.next() {
             if values.next().is_some() {
-                return Err(ResolveError::Invalid("more than one Tenant header"));
+                return Err(ResolveError::Invalid("is given more than once"));
             }
             let name = value
                 .to_str()
-                .map_err(|_| ResolveError::Invalid("not visible ASCII"))?
+                .map_err(|_| ResolveError::Invalid("is not visible ASCII text"))?
                 .trim();
             let name = TenantName::parse(name).map_err(ResolveError::Invalid)?;
             return dir
@@ -84,7 +110,7 @@ impl Resolver {
             return dir
                 .get(default.as_str())
                 .cloned()
-                .ok_or_else(|| ResolveError::Unknown(default.as_str().to_owned()));
+                .ok_or_else(|| ResolveError::UnknownDefault(default.as_str().to_owned()));
         }
         if !self.multi_tenancy
             && let Some(only) = dir.iter().next()
@@ -186,9 +212,14 @@ mod tests {
                 .unwrap_err(),
             ResolveError::Unknown("Tenant3".into())
         );
+        assert!(
+            ResolveError::Missing
+                .to_string()
+                .starts_with("Tenant header is missing")
+        );
         assert_eq!(
-            ResolveError::Missing.to_string(),
-            "Tenant header is missing"
+            ResolveError::Invalid("may contain only letters").to_string(),
+            "Please provide a valid tenant id in the Tenant header: it may contain only letters"
         );
     }
 

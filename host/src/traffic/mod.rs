@@ -1,5 +1,7 @@
 //! Tenant traffic: everything no surface routes. Resolved to a tenant by its
-//! `Tenant` header, checked (enabled, and authorized when
+//! `Tenant` header (refused as Ed-Fi refuses it: a validation failure of the
+//! `Tenant` field, and Ed-Fi's answer to a `/v1/` path in multi-tenant mode),
+//! checked (enabled, and authorized when
 //! `Authentication.ProtectTenantTraffic`), then served by the tenant app or
 //! proxied (`proxy`, streaming both ways) to the upstream its route names.
 
@@ -10,7 +12,7 @@ use crate::http::{
 };
 use crate::telemetry::Rejection;
 use crate::tenancy::Destination;
-use crate::tenancy::resolve::{ResolveError, Resolver};
+use crate::tenancy::resolve::Resolver;
 use axum::extract::Request;
 use http::{Response, StatusCode};
 use proxy::ProxyError;
@@ -52,15 +54,14 @@ async fn tenant_traffic(
 ) -> Response<Body> {
     let gw = &*traffic.gw;
     let dir = gw.runtime.shared().directory.load_full();
+    if dir.resolver.multi_tenancy() && wrong_version(&dir, req.uri().path()) {
+        return wrong_version_answer();
+    }
     let tenant = match dir.resolver.resolve(req.headers(), req.uri().path(), &dir) {
         Ok(t) => t,
         Err(e) => {
-            gw.metrics.reject(match e {
-                ResolveError::Missing => Rejection::TenantMissing,
-                ResolveError::Invalid(_) => Rejection::TenantInvalid,
-                ResolveError::Unknown(_) => Rejection::TenantUnknown,
-            });
-            return error(StatusCode::BAD_REQUEST, &e.to_string(), None);
+            gw.metrics.reject(e.rejection());
+            return crate::http::unresolved(&e);
         }
     };
     served.tenant = Some(tenant.clone());
@@ -181,5 +182,39 @@ async fn serve_app(
             &app.name,
             Some(&tenant_id),
         ),
+    }
+}
+
+/// Whether `path` is one Ed-Fi answers with "Wrong API version" in
+/// multi-tenant mode (a `/v1/` path: Ed-Fi's version 1 mode has no
+/// multi-tenancy), unless the shared routes (`TenantGateway.Routes`) route it.
+fn wrong_version(dir: &crate::tenancy::Directory, path: &str) -> bool {
+    path.get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case("/v1/"))
+        && !dir.routes.iter().any(|r| r.matches(path))
+}
+
+/// Ed-Fi's answer to a path of the other API version.
+fn wrong_version_answer() -> Response<Body> {
+    crate::http::json(
+        StatusCode::BAD_REQUEST,
+        bytes::Bytes::from_static(br#"{"message":"Wrong API version for this instance mode."}"#),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenancy::Directory;
+
+    #[test]
+    fn v1_paths_are_the_wrong_version_unless_routed() {
+        let dir = Directory::default();
+        for p in ["/v1/tenants", "/V1/odsInstances/1", "/v1/"] {
+            assert!(wrong_version(&dir, p), "{p}");
+        }
+        for p in ["/v1", "/v2/tenants", "/api/v1/x", "/v10/x", "/"] {
+            assert!(!wrong_version(&dir, p), "{p}");
+        }
     }
 }
