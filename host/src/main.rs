@@ -140,23 +140,27 @@ fn init_logging(
     Ok((flush, dropped))
 }
 
+/// The settings file read: its path, what it said, and its metadata from just
+/// before it was read (it is watched for changes from that text on).
+type SettingsSource = (PathBuf, String, Option<std::fs::Metadata>);
+
 /// The settings file (or the built-in sample) with environment overrides
-/// applied; and the file read, if any, with the text read from it (it is
-/// watched for changes from that text on).
+/// applied; and the file read, if any.
 fn load_settings(
     path: Option<&Path>,
-) -> Result<(Settings, Option<(PathBuf, String)>), tenant_gateway::config::SettingsError> {
+) -> Result<(Settings, Option<SettingsSource>), tenant_gateway::config::SettingsError> {
     let file = match path {
         Some(p) => Some(p.to_owned()),
         None if Path::new("appsettings.json").exists() => Some(PathBuf::from("appsettings.json")),
         None => None,
     };
+    let meta = file.as_deref().and_then(|p| std::fs::metadata(p).ok());
     let text = match &file {
         Some(p) => read(p)?,
         None => SAMPLE.to_owned(),
     };
     let settings = Settings::parse_with_env(&text, std::env::vars())?;
-    Ok((settings, file.map(|f| (f, text))))
+    Ok((settings, file.map(|f| (f, text, meta))))
 }
 
 fn read(path: &Path) -> Result<String, tenant_gateway::config::SettingsError> {
@@ -210,7 +214,7 @@ async fn serve(
         .unwrap_or_else(|| data_dir.join("components"));
     let source = source_path.as_ref().map_or_else(
         || "built-in sample".to_owned(),
-        |(p, _)| p.display().to_string(),
+        |(p, ..)| p.display().to_string(),
     );
     tracing::info!(settings = %source, tenants = settings.tenants.len(), data_dir = %data_dir.display(), "starting");
     // Every connection is a file descriptor: take what the system allows, and
@@ -228,10 +232,11 @@ async fn serve(
         }
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
-    let watch = source_path.map(|(path, text)| tenant_gateway::Watch {
+    let watch = source_path.map(|(path, text, meta)| tenant_gateway::Watch {
         path,
         env: std::env::vars().collect(),
         started_from: text.into_bytes(),
+        started_meta: meta,
     });
     let running = tenant_gateway::start(
         tenant_gateway::Options {

@@ -59,7 +59,7 @@ pub async fn create(
         let mut fields = vec!["name".to_owned(), "enabled".to_owned()];
         let mut doc = TenantDoc {
             options,
-            hono,
+            hono: hono.map(Box::new),
             generation: Some(argon2::password_hash::rand_core::RngCore::next_u64(
                 &mut argon2::password_hash::rand_core::OsRng,
             )),

@@ -68,7 +68,7 @@ pub async fn update(
                     fields.push("enabled".into());
                     row.enabled = *enabled;
                 }
-                row.doc.hono = Some(doc.clone());
+                row.doc.hono = Some(Box::new(doc.clone()));
                 dns.clone_from(new_dns);
             }
             let now = crate::now_rfc3339();

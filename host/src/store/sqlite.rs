@@ -171,6 +171,21 @@ impl Store for SqliteStore {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(tenant_select!("ORDER BY name_key"))?;
         let rows = stmt.query_map([], tenant_from)?.collect::<Result<_, _>>()?;
+        drop(stmt);
+        // Reading every tenant (a start, a settings reload) filled this
+        // connection's page cache with the whole table, which no request
+        // reads again: up to 2 MiB kept per pooled connection (3.6 MB of a
+        // start's live heap with 10,000 tenants, by a heap profile).
+        conn.execute_batch("PRAGMA shrink_memory")?;
+        Ok(rows)
+    }
+
+    fn deleted_tenant_rows(&self) -> Result<Vec<TenantRow>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(tenant_select!(
+            "WHERE deleted_at IS NOT NULL ORDER BY name_key"
+        ))?;
+        let rows = stmt.query_map([], tenant_from)?.collect::<Result<_, _>>()?;
         Ok(rows)
     }
 

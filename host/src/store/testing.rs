@@ -352,6 +352,27 @@ pub fn contract(s: &dyn Store) {
         "a configuration write is no tenant change"
     );
     assert!(s.tenant_changes(last, 100).unwrap().is_empty());
+    // Only deleted tenants are listed as awaiting their purge.
+    assert!(s.deleted_tenant_rows().unwrap().is_empty());
+    let gone = TenantRow {
+        id: "id-3".into(),
+        name: "Initech".into(),
+        deleted_at: Some("2025-01-03T00:00:00Z".into()),
+        ..other.clone()
+    };
+    assert!(matches!(
+        s.write_tenant(&gone, None, &[], &tenant_change(&gone, "created"))
+            .unwrap(),
+        TenantWrite::Written(_)
+    ));
+    let deleted: Vec<String> = s
+        .deleted_tenant_rows()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(deleted, ["Initech"]);
+    assert!(tenant_names(s).contains(&"Acme".to_owned()));
 }
 
 /// Client registration: once per id, at most `max` per tenant, counted per

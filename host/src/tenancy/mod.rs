@@ -100,7 +100,7 @@ impl Tenant {
     /// `tenant-id` and `enabled` from the tenant itself (as Hono answers a
     /// disabled tenant: with `enabled: false`).
     pub fn hono_document(&self) -> serde_json::Value {
-        let mut doc = self.doc.hono.clone().unwrap_or_default();
+        let mut doc = self.doc.hono.as_deref().cloned().unwrap_or_default();
         doc.insert("tenant-id".into(), self.name.as_str().into());
         doc.insert("enabled".into(), self.enabled.into());
         serde_json::Value::Object(doc)
@@ -120,7 +120,10 @@ pub fn generation_of(created_at: &str) -> u64 {
 /// settings load that made them.
 #[derive(Debug, Default, Clone)]
 pub struct Directory {
+    /// Tenants by lower-case name.
     by_key: imbl::HashMap<String, Arc<Tenant>>,
+    /// Tenants by UUID.
+    by_id: imbl::HashMap<Uuid, Arc<Tenant>>,
     /// Tenants by the canonical subject DN of each trusted CA (Hono).
     by_dn: imbl::HashMap<String, Arc<Tenant>>,
     /// Tenants by lower-case name: the order listings show.
@@ -386,7 +389,7 @@ impl Directory {
         let tenant = Arc::new(tenant);
         let key = tenant.name.key();
         self.by_key.insert(key.clone(), tenant.clone());
-        self.by_key.insert(tenant.id.to_string(), tenant.clone());
+        self.by_id.insert(tenant.id, tenant.clone());
         for dn in trusted_dns(&tenant.doc) {
             self.by_dn.insert(dn, tenant.clone());
         }
@@ -395,7 +398,7 @@ impl Directory {
 
     /// Takes the tenant with `id` out, if it is in.
     fn remove(&mut self, id: &Uuid) {
-        let Some(old) = self.by_key.remove(&id.to_string()) else {
+        let Some(old) = self.by_id.remove(id) else {
             return;
         };
         let key = old.name.key();
@@ -413,6 +416,12 @@ impl Directory {
     pub fn get(&self, name_or_id: &str) -> Option<&Arc<Tenant>> {
         if let Some(t) = self.by_key.get(name_or_id) {
             return Some(t);
+        }
+        // 36 characters is the hyphenated form alone (no name has it).
+        if name_or_id.len() == 36
+            && let Ok(id) = Uuid::try_parse(name_or_id)
+        {
+            return self.by_id.get(&id);
         }
         if name_or_id.bytes().any(|b| b.is_ascii_uppercase()) {
             return self.by_key.get(&name_or_id.to_ascii_lowercase());
@@ -470,8 +479,7 @@ impl Directory {
 
     /// The tenant of a UUID.
     pub fn by_id(&self, id: &Uuid) -> Option<&Arc<Tenant>> {
-        let mut buf = Uuid::encode_buffer();
-        self.by_key.get(&*id.hyphenated().encode_lower(&mut buf))
+        self.by_id.get(id)
     }
 
     /// Every tenant, by lower-case name.
@@ -561,6 +569,11 @@ mod tests {
             dir.get(&t.id.to_string().to_uppercase()).unwrap()
         ));
         assert!(dir.get("tenant3").is_none());
+        // Only the hyphenated form names a tenant by id.
+        let simple = t.id.simple().to_string();
+        let braced = t.id.braced().to_string();
+        assert!(dir.get(&simple).is_none() && dir.get(&braced).is_none());
+        assert!(Arc::ptr_eq(t, dir.by_id(&t.id).unwrap()));
         let record = std::str::from_utf8(&t.record).unwrap();
         assert!(!record.contains("Database"), "{record}");
         assert!(record.contains("\"tier\":\"Enterprise\""), "{record}");
@@ -585,7 +598,7 @@ mod tests {
             deleted_at: None,
             version: 1,
             doc: TenantDoc {
-                hono,
+                hono: hono.map(Box::new),
                 ..TenantDoc::default()
             },
         }

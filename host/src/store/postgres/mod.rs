@@ -275,6 +275,18 @@ impl Store for PostgresStore {
         })
     }
 
+    fn deleted_tenant_rows(&self) -> Result<Vec<TenantRow>, StoreError> {
+        self.read(|run| {
+            run.query(
+                tenant_select!("WHERE deleted_at IS NOT NULL ORDER BY name_key"),
+                &[],
+            )?
+            .iter()
+            .map(tenant_from)
+            .collect()
+        })
+    }
+
     fn tenant_row(&self, id: &str) -> Result<Option<TenantRow>, StoreError> {
         self.read(|run| {
             run.query_opt(TENANT_BY_ID, &[&id])?
