@@ -93,7 +93,7 @@ fn users(dir: &Directory, slot: &Slot, overridden: &[Slot]) -> Vec<String> {
             .filter(|t| {
                 !overridden
                     .iter()
-                    .any(|o| o.kind == slot.kind && o.tenant.as_deref() == Some(&t.name.key()))
+                    .any(|o| o.kind == slot.kind && o.tenant.as_deref() == Some(&*t.key))
             })
             .map(|t| t.name.to_string())
             .collect(),

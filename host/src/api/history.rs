@@ -208,7 +208,7 @@ pub(crate) async fn rollback(
         .runtime
         .validate_config(
             &Value::Object(sections.clone()).to_string(),
-            Some(&tenant.name.key()),
+            Some(&tenant.key),
         )
         .await
     {

@@ -8,9 +8,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// A validated tenant name: 1–50 characters from `[A-Za-z0-9_-]`.
+/// A validated tenant name: 1–50 characters from `[A-Za-z0-9_-]`. Shared:
+/// a clone (the settings' tenant, the directory's, its metrics label, its
+/// lookup key when the name is lower case) is the same bytes.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TenantName(String);
+pub struct TenantName(Arc<str>);
 
 impl TenantName {
     /// Longest accepted name.
@@ -37,7 +39,7 @@ impl TenantName {
                 "must not have the form of a UUID (tenant ids are UUIDs, and paths take either)",
             );
         }
-        Ok(Self(name.to_owned()))
+        Ok(Self(Arc::from(name)))
     }
 
     /// The name as configured.
@@ -48,6 +50,21 @@ impl TenantName {
     /// The case-insensitive lookup key.
     pub fn key(&self) -> String {
         self.0.to_ascii_lowercase()
+    }
+
+    /// The name's own bytes, shared.
+    pub fn shared(&self) -> Arc<str> {
+        self.0.clone()
+    }
+
+    /// The lookup key ([`TenantName::key`]), sharing the name's bytes when
+    /// the name is lower case already.
+    pub fn shared_key(&self) -> Arc<str> {
+        if self.0.bytes().any(|b| b.is_ascii_uppercase()) {
+            Arc::from(self.key())
+        } else {
+            self.0.clone()
+        }
     }
 }
 

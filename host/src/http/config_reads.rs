@@ -245,7 +245,7 @@ impl ConfigReads {
     where
         F: Future<Output = Response<Body>>,
     {
-        let components = gw.runtime.component_versions(Some(&tenant.name.key()));
+        let components = gw.runtime.component_versions(Some(&tenant.key));
         let version = match self.reader.version(tenant.id.to_string()).await {
             Ok(v) => v.unwrap_or(0),
             Err(e) => return unreadable(e, tenant),

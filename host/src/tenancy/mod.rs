@@ -56,8 +56,12 @@ impl Shared {
 pub struct Tenant {
     /// Name as configured.
     pub name: TenantName,
-    /// The name as the label of its metrics (shared, not copied per request).
+    /// The name as the label of its metrics (the name's own bytes, not copied
+    /// per request).
     pub label: Arc<str>,
+    /// The lower-case name the directory finds it by (the name's own bytes
+    /// when it is lower case).
+    pub key: Arc<str>,
     /// Stable UUID.
     pub id: Uuid,
     /// Service tier.
@@ -121,13 +125,13 @@ pub fn generation_of(created_at: &str) -> u64 {
 #[derive(Debug, Default, Clone)]
 pub struct Directory {
     /// Tenants by lower-case name.
-    by_key: imbl::HashMap<String, Arc<Tenant>>,
+    by_key: imbl::HashMap<Arc<str>, Arc<Tenant>>,
     /// Tenants by UUID.
     by_id: imbl::HashMap<Uuid, Arc<Tenant>>,
     /// Tenants by the canonical subject DN of each trusted CA (Hono).
     by_dn: imbl::HashMap<String, Arc<Tenant>>,
     /// Tenants by lower-case name: the order listings show.
-    tenants: imbl::OrdMap<String, Arc<Tenant>>,
+    tenants: imbl::OrdMap<Arc<str>, Arc<Tenant>>,
     /// The settings' tenants: index in `settings.tenants` by tenant id.
     configured: Arc<HashMap<Uuid, usize>>,
     /// How requests find their tenant.
@@ -340,6 +344,11 @@ impl Directory {
             tracing::warn!(id = %row.id, "stored tenant has an invalid name; skipped");
             return None;
         };
+        // The settings' tenant's name shares its bytes.
+        let name = match settings {
+            Some(t) if t.name == name => t.name.clone(),
+            _ => name,
+        };
         let id = Uuid::parse_str(&row.id).ok()?;
         let tier = settings
             .map(|t| t.tier)
@@ -361,7 +370,8 @@ impl Directory {
             ),
         };
         Some(Tenant {
-            label: Arc::from(name.as_str()),
+            label: name.shared(),
+            key: name.shared_key(),
             name_header: http::HeaderValue::from_str(name.as_str()).ok(),
             id_header: http::HeaderValue::from_str(&id.to_string())
                 .expect("a UUID is a header value"),
@@ -387,7 +397,7 @@ impl Directory {
 
     fn insert(&mut self, tenant: Tenant) {
         let tenant = Arc::new(tenant);
-        let key = tenant.name.key();
+        let key = tenant.key.clone();
         self.by_key.insert(key.clone(), tenant.clone());
         self.by_id.insert(tenant.id, tenant.clone());
         for dn in trusted_dns(&tenant.doc) {
@@ -401,9 +411,8 @@ impl Directory {
         let Some(old) = self.by_id.remove(id) else {
             return;
         };
-        let key = old.name.key();
-        self.by_key.remove(&key);
-        self.tenants.remove(&key);
+        self.by_key.remove(&*old.key);
+        self.tenants.remove(&*old.key);
         for dn in trusted_dns(&old.doc) {
             // A DN another tenant took over in the same batch stays its.
             if self.by_dn.get(&dn).is_some_and(|t| t.id == old.id) {
@@ -424,7 +433,7 @@ impl Directory {
             return self.by_id.get(&id);
         }
         if name_or_id.bytes().any(|b| b.is_ascii_uppercase()) {
-            return self.by_key.get(&name_or_id.to_ascii_lowercase());
+            return self.by_key.get(name_or_id.to_ascii_lowercase().as_str());
         }
         None
     }
@@ -563,6 +572,14 @@ mod tests {
         assert_eq!(dir.iter().count(), 2);
         let t = dir.get("tenant1").unwrap();
         assert_eq!(t.name.as_str(), "Tenant1");
+        // Its label is the name's own bytes; its key, lower case, is its own.
+        assert!(std::ptr::eq(t.label.as_ptr(), t.name.as_str().as_ptr()));
+        assert_eq!(&*t.key, "tenant1");
+        let lower = TenantName::parse("acme").unwrap();
+        assert!(std::ptr::eq(
+            lower.shared_key().as_ptr(),
+            lower.as_str().as_ptr()
+        ));
         assert!(Arc::ptr_eq(t, dir.get(&t.id.to_string()).unwrap()));
         assert!(Arc::ptr_eq(
             t,
