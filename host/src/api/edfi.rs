@@ -226,12 +226,9 @@ async fn list(gw: &Gateway, req: Request) -> Response<Body> {
     let dir = gw.runtime.shared().directory.load_full();
     match caller(gw, &dir, &req).await {
         Ok(Visible::All) => json(StatusCode::OK, ALL.of(dir, all_tenants)),
-        Ok(own @ Visible::Own(_)) => {
-            let entries: Vec<TenantEntry<'_>> = dir
-                .iter()
-                .filter(|t| own.sees(t))
-                .map(|t| entry(t))
-                .collect();
+        Ok(Visible::Own(id)) => {
+            let entries: Vec<TenantEntry<'_>> =
+                dir.by_id(&id).map(|t| entry(t)).into_iter().collect();
             json_body(StatusCode::OK, &entries)
         }
         Err(resp) => resp,
