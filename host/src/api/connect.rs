@@ -14,7 +14,6 @@ use crate::http::{
 use crate::security::auth::{CheckFailure, CheckQuota, Refusal};
 use crate::security::token::SCOPES;
 use crate::store::ClientRegistration;
-use crate::tenancy::resolve::TENANT;
 use axum::extract::{Request, State};
 use axum::routing::post;
 use http::header::{
@@ -283,10 +282,7 @@ async fn register(gw: &Gateway, req: Request, served: &mut Served) -> Response<B
     }
     let tenant = match dir.resolver.resolve(&parts.headers, parts.uri.path(), &dir) {
         Ok(t) => t,
-        Err(e) => {
-            gw.metrics.reject(e.rejection());
-            return crate::http::unresolved(&e);
-        }
+        Err(e) => return crate::http::unresolved(&gw.metrics, &e),
     };
     served.tenant = Some(tenant.clone());
     let field = |name: &str| fields.get(name).map(|v| v.trim()).unwrap_or("");
@@ -455,16 +451,9 @@ async fn token(gw: &Gateway, req: Request, served: &mut Served) -> Response<Body
     }
     let dir = gw.runtime.shared().directory.load_full();
     // The tenant named by the request, if any, must be the client's own.
-    let named = if parts.headers.contains_key(TENANT) {
-        match dir.resolver.resolve(&parts.headers, parts.uri.path(), &dir) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                gw.metrics.reject(e.rejection());
-                return crate::http::unresolved(&e);
-            }
-        }
-    } else {
-        None
+    let named = match dir.resolver.named(&parts.headers, parts.uri.path(), &dir) {
+        Ok(t) => t,
+        Err(e) => return crate::http::unresolved(&gw.metrics, &e),
     };
     let lifetime = dir.auth.token_lifetime_seconds;
     let quota = CheckQuota::from(&dir.auth);

@@ -11,7 +11,6 @@ use crate::http::{
     methods, mount, problem,
 };
 use crate::security::auth::Principal;
-use crate::tenancy::resolve::TENANT;
 use crate::tenancy::{Directory, PerDirectory, Tenant};
 use axum::extract::{Request, State};
 use axum::routing::get;
@@ -186,11 +185,8 @@ impl Visible {
 /// or the answer to send.
 #[allow(clippy::result_large_err)]
 async fn caller(gw: &Gateway, dir: &Directory, req: &Parts) -> Result<Visible, Response<Body>> {
-    if req.headers.contains_key(TENANT)
-        && let Err(e) = dir.resolver.resolve(&req.headers, req.uri.path(), dir)
-    {
-        gw.metrics.reject(e.rejection());
-        return Err(crate::http::unresolved(&e));
+    if let Err(e) = dir.resolver.named(&req.headers, req.uri.path(), dir) {
+        return Err(crate::http::unresolved(&gw.metrics, &e));
     }
     match crate::http::authenticate(gw, &req.headers, &req.extensions, dir, None).await {
         Ok(Principal::SuperUser) => Ok(Visible::All),

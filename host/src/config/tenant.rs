@@ -52,9 +52,9 @@ impl TenantName {
         self.0.to_ascii_lowercase()
     }
 
-    /// The name's own bytes, shared.
-    pub fn shared(&self) -> Arc<str> {
-        self.0.clone()
+    /// The name's own bytes, shared (the tenant's metrics label).
+    pub fn shared(&self) -> &Arc<str> {
+        &self.0
     }
 
     /// The lookup key ([`TenantName::key`]), sharing the name's bytes when

@@ -118,8 +118,12 @@ pub(crate) fn validation_failed<'a>(
 
 /// The answer to a request whose tenant could not be resolved, as Ed-Fi
 /// answers it: 400 `application/problem+json`
-/// `{"title": "Validation failed", "errors": {"Tenant": ["…"]}}`.
-pub(crate) fn unresolved(e: &crate::tenancy::resolve::ResolveError) -> Response<Body> {
+/// `{"title": "Validation failed", "errors": {"Tenant": ["…"]}}`; counted.
+pub(crate) fn unresolved(
+    metrics: &crate::telemetry::Metrics,
+    e: &crate::tenancy::resolve::ResolveError,
+) -> Response<Body> {
+    metrics.reject(e.rejection());
     validation_failed([("Tenant", e.to_string())])
 }
 

@@ -84,7 +84,8 @@ impl<B> OnResponse<B> for Log {
         let route = served.route.unwrap_or("other");
         let tenant = served.tenant.as_ref();
         let status = resp.status().as_u16();
-        self.0.request(tenant.map(|t| &t.label), route, status);
+        self.0
+            .request(tenant.map(|t| t.name.shared()), route, status);
         // On the line, not recorded into the span: a record re-formats the
         // span's fields, and only lines after the answer would show them.
         let micros = latency.as_micros() as u64;

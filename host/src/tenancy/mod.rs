@@ -56,9 +56,6 @@ impl Shared {
 pub struct Tenant {
     /// Name as configured.
     pub name: TenantName,
-    /// The name as the label of its metrics (the name's own bytes, not copied
-    /// per request).
-    pub label: Arc<str>,
     /// The lower-case name the directory finds it by (the name's own bytes
     /// when it is lower case).
     pub key: Arc<str>,
@@ -370,7 +367,6 @@ impl Directory {
             ),
         };
         Some(Tenant {
-            label: name.shared(),
             key: name.shared_key(),
             name_header: http::HeaderValue::from_str(name.as_str()).ok(),
             id_header: http::HeaderValue::from_str(&id.to_string())
@@ -572,8 +568,12 @@ mod tests {
         assert_eq!(dir.iter().count(), 2);
         let t = dir.get("tenant1").unwrap();
         assert_eq!(t.name.as_str(), "Tenant1");
-        // Its label is the name's own bytes; its key, lower case, is its own.
-        assert!(std::ptr::eq(t.label.as_ptr(), t.name.as_str().as_ptr()));
+        // Its name is the settings' tenant's bytes; its key, lower case, its own.
+        let configured = dir.settings.tenants.iter().find(|s| s.name == t.name);
+        assert!(Arc::ptr_eq(
+            configured.unwrap().name.shared(),
+            t.name.shared()
+        ));
         assert_eq!(&*t.key, "tenant1");
         let lower = TenantName::parse("acme").unwrap();
         assert!(std::ptr::eq(

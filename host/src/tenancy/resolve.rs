@@ -82,6 +82,20 @@ impl Resolver {
             || first == ".well-known"
     }
 
+    /// The tenant a request's `Tenant` header names, if it sends one (which
+    /// must then name a tenant, as Ed-Fi checks it before any endpoint).
+    pub fn named(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+        dir: &Directory,
+    ) -> Result<Option<Arc<Tenant>>, ResolveError> {
+        if !headers.contains_key(TENANT) {
+            return Ok(None);
+        }
+        self.resolve(headers, path, dir).map(Some)
+    }
+
     /// Finds the tenant of a request.
     pub fn resolve(
         &self,
@@ -212,6 +226,15 @@ mod tests {
                 .unwrap_err(),
             ResolveError::Unknown("Tenant3".into())
         );
+        // Without the header, no tenant is named; with it, it must name one.
+        assert!(r.named(&headers(&[]), "/x", &dir).unwrap().is_none());
+        assert_eq!(
+            r.named(&headers(&[("Tenant", "Tenant3")]), "/x", &dir)
+                .unwrap_err(),
+            ResolveError::Unknown("Tenant3".into())
+        );
+        let named = r.named(&headers(&[("Tenant", "tenant2")]), "/x", &dir);
+        assert_eq!(named.unwrap().unwrap().name.as_str(), "Tenant2");
         assert!(
             ResolveError::Missing
                 .to_string()

@@ -59,10 +59,7 @@ async fn tenant_traffic(
     }
     let tenant = match dir.resolver.resolve(req.headers(), req.uri().path(), &dir) {
         Ok(t) => t,
-        Err(e) => {
-            gw.metrics.reject(e.rejection());
-            return crate::http::unresolved(&e);
-        }
+        Err(e) => return crate::http::unresolved(&gw.metrics, &e),
     };
     served.tenant = Some(tenant.clone());
     // Only an error names the tenant: no id formatted for a request served.
