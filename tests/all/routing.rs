@@ -1,7 +1,7 @@
 //! Tenant traffic: resolution by the `Tenant` header and proxying to each tenant's
 //! upstream (real HTTP servers on 127.0.0.1:0 started by the test).
 
-use crate::harness::{Gateway, SAMPLE_SETTINGS};
+use crate::harness::{Gateway, SAMPLE_SETTINGS, eventually};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -324,4 +324,187 @@ fn a_malformed_chunked_body_is_a_bad_request() {
     );
     assert_eq!(bad.status, 400, "{}", bad.body);
     assert!(bad.json()["error"].is_string(), "{}", bad.body);
+}
+
+/// A keep-alive HTTP/1.1 upstream: every connection serves requests until the
+/// client closes it, or until it has been idle for `idle_close` (what an
+/// upstream's own keep-alive timeout does), closing without a word. Counts the
+/// connections it accepted and those still open, and answers
+/// `{"connection": n}`, the connection's number, after `delay`.
+struct KeepAlive {
+    addr: std::net::SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl KeepAlive {
+    fn start(delay: Duration, idle_close: Option<Duration>) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (acc, op) = (accepted.clone(), open.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let n = acc.fetch_add(1, SeqCst) + 1;
+                op.fetch_add(1, SeqCst);
+                let op = op.clone();
+                std::thread::spawn(move || {
+                    stream.set_read_timeout(idle_close).unwrap();
+                    let mut writer = stream.try_clone().unwrap();
+                    let mut reader = BufReader::new(stream);
+                    // Until the client closes, a read fails (idle), or a
+                    // write does.
+                    'requests: loop {
+                        let mut length = 0usize;
+                        let mut line = String::new();
+                        match reader.read_line(&mut line) {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                        loop {
+                            let mut h = String::new();
+                            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                                break 'requests;
+                            }
+                            let h = h.trim_end().to_ascii_lowercase();
+                            if h.is_empty() {
+                                break;
+                            }
+                            if let Some(v) = h.strip_prefix("content-length:") {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        if reader.read_exact(&mut body).is_err() {
+                            break;
+                        }
+                        std::thread::sleep(delay);
+                        let reply = format!(r#"{{"connection":{n}}}"#);
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
+                            reply.len()
+                        );
+                        if writer.write_all(answer.as_bytes()).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = writer.shutdown(std::net::Shutdown::Both);
+                    op.fetch_sub(1, SeqCst);
+                });
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            open,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn open(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Connections to this upstream that its side has closed and the other
+    /// side (the gateway) has not yet (TCP `CLOSE_WAIT`, from /proc/net/tcp).
+    fn half_closed(&self) -> usize {
+        let port = format!(":{:04X}", self.addr.port());
+        std::fs::read_to_string("/proc/net/tcp")
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 3 && f[2].ends_with(&port) && f[3] == "08"
+            })
+            .count()
+    }
+}
+
+fn keep_alive_settings(up: &KeepAlive, max_idle: usize, idle_ms: u64) -> String {
+    let url = format!("http://{}", up.addr);
+    let mut s: Value = serde_json::from_str(&settings(&url, &url, 5000)).unwrap();
+    s["TenantGateway"]["Limits"]["MaxIdleUpstreamConnections"] = max_idle.into();
+    s["TenantGateway"]["Limits"]["UpstreamIdleTimeoutMs"] = idle_ms.into();
+    s.to_string()
+}
+
+/// The gateway keeps upstream connections alive and reuses them; past
+/// `Limits.MaxIdleUpstreamConnections` it closes what a burst opened, and it
+/// closes what stays idle for `Limits.UpstreamIdleTimeoutMs`.
+#[test]
+fn upstream_connections_are_reused_bounded_and_closed_when_idle() {
+    let up = KeepAlive::start(Duration::from_millis(300), None);
+    let gw = Gateway::launch()
+        .settings(&keep_alive_settings(&up, 2, 1500))
+        .start();
+    for i in 0..10 {
+        let r = gw.request("GET", "/items", &[("Tenant", "Tenant1")], b"");
+        assert_eq!(r.status, 200, "request {i}: {}", r.body);
+        assert_eq!(
+            r.json()["connection"],
+            1,
+            "request {i} on another connection"
+        );
+    }
+    let r = gw.request("POST", "/items", &[("Tenant", "Tenant2")], &[b'x'; 3000]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["connection"], 1, "another tenant, same upstream");
+    assert_eq!(up.accepted(), 1);
+
+    // Six at once need six connections; two are kept afterwards.
+    let answers: Vec<u16> = std::thread::scope(|s| {
+        let running: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    gw.request("GET", "/items", &[("Tenant", "Tenant1")], b"")
+                        .status
+                })
+            })
+            .collect();
+        running.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(answers, vec![200; 6]);
+    assert_eq!(up.accepted(), 6);
+    assert!(
+        eventually(Duration::from_secs(10), || up.open() == 2),
+        "{} upstream connections open after the burst, want the 2 kept",
+        up.open()
+    );
+    // Unused for the idle timeout, they are closed too.
+    assert!(
+        eventually(Duration::from_secs(15), || up.open() == 0),
+        "{} upstream connections still open",
+        up.open()
+    );
+    let r = gw.request("GET", "/items", &[("Tenant", "Tenant1")], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["connection"], 7);
+}
+
+/// An upstream that closes a kept connection (its own idle timeout) costs no
+/// request: the next one goes on a new connection.
+#[test]
+fn an_upstream_closing_kept_connections_costs_no_request() {
+    let up = KeepAlive::start(Duration::ZERO, Some(Duration::from_millis(200)));
+    let gw = Gateway::launch()
+        .settings(&keep_alive_settings(&up, 8, 60_000))
+        .start();
+    for round in 1..=3 {
+        let r = gw.request("GET", "/items", &[("Tenant", "Tenant1")], b"");
+        assert_eq!(r.status, 200, "round {round}: {}", r.body);
+        assert_eq!(r.json()["connection"], round);
+        // The upstream closes it, and the gateway has seen that.
+        assert!(
+            eventually(Duration::from_secs(10), || up.open() == 0
+                && up.half_closed() == 0),
+            "round {round}: upstream connection not closed on both sides"
+        );
+    }
+    assert_eq!(up.accepted(), 3);
 }

@@ -402,50 +402,82 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// The leaf fields (dotted) that differ between two configuration documents
-/// (JSON text), leaving out the read-only `tenant_id` and `updated_at`.
+/// (JSON text), leaving out the read-only `tenant_id` and `updated_at`: a
+/// section's changed members as `section.member`, or the whole `section` when
+/// it is new, gone or not an object on one side. In name order; a missing
+/// member equals `null`, and a document that is not an object counts as empty.
+/// A path is made only for a field that changed.
 pub fn changed_fields(before: Option<&[u8]>, after: Option<&[u8]>) -> Vec<String> {
-    fn parse(text: Option<&[u8]>) -> serde_json::Value {
-        text.and_then(|t| serde_json::from_slice(t).ok())
-            .unwrap_or(serde_json::Value::Null)
+    use serde_json::{Map, Value};
+    fn parse(text: Option<&[u8]>) -> Option<Map<String, Value>> {
+        match serde_json::from_slice(text?) {
+            Ok(Value::Object(m)) => Some(m),
+            _ => None,
+        }
     }
-    fn walk(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
-        match (a, b) {
-            (serde_json::Value::Object(x), serde_json::Value::Object(y))
-                if prefix.matches('.').count() < 1 =>
-            {
-                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-                keys.sort();
-                keys.dedup();
-                for k in keys {
-                    if prefix.is_empty() && (k == "tenant_id" || k == "updated_at") {
-                        continue;
+    fn names<'a>(x: &'a Map<String, Value>, y: &'a Map<String, Value>) -> Vec<&'a String> {
+        let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+    const NULL: &Value = &Value::Null;
+    let (a, b) = (
+        parse(before).unwrap_or_default(),
+        parse(after).unwrap_or_default(),
+    );
+    let mut out = Vec::new();
+    for section in names(&a, &b) {
+        if section == "tenant_id" || section == "updated_at" {
+            continue;
+        }
+        match (a.get(section), b.get(section)) {
+            (Some(Value::Object(x)), Some(Value::Object(y))) => {
+                for member in names(x, y) {
+                    if x.get(member).unwrap_or(NULL) != y.get(member).unwrap_or(NULL) {
+                        out.push(format!("{section}.{member}"));
                     }
-                    let path = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    let null = serde_json::Value::Null;
-                    walk(
-                        &path,
-                        x.get(k).unwrap_or(&null),
-                        y.get(k).unwrap_or(&null),
-                        out,
-                    );
                 }
             }
-            _ if a != b => out.push(prefix.to_owned()),
+            (x, y) if x.unwrap_or(NULL) != y.unwrap_or(NULL) => out.push(section.clone()),
             _ => {}
         }
     }
-    let mut out = Vec::new();
-    let (a, b) = (parse(before), parse(after));
-    let empty = serde_json::Value::Object(serde_json::Map::new());
-    walk(
-        "",
-        if a.is_null() { &empty } else { &a },
-        if b.is_null() { &empty } else { &b },
-        &mut out,
-    );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changed_fields;
+
+    #[test]
+    fn changed_fields_are_the_differing_members_in_name_order() {
+        let before = br#"{"tenant_id":"a","updated_at":"t1",
+            "performance":{"cache_size_mb":512,"workers":4,"tags":[1,2]},
+            "security":{"tls":true},"gone":{"x":1},"plain":1}"#;
+        let after = br#"{"tenant_id":"b","updated_at":"t2",
+            "performance":{"workers":4,"cache_size_mb":2048,"tags":[1,3],"new":null},
+            "security":{"tls":true},"added":{"y":2},"plain":2}"#;
+        assert_eq!(
+            changed_fields(Some(before), Some(after)),
+            [
+                "added",
+                "gone",
+                "performance.cache_size_mb",
+                "performance.tags",
+                "plain"
+            ]
+        );
+        // Nothing before (or text that is no object) is an empty document.
+        assert_eq!(
+            changed_fields(None, Some(br#"{"tenant_id":"a","b":{"c":1},"a":1}"#)),
+            ["a", "b"]
+        );
+        assert_eq!(
+            changed_fields(Some(b"[1]"), Some(br#"{"a":{"b":1}}"#)),
+            ["a"]
+        );
+        assert!(changed_fields(Some(after), Some(after)).is_empty());
+        assert!(changed_fields(None, None).is_empty());
+    }
 }

@@ -12,11 +12,7 @@ use crate::tenancy::Tenant;
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, HeaderValue};
 use http::{HeaderMap, HeaderName, Request, Response, Uri};
-use hyper::body::Incoming;
 use hyper::body::{Body, Frame, SizeHint};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -78,7 +74,7 @@ const BODY_TIMED_OUT: u8 = 2;
 
 /// The client's request body on its way to the upstream, noting whether it
 /// failed (so that failure is the client's 400, not the upstream's 502).
-struct ClientBody {
+pub struct ClientBody {
     inner: crate::http::body::Timed<crate::http::Body>,
     /// `None` for a body that had ended before it was sent (most `GET`s):
     /// nothing can fail, nothing to allocate.
@@ -155,7 +151,7 @@ impl std::fmt::Display for Element<'_> {
 
 /// A pooled HTTP/1.1 client for upstreams.
 pub struct Proxy {
-    client: Client<HttpConnector, ClientBody>,
+    pools: super::pool::Pools<ClientBody>,
     timeout: Duration,
     trusted: Vec<ipnet::IpNet>,
 }
@@ -166,16 +162,12 @@ impl Proxy {
     /// connections per upstream (for `Limits.UpstreamIdleTimeoutMs`), and
     /// believes the forwarding headers of `Limits.TrustedProxies` only.
     pub fn new(limits: &crate::config::Limits) -> Self {
-        let timeout = Duration::from_millis(limits.upstream_timeout_ms);
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout));
         Self {
-            client: Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(limits.max_idle_upstream_connections)
-                .pool_idle_timeout(Duration::from_millis(limits.upstream_idle_timeout_ms))
-                .build(connector),
-            timeout,
+            pools: super::pool::Pools::new(
+                limits.max_idle_upstream_connections,
+                Duration::from_millis(limits.upstream_idle_timeout_ms),
+            ),
+            timeout: Duration::from_millis(limits.upstream_timeout_ms),
             trusted: limits.trusted_proxies.clone(),
         }
     }
@@ -193,7 +185,11 @@ impl Proxy {
         mut req: Request<crate::http::Body>,
         client: SocketAddr,
         body_timeouts: crate::http::body::BodyTimeouts,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<super::pool::PooledBody<ClientBody>>, ProxyError> {
+        let Some(authority) = upstream.authority() else {
+            return Err(ProxyError::Unreachable("the upstream names no host".into()));
+        };
+        let pool = self.pools.upstream(authority);
         let target =
             target_uri(upstream, req.uri()).map_err(|e| ProxyError::Unreachable(e.to_string()))?;
         let ip = client.ip();
@@ -266,7 +262,7 @@ impl Proxy {
             failed: failed.clone(),
         });
 
-        let mut resp = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+        let mut resp = match tokio::time::timeout(self.timeout, pool.send(req)).await {
             Err(_) => return Err(ProxyError::Timeout),
             Ok(Err(e)) => {
                 return Err(
@@ -284,27 +280,24 @@ impl Proxy {
     }
 }
 
-/// `upstream` (scheme, authority, path prefix) joined with the request's path
-/// and query. The scheme and authority are the upstream's own, shared, not
-/// parsed again.
+/// The upstream's request target in origin form: `upstream`'s path prefix
+/// joined with the request's path and query (the request's own, shared, when
+/// the upstream has no prefix).
 fn target_uri(upstream: &Uri, request: &Uri) -> Result<Uri, http::Error> {
     let prefix = upstream.path().trim_end_matches('/');
-    let path_and_query = request.path_and_query().map_or("/", |p| p.as_str());
+    let Some(path_and_query) = request.path_and_query() else {
+        return Ok(Uri::from_static("/"));
+    };
+    if prefix.is_empty() {
+        return Ok(Uri::from(path_and_query.clone()));
+    }
+    let path_and_query = path_and_query.as_str();
     let mut joined = String::with_capacity(prefix.len() + path_and_query.len());
     joined.push_str(prefix);
     joined.push_str(path_and_query);
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(
-        upstream
-            .scheme()
-            .cloned()
-            .unwrap_or(http::uri::Scheme::HTTP),
-    );
-    parts.authority = upstream.authority().cloned();
-    parts.path_and_query = Some(http::uri::PathAndQuery::from_maybe_shared(Bytes::from(
-        joined,
-    ))?);
-    Ok(Uri::from_parts(parts)?)
+    Ok(Uri::from(http::uri::PathAndQuery::from_maybe_shared(
+        Bytes::from(joined),
+    )?))
 }
 
 /// Whether `name` is a hop-by-hop header (or `Connection`, which names more).
@@ -319,10 +312,15 @@ fn replaced(name: &HeaderName, trusted: bool) -> bool {
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
-/// One pass over the names first: most messages carry none, and then no name
-/// is looked up to be removed.
+/// One pass over the names finds those present (most messages carry none; an
+/// upstream's answer often `Connection` alone), and only they are removed.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(is_hop_by_hop) {
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_hop_by_hop(n))
+        .cloned()
+        .collect();
+    if present.is_empty() {
         return;
     }
     let named: Vec<HeaderName> = headers
@@ -332,10 +330,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
+    for name in named.into_iter().chain(present) {
         headers.remove(name);
     }
 }
@@ -350,13 +345,16 @@ mod tests {
         let req: Uri = "/v2/vendors?limit=5".parse().unwrap();
         assert_eq!(
             target_uri(&up, &req).unwrap().to_string(),
-            "http://127.0.0.1:9000/base/v2/vendors?limit=5"
+            "/base/v2/vendors?limit=5"
         );
         let up: Uri = "http://up:81".parse().unwrap();
         assert_eq!(
             target_uri(&up, &req).unwrap().to_string(),
-            "http://up:81/v2/vendors?limit=5"
+            "/v2/vendors?limit=5"
         );
+        // A client's absolute-form target goes on in origin form.
+        let req: Uri = "http://gateway.example/a?b".parse().unwrap();
+        assert_eq!(target_uri(&up, &req).unwrap().to_string(), "/a?b");
     }
 
     #[test]

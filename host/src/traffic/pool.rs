@@ -1,0 +1,336 @@
+//! Kept-alive HTTP/1.1 connections to upstreams, one pool per upstream
+//! authority, over hyper's connection API.
+//!
+//! Written here rather than using `hyper_util`'s pooled client because the
+//! proxy path paid for what it does not need (`perf` of the proxy benchmark):
+//! that client formats a `Host` value and rewrites the target into origin
+//! form for every request, hashes a cloned pool key at every checkout, and
+//! spawns a task for every response to wait for the connection to become
+//! idle again. Here an upstream's `Host` is made once, the caller gives the
+//! origin-form target, and a connection goes back to its pool when the
+//! response body ends (its [`PooledBody`] ends or is dropped at the end).
+//!
+//! Bounded: at most `max_idle` idle connections per upstream, each closed
+//! after `idle_timeout` unused (checked at checkout and by a sweep every
+//! `idle_timeout`, which also drops a pool nothing uses any more);
+//! connections in use are as many as requests in flight.
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::uri::Authority;
+use http::{HeaderValue, Request, Response};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// Why no answer came from an upstream.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be made.
+    Connect(std::io::Error),
+    /// The exchange failed (the request body's failure included).
+    Exchange(hyper::Error),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Connect(e) => write!(f, "connect: {e}"),
+            SendError::Exchange(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The pools of every upstream, found by authority.
+pub struct Pools<B> {
+    inner: Arc<Inner<B>>,
+}
+
+struct Inner<B> {
+    by_authority: ArcSwap<HashMap<Authority, Arc<Upstream<B>>>>,
+    /// Serialises changing the map (readers never wait for it).
+    changing: Mutex<()>,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+/// One upstream's idle connections and its `Host` value.
+pub struct Upstream<B> {
+    authority: Authority,
+    host: HeaderValue,
+    idle: Mutex<Vec<Idle<B>>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+struct Idle<B> {
+    sender: SendRequest<B>,
+    since: Instant,
+}
+
+impl<B> Pools<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// Pools keeping at most `max_idle` connections per upstream, each for
+    /// at most `idle_timeout` unused.
+    pub fn new(max_idle: usize, idle_timeout: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                by_authority: ArcSwap::from_pointee(HashMap::new()),
+                changing: Mutex::new(()),
+                max_idle,
+                idle_timeout,
+            }),
+        }
+    }
+
+    /// The pool of `authority`, made on first use (and swept while it lives).
+    pub fn upstream(&self, authority: &Authority) -> Arc<Upstream<B>> {
+        let inner = &self.inner;
+        if let Some(up) = inner.by_authority.load().get(authority) {
+            return up.clone();
+        }
+        let _changing = inner.changing();
+        let current = inner.by_authority.load_full();
+        if let Some(up) = current.get(authority) {
+            return up.clone();
+        }
+        let up = Arc::new(Upstream {
+            authority: authority.clone(),
+            // An authority is a valid header value by construction.
+            host: HeaderValue::from_str(authority.as_str())
+                .unwrap_or_else(|_| HeaderValue::from_static("")),
+            idle: Mutex::new(Vec::new()),
+            max_idle: inner.max_idle,
+            idle_timeout: inner.idle_timeout,
+        });
+        let mut next = HashMap::clone(&current);
+        next.insert(authority.clone(), up.clone());
+        inner.by_authority.store(Arc::new(next));
+        sweep(Arc::downgrade(inner), authority.clone());
+        up
+    }
+}
+
+impl<B> Inner<B> {
+    fn changing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Every `idle_timeout`, closes the connections of `authority`'s pool left
+/// unused that long; and once the pool is empty and unused (no request or
+/// answer holds it), removes it, so upstreams no tenant names any more leave
+/// nothing behind.
+fn sweep<B: Send + 'static>(pools: Weak<Inner<B>>, authority: Authority) {
+    tokio::spawn(async move {
+        loop {
+            let every = match pools.upgrade() {
+                Some(p) => p.idle_timeout,
+                None => return,
+            };
+            tokio::time::sleep(every).await;
+            let Some(pools) = pools.upgrade() else { return };
+            let Some(up) = pools.by_authority.load().get(&authority).cloned() else {
+                return;
+            };
+            let (expired, empty) = {
+                let mut idle = up.idle();
+                let (keep, expired): (Vec<_>, Vec<_>) = idle
+                    .drain(..)
+                    .partition(|i| i.since.elapsed() < up.idle_timeout && !i.sender.is_closed());
+                *idle = keep;
+                (expired, idle.is_empty())
+            };
+            // Closed outside the lock.
+            drop(expired);
+            // The map's reference and this one: no one else uses the pool.
+            if empty && Arc::strong_count(&up) == 2 {
+                let _changing = pools.changing();
+                let mut next = HashMap::clone(&pools.by_authority.load_full());
+                next.remove(&authority);
+                pools.by_authority.store(Arc::new(next));
+                return;
+            }
+        }
+    });
+}
+
+impl<B> Upstream<B> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle<B>>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `sender` for the next request, if there is room.
+    fn put_back(&self, sender: SendRequest<B>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle();
+        if idle.len() < self.max_idle {
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+impl<B> Upstream<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// Sends `req` (its target in origin form; its `Host` is set here) on a
+    /// kept-alive connection, or a new one; a request that a reused
+    /// connection closed before taking is sent once more on a new one.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut req: Request<B>,
+    ) -> Result<Response<PooledBody<B>>, SendError> {
+        req.headers_mut()
+            .insert(http::header::HOST, self.host.clone());
+        let (mut sender, reused) = match self.checkout().await {
+            Some(s) => (s, true),
+            None => (self.connect().await?, false),
+        };
+        let resp = match sender.try_send_request(req).await {
+            Ok(resp) => resp,
+            Err(mut e) => match e.take_message() {
+                Some(req) if reused => {
+                    sender = self.connect().await?;
+                    sender
+                        .send_request(req)
+                        .await
+                        .map_err(SendError::Exchange)?
+                }
+                _ => return Err(SendError::Exchange(e.into_error())),
+            },
+        };
+        let (parts, body) = resp.into_parts();
+        let mut body = PooledBody {
+            inner: body,
+            back: Some((self.clone(), sender)),
+        };
+        if body.inner.is_end_stream() {
+            body.release();
+        }
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// An idle connection ready for a request, the most recently used first.
+    async fn checkout(&self) -> Option<SendRequest<B>> {
+        loop {
+            let Idle { mut sender, since } = self.idle().pop()?;
+            if sender.is_closed() || since.elapsed() >= self.idle_timeout {
+                continue;
+            }
+            // Ready at once unless its connection has not yet seen the end
+            // of the last exchange.
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    /// A new connection (each address of the name in turn), served by a
+    /// task of its own until it closes.
+    async fn connect(&self) -> Result<SendRequest<B>, SendError> {
+        let host = self.authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let port = self.authority.port_u16().unwrap_or(80);
+        let mut last = None;
+        for addr in tokio::net::lookup_host((host, port))
+            .await
+            .map_err(SendError::Connect)?
+        {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    let (sender, conn) =
+                        hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                            .await
+                            .map_err(SendError::Exchange)?;
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "upstream connection ended with an error");
+                        }
+                    });
+                    return Ok(sender);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(SendError::Connect(last.unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no address")
+        })))
+    }
+}
+
+/// An upstream's response body: when it has been read to its end, its
+/// connection goes back to the pool; dropped before, the connection closes.
+pub struct PooledBody<B> {
+    inner: Incoming,
+    back: Option<(Arc<Upstream<B>>, SendRequest<B>)>,
+}
+
+impl<B> PooledBody<B> {
+    /// Hands the connection back to its pool.
+    fn release(&mut self) {
+        if let Some((up, sender)) = self.back.take() {
+            up.put_back(sender);
+        }
+    }
+}
+
+impl<B> Body for PooledBody<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.release(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.release(),
+            Poll::Ready(Some(Err(_))) => self.back = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for PooledBody<B> {
+    fn drop(&mut self) {
+        // Read to its end (a server that stops polling once the length is
+        // reached): the connection is reusable. Otherwise the connection
+        // still carries the rest of this body and closes with the sender.
+        if self.inner.is_end_stream() {
+            self.release();
+        }
+    }
+}
