@@ -938,7 +938,9 @@ fn main() {
         // Measured here: the request path, not the credential check or the limits.
         settings.auth.require_token = false;
         settings.rate_limits.enabled = false;
-        settings.tenants[0].upstream = Some(format!("http://{upstream}").parse().unwrap());
+        settings.tenants[0].upstream = Some(std::sync::Arc::new(
+            format!("http://{upstream}").parse().unwrap(),
+        ));
         let running = tenant_gateway::start(
             tenant_gateway::Options {
                 settings,

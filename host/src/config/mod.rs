@@ -118,10 +118,12 @@ impl NewTenants {
     }
 
     /// The upstream of tenant `name`.
-    pub fn upstream(&self, name: &TenantName) -> Option<http::Uri> {
+    pub fn upstream(&self, name: &TenantName) -> Option<std::sync::Arc<http::Uri>> {
         let template = self.upstream.as_deref()?;
         // Checked at load with a sample name; a tenant name ([A-Za-z0-9_-]) keeps it valid.
-        upstream(&template.replace(TENANT_PLACEHOLDER, name.as_str())).ok()
+        upstream(&template.replace(TENANT_PLACEHOLDER, name.as_str()))
+            .ok()
+            .map(std::sync::Arc::new)
     }
 }
 

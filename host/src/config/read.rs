@@ -7,7 +7,7 @@ use super::dotnet::{SETTINGS_SCHEMA, apply_env, canonical_keys};
 use super::file::{GatewaySection, RouteSection};
 use super::*;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Case-insensitive lookup of a key in a JSON object, as .NET configuration does.
@@ -280,7 +280,7 @@ impl Settings {
 
         // Each tenant's place by its case-insensitive key (a search of the
         // list per tenant made 10,000 tenants cost 270 ms of parsing).
-        let mut seen = std::collections::HashMap::with_capacity(tenants.len());
+        let mut seen = HashMap::with_capacity(tenants.len());
         for (i, t) in tenants.iter().enumerate() {
             if let Some(first) = seen.insert(t.name.key(), i) {
                 return Err(err(
@@ -292,6 +292,8 @@ impl Settings {
                 ));
             }
         }
+        // Tenants naming the same upstream share one parsed copy of it.
+        let mut upstreams: HashMap<&str, std::sync::Arc<http::Uri>> = HashMap::new();
         for (name, extra) in &gateway.tenants {
             let key = format!("TenantGateway.Tenants.{name}");
             let t = seen
@@ -300,7 +302,17 @@ impl Settings {
                 .ok_or_else(|| err(&key, "names no tenant of the settings file"))?;
             t.tier = extra.tier;
             if let Some(up) = &extra.upstream {
-                t.upstream = Some(upstream(up).map_err(|p| err(format!("{key}.Upstream"), p))?);
+                let uri = match upstreams.get(up.as_str()) {
+                    Some(uri) => uri.clone(),
+                    None => {
+                        let uri = std::sync::Arc::new(
+                            upstream(up).map_err(|p| err(format!("{key}.Upstream"), p))?,
+                        );
+                        upstreams.insert(up, uri.clone());
+                        uri
+                    }
+                };
+                t.upstream = Some(uri);
             }
             t.routes = routes(&extra.routes, &format!("{key}.Routes"), &apps)?;
             if let Some(i) = t.routes.iter().position(|r| r.target == Target::Upstream)

@@ -194,7 +194,7 @@ pub struct TenantSettings {
     /// Tier, from the `TenantGateway` section (default Basic).
     pub tier: Tier,
     /// Where the tenant's traffic is proxied (`TenantGateway.Tenants.{name}.Upstream`).
-    pub upstream: Option<http::Uri>,
+    pub upstream: Option<std::sync::Arc<http::Uri>>,
     /// The tenant's own routes (`TenantGateway.Tenants.{name}.Routes`), tried
     /// before the shared ones.
     pub routes: Vec<Route>,

@@ -432,3 +432,26 @@ fn connection_string_sets_read_like_maps() {
     assert!(!set.is_empty());
     assert!(ConnectionStringSet::default().is_empty());
 }
+
+#[test]
+fn tenants_naming_one_upstream_share_it() {
+    let s = Settings::parse(
+        r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"A":{},"B":{},"C":{}},
+            "TenantGateway":{"Tenants":{
+                "A":{"Upstream":"http://10.0.0.5:8080/api"},
+                "B":{"Upstream":"http://10.0.0.5:8080/api"},
+                "C":{"Upstream":"http://10.0.0.6:8080"}}}}"#,
+    )
+    .unwrap();
+    let up = |name: &str| {
+        s.tenants
+            .iter()
+            .find(|t| t.name.as_str() == name)
+            .and_then(|t| t.upstream.clone())
+            .unwrap()
+    };
+    assert!(std::sync::Arc::ptr_eq(&up("A"), &up("B")));
+    assert!(!std::sync::Arc::ptr_eq(&up("A"), &up("C")));
+    assert_eq!(up("B").to_string(), "http://10.0.0.5:8080/api");
+    assert_eq!(up("C").authority().unwrap().as_str(), "10.0.0.6:8080");
+}

@@ -41,8 +41,9 @@ struct Kept {
     version: i64,
     /// The components that made it (`x-tg-components`).
     components: HeaderValue,
-    /// The tenant record it saw.
-    record: Bytes,
+    /// The tenant it was made for: any change of the tenant (its record,
+    /// which the component reads, among them) makes another.
+    tenant: Arc<Tenant>,
     etag: HeaderValue,
     headers: HeaderMap,
     body: Bytes,
@@ -253,7 +254,7 @@ impl ConfigReads {
         if let Some(kept) = self.kept.get(&tenant.id)
             && kept.version == version
             && kept.components == components
-            && kept.record == tenant.record
+            && Arc::ptr_eq(&kept.tenant, tenant)
         {
             if not_modified(request, &kept.etag) {
                 return not_modified_answer(kept.etag.clone(), components);
@@ -262,7 +263,7 @@ impl ConfigReads {
             *resp.headers_mut() = kept.headers.clone();
             return resp;
         }
-        let etag = entity_tag(version, &components, &tenant.record);
+        let etag = entity_tag(version, &components, &tenant.record());
         if not_modified(request, &etag) {
             return not_modified_answer(etag, components);
         }
@@ -288,7 +289,7 @@ impl ConfigReads {
             Arc::new(Kept {
                 version,
                 components,
-                record: tenant.record.clone(),
+                tenant: tenant.clone(),
                 etag,
                 headers: parts.headers.clone(),
                 body: body.clone(),

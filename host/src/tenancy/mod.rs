@@ -79,12 +79,10 @@ pub struct Tenant {
     /// Users (hashed), options, Hono information.
     pub doc: TenantDoc,
     /// Where the tenant's traffic is proxied, if anywhere.
-    pub upstream: Option<http::Uri>,
+    /// Shared by the tenants the settings give the same upstream.
+    pub upstream: Option<Arc<http::Uri>>,
     /// The tenant's own routes (tried before the shared ones).
     pub routes: Vec<Route>,
-    /// The record published to components (`tenants` key-value bucket): id, name,
-    /// tier, enabled, created_at. Holds no secret.
-    pub record: Bytes,
     /// Its name as proxied requests carry it (`X-Tenant-Name`), made once;
     /// `None` for a name that is not a header value.
     pub name_header: Option<http::HeaderValue>,
@@ -96,7 +94,32 @@ pub struct Tenant {
 /// `cache_control`, over HTTP and AMQP alike).
 pub const HONO_CACHE_DIRECTIVE: &str = "max-age=60";
 
+/// A tenant's record as components read it.
+#[derive(serde::Serialize)]
+struct Record<'a> {
+    id: Uuid,
+    name: &'a str,
+    tier: &'a str,
+    enabled: bool,
+    created_at: &'a str,
+}
+
 impl Tenant {
+    /// The record published to components (the `tenants` key-value bucket),
+    /// JSON: id, name, tier, enabled, created_at; no secret. Made when read
+    /// (a config GET answered from a kept answer does not): kept with every
+    /// tenant, it was some 180 bytes of each.
+    pub fn record(&self) -> Vec<u8> {
+        serde_json::to_vec(&Record {
+            id: self.id,
+            name: self.name.as_str(),
+            tier: self.tier.as_str(),
+            enabled: self.enabled,
+            created_at: &self.created_at,
+        })
+        .expect("a record serializes")
+    }
+
     /// Its Hono tenant information document: the stored members with
     /// `tenant-id` and `enabled` from the tenant itself (as Hono answers a
     /// disabled tenant: with `enabled: false`).
@@ -351,13 +374,6 @@ impl Directory {
             .map(|t| t.tier)
             .or_else(|| Tier::parse(&row.tier))
             .unwrap_or_default();
-        let record = serde_json::json!({
-            "id": row.id,
-            "name": name.as_str(),
-            "tier": tier.as_str(),
-            "enabled": row.enabled,
-            "created_at": row.created_at,
-        });
         // A tenant created through an API is connected as `NewTenants` says.
         let (connection_strings, upstream) = match settings {
             Some(t) => (t.connection_strings.clone(), t.upstream.clone()),
@@ -385,9 +401,6 @@ impl Directory {
             connection_strings,
             upstream,
             routes: settings.map(|t| t.routes.clone()).unwrap_or_default(),
-            // Exactly its length: the string's spare capacity (half of it,
-            // for a record of 130 bytes) would stay allocated with it.
-            record: Bytes::from(record.to_string().into_bytes().into_boxed_slice()),
         })
     }
 
@@ -477,7 +490,7 @@ impl Directory {
                 .map_or(Destination::None, |n| Destination::App(n.as_str())),
             Some(crate::config::Target::Upstream) | None => tenant
                 .upstream
-                .as_ref()
+                .as_deref()
                 .map_or(Destination::None, Destination::Upstream),
         }
     }
@@ -591,7 +604,8 @@ mod tests {
         let braced = t.id.braced().to_string();
         assert!(dir.get(&simple).is_none() && dir.get(&braced).is_none());
         assert!(Arc::ptr_eq(t, dir.by_id(&t.id).unwrap()));
-        let record = std::str::from_utf8(&t.record).unwrap();
+        let record = t.record();
+        let record = std::str::from_utf8(&record).unwrap();
         assert!(!record.contains("Database"), "{record}");
         assert!(record.contains("\"tier\":\"Enterprise\""), "{record}");
     }
@@ -739,8 +753,8 @@ mod tests {
         for t in rebuilt.iter() {
             let mine = after.get(&t.id.to_string()).unwrap();
             assert_eq!(
-                (&mine.name, mine.enabled, &mine.record),
-                (&t.name, t.enabled, &t.record)
+                (&mine.name, mine.enabled, mine.record()),
+                (&t.name, t.enabled, t.record())
             );
         }
         assert_eq!(

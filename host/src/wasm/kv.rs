@@ -79,7 +79,7 @@ impl ApiState {
         async move {
             match bucket {
                 Bucket::Tenants => Ok(shared.directory.load().get(&key).map(|t| Versioned {
-                    value: t.record.to_vec(),
+                    value: t.record(),
                     version: 0,
                 })),
                 Bucket::Configs => {
