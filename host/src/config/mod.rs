@@ -98,6 +98,9 @@ pub struct Settings {
 pub struct NewTenants {
     connection_strings: BTreeMap<String, Secret>,
     upstream: Option<String>,
+    /// The upstream, parsed once, when the template names no tenant: every
+    /// such tenant shares it.
+    fixed_upstream: Option<std::sync::Arc<http::Uri>>,
 }
 
 /// The placeholder of [`NewTenants`] templates.
@@ -119,6 +122,9 @@ impl NewTenants {
 
     /// The upstream of tenant `name`.
     pub fn upstream(&self, name: &TenantName) -> Option<std::sync::Arc<http::Uri>> {
+        if let Some(fixed) = &self.fixed_upstream {
+            return Some(fixed.clone());
+        }
         let template = self.upstream.as_deref()?;
         // Checked at load with a sample name; a tenant name ([A-Za-z0-9_-]) keeps it valid.
         upstream(&template.replace(TENANT_PLACEHOLDER, name.as_str()))

@@ -325,7 +325,7 @@ impl Settings {
             }
         }
         let shared_routes = routes(&gateway.routes, "TenantGateway.Routes", &apps)?;
-        let new_tenants = NewTenants {
+        let mut new_tenants = NewTenants {
             connection_strings: gateway
                 .new_tenants
                 .connection_strings
@@ -333,10 +333,14 @@ impl Settings {
                 .map(|(k, v)| (k.clone(), Secret::new(v.clone())))
                 .collect(),
             upstream: gateway.new_tenants.upstream.clone(),
+            fixed_upstream: None,
         };
         if let Some(template) = &new_tenants.upstream {
-            upstream(&template.replace(TENANT_PLACEHOLDER, "tenant"))
+            let sample = upstream(&template.replace(TENANT_PLACEHOLDER, "tenant"))
                 .map_err(|p| err("TenantGateway.NewTenants.Upstream", p))?;
+            if !template.contains(TENANT_PLACEHOLDER) {
+                new_tenants.fixed_upstream = Some(std::sync::Arc::new(sample));
+            }
         }
 
         let (swagger_enabled, default_tenant) = match get(root, "SwaggerSettings") {

@@ -336,6 +336,15 @@ fn new_tenants_are_connected_by_template() {
     assert!(s.new_tenants.connection_strings(&name).is_empty());
     let e = Settings::parse(&text.replace("http://10", "ftp://10")).unwrap_err();
     assert_eq!(e.key, "TenantGateway.NewTenants.Upstream");
+    // A template that names no tenant is one upstream, shared.
+    let s = Settings::parse(&text.replace("/{tenant}/api", "/api")).unwrap();
+    let other = TenantName::parse("Other").unwrap();
+    let (a, b) = (
+        s.new_tenants.upstream(&name).unwrap(),
+        s.new_tenants.upstream(&other).unwrap(),
+    );
+    assert!(std::sync::Arc::ptr_eq(&a, &b));
+    assert_eq!(a.to_string(), "http://10.0.0.5:8080/api");
 }
 
 #[test]
