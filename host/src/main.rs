@@ -132,12 +132,29 @@ fn init_logging(
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
+        .with_timer(Rfc3339Micros)
         .with_writer(lines);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
     Ok((flush, dropped))
+}
+
+/// Log line times: RFC 3339 in UTC with microseconds, what the default timer
+/// writes, made by humantime into one buffer and written once (the default
+/// timer writes each field with its own `write!`: 2 % of a proxied request's
+/// user time by `perf`).
+struct Rfc3339Micros;
+
+impl tracing_subscriber::fmt::time::FormatTime for Rfc3339Micros {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(
+            w,
+            "{}",
+            humantime::format_rfc3339_micros(std::time::SystemTime::now())
+        )
+    }
 }
 
 /// The settings file read: its path, what it said, and its metadata from just

@@ -351,6 +351,22 @@ fn request_ids_are_unique_across_instances_and_carried_by_the_log() {
         "no served line for {rid}:\n{}",
         a.log()
     );
+    // Each line starts with its time: RFC 3339, UTC, microseconds.
+    let log = a.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("id={rid} ")) && l.contains("served"))
+        .unwrap();
+    let time = line.split(' ').next().unwrap();
+    assert!(
+        time.len() == 27 && time.ends_with('Z') && time.as_bytes()[19] == b'.',
+        "{line}"
+    );
+    let at = humantime::parse_rfc3339(time).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let age = std::time::SystemTime::now()
+        .duration_since(at)
+        .expect("a time in the past");
+    assert!(age < Duration::from_secs(300), "{line}");
 }
 
 /// A log reader that stops reading (a stuck collector: standard error a pipe
