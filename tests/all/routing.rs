@@ -330,26 +330,30 @@ fn a_malformed_chunked_body_is_a_bad_request() {
 /// client closes it, or until it has been idle for `idle_close` (what an
 /// upstream's own keep-alive timeout does), closing without a word. Counts the
 /// connections it accepted and those still open, and answers
-/// `{"connection": n}`, the connection's number, after `delay`.
+/// `{"connection": n}`, the connection's number; while held ([`Self::hold`])
+/// it answers none until that many requests are waiting.
 struct KeepAlive {
     addr: std::net::SocketAddr,
     accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests to wait for before answering (0: none), and those waiting.
+    gate: std::sync::Arc<(std::sync::Mutex<(usize, usize)>, std::sync::Condvar)>,
 }
 
 impl KeepAlive {
-    fn start(delay: Duration, idle_close: Option<Duration>) -> Self {
+    fn start(idle_close: Option<Duration>) -> Self {
         use std::sync::atomic::Ordering::SeqCst;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (acc, op) = (accepted.clone(), open.clone());
+        let gate = std::sync::Arc::new((std::sync::Mutex::new((0, 0)), std::sync::Condvar::new()));
+        let (acc, op, gt) = (accepted.clone(), open.clone(), gate.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let n = acc.fetch_add(1, SeqCst) + 1;
                 op.fetch_add(1, SeqCst);
-                let op = op.clone();
+                let (op, gate) = (op.clone(), gt.clone());
                 std::thread::spawn(move || {
                     stream.set_read_timeout(idle_close).unwrap();
                     let mut writer = stream.try_clone().unwrap();
@@ -380,7 +384,20 @@ impl KeepAlive {
                         if reader.read_exact(&mut body).is_err() {
                             break;
                         }
-                        std::thread::sleep(delay);
+                        {
+                            // Held: wait (at most 10 s) until enough requests are.
+                            let (lock, all_here) = &*gate;
+                            let mut g = lock.lock().unwrap();
+                            if g.0 > 0 {
+                                g.1 += 1;
+                                all_here.notify_all();
+                                let _ = all_here
+                                    .wait_timeout_while(g, Duration::from_secs(10), |g| {
+                                        g.0 > 0 && g.1 < g.0
+                                    })
+                                    .unwrap();
+                            }
+                        }
                         let reply = format!(r#"{{"connection":{n}}}"#);
                         let answer = format!(
                             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
@@ -399,7 +416,14 @@ impl KeepAlive {
             addr,
             accepted,
             open,
+            gate,
         }
+    }
+
+    /// Answers nothing until `n` requests wait at once (0: answers at once).
+    fn hold(&self, n: usize) {
+        *self.gate.0.lock().unwrap() = (n, 0);
+        self.gate.1.notify_all();
     }
 
     fn accepted(&self) -> usize {
@@ -439,9 +463,9 @@ fn keep_alive_settings(up: &KeepAlive, max_idle: usize, idle_ms: u64) -> String 
 /// closes what stays idle for `Limits.UpstreamIdleTimeoutMs`.
 #[test]
 fn upstream_connections_are_reused_bounded_and_closed_when_idle() {
-    let up = KeepAlive::start(Duration::from_millis(300), None);
+    let up = KeepAlive::start(None);
     let gw = Gateway::launch()
-        .settings(&keep_alive_settings(&up, 2, 1500))
+        .settings(&keep_alive_settings(&up, 2, 3000))
         .start();
     for i in 0..10 {
         let r = gw.request("GET", "/items", &[("Tenant", "Tenant1")], b"");
@@ -457,7 +481,9 @@ fn upstream_connections_are_reused_bounded_and_closed_when_idle() {
     assert_eq!(r.json()["connection"], 1, "another tenant, same upstream");
     assert_eq!(up.accepted(), 1);
 
-    // Six at once need six connections; two are kept afterwards.
+    // Six at once (none answered before all six arrived) need six
+    // connections; two are kept afterwards.
+    up.hold(6);
     let answers: Vec<u16> = std::thread::scope(|s| {
         let running: Vec<_> = (0..6)
             .map(|_| {
@@ -471,6 +497,7 @@ fn upstream_connections_are_reused_bounded_and_closed_when_idle() {
     });
     assert_eq!(answers, vec![200; 6]);
     assert_eq!(up.accepted(), 6);
+    up.hold(0);
     assert!(
         eventually(Duration::from_secs(10), || up.open() == 2),
         "{} upstream connections open after the burst, want the 2 kept",
@@ -491,7 +518,7 @@ fn upstream_connections_are_reused_bounded_and_closed_when_idle() {
 /// request: the next one goes on a new connection.
 #[test]
 fn an_upstream_closing_kept_connections_costs_no_request() {
-    let up = KeepAlive::start(Duration::ZERO, Some(Duration::from_millis(200)));
+    let up = KeepAlive::start(Some(Duration::from_millis(200)));
     let gw = Gateway::launch()
         .settings(&keep_alive_settings(&up, 8, 60_000))
         .start();
