@@ -61,6 +61,9 @@ fn launch(binary: &str) -> (Browser, u16) {
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("about:blank")
+        // Its own temporary directories too (`org.chromium.Chromium.*`, which
+        // a killed browser leaves behind) go with the profile.
+        .env("TMPDIR", profile.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
