@@ -324,7 +324,7 @@ async fn call_component(
     label: Option<&str>,
 ) -> Response<Body> {
     let started = Instant::now();
-    let key = tenant.map(|t| t.name.key());
+    let key = tenant.map(|t| t.key.to_string());
     let result = gw.runtime.serve_config_api(req, principal, key).await;
     let failed = matches!(&result, Err(e) if !matches!(e, crate::wasm::CallError::Busy));
     gw.metrics

@@ -75,7 +75,7 @@ pub async fn update(
             row.updated_at.clone_from(&now);
             let change = recorded(&row, now, principal.clone(), "updated", fields);
             if commit_update(shared, &row, &dns, &change)? {
-                return live_tenant(&shared.directory.load(), &tenant.name.key());
+                return live_tenant(&shared.directory.load(), &tenant.key);
             }
         }
         Err(ManageError::Failed(anyhow::anyhow!(

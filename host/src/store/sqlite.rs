@@ -158,6 +158,13 @@ impl SqliteStore {
     }
 }
 
+/// The tenants a `tenant_select!` query finds.
+fn tenants(conn: &rusqlite::Connection, query: &str) -> Result<Vec<TenantRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(query)?;
+    let rows = stmt.query_map([], tenant_from)?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 impl Store for SqliteStore {
     fn seed_tenants(
         &self,
@@ -169,9 +176,7 @@ impl Store for SqliteStore {
 
     fn tenant_rows(&self) -> Result<Vec<TenantRow>, StoreError> {
         let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(tenant_select!("ORDER BY name_key"))?;
-        let rows = stmt.query_map([], tenant_from)?.collect::<Result<_, _>>()?;
-        drop(stmt);
+        let rows = tenants(&conn, tenant_select!("ORDER BY name_key"))?;
         // Reading every tenant (a start, a settings reload) filled this
         // connection's page cache with the whole table, which no request
         // reads again: up to 2 MiB kept per pooled connection (3.6 MB of a
@@ -182,11 +187,10 @@ impl Store for SqliteStore {
 
     fn deleted_tenant_rows(&self) -> Result<Vec<TenantRow>, StoreError> {
         let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(tenant_select!(
-            "WHERE deleted_at IS NOT NULL ORDER BY name_key"
-        ))?;
-        let rows = stmt.query_map([], tenant_from)?.collect::<Result<_, _>>()?;
-        Ok(rows)
+        tenants(
+            &conn,
+            tenant_select!("WHERE deleted_at IS NOT NULL ORDER BY name_key"),
+        )
     }
 
     fn tenant_row(&self, id: &str) -> Result<Option<TenantRow>, StoreError> {

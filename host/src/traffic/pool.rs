@@ -97,31 +97,39 @@ where
         if let Some(up) = inner.by_authority.load().get(authority) {
             return up.clone();
         }
-        let _changing = inner.changing();
-        let current = inner.by_authority.load_full();
-        if let Some(up) = current.get(authority) {
-            return up.clone();
-        }
-        let up = Arc::new(Upstream {
-            authority: authority.clone(),
-            // An authority is a valid header value by construction.
-            host: HeaderValue::from_str(authority.as_str())
-                .unwrap_or_else(|_| HeaderValue::from_static("")),
-            idle: Mutex::new(Vec::new()),
-            max_idle: inner.max_idle,
-            idle_timeout: inner.idle_timeout,
+        let mut made = false;
+        let up = inner.change(|map| {
+            map.entry(authority.clone())
+                .or_insert_with(|| {
+                    made = true;
+                    Arc::new(Upstream {
+                        authority: authority.clone(),
+                        // An authority is a valid header value by construction.
+                        host: HeaderValue::from_str(authority.as_str())
+                            .unwrap_or_else(|_| HeaderValue::from_static("")),
+                        idle: Mutex::new(Vec::new()),
+                        max_idle: inner.max_idle,
+                        idle_timeout: inner.idle_timeout,
+                    })
+                })
+                .clone()
         });
-        let mut next = HashMap::clone(&current);
-        next.insert(authority.clone(), up.clone());
-        inner.by_authority.store(Arc::new(next));
-        sweep(Arc::downgrade(inner), authority.clone());
+        if made {
+            sweep(Arc::downgrade(inner), authority.clone());
+        }
         up
     }
 }
 
 impl<B> Inner<B> {
-    fn changing(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.changing.lock().unwrap_or_else(|e| e.into_inner())
+    /// Publishes `f`'s change of a copy of the map (readers go on with the
+    /// one they loaded), one change at a time.
+    fn change<R>(&self, f: impl FnOnce(&mut HashMap<Authority, Arc<Upstream<B>>>) -> R) -> R {
+        let _changing = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = HashMap::clone(&self.by_authority.load());
+        let out = f(&mut next);
+        self.by_authority.store(Arc::new(next));
+        out
     }
 }
 
@@ -153,10 +161,7 @@ fn sweep<B: Send + 'static>(pools: Weak<Inner<B>>, authority: Authority) {
             drop(expired);
             // The map's reference and this one: no one else uses the pool.
             if empty && Arc::strong_count(&up) == 2 {
-                let _changing = pools.changing();
-                let mut next = HashMap::clone(&pools.by_authority.load_full());
-                next.remove(&authority);
-                pools.by_authority.store(Arc::new(next));
+                pools.change(|map| map.remove(&authority));
                 return;
             }
         }

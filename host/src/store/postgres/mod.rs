@@ -182,6 +182,11 @@ impl PostgresStore {
         }
     }
 
+    /// The tenants a `tenant_select!` query finds.
+    fn tenants(&self, query: &'static str) -> Result<Vec<TenantRow>, StoreError> {
+        self.read(|run| run.query(query, &[])?.iter().map(tenant_from).collect())
+    }
+
     /// A pooled connection that answered a ping; dropped ones met on the way
     /// (after a server restart, every idle one) are discarded.
     fn live(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
@@ -267,24 +272,13 @@ impl Store for PostgresStore {
     }
 
     fn tenant_rows(&self) -> Result<Vec<TenantRow>, StoreError> {
-        self.read(|run| {
-            run.query(tenant_select!("ORDER BY name_key"), &[])?
-                .iter()
-                .map(tenant_from)
-                .collect()
-        })
+        self.tenants(tenant_select!("ORDER BY name_key"))
     }
 
     fn deleted_tenant_rows(&self) -> Result<Vec<TenantRow>, StoreError> {
-        self.read(|run| {
-            run.query(
-                tenant_select!("WHERE deleted_at IS NOT NULL ORDER BY name_key"),
-                &[],
-            )?
-            .iter()
-            .map(tenant_from)
-            .collect()
-        })
+        self.tenants(tenant_select!(
+            "WHERE deleted_at IS NOT NULL ORDER BY name_key"
+        ))
     }
 
     fn tenant_row(&self, id: &str) -> Result<Option<TenantRow>, StoreError> {
