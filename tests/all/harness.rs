@@ -293,6 +293,17 @@ impl Gateway {
         )
     }
 
+    /// Creates tenant `name` through Doradus (`POST /_tenants`, XML).
+    pub fn create_tenant(&self, name: &str) -> Reply {
+        let body = format!(r#"<tenant name="{name}"/>"#);
+        self.request(
+            "POST",
+            "/_tenants",
+            &[("Content-Type", "application/xml")],
+            body.as_bytes(),
+        )
+    }
+
     /// Sends one request with `Content-Length` and reads the whole response.
     /// Config API and tenant management requests carry the super-user's
     /// credentials unless `headers`

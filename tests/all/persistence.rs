@@ -110,12 +110,7 @@ pub(crate) fn tenant_changes_reach_the_other_instance(
             .status
     };
     assert_eq!(routed(b), 400);
-    let r = a.request(
-        "POST",
-        "/_tenants",
-        &[("Content-Type", "application/xml")],
-        br#"<tenant name="Shared"/>"#,
-    );
+    let r = a.create_tenant("Shared");
     assert_eq!(r.status, 201, "{}", r.body);
     // A knows at once; B as soon as it hears of the change.
     assert_eq!(routed(a), 200);

@@ -3,7 +3,7 @@
 //! several instances lose nothing, and clients and tokens work on every instance.
 //! Each test has a schema of its own in the local test database.
 
-use crate::harness::{Gateway, SAMPLE_SETTINGS};
+use crate::harness::{Gateway, SAMPLE_SETTINGS, eventually};
 use crate::persistence::tenant_changes_reach_the_other_instance;
 use crate::tenancy::{SECRET, bearer, form};
 use serde_json::json;
@@ -168,7 +168,7 @@ fn a_bad_or_unreachable_store_stops_start_up_naming_the_setting() {
 
 #[test]
 fn a_component_uploaded_to_one_instance_serves_on_every_instance() {
-    use crate::harness::{POLICY_VALIDATOR, eventually, metric};
+    use crate::harness::{POLICY_VALIDATOR, metric};
     use sha2::Digest;
     let db = TestSchema::new();
     let (a, b) = (on(&db), on(&db));
@@ -302,4 +302,59 @@ fn no_instance_ever_serves_a_configuration_older_than_the_last_write() {
     }
     // One tag per version, the same on both instances.
     assert_eq!(tags.len(), 20, "{tags:?}");
+}
+
+/// Each instance's update queue remembers the configuration it wrote last and
+/// starts the tenant's next update from it, without reading the store. Here
+/// another instance replaces that configuration with one at the very same
+/// version (the tenant purged and made again: versions count from 1 again),
+/// so only the value tells them apart. The update must start from what the
+/// store holds: nothing of the purged configuration comes back, nothing of the
+/// new one is lost.
+#[test]
+fn an_update_never_starts_from_a_configuration_another_instance_replaced() {
+    let db = TestSchema::new();
+    let (a, b) = (on(&db), on(&db));
+    const PATH: &str = "/api/v1/tenants/Phoenix/config";
+    let create = |gw: &Gateway| {
+        let r = gw.create_tenant("Phoenix");
+        assert_eq!(r.status, 201, "{}", r.body);
+    };
+    let put = |gw: &Gateway, setting: &str| {
+        let body = json!({"custom_settings": {setting: true}}).to_string();
+        let r = gw.put_json(PATH, &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    let settings = |gw: &Gateway| {
+        let config = gw.get(PATH).json();
+        let mut names: Vec<String> = config["custom_settings"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let within = Duration::from_secs(10);
+
+    create(&a);
+    assert!(eventually(within, || b.get(PATH).status == 200));
+    // A's first update: version 1, remembered by A's queue.
+    put(&a, "old");
+    assert_eq!(settings(&b), ["old"]);
+    // B purges the tenant and makes it again: its first update is version 1
+    // again, with another value.
+    let r = b.request("DELETE", "/_tenants/Phoenix?purge=true", &[], b"");
+    assert_eq!(r.status, 204, "{}", r.body);
+    create(&b);
+    put(&b, "new");
+    // A hears of it (its reads never use what the queue remembers).
+    assert!(eventually(within, || settings(&a) == ["new"]));
+    put(&a, "next");
+    for gw in [&a, &b] {
+        assert_eq!(settings(gw), ["new", "next"]);
+    }
+    // The history records the update as made on B's configuration.
+    let history = a.get("/api/v1/tenants/Phoenix/history").json();
+    let last = &history["history"][0];
+    assert_eq!(last["fields"], json!(["custom_settings.next"]), "{history}");
 }

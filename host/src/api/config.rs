@@ -262,12 +262,12 @@ async fn answer(gw: &Gateway, req: Request, served: &mut Served) -> Response<Bod
     let Some(t) = &tenant else {
         // The component answers an unknown tenant.
         req.headers_mut().remove(http::header::AUTHORIZATION);
-        return call_component(gw, req, principal, None, request_id, label).await;
+        return call_component(gw, req, principal, None, None, request_id, label).await;
     };
     let rest = &uri.path()[PREFIX.len()..];
     let sub = rest.split_once('/').map_or("", |(_, s)| s);
     // A write waits for the tenant's earlier writes on this instance.
-    let _turn = match (sub, req.method()) {
+    let mut turn = match (sub, req.method()) {
         ("config", &Method::PUT) | ("config/rollback", &Method::POST) => {
             let wait = std::time::Duration::from_millis(gw.limits.component_timeout_ms);
             match gw.config_writes.take(&t.id, wait).await {
@@ -293,6 +293,10 @@ async fn answer(gw: &Gateway, req: Request, served: &mut Served) -> Response<Bod
             return crate::api::history::list(gw, t, uri.query()).await;
         }
         ("config/rollback", &Method::POST) => {
+            // Written otherwise: the next update reads the store.
+            if let Some(turn) = turn.as_mut() {
+                **turn = None;
+            }
             return crate::api::history::rollback(gw, t, req, principal).await;
         }
         ("history", _) | ("config/rollback", _) => {
@@ -308,24 +312,26 @@ async fn answer(gw: &Gateway, req: Request, served: &mut Served) -> Response<Bod
     req.headers_mut().remove(http::header::AUTHORIZATION);
     if sub == "config" && req.method() == Method::GET {
         let headers = req.headers().clone();
-        let run = call_component(gw, req, principal, Some(t), request_id, label);
+        let run = call_component(gw, req, principal, Some(t), None, request_id, label);
         return gw.config_reads.get(gw, t, &headers, run).await;
     }
-    call_component(gw, req, principal, Some(t), request_id, label).await
+    call_component(gw, req, principal, Some(t), turn, request_id, label).await
 }
 
-/// The config-API component's answer to `req`.
+/// The config-API component's answer to `req`; `turn`: the tenant's turn to
+/// write, held by an update.
 async fn call_component(
     gw: &Gateway,
     req: http::Request<bytes::Bytes>,
     principal: String,
     tenant: Option<&crate::tenancy::Tenant>,
+    turn: Option<crate::store::WriteTurn>,
     request_id: Option<tower_http::request_id::RequestId>,
     label: Option<&str>,
 ) -> Response<Body> {
     let started = Instant::now();
     let key = tenant.map(|t| t.key.to_string());
-    let result = gw.runtime.serve_config_api(req, principal, key).await;
+    let result = gw.runtime.serve_config_api(req, principal, key, turn).await;
     let failed = matches!(&result, Err(e) if !matches!(e, crate::wasm::CallError::Busy));
     gw.metrics
         .component_call(&crate::wasm::CONFIG_API_LABEL, started.elapsed(), failed);

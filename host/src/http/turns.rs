@@ -7,7 +7,15 @@
 //! (the 200–700 ms tail and most of the CPU an update cost). Queued here, an
 //! update of this instance runs once; the compare-and-swap stays for writers on
 //! other instances sharing the store.
+//!
+//! Each queue also keeps the configuration last written through it
+//! ([`Written`]): the next update of that tenant starts from it, without a
+//! read of the store (a trip to the blocking pool and back), and its write
+//! checks that the store still holds exactly that. At most one configuration
+//! per queue is kept, whatever the number of tenants.
 
+use crate::store::{WriteTurn, Written};
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -16,13 +24,13 @@ const QUEUES: usize = 256;
 
 /// The write queues, by tenant.
 pub(crate) struct WriteTurns {
-    queues: Box<[tokio::sync::Mutex<()>]>,
+    queues: Box<[Arc<tokio::sync::Mutex<Option<Written>>>]>,
 }
 
 impl Default for WriteTurns {
     fn default() -> Self {
         Self {
-            queues: (0..QUEUES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            queues: (0..QUEUES).map(|_| Arc::default()).collect(),
         }
     }
 }
@@ -30,13 +38,11 @@ impl Default for WriteTurns {
 impl WriteTurns {
     /// `tenant`'s turn to write, first come first served; `None` if it did
     /// not come within `wait`.
-    pub(crate) async fn take(
-        &self,
-        tenant: &Uuid,
-        wait: Duration,
-    ) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    pub(crate) async fn take(&self, tenant: &Uuid, wait: Duration) -> Option<WriteTurn> {
         let queue = &self.queues[(tenant.as_u128() % QUEUES as u128) as usize];
-        tokio::time::timeout(wait, queue.lock()).await.ok()
+        tokio::time::timeout(wait, queue.clone().lock_owned())
+            .await
+            .ok()
     }
 }
 

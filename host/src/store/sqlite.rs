@@ -536,6 +536,13 @@ impl Tx for rusqlite::Transaction<'_> {
             .optional()?)
     }
 
+    fn kv_value(&mut self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .prepare_cached("SELECT value FROM kv WHERE bucket = ?1 AND key = ?2")?
+            .query_row(params![bucket, key], |r| r.get(0))
+            .optional()?)
+    }
+
     fn kv_insert(
         &mut self,
         bucket: &str,

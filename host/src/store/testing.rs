@@ -308,6 +308,33 @@ pub fn contract(s: &dyn Store) {
     assert!(history.windows(2).all(|w| w[0].seq > w[1].seq));
     assert_eq!(s.history("id-2", 1).unwrap().len(), 1);
 
+    // Expect::Same: the version and the value. A key deleted and written
+    // again counts its versions from 1 again: only the value tells the new
+    // version 2 from the old one.
+    let write = |expected, value: Option<&[u8]>| {
+        s.write_recorded("configs", "id-2", expected, value, &c)
+            .unwrap()
+    };
+    let old = super::Versioned {
+        value: b"{\"a\":2}".to_vec(),
+        version: 2,
+    };
+    let unseen = Expect::Same {
+        version: 2,
+        digest: Expect::digest(b"{\"a\":9}"),
+    };
+    assert_eq!(write(unseen, Some(b"{\"a\":3}")), None);
+    assert_eq!(write(Expect::same(&old), Some(b"{\"a\":3}")), Some(3));
+    assert_eq!(write(Expect::same(&old), Some(b"{\"a\":4}")), None);
+    assert_eq!(write(Expect::Any, None), Some(4));
+    assert_eq!(write(Expect::Absent, Some(b"{\"b\":1}")), Some(1));
+    assert_eq!(write(Expect::Version(1), Some(b"{\"b\":2}")), Some(2));
+    assert_eq!(write(Expect::same(&old), Some(b"{\"a\":3}")), None);
+    let now = s.get("configs", "id-2").unwrap().unwrap();
+    assert_eq!((now.value.as_slice(), now.version), (&b"{\"b\":2}"[..], 2));
+    assert_eq!(write(Expect::same(&now), Some(b"{\"b\":3}")), Some(3));
+    assert_eq!(write(Expect::same(&now), None), None);
+
     // Purging removes the tenant, its DNs and its configuration.
     assert!(
         s.purge_tenant(&globex.id, &tenant_change(&globex, "purged"))

@@ -67,6 +67,8 @@ pub(super) trait Tx {
 
     /// The key's version, locked until the transaction ends where it exists.
     fn kv_version(&mut self, bucket: &str, key: &str) -> Result<Option<i64>, StoreError>;
+    /// The key's value (after [`Tx::kv_version`] locked it).
+    fn kv_value(&mut self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Inserts the key at `version`; `false` when it exists already.
     fn kv_insert(
         &mut self,
@@ -238,6 +240,13 @@ pub(super) fn write_key(
     if !expected.holds(current) {
         return Ok(Step::Rollback(None));
     }
+    if let Expect::Same { digest, .. } = expected
+        && tx
+            .kv_value(bucket, key)?
+            .is_none_or(|v| Expect::digest(&v) != digest)
+    {
+        return Ok(Step::Rollback(None));
+    }
     let version = current.unwrap_or(0) + 1;
     match (value, current) {
         (Some(value), None) => {
@@ -294,7 +303,7 @@ impl Expect {
         match self {
             Expect::Any => true,
             Expect::Absent => current.is_none(),
-            Expect::Version(v) => current == Some(v),
+            Expect::Version(v) | Expect::Same { version: v, .. } => current == Some(v),
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use super::ApiState;
 use super::bindings::api::wasi::keyvalue::{atomics, store};
-use crate::store::{Change, Expect, Store, StoreError, Subject, Versioned};
+use crate::store::{Change, Expect, Store, StoreError, Subject, Versioned, Written};
 use std::sync::Arc;
 use wasmtime::component::Resource;
 
@@ -91,8 +91,39 @@ impl ApiState {
 }
 
 impl ApiState {
+    /// The configuration of `key` this update's queue wrote last, if it has it.
+    fn remembered(&self, bucket: Bucket, key: &str) -> Option<Versioned> {
+        let written = self.turn.as_deref()?.as_ref()?;
+        (bucket == Bucket::Configs && written.key == key).then(|| written.current.clone())
+    }
+
+    /// Notes what a write through this update's queue did to `key`: its value
+    /// and version (`value` written at `version`), or nothing known.
+    fn wrote(&mut self, key: &str, value: Option<Vec<u8>>, version: Option<i64>) {
+        let Some(turn) = self.turn.as_deref_mut() else {
+            return;
+        };
+        match (value, version) {
+            (Some(value), Some(version)) => {
+                *turn = Some(Written {
+                    key: key.to_owned(),
+                    current: Versioned { value, version },
+                })
+            }
+            // Only forget what was kept for this key: a failed write of
+            // another key says nothing of it.
+            _ if turn.as_ref().is_some_and(|w| w.key == key) => *turn = None,
+            _ => {}
+        }
+    }
+
+    /// A copy of `value` if this update keeps what it writes.
+    fn kept(&self, value: &[u8]) -> Option<Vec<u8>> {
+        self.turn.is_some().then(|| value.to_vec())
+    }
+
     /// Writes (or removes) a configuration and records the change with it.
-    /// `Ok(false)`: the key was not as expected.
+    /// `Ok(None)`: the key was not as expected; else its new version.
     /// The returned future does not borrow `self`.
     fn write_config(
         &self,
@@ -100,7 +131,7 @@ impl ApiState {
         expected: Expect,
         before: Option<Vec<u8>>,
         value: Option<Vec<u8>>,
-    ) -> impl Future<Output = Result<bool, store::Error>> + Send + 'static {
+    ) -> impl Future<Output = Result<Option<i64>, store::Error>> + Send + 'static {
         let name = self
             .shared
             .directory
@@ -142,7 +173,6 @@ impl ApiState {
                 )
             })
             .await
-            .map(|v| v.is_some())
         }
     }
 }
@@ -185,10 +215,12 @@ impl store::HostBucket for ApiState {
             Ok(v) => v.map(|v| v.value),
             Err(e) => return Ok(Err(e)),
         };
-        Ok(self
-            .write_config(key, Expect::Any, before, Some(value))
-            .await
-            .map(drop))
+        let kept = self.kept(&value);
+        let written = self
+            .write_config(key.clone(), Expect::Any, before, Some(value))
+            .await;
+        self.wrote(&key, kept, written.as_ref().ok().copied().flatten());
+        Ok(written.map(drop))
     }
 
     async fn delete(
@@ -205,10 +237,11 @@ impl store::HostBucket for ApiState {
             Ok(None) => return Ok(Ok(())),
             Err(e) => return Ok(Err(e)),
         };
-        Ok(self
-            .write_config(key, Expect::Any, Some(before), None)
-            .await
-            .map(drop))
+        let written = self
+            .write_config(key.clone(), Expect::Any, Some(before), None)
+            .await;
+        self.wrote(&key, None, None);
+        Ok(written.map(drop))
     }
 
     async fn exists(
@@ -278,17 +311,20 @@ impl atomics::Host for ApiState {
         if let Err(e) = Self::ensure_writable(cas.bucket) {
             return Ok(Err(atomics::CasError::StoreError(e)));
         }
-        let expected = cas
-            .current
-            .as_ref()
-            .map_or(Expect::Absent, |v| Expect::Version(v.version));
+        // The version and the value the guest read: a version alone can
+        // match another value when the key was deleted and written again
+        // since (the value may be one this queue remembered from an earlier
+        // request).
+        let expected = cas.current.as_ref().map_or(Expect::Absent, Expect::same);
         let before = cas.current.as_ref().map(|v| v.value.clone());
+        let kept = self.kept(&value);
         let swapped = self
             .write_config(cas.key.clone(), expected, before, Some(value))
             .await;
+        self.wrote(&cas.key, kept, swapped.as_ref().ok().copied().flatten());
         Ok(match swapped {
-            Ok(true) => Ok(()),
-            Ok(false) => {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => {
                 // Hand back a fresh handle on the key so the guest may retry.
                 let current = match self.read(cas.bucket, cas.key.clone()).await {
                     Ok(v) => v,
@@ -313,9 +349,12 @@ impl atomics::HostCas for ApiState {
         key: String,
     ) -> wasmtime::Result<Result<Resource<Cas>, store::Error>> {
         let bucket = self.bucket(&bucket)?;
-        let current = match self.read(bucket, key.clone()).await {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
+        let current = match self.remembered(bucket, &key) {
+            Some(written) => Some(written),
+            None => match self.read(bucket, key.clone()).await {
+                Ok(v) => v,
+                Err(e) => return Ok(Err(e)),
+            },
         };
         Ok(Ok(self.table.push(Cas {
             bucket,

@@ -64,7 +64,7 @@ impl Runtime {
                 Ok(())
             }
             Prepared::Api(a) => {
-                let data = self.api_state(self.snapshot.load_full(), String::new(), None);
+                let data = self.api_state(self.snapshot.load_full(), String::new(), None, None);
                 let req = http::Request::get("/_self-test")
                     .body(Bytes::new())
                     .expect("a valid request");

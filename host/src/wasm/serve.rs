@@ -22,6 +22,7 @@ impl Runtime {
         snapshot: Arc<Snapshot>,
         principal: String,
         tenant: Option<String>,
+        turn: Option<crate::store::WriteTurn>,
     ) -> ApiState {
         ApiState {
             wasi: WasiCtx::builder().build(),
@@ -37,6 +38,7 @@ impl Runtime {
             ),
             principal,
             tenant,
+            turn,
             failed: Arc::new(std::sync::OnceLock::new()),
         }
     }
@@ -50,17 +52,20 @@ impl Runtime {
     /// Serves one HTTP request with the config API component. The body has already
     /// been read (and size-checked) by the server.
     /// `principal`: who sent it, for the change history; `tenant`: the tenant it
-    /// is for (lower-case name), whose own policy components serve it. The
-    /// answer names the component versions that served it (`x-tg-components`).
+    /// is for (lower-case name), whose own policy components serve it; `turn`:
+    /// an update's turn to write the tenant's configuration (held until the
+    /// component is done). The answer names the component versions that
+    /// served it (`x-tg-components`).
     pub async fn serve_config_api(
         &self,
         req: http::Request<Bytes>,
         principal: String,
         tenant: Option<String>,
+        turn: Option<crate::store::WriteTurn>,
     ) -> Result<http::Response<Bytes>, CallError> {
         let snapshot = self.snapshot.load_full();
         let versions = snapshot.versions(tenant.as_deref()).clone();
-        let data = self.api_state(snapshot.clone(), principal, tenant);
+        let data = self.api_state(snapshot.clone(), principal, tenant, turn);
         let failed = data.failed.clone();
         match self
             .serve_http(snapshot.config_api.pre.clone(), data, req)

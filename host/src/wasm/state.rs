@@ -43,6 +43,9 @@ pub struct ApiState {
     pub(super) principal: String,
     /// The tenant the request is for (lower-case name): whose policy modules serve it.
     pub(super) tenant: Option<String>,
+    /// An update's turn to write the tenant's configuration, with what was
+    /// written last through it.
+    pub(super) turn: Option<crate::store::WriteTurn>,
     /// The slot of a plugin whose call failed, for the error answer.
     pub(super) failed: Arc<std::sync::OnceLock<String>>,
 }

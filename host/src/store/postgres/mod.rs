@@ -667,6 +667,13 @@ impl Tx for Writing<'_, '_, '_> {
         )
     }
 
+    fn kv_value(&mut self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.value(
+            "SELECT value FROM kv WHERE bucket = $1 AND key = $2",
+            &[&bucket, &key],
+        )
+    }
+
     fn kv_insert(
         &mut self,
         bucket: &str,
