@@ -184,7 +184,16 @@ fn spin_up(spin: &Path, dir: &Path) -> Served {
         ))
         .env("TG_TOOLS_CACHE", tools_cache())
         .env_remove("RUST_LOG");
+    temp_inside(&mut cmd, dir);
     Served::start(cmd, dir.join("spin.log"))
+}
+
+/// Spin's own temporary directories (`spinup-*`, which a killed `spin up`
+/// leaves behind) go inside the test's directory, and are removed with it.
+fn temp_inside(cmd: &mut Command, dir: &Path) {
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    cmd.env("TMPDIR", tmp);
 }
 
 /// Where the tool scripts unpack their binaries: under cargo's target
@@ -625,6 +634,7 @@ fn spin_and_the_gateway_refuse_the_same_outbound_requests() {
         .args(["--listen", "127.0.0.1:0"])
         .env("TG_TOOLS_CACHE", tools_cache())
         .env_remove("RUST_LOG");
+    temp_inside(&mut cmd, dir.path());
     let served = Served::start(cmd, dir.path().join("spin.log"));
     let gw = harness::Gateway::launch()
         .settings(&crate::outbound::settings(&[entry], serde_json::json!({})))
