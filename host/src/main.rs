@@ -132,11 +132,13 @@ fn init_logging(
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_timer(Rfc3339Micros)
         .with_writer(lines);
+    // The request a line is about comes from the request's task, not from a
+    // span (see telemetry::request).
+    use tenant_gateway::telemetry::request::{Json, Text};
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.event_format(Text(Rfc3339Micros)).init(),
+        LogFormat::Json => builder.event_format(Json(Rfc3339Micros)).init(),
     }
     Ok((flush, dropped))
 }

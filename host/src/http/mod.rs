@@ -168,13 +168,6 @@ impl Served {
             scope.borrow_mut().route.get_or_insert(route);
         });
     }
-
-    /// What the current request's scope has noted so far (nothing outside one).
-    pub(crate) fn noted() -> Served {
-        SERVED
-            .try_with(|scope| scope.borrow().clone())
-            .unwrap_or_default()
-    }
 }
 
 /// Runs `request` (the serving of one request) in a scope of its own, and

@@ -1,7 +1,8 @@
 //! Accepting connections and serving the router on them: the connection
-//! limit (with headroom for health checks), the request id, one tracing span
-//! and one access-log line per request, the request metrics, and graceful
-//! shutdown (in-flight requests finish).
+//! limit (with headroom for health checks), the request id, the request every
+//! log line of it names (`telemetry::request`: no span per request) and one
+//! access-log line per request, the request metrics, and graceful shutdown
+//! (in-flight requests finish).
 
 use super::access::ClientAddr;
 use super::{Body, Gateway, Served, error, retry_after};
@@ -19,8 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{OnResponse, TraceLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, RequestId};
 
 /// `x-request-id`: set on every response, and on every log line of the request.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -43,58 +43,30 @@ impl Drop for Open {
 /// `{instance:016x}-{n}`, so ids from instances behind one load balancer
 /// never collide. A client's own `x-request-id` is replaced: ids are the
 /// gateway's, unique, and safe to log.
-#[derive(Clone)]
 struct Ids {
     instance: u64,
-    next: Arc<AtomicU64>,
+    next: AtomicU64,
 }
 
-impl MakeRequestId for Ids {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<tower_http::request_id::RequestId> {
+impl Ids {
+    fn next(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         super::header_value(format_args!("{:016x}-{n}", self.instance))
-            .map(tower_http::request_id::RequestId::new)
+            .expect("hex digits and a number make a header value")
     }
 }
 
-/// The span of a request: every log line it causes (components', the
-/// store's) is inside; what is learnt on the way is recorded at the end.
-fn span_of<B>(req: &Request<B>) -> tracing::Span {
-    let id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    tracing::info_span!(
-        "request",
-        id = %id,
-        method = %req.method(),
-        path = req.uri().path(),
-    )
-}
-
-/// At the response: the request metrics and the access-log line (route,
-/// tenant, status, duration).
-#[derive(Clone)]
-struct Log(Arc<Metrics>);
-
-impl<B> OnResponse<B> for Log {
-    fn on_response(self, resp: &Response<B>, latency: Duration, span: &tracing::Span) {
-        let served = Served::noted();
-        let route = served.route.unwrap_or("other");
-        let tenant = served.tenant.as_ref();
-        let status = resp.status().as_u16();
-        self.0
-            .request(tenant.map(|t| t.name.shared()), route, status);
-        // On the line, not recorded into the span: a record re-formats the
-        // span's fields, and only lines after the answer would show them.
-        let micros = latency.as_micros() as u64;
-        match tenant {
-            Some(t) => {
-                tracing::info!(parent: span, route, tenant = t.name.as_str(), status, micros, "served")
-            }
-            None => tracing::info!(parent: span, route, status, micros, "served"),
-        }
+/// At the response, inside the request's log scope: the request metrics and
+/// the access-log line (route, tenant, status, duration).
+fn log_served<B>(metrics: &Metrics, served: &Served, resp: &Response<B>, latency: Duration) {
+    let route = served.route.unwrap_or("other");
+    let tenant = served.tenant.as_ref();
+    let status = resp.status().as_u16();
+    metrics.request(tenant.map(|t| t.name.shared()), route, status);
+    let micros = latency.as_micros() as u64;
+    match tenant {
+        Some(t) => tracing::info!(route, tenant = t.name.as_str(), status, micros, "served"),
+        None => tracing::info!(route, status, micros, "served"),
     }
 }
 
@@ -107,23 +79,13 @@ pub async fn serve(
     service: impl super::GatewayService,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let ids = Ids {
+    let ids = Arc::new(Ids {
         instance: argon2::password_hash::rand_core::RngCore::next_u64(
             &mut argon2::password_hash::rand_core::OsRng,
         ),
-        next: Arc::new(AtomicU64::new(1)),
-    };
+        next: AtomicU64::new(1),
+    });
     let app = tower::ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(REQUEST_ID, ids))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(span_of)
-                .on_request(())
-                .on_response(Log(gateway.metrics.clone()))
-                .on_body_chunk(())
-                .on_eos(())
-                .on_failure(()),
-        )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .service(service);
     let graceful = GracefulShutdown::new();
@@ -157,19 +119,34 @@ pub async fn serve(
                 let health_only = open >= gateway.limits.max_connections;
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
+                let (ids, metrics) = (ids.clone(), gateway.metrics.clone());
                 let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                    let app = app.clone();
+                    let (app, ids, metrics) = (app.clone(), ids.clone(), metrics.clone());
                     async move {
                         if health_only && !is_health(req.uri().path()) {
                             return Ok::<_, Infallible>(at_connection_limit().map(Either::Right));
                         }
-                        req.headers_mut().remove(REQUEST_ID);
+                        let started = std::time::Instant::now();
+                        let id = ids.next();
+                        req.headers_mut().insert(REQUEST_ID, id.clone());
+                        req.extensions_mut().insert(RequestId::new(id.clone()));
                         req.extensions_mut().insert(ClientAddr(peer));
-                        let req = req.map(Body::new);
-                        let resp = match super::observed(app.oneshot(req)).await.0 {
-                            Ok(resp) => resp,
-                            Err(never) => match never {},
+                        let about = crate::telemetry::request::Request {
+                            id,
+                            method: req.method().clone(),
+                            uri: req.uri().clone(),
                         };
+                        let req = req.map(Body::new);
+                        let resp = crate::telemetry::request::scope(about, async move {
+                            let (resp, served) = super::observed(app.oneshot(req)).await;
+                            let resp = match resp {
+                                Ok(resp) => resp,
+                                Err(never) => match never {},
+                            };
+                            log_served(&metrics, &served, &resp, started.elapsed());
+                            resp
+                        })
+                        .await;
                         Ok::<_, Infallible>(resp.map(Either::Left))
                     }
                 });

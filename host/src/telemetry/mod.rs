@@ -6,6 +6,7 @@
 //! directory (never from a raw header), routes and reasons from fixed sets.
 
 pub mod log;
+pub mod request;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;

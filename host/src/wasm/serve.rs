@@ -121,7 +121,7 @@ impl Runtime {
             .http()
             .new_response_outparam(tx)
             .map_err(CallError::Guest)?;
-        let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
+        let task = tokio::spawn(crate::telemetry::request::inherit(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
                 .wasi_http_incoming_handler()
