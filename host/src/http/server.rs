@@ -56,6 +56,12 @@ impl Ids {
     }
 }
 
+/// What every request of every connection uses: one clone per request.
+struct Requests {
+    ids: Ids,
+    metrics: Arc<Metrics>,
+}
+
 /// At the response, inside the request's log scope: the request metrics and
 /// the access-log line (route, tenant, status, duration).
 fn log_served<B>(metrics: &Metrics, served: &Served, resp: &Response<B>, latency: Duration) {
@@ -79,11 +85,14 @@ pub async fn serve(
     service: impl super::GatewayService,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let ids = Arc::new(Ids {
-        instance: argon2::password_hash::rand_core::RngCore::next_u64(
-            &mut argon2::password_hash::rand_core::OsRng,
-        ),
-        next: AtomicU64::new(1),
+    let requests = Arc::new(Requests {
+        ids: Ids {
+            instance: argon2::password_hash::rand_core::RngCore::next_u64(
+                &mut argon2::password_hash::rand_core::OsRng,
+            ),
+            next: AtomicU64::new(1),
+        },
+        metrics: gateway.metrics.clone(),
     });
     let app = tower::ServiceBuilder::new()
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -119,15 +128,15 @@ pub async fn serve(
                 let health_only = open >= gateway.limits.max_connections;
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
-                let (ids, metrics) = (ids.clone(), gateway.metrics.clone());
+                let requests = requests.clone();
                 let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                    let (app, ids, metrics) = (app.clone(), ids.clone(), metrics.clone());
+                    let (app, requests) = (app.clone(), requests.clone());
                     async move {
                         if health_only && !is_health(req.uri().path()) {
                             return Ok::<_, Infallible>(at_connection_limit().map(Either::Right));
                         }
                         let started = std::time::Instant::now();
-                        let id = ids.next();
+                        let id = requests.ids.next();
                         req.headers_mut().insert(REQUEST_ID, id.clone());
                         req.extensions_mut().insert(RequestId::new(id.clone()));
                         req.extensions_mut().insert(ClientAddr(peer));
@@ -143,7 +152,7 @@ pub async fn serve(
                                 Ok(resp) => resp,
                                 Err(never) => match never {},
                             };
-                            log_served(&metrics, &served, &resp, started.elapsed());
+                            log_served(&requests.metrics, &served, &resp, started.elapsed());
                             resp
                         })
                         .await;

@@ -97,41 +97,17 @@ impl ApiState {
         (bucket == Bucket::Configs && written.key == key).then(|| written.current.clone())
     }
 
-    /// Notes what a write through this update's queue did to `key`: its value
-    /// and version (`value` written at `version`), or nothing known.
-    fn wrote(&mut self, key: &str, value: Option<Vec<u8>>, version: Option<i64>) {
-        let Some(turn) = self.turn.as_deref_mut() else {
-            return;
-        };
-        match (value, version) {
-            (Some(value), Some(version)) => {
-                *turn = Some(Written {
-                    key: key.to_owned(),
-                    current: Versioned { value, version },
-                })
-            }
-            // Only forget what was kept for this key: a failed write of
-            // another key says nothing of it.
-            _ if turn.as_ref().is_some_and(|w| w.key == key) => *turn = None,
-            _ => {}
-        }
-    }
-
-    /// A copy of `value` if this update keeps what it writes.
-    fn kept(&self, value: &[u8]) -> Option<Vec<u8>> {
-        self.turn.is_some().then(|| value.to_vec())
-    }
-
     /// Writes (or removes) a configuration and records the change with it.
-    /// `Ok(None)`: the key was not as expected; else its new version.
-    /// The returned future does not borrow `self`.
-    fn write_config(
-        &self,
+    /// `Ok(None)`: the key was not as expected; else its new version. An
+    /// update's queue remembers what it wrote (and forgets the key when the
+    /// write failed or removed it).
+    async fn write_config(
+        &mut self,
         key: String,
         expected: Expect,
         before: Option<Vec<u8>>,
         value: Option<Vec<u8>>,
-    ) -> impl Future<Output = Result<Option<i64>, store::Error>> + Send + 'static {
+    ) -> Result<Option<i64>, store::Error> {
         let name = self
             .shared
             .directory
@@ -139,13 +115,11 @@ impl ApiState {
             .get(&key)
             .map(|t| t.name.to_string())
             .unwrap_or_else(|| key.clone());
-        let baseline = before.clone().or_else(|| {
-            self.validator()
-                .defaults
-                .get()
-                .map(|d| d.clone().into_bytes())
-        });
-        let fields = crate::store::changed_fields(baseline.as_deref(), value.as_deref());
+        let validator = self.validator();
+        let baseline = before
+            .as_deref()
+            .or_else(|| validator.defaults.get().map(|d| d.as_bytes()));
+        let fields = crate::store::changed_fields(baseline, value.as_deref());
         let change = Change {
             tenant_id: key.clone(),
             tenant_name: name,
@@ -161,18 +135,37 @@ impl ApiState {
             fields,
             before,
         };
-        let store = self.shared.store.clone();
-        async move {
-            blocking(&store, move |s| {
-                s.write_recorded(
-                    Bucket::Configs.name(),
-                    &key,
-                    expected,
-                    value.as_deref(),
-                    &change,
-                )
-            })
-            .await
+        let bucket_key = key.clone();
+        let written = blocking(&self.shared.store, move |s| {
+            let version = s.write_recorded(
+                Bucket::Configs.name(),
+                &bucket_key,
+                expected,
+                value.as_deref(),
+                &change,
+            )?;
+            Ok((version, value))
+        })
+        .await;
+        let Some(turn) = self.turn.as_deref_mut() else {
+            return written.map(|(version, _)| version);
+        };
+        match written {
+            Ok((Some(version), Some(value))) => {
+                *turn = Some(Written {
+                    key,
+                    current: Versioned { value, version },
+                });
+                Ok(Some(version))
+            }
+            written => {
+                // Only forget what was kept for this key: a failed write of
+                // another key says nothing of it.
+                if turn.as_ref().is_some_and(|w| w.key == key) {
+                    *turn = None;
+                }
+                written.map(|(version, _)| version)
+            }
         }
     }
 }
@@ -215,12 +208,10 @@ impl store::HostBucket for ApiState {
             Ok(v) => v.map(|v| v.value),
             Err(e) => return Ok(Err(e)),
         };
-        let kept = self.kept(&value);
-        let written = self
-            .write_config(key.clone(), Expect::Any, before, Some(value))
-            .await;
-        self.wrote(&key, kept, written.as_ref().ok().copied().flatten());
-        Ok(written.map(drop))
+        Ok(self
+            .write_config(key, Expect::Any, before, Some(value))
+            .await
+            .map(drop))
     }
 
     async fn delete(
@@ -237,11 +228,10 @@ impl store::HostBucket for ApiState {
             Ok(None) => return Ok(Ok(())),
             Err(e) => return Ok(Err(e)),
         };
-        let written = self
-            .write_config(key.clone(), Expect::Any, Some(before), None)
-            .await;
-        self.wrote(&key, None, None);
-        Ok(written.map(drop))
+        Ok(self
+            .write_config(key, Expect::Any, Some(before), None)
+            .await
+            .map(drop))
     }
 
     async fn exists(
@@ -317,11 +307,9 @@ impl atomics::Host for ApiState {
         // request).
         let expected = cas.current.as_ref().map_or(Expect::Absent, Expect::same);
         let before = cas.current.as_ref().map(|v| v.value.clone());
-        let kept = self.kept(&value);
         let swapped = self
             .write_config(cas.key.clone(), expected, before, Some(value))
             .await;
-        self.wrote(&cas.key, kept, swapped.as_ref().ok().copied().flatten());
         Ok(match swapped {
             Ok(Some(_)) => Ok(()),
             Ok(None) => {
