@@ -536,10 +536,14 @@ impl Tx for rusqlite::Transaction<'_> {
             .optional()?)
     }
 
-    fn kv_value(&mut self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn kv_current(
+        &mut self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
         Ok(self
-            .prepare_cached("SELECT value FROM kv WHERE bucket = ?1 AND key = ?2")?
-            .query_row(params![bucket, key], |r| r.get(0))
+            .prepare_cached("SELECT version, value FROM kv WHERE bucket = ?1 AND key = ?2")?
+            .query_row(params![bucket, key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?)
     }
 

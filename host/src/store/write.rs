@@ -67,8 +67,9 @@ pub(super) trait Tx {
 
     /// The key's version, locked until the transaction ends where it exists.
     fn kv_version(&mut self, bucket: &str, key: &str) -> Result<Option<i64>, StoreError>;
-    /// The key's value (after [`Tx::kv_version`] locked it).
-    fn kv_value(&mut self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The key's version and value, locked as by [`Tx::kv_version`].
+    fn kv_current(&mut self, bucket: &str, key: &str)
+    -> Result<Option<(i64, Vec<u8>)>, StoreError>;
     /// Inserts the key at `version`; `false` when it exists already.
     fn kv_insert(
         &mut self,
@@ -236,15 +237,16 @@ pub(super) fn write_key(
     value: Option<&[u8]>,
     change: Option<&Change>,
 ) -> Result<Step<Option<i64>>, StoreError> {
-    let current = tx.kv_version(bucket, key)?;
+    // One read of the row: its value only where the expectation names it.
+    let current = match expected {
+        Expect::Same { digest, .. } => match tx.kv_current(bucket, key)? {
+            Some((version, value)) if Expect::digest(&value) == digest => Some(version),
+            Some(_) => return Ok(Step::Rollback(None)),
+            None => None,
+        },
+        _ => tx.kv_version(bucket, key)?,
+    };
     if !expected.holds(current) {
-        return Ok(Step::Rollback(None));
-    }
-    if let Expect::Same { digest, .. } = expected
-        && tx
-            .kv_value(bucket, key)?
-            .is_none_or(|v| Expect::digest(&v) != digest)
-    {
         return Ok(Step::Rollback(None));
     }
     let version = current.unwrap_or(0) + 1;

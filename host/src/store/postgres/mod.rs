@@ -667,11 +667,20 @@ impl Tx for Writing<'_, '_, '_> {
         )
     }
 
-    fn kv_value(&mut self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.value(
-            "SELECT value FROM kv WHERE bucket = $1 AND key = $2",
-            &[&bucket, &key],
-        )
+    fn kv_current(
+        &mut self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+        // Locked as kv_version locks it.
+        Ok(self
+            .run
+            .query_opt(
+                "SELECT version, value FROM kv WHERE bucket = $1 AND key = $2 FOR UPDATE",
+                &[&bucket, &key],
+            )?
+            .map(|r| Ok::<_, postgres::Error>((r.try_get(0)?, r.try_get(1)?)))
+            .transpose()?)
     }
 
     fn kv_insert(
