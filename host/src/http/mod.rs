@@ -171,14 +171,34 @@ impl Served {
 }
 
 /// Runs `request` (the serving of one request) in a scope of its own, and
-/// returns its output with what it noted.
-pub(crate) async fn observed<F: std::future::Future>(request: F) -> (F::Output, Served) {
-    SERVED
-        .scope(std::cell::RefCell::default(), async move {
-            let out = request.await;
-            (out, SERVED.with(|scope| scope.take()))
-        })
-        .await
+/// returns its output with what it noted. A hand-written future, not an
+/// `async fn`: an async function or block that awaits a future it was given
+/// stores that future twice, and the request's future is the largest there is
+/// (every surface's, the proxy's included).
+pub(crate) fn observed<F: std::future::Future>(
+    request: F,
+) -> tokio::task::futures::TaskLocalFuture<std::cell::RefCell<Served>, Observed<F>> {
+    SERVED.scope(std::cell::RefCell::default(), Observed { request })
+}
+
+pin_project_lite::pin_project! {
+    /// The serving of a request, its output with what it noted ([`observed`]).
+    pub(crate) struct Observed<F> {
+        #[pin]
+        request: F,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Observed<F> {
+    type Output = (F::Output, Served);
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let out = std::task::ready!(self.project().request.poll(cx));
+        std::task::Poll::Ready((out, SERVED.with(|scope| scope.take())))
+    }
 }
 
 /// The id the server gave a request (named by answers that report a failure).

@@ -178,31 +178,50 @@ where
     let direct: Arc<[(String, Direct)]> = routes.direct.into();
     tower::service_fn(move |req: http::Request<Body>| {
         let path = req.uri().path();
-        let next = if let Some((_, handler)) = direct.iter().find(|(p, _)| path.starts_with(p)) {
-            Next::Direct(handler(gateway.clone(), req))
+        if let Some((_, handler)) = direct.iter().find(|(p, _)| path.starts_with(p)) {
+            Next::Direct {
+                served: handler(gateway.clone(), req),
+            }
         } else if owned.iter().any(|o| o.holds(path)) {
-            Next::Router(router.clone().oneshot(req))
+            Next::Router {
+                routed: router.clone().oneshot(req),
+            }
         } else {
-            Next::Rest(rest(req))
-        };
-        async move {
-            Ok(match next {
-                Next::Direct(served) => served.await,
-                Next::Router(routed) => match routed.await {
-                    Ok(resp) => resp,
-                    Err(never) => match never {},
-                },
-                Next::Rest(rest) => rest.await,
-            })
+            Next::Rest { rest: rest(req) }
         }
     })
 }
 
-/// Which serves a request: a prefix's handler, the router or the rest.
-enum Next<D, R, T> {
-    Direct(D),
-    Router(R),
-    Rest(T),
+pin_project_lite::pin_project! {
+    /// Which serves a request: a prefix's handler, the router or the rest.
+    /// A future of its own (an `async` block awaiting one of them would hold
+    /// the largest, tenant traffic's, twice: see [`super::observed`]).
+    #[project = NextProj]
+    enum Next<D, R, T> {
+        Direct { #[pin] served: D },
+        Router { #[pin] routed: R },
+        Rest { #[pin] rest: T },
+    }
+}
+
+impl<D, R, T> Future for Next<D, R, T>
+where
+    D: Future<Output = Response<Body>>,
+    R: Future<Output = Result<Response<Body>, Infallible>>,
+    T: Future<Output = Response<Body>>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.project() {
+            NextProj::Direct { served } => served.poll(cx).map(Ok),
+            NextProj::Router { routed } => routed.poll(cx),
+            NextProj::Rest { rest } => rest.poll(cx).map(Ok),
+        }
+    }
 }
 
 /// An external surface: the label of its requests in metrics and logs, and

@@ -14,6 +14,7 @@
 
 use std::fmt;
 use std::future::Future;
+use tokio::task::futures::TaskLocalFuture;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -33,24 +34,26 @@ pub struct Request {
 }
 
 tokio::task_local! {
-    static REQUEST: Request;
+    /// `None` in a task that [`inherit`]ed no request.
+    static REQUEST: Option<Request>;
 }
 
-/// Runs `fut` as the serving of `request`: the lines it logs name it.
-pub async fn scope<F: Future>(request: Request, fut: F) -> F::Output {
-    REQUEST.scope(request, fut).await
+/// What `f` makes of the request being served, if any.
+fn current<R>(f: impl FnOnce(&Request) -> R) -> Option<R> {
+    REQUEST.try_with(|r| r.as_ref().map(f)).ok().flatten()
+}
+
+/// Runs `fut` as the serving of `request`: the lines it logs name it. (The
+/// scope's own future, not an `async fn` awaiting it, which would store `fut`
+/// twice.)
+pub fn scope<F: Future>(request: Request, fut: F) -> TaskLocalFuture<Option<Request>, F> {
+    REQUEST.scope(Some(request), fut)
 }
 
 /// `fut`, to run in a task of its own, still naming the request being served
 /// here (if any) on the lines it logs.
-pub fn inherit<F: Future>(fut: F) -> impl Future<Output = F::Output> {
-    let current = REQUEST.try_with(Clone::clone).ok();
-    async move {
-        match current {
-            Some(request) => REQUEST.scope(request, fut).await,
-            None => fut.await,
-        }
-    }
+pub fn inherit<F: Future>(fut: F) -> TaskLocalFuture<Option<Request>, F> {
+    REQUEST.scope(current(Clone::clone), fut)
 }
 
 impl Request {
@@ -114,17 +117,16 @@ where
     } else {
         write!(w, " {level:>5} ")?;
     }
-    REQUEST
-        .try_with(|r| {
-            write!(
-                w,
-                "request{{id={} method={} path={:?}}}: ",
-                r.id(),
-                r.method,
-                r.uri.path()
-            )
-        })
-        .unwrap_or(Ok(()))?;
+    current(|r| {
+        write!(
+            w,
+            "request{{id={} method={} path={:?}}}: ",
+            r.id(),
+            r.method,
+            r.uri.path()
+        )
+    })
+    .unwrap_or(Ok(()))?;
     write!(w, "{}: ", meta.target())?;
     ctx.format_fields(w.by_ref(), event)?;
     writeln!(w)
@@ -142,7 +144,7 @@ fn json(timer: &impl FormatTime, mut w: Writer<'_>, event: &Event<'_>) -> fmt::R
     line.insert("level".into(), Value::String(meta.level().to_string()));
     line.insert("fields".into(), Value::Object(fields.0));
     line.insert("target".into(), Value::String(meta.target().into()));
-    if let Ok(span) = REQUEST.try_with(|r| {
+    if let Some(span) = current(|r| {
         serde_json::json!({
             "id": r.id(),
             "method": r.method.as_str(),

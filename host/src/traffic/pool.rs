@@ -202,15 +202,18 @@ where
     ) -> Result<Response<PooledBody<B>>, SendError> {
         req.headers_mut()
             .insert(http::header::HOST, self.host.clone());
+        // Connecting is boxed, here and below: it is rare, and its future
+        // (name lookup, connect, handshake) would otherwise make every
+        // request's future larger.
         let (mut sender, reused) = match self.checkout().await {
             Some(s) => (s, true),
-            None => (self.connect().await?, false),
+            None => (Box::pin(self.connect()).await?, false),
         };
         let resp = match sender.try_send_request(req).await {
             Ok(resp) => resp,
             Err(mut e) => match e.take_message() {
                 Some(req) if reused => {
-                    sender = self.connect().await?;
+                    sender = Box::pin(self.connect()).await?;
                     sender
                         .send_request(req)
                         .await
