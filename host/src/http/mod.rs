@@ -27,6 +27,8 @@ pub(crate) use body::{BodyError, read_body, read_limited, read_limited_to};
 pub use routes::{GatewayService, Routes, dispatch};
 pub(crate) use routes::{Param, SuperUser, Surface, methods, mount};
 pub use server::{ConnectionMetrics, REQUEST_ID, serve, serve_admin};
+#[cfg(test)]
+pub(crate) use server::{Requests, answer};
 
 use crate::config::Limits;
 use crate::security::auth::Authenticator;

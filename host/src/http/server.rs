@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::task::futures::TaskLocalFuture;
 use tower::ServiceExt;
 use tower_http::request_id::RequestId;
 
@@ -59,9 +58,24 @@ impl Ids {
 }
 
 /// What every request of every connection uses: one clone per request.
-struct Requests {
+pub(crate) struct Requests {
     ids: Ids,
     metrics: Arc<Metrics>,
+}
+
+impl Requests {
+    /// Ids from a random instance id, counted in `metrics`.
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Requests {
+            ids: Ids {
+                instance: argon2::password_hash::rand_core::RngCore::next_u64(
+                    &mut argon2::password_hash::rand_core::OsRng,
+                ),
+                next: AtomicU64::new(1),
+            },
+            metrics,
+        })
+    }
 }
 
 /// At the response, inside the request's log scope: the request metrics and
@@ -84,17 +98,17 @@ pin_project_lite::pin_project! {
     enum Answer<F> {
         /// Past the connection limit: answered at once.
         Now { resp: Option<Response<Body>> },
-        /// Served in the request's log scope.
+        /// Being served ([`answer`]).
         Serving {
             #[pin]
-            serving: TaskLocalFuture<Option<crate::telemetry::request::Request>, Finish<F>>,
+            serving: F,
         },
     }
 }
 
 impl<F> Future for Answer<F>
 where
-    F: Future<Output = (Result<Response<Body>, Infallible>, Served)>,
+    F: Future<Output = Response<Body>>,
 {
     type Output = Result<Response<Body>, Infallible>;
 
@@ -153,6 +167,40 @@ where
     }
 }
 
+/// The serving of `req` from `peer` by `app`: its id given, in its log
+/// scope, observed, logged and counted when answered.
+pub(crate) fn answer<S: super::GatewayService, B>(
+    app: &S,
+    requests: &Arc<Requests>,
+    peer: std::net::SocketAddr,
+    mut req: Request<B>,
+) -> impl Future<Output = Response<Body>> + use<S, B>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let started = Instant::now();
+    let id = requests.ids.next();
+    req.headers_mut().insert(REQUEST_ID, id.clone());
+    req.extensions_mut().insert(RequestId::new(id.clone()));
+    req.extensions_mut().insert(ClientAddr(peer));
+    let about = crate::telemetry::request::Request {
+        id: id.clone(),
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+    };
+    let served = super::observed(app.clone().oneshot(req.map(Body::new)));
+    crate::telemetry::request::scope(
+        about,
+        Finish {
+            served,
+            started,
+            id: Some(id),
+            requests: requests.clone(),
+        },
+    )
+}
+
 /// Serves `service` (the gateway's: [`super::dispatch`]) on connections from
 /// `listener` until `shutdown` completes, then waits (at most 30 s) for
 /// in-flight requests to finish.
@@ -162,15 +210,7 @@ pub async fn serve(
     service: impl super::GatewayService,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let requests = Arc::new(Requests {
-        ids: Ids {
-            instance: argon2::password_hash::rand_core::RngCore::next_u64(
-                &mut argon2::password_hash::rand_core::OsRng,
-            ),
-            next: AtomicU64::new(1),
-        },
-        metrics: gateway.metrics.clone(),
-    });
+    let requests = Requests::new(gateway.metrics.clone());
     let app = service;
     let graceful = GracefulShutdown::new();
     let listening = gateway.http_listening.clone();
@@ -204,33 +244,14 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
                 let requests = requests.clone();
-                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     if health_only && !is_health(req.uri().path()) {
                         return Answer::Now {
                             resp: Some(at_connection_limit()),
                         };
                     }
-                    let started = Instant::now();
-                    let id = requests.ids.next();
-                    req.headers_mut().insert(REQUEST_ID, id.clone());
-                    req.extensions_mut().insert(RequestId::new(id.clone()));
-                    req.extensions_mut().insert(ClientAddr(peer));
-                    let about = crate::telemetry::request::Request {
-                        id: id.clone(),
-                        method: req.method().clone(),
-                        uri: req.uri().clone(),
-                    };
-                    let served = super::observed(app.clone().oneshot(req.map(Body::new)));
                     Answer::Serving {
-                        serving: crate::telemetry::request::scope(
-                            about,
-                            Finish {
-                                served,
-                                started,
-                                id: Some(id),
-                                requests: requests.clone(),
-                            },
-                        ),
+                        serving: answer(&app, &requests, peer, req),
                     }
                 });
                 let conn = http1().serve_connection(TokioIo::new(stream), service);
