@@ -130,7 +130,7 @@ pin_project_lite::pin_project! {
     /// Hand-written, like every future between the connection and the
     /// surfaces: an `async` block awaiting a future it holds stores that
     /// future twice, and each such level doubled the request's future (64 KiB
-    /// with three of them, copied at every request: 19 % of a proxied
+    /// with four of them, copied at every request: 19 % of a proxied
     /// request's CPU in `memmove`).
     struct Finish<F> {
         #[pin]
