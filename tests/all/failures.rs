@@ -37,6 +37,15 @@ fn assert_internal_error(r: &crate::harness::Reply) {
             .contains("in component validator"),
         "{b}"
     );
+    // It names the request's id, so an operator can find its log lines.
+    let id = r.header("x-request-id").expect("x-request-id");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("(request {id})")),
+        "{b}"
+    );
     // No guest detail (panic text, backtrace) leaks to the client.
     assert!(!r.body.contains("fault injected"), "{}", r.body);
 }

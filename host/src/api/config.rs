@@ -191,7 +191,6 @@ async fn serve(gw: Arc<Gateway>, req: Request) -> Response<Body> {
 
 async fn answer(gw: &Gateway, req: Request, served: &mut Served) -> Response<Body> {
     let uri = req.uri().clone();
-    let request_id = crate::http::request_id(&req);
     let path_id = path_tenant(uri.path());
     let dir = gw.runtime.shared().directory.load_full();
     let tenant = path_id.and_then(|p| dir.get(p)).cloned();
@@ -262,7 +261,7 @@ async fn answer(gw: &Gateway, req: Request, served: &mut Served) -> Response<Bod
     let Some(t) = &tenant else {
         // The component answers an unknown tenant.
         req.headers_mut().remove(http::header::AUTHORIZATION);
-        return call_component(gw, req, principal, None, None, request_id, label).await;
+        return call_component(gw, req, principal, None, None, label).await;
     };
     let rest = &uri.path()[PREFIX.len()..];
     let sub = rest.split_once('/').map_or("", |(_, s)| s);
@@ -312,10 +311,10 @@ async fn answer(gw: &Gateway, req: Request, served: &mut Served) -> Response<Bod
     req.headers_mut().remove(http::header::AUTHORIZATION);
     if sub == "config" && req.method() == Method::GET {
         let headers = req.headers().clone();
-        let run = call_component(gw, req, principal, Some(t), None, request_id, label);
+        let run = call_component(gw, req, principal, Some(t), None, label);
         return gw.config_reads.get(gw, t, &headers, run).await;
     }
-    call_component(gw, req, principal, Some(t), turn, request_id, label).await
+    call_component(gw, req, principal, Some(t), turn, label).await
 }
 
 /// The config-API component's answer to `req`; `turn`: the tenant's turn to
@@ -326,7 +325,6 @@ async fn call_component(
     principal: String,
     tenant: Option<&crate::tenancy::Tenant>,
     turn: Option<crate::store::WriteTurn>,
-    request_id: Option<tower_http::request_id::RequestId>,
     label: Option<&str>,
 ) -> Response<Body> {
     let started = Instant::now();
@@ -341,6 +339,6 @@ async fn call_component(
     }
     match result {
         Ok(resp) => resp.map(Body::from),
-        Err(e) => component_failure(request_id.as_ref(), &gw.metrics, e, "config-api", label),
+        Err(e) => component_failure(&gw.metrics, e, "config-api", label),
     }
 }

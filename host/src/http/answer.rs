@@ -196,10 +196,9 @@ pub(crate) fn refused(resp: &mut Response<Body>, refusal: Refusal) {
     }
 }
 
-/// Maps a failed component call to its answer, counting it; `request` is the
-/// request's id, named in the answer so an operator can find its log.
+/// Maps a failed component call to its answer, counting it; the answer names
+/// the request's id (`telemetry::request`), so an operator can find its log.
 pub(crate) fn component_failure(
-    request: Option<&tower_http::request_id::RequestId>,
     metrics: &crate::telemetry::Metrics,
     e: CallError,
     component: &str,
@@ -219,9 +218,8 @@ pub(crate) fn component_failure(
         _ => component,
     };
     tracing::error!(component, error = %e, "component failed");
-    let request = request
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or("-");
+    let id = crate::telemetry::request::id();
+    let request = id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or("-");
     error(
         StatusCode::INTERNAL_SERVER_ERROR,
         &format!("Internal server error in component {component} (request {request})"),

@@ -203,13 +203,6 @@ impl<F: std::future::Future> std::future::Future for Observed<F> {
     }
 }
 
-/// The id the server gave a request (named by answers that report a failure).
-pub(crate) fn request_id<B>(req: &http::Request<B>) -> Option<tower_http::request_id::RequestId> {
-    req.extensions()
-        .get::<tower_http::request_id::RequestId>()
-        .cloned()
-}
-
 /// The answer of a route labelled `route`, for a tenant if known.
 pub(crate) fn served(
     resp: Response<Body>,

@@ -21,7 +21,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
-use tower_http::request_id::RequestId;
 
 /// `x-request-id`: set on every response, and on every log line of the request.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -182,7 +181,6 @@ where
     let started = Instant::now();
     let id = requests.ids.next();
     req.headers_mut().insert(REQUEST_ID, id.clone());
-    req.extensions_mut().insert(RequestId::new(id.clone()));
     req.extensions_mut().insert(ClientAddr(peer));
     let about = crate::telemetry::request::Request {
         id: id.clone(),
@@ -201,17 +199,16 @@ where
     )
 }
 
-/// Serves `service` (the gateway's: [`super::dispatch`]) on connections from
+/// Serves `app` (the gateway's: [`super::dispatch`]) on connections from
 /// `listener` until `shutdown` completes, then waits (at most 30 s) for
 /// in-flight requests to finish.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
-    service: impl super::GatewayService,
+    app: impl super::GatewayService,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let requests = Requests::new(gateway.metrics.clone());
-    let app = service;
     let graceful = GracefulShutdown::new();
     let listening = gateway.http_listening.clone();
     let serving = listening.serving();

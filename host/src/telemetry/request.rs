@@ -43,6 +43,11 @@ fn current<R>(f: impl FnOnce(&Request) -> R) -> Option<R> {
     REQUEST.try_with(|r| r.as_ref().map(f)).ok().flatten()
 }
 
+/// The id of the request being served, if any.
+pub fn id() -> Option<http::HeaderValue> {
+    current(|r| r.id.clone())
+}
+
 /// Runs `fut` as the serving of `request`: the lines it logs name it. (The
 /// scope's own future, not an `async fn` awaiting it, which would store `fut`
 /// twice.)

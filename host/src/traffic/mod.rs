@@ -160,7 +160,6 @@ async fn serve_app(
     tenant: Arc<crate::tenancy::Tenant>,
     req: Request,
 ) -> Response<Body> {
-    let request_id = crate::http::request_id(&req);
     let tenant_id = tenant.id.to_string();
     let req = match read_body(gw, req, Some(&tenant_id)).await {
         Ok(r) => r,
@@ -173,13 +172,7 @@ async fn serve_app(
         .component_call(&app.metric_label, started.elapsed(), failed);
     match result {
         Ok(resp) => resp.map(Body::from),
-        Err(e) => component_failure(
-            request_id.as_ref(),
-            &gw.metrics,
-            e,
-            &app.name,
-            Some(&tenant_id),
-        ),
+        Err(e) => component_failure(&gw.metrics, e, &app.name, Some(&tenant_id)),
     }
 }
 
