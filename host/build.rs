@@ -11,6 +11,7 @@
 
 use sha2::Digest;
 use std::fmt::Write as _;
+use std::future::Future as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -86,20 +87,192 @@ fn main() {
     .join("components");
 
     let out = target_dir.join(TARGET).join("component");
+    let mut built = std::collections::HashMap::new();
     for group in GROUPS {
         build(&root, &target_dir, group);
         for (package, var) in group {
-            let file = out.join(format!("{}.wasm", package.replace('-', "_")));
+            let mut file = out.join(format!("{}.wasm", package.replace('-', "_")));
             assert!(file.exists(), "missing component {}", file.display());
+            if *package == PRE_INITIALIZED.0 {
+                file = pre_initialized(&file);
+            }
             println!("cargo:rustc-env={var}={}", file.display());
+            built.insert(*package, file);
         }
     }
-    embed(&out);
+    embed(&built);
 }
 
-/// Precompiles and compresses the built-in components of `components` (the
-/// directory of built `.wasm` files) and writes `$OUT_DIR/builtin.rs`.
-fn embed(components: &Path) {
+/// The component whose first-call work is done here, once, instead of in
+/// every instance the gateway makes: (package, interface, function to call).
+/// The validator compiles its JSON Schemas on its first call: 15 ms of guest
+/// code per instance on one core, most of a warm start, paid again for each
+/// instance a warm pool primes. Wizer runs the call and writes the memory it
+/// leaves into the component's data segments, so every instance starts with
+/// the schemas compiled.
+const PRE_INITIALIZED: (&str, &str, &str) = (
+    "tg-validator",
+    "tenant-gateway:validator/validator@0.2.0",
+    "default-config",
+);
+
+/// `file` pre-initialized ([`PRE_INITIALIZED`]), written beside it as
+/// `*.pre.wasm`; `file` itself when that fails, with a warning: the gateway
+/// then does the work in each instance.
+fn pre_initialized(file: &Path) -> PathBuf {
+    let wasm = std::fs::read(file).unwrap();
+    match pre_initialize(&wasm) {
+        Ok(done) => {
+            let out = file.with_extension("pre.wasm");
+            std::fs::write(&out, &done).unwrap();
+            out
+        }
+        Err(e) => {
+            println!(
+                "cargo:warning=not pre-initializing {}: {e:#}",
+                PRE_INITIALIZED.0
+            );
+            file.to_path_buf()
+        }
+    }
+}
+
+/// Instantiates `wasm` with every import but `wasi:random` a trap (the call
+/// must need no other), calls [`PRE_INITIALIZED`]'s function and snapshots
+/// the instance.
+fn pre_initialize(wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
+    use wasmtime::component::{Component, Linker};
+    let (_, interface, function) = PRE_INITIALIZED;
+    let wizer = wasmtime_wizer::Wizer::new();
+    let (cx, instrumented) = wizer.instrument_component(wasm)?;
+    let engine = wasmtime::Engine::default();
+    let component = Component::new(&engine, &instrumented)?;
+    let mut linker = Linker::new(&engine);
+    // Hash maps take their keys from `wasi:random` on first use (the
+    // standard library's from `insecure-seed`, the schema compiler's from
+    // `random`), and the snapshot keeps them: random bits drawn for this
+    // build, so at least they are not the same in every build.
+    for (name, _) in component.component_type().imports(&engine) {
+        if name.starts_with("wasi:random/insecure-seed@") {
+            linker
+                .instance(name)?
+                .func_wrap("insecure-seed", |_, (): ()| {
+                    Ok(((random_u64()?, random_u64()?),))
+                })?;
+        } else if name.starts_with("wasi:random/random@") {
+            let mut random = linker.instance(name)?;
+            random.func_wrap("get-random-u64", |_, (): ()| Ok((random_u64()?,)))?;
+            random.func_wrap("get-random-bytes", |_, (n,): (u64,)| {
+                let mut bytes = vec![0; usize::try_from(n)?.min(1 << 16)];
+                random_fill(&mut bytes)?;
+                Ok((bytes,))
+            })?;
+        }
+    }
+    linker.define_unknown_imports_as_traps(&component)?;
+    let mut store = wasmtime::Store::new(&engine, ());
+    let instance = linker.instantiate(&mut store, &component)?;
+    let call = |store: &mut wasmtime::Store<()>| -> wasmtime::Result<()> {
+        let (_, at) = instance
+            .get_export(&mut *store, None, interface)
+            .ok_or_else(|| wasmtime::format_err!("no export {interface}"))?;
+        let (_, func) = instance
+            .get_export(&mut *store, Some(&at), function)
+            .ok_or_else(|| wasmtime::format_err!("no function {function} in {interface}"))?;
+        let func = instance.get_typed_func::<(), (String,)>(&mut *store, func)?;
+        func.call(&mut *store, ())?;
+        Ok(())
+    };
+    call(&mut store)?;
+    let mut state = Snapshotted {
+        store: &mut store,
+        instance,
+    };
+    // Every call below is synchronous: the future is ready when first polled.
+    let snapshot = std::pin::pin!(wizer.snapshot_component(&cx, &mut state));
+    match snapshot.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(done) => done,
+        std::task::Poll::Pending => wasmtime::bail!("the snapshot did not complete"),
+    }
+}
+
+/// Random bytes from the operating system.
+fn random_fill(bytes: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read as _;
+    std::fs::File::open("/dev/urandom")?.read_exact(bytes)
+}
+
+fn random_u64() -> std::io::Result<u64> {
+    let mut bytes = [0u8; 8];
+    random_fill(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// The instance Wizer reads the state of, through the accessors it added.
+struct Snapshotted<'a> {
+    store: &'a mut wasmtime::Store<()>,
+    instance: wasmtime::component::Instance,
+}
+
+impl Snapshotted<'_> {
+    fn call<R: wasmtime::component::Lift + 'static, T>(
+        &mut self,
+        interface: &str,
+        func: &str,
+        then: impl FnOnce(&wasmtime::Store<()>, R) -> T,
+    ) -> T {
+        let store = &mut *self.store;
+        let (_, at) = self
+            .instance
+            .get_export(&mut *store, None, interface)
+            .unwrap();
+        let (_, func) = self
+            .instance
+            .get_export(&mut *store, Some(&at), func)
+            .unwrap();
+        let func = self
+            .instance
+            .get_typed_func::<(), (R,)>(&mut *store, func)
+            .unwrap();
+        let (value,) = func.call(&mut *store, ()).unwrap();
+        then(store, value)
+    }
+}
+
+impl wasmtime_wizer::ComponentInstanceState for Snapshotted<'_> {
+    async fn call_func_ret_list_u8(
+        &mut self,
+        interface: &str,
+        func: &str,
+        contents: impl FnOnce(&[u8]) + Send,
+    ) {
+        self.call(
+            interface,
+            func,
+            |store, list: wasmtime::component::WasmList<u8>| contents(list.as_le_slice(store)),
+        )
+    }
+
+    async fn call_func_ret_s32(&mut self, interface: &str, func: &str) -> i32 {
+        self.call(interface, func, |_, v| v)
+    }
+
+    async fn call_func_ret_s64(&mut self, interface: &str, func: &str) -> i64 {
+        self.call(interface, func, |_, v| v)
+    }
+
+    async fn call_func_ret_f32(&mut self, interface: &str, func: &str) -> u32 {
+        self.call(interface, func, |_, v: f32| v.to_bits())
+    }
+
+    async fn call_func_ret_f64(&mut self, interface: &str, func: &str) -> u64 {
+        self.call(interface, func, |_, v: f64| v.to_bits())
+    }
+}
+
+/// Precompiles and compresses the built-in components (`built`: each
+/// package's built `.wasm` file) and writes `$OUT_DIR/builtin.rs`.
+fn embed(built: &std::collections::HashMap<&str, PathBuf>) {
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
     let engine = precompiler()
         .map_err(|e| println!("cargo:warning=not precompiling the built-in components: {e:#}"))
@@ -107,7 +280,7 @@ fn embed(components: &Path) {
     let mut code = String::new();
     for (package, ident, name) in BUILTINS {
         let file = package.replace('-', "_");
-        let wasm = std::fs::read(components.join(format!("{file}.wasm"))).unwrap();
+        let wasm = std::fs::read(&built[package]).unwrap();
         let digest: [u8; 32] = sha2::Sha256::digest(&wasm).into();
         let artifact = engine
             .as_ref()

@@ -3,7 +3,9 @@
 //! the build could make it, the artifact wasmtime precompiled from it with this
 //! binary's engine configuration (`engine_config.rs`) for the portable CPU
 //! features of the target (x86-64-v2 on x86-64). Both are LZ4 blocks, which
-//! decompress at a few GB/s.
+//! decompress at a few GB/s. The validator's Wasm is carried pre-initialized:
+//! build.rs ran its first call, which compiles its JSON Schemas, and kept the
+//! memory it left (Wizer), so its instances start with them compiled.
 //!
 //! Loading a built-in component is then a decompression and wasmtime's
 //! `Component::deserialize`, whose compatibility check (wasmtime version,
@@ -233,7 +235,8 @@ mod tests {
     use sha2::Digest;
 
     /// What is carried is what the workspace builds: the Wasm decompresses to
-    /// the file build.rs built, with the recorded digest and size.
+    /// the file build.rs built (for the validator, the pre-initialized one),
+    /// with the recorded digest and size.
     #[test]
     fn each_builtin_is_the_workspace_build() {
         for (b, file) in [

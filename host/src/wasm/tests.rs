@@ -324,3 +324,96 @@ fn plugins_import_only_wasi() {
         assert!(names.iter().all(|n| n.starts_with("wasi:")), "{names:?}");
     }
 }
+
+/// What an instance's linear memories grew by, counted from when it is
+/// switched on.
+struct Growth {
+    wasi: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
+    counting: bool,
+    grown: usize,
+}
+
+impl wasmtime_wasi::WasiView for Growth {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for Growth {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if self.counting {
+            self.grown += desired.saturating_sub(current);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// What `component`'s first `default-config` call grows its memory by.
+async fn first_call_growth(engine: &Engine, component: &Component) -> usize {
+    let mut linker = Linker::<Growth>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    let mut store = wasmtime::Store::new(
+        engine,
+        Growth {
+            wasi: wasmtime_wasi::WasiCtx::builder().build(),
+            table: wasmtime::component::ResourceTable::new(),
+            counting: false,
+            grown: 0,
+        },
+    );
+    store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+    store.set_epoch_deadline(1 << 40);
+    let validator =
+        bindings::validator::ValidatorComponent::instantiate_async(&mut store, component, &linker)
+            .await
+            .unwrap();
+    store.data_mut().counting = true;
+    let defaults = validator
+        .tenant_gateway_validator_validator()
+        .call_default_config(&mut store)
+        .await
+        .unwrap();
+    assert!(defaults.starts_with('{'), "{defaults}");
+    store.data().grown
+}
+
+/// The built-in validator is carried pre-initialized (build.rs): its
+/// instances start with the JSON Schemas compiled, so the first call compiles
+/// nothing. A validator that links the same crate and is built without that
+/// step (the policy example) grows its memory by 704 KiB on its first call,
+/// compiling them; the built-in grows it by nothing.
+#[tokio::test]
+async fn the_builtin_validator_starts_with_its_schemas_compiled() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let engine = &rt.loader.engine;
+    let builtin = rt
+        .loader
+        .embedded(&builtin::VALIDATOR)
+        .expect("this target has a compiler");
+    let policy = std::fs::read(env!("TG_POLICY_VALIDATOR_WASM")).unwrap();
+    let (policy, _) = rt.loader.compile("policy-validator", &policy).unwrap();
+    let compiling = first_call_growth(engine, &policy).await;
+    let compiled = first_call_growth(engine, &builtin).await;
+    let grew = format!("the policy validator grew {compiling} bytes, the built-in {compiled}");
+    assert!(compiling >= 512 << 10, "{grew}");
+    assert!(compiled <= 64 << 10, "{grew}");
+}
