@@ -117,14 +117,16 @@ const PRE_INITIALIZED: (&str, &str, &str) = (
 );
 
 /// `file` pre-initialized ([`PRE_INITIALIZED`]), written beside it as
-/// `*.pre.wasm`; `file` itself when that fails, with a warning: the gateway
-/// then does the work in each instance.
+/// `*.pre.wasm` (when its bytes changed); `file` itself when that fails, with
+/// a warning: the gateway then does the work in each instance.
 fn pre_initialized(file: &Path) -> PathBuf {
     let wasm = std::fs::read(file).unwrap();
     match pre_initialize(&wasm) {
         Ok(done) => {
             let out = file.with_extension("pre.wasm");
-            std::fs::write(&out, &done).unwrap();
+            if std::fs::read(&out).ok().as_deref() != Some(&done[..]) {
+                std::fs::write(&out, &done).unwrap();
+            }
             out
         }
         Err(e) => {
@@ -150,21 +152,35 @@ fn pre_initialize(wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
     let mut linker = Linker::new(&engine);
     // Hash maps take their keys from `wasi:random` on first use (the
     // standard library's from `insecure-seed`, the schema compiler's from
-    // `random`), and the snapshot keeps them: random bits drawn for this
-    // build, so at least they are not the same in every build.
+    // `random`), and the snapshot keeps them. They are drawn from the Wasm's
+    // own digest, so the same source gives the same bytes in every build and
+    // profile (which share the component directory, and whose tests compare
+    // the file with what the binary carries). Being known to whoever has the
+    // binary, they are no secret either way; the maps keyed by a request's
+    // input live in the call, which its deadline bounds.
+    let draws = std::sync::Arc::new(Draws {
+        digest: sha2::Sha256::digest(wasm).into(),
+        count: std::sync::atomic::AtomicU64::new(0),
+    });
     for (name, _) in component.component_type().imports(&engine) {
         if name.starts_with("wasi:random/insecure-seed@") {
+            let draws = draws.clone();
             linker
                 .instance(name)?
-                .func_wrap("insecure-seed", |_, (): ()| {
-                    Ok(((random_u64()?, random_u64()?),))
+                .func_wrap("insecure-seed", move |_, (): ()| {
+                    Ok(((draws.next(), draws.next()),))
                 })?;
         } else if name.starts_with("wasi:random/random@") {
             let mut random = linker.instance(name)?;
-            random.func_wrap("get-random-u64", |_, (): ()| Ok((random_u64()?,)))?;
-            random.func_wrap("get-random-bytes", |_, (n,): (u64,)| {
-                let mut bytes = vec![0; usize::try_from(n)?.min(1 << 16)];
-                random_fill(&mut bytes)?;
+            let from = draws.clone();
+            random.func_wrap("get-random-u64", move |_, (): ()| Ok((from.next(),)))?;
+            let from = draws.clone();
+            random.func_wrap("get-random-bytes", move |_, (n,): (u64,)| {
+                let n = usize::try_from(n)?.min(1 << 16);
+                let bytes: Vec<u8> = std::iter::repeat_with(|| from.next().to_le_bytes())
+                    .flatten()
+                    .take(n)
+                    .collect();
                 Ok((bytes,))
             })?;
         }
@@ -196,16 +212,24 @@ fn pre_initialize(wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
     }
 }
 
-/// Random bytes from the operating system.
-fn random_fill(bytes: &mut [u8]) -> std::io::Result<()> {
-    use std::io::Read as _;
-    std::fs::File::open("/dev/urandom")?.read_exact(bytes)
+/// The values `wasi:random` gives the pre-initializing call: SHA-256 of the
+/// Wasm's digest and a counter.
+struct Draws {
+    digest: [u8; 32],
+    count: std::sync::atomic::AtomicU64,
 }
 
-fn random_u64() -> std::io::Result<u64> {
-    let mut bytes = [0u8; 8];
-    random_fill(&mut bytes)?;
-    Ok(u64::from_le_bytes(bytes))
+impl Draws {
+    fn next(&self) -> u64 {
+        let n = self
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut hash = sha2::Sha256::new();
+        hash.update(self.digest);
+        hash.update(n.to_le_bytes());
+        let out: [u8; 32] = hash.finalize().into();
+        u64::from_le_bytes(out[..8].try_into().expect("8 bytes"))
+    }
 }
 
 /// The instance Wizer reads the state of, through the accessors it added.
