@@ -188,22 +188,11 @@ fn pre_initialize(wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
     linker.define_unknown_imports_as_traps(&component)?;
     let mut store = wasmtime::Store::new(&engine, ());
     let instance = linker.instantiate(&mut store, &component)?;
-    let call = |store: &mut wasmtime::Store<()>| -> wasmtime::Result<()> {
-        let (_, at) = instance
-            .get_export(&mut *store, None, interface)
-            .ok_or_else(|| wasmtime::format_err!("no export {interface}"))?;
-        let (_, func) = instance
-            .get_export(&mut *store, Some(&at), function)
-            .ok_or_else(|| wasmtime::format_err!("no function {function} in {interface}"))?;
-        let func = instance.get_typed_func::<(), (String,)>(&mut *store, func)?;
-        func.call(&mut *store, ())?;
-        Ok(())
-    };
-    call(&mut store)?;
     let mut state = Snapshotted {
         store: &mut store,
         instance,
     };
+    state.call::<String, _>(interface, function, |_, _| ())?;
     // Every call below is synchronous: the future is ready when first polled.
     let snapshot = std::pin::pin!(wizer.snapshot_component(&cx, &mut state));
     match snapshot.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
@@ -239,27 +228,38 @@ struct Snapshotted<'a> {
 }
 
 impl Snapshotted<'_> {
+    /// Calls `func` of `interface` (no parameters, one result) and hands
+    /// `then` the result.
     fn call<R: wasmtime::component::Lift + 'static, T>(
         &mut self,
         interface: &str,
         func: &str,
         then: impl FnOnce(&wasmtime::Store<()>, R) -> T,
-    ) -> T {
+    ) -> wasmtime::Result<T> {
         let store = &mut *self.store;
         let (_, at) = self
             .instance
             .get_export(&mut *store, None, interface)
-            .unwrap();
-        let (_, func) = self
+            .ok_or_else(|| wasmtime::format_err!("no export {interface}"))?;
+        let (_, f) = self
             .instance
             .get_export(&mut *store, Some(&at), func)
-            .unwrap();
-        let func = self
-            .instance
-            .get_typed_func::<(), (R,)>(&mut *store, func)
-            .unwrap();
-        let (value,) = func.call(&mut *store, ()).unwrap();
-        then(store, value)
+            .ok_or_else(|| wasmtime::format_err!("no function {func} in {interface}"))?;
+        let f = self.instance.get_typed_func::<(), (R,)>(&mut *store, f)?;
+        let (value,) = f.call(&mut *store, ())?;
+        Ok(then(store, value))
+    }
+
+    /// [`Snapshotted::call`] of an accessor Wizer added, which cannot fail
+    /// on the instance it instrumented.
+    fn access<R: wasmtime::component::Lift + 'static, T>(
+        &mut self,
+        interface: &str,
+        func: &str,
+        then: impl FnOnce(&wasmtime::Store<()>, R) -> T,
+    ) -> T {
+        self.call(interface, func, then)
+            .unwrap_or_else(|e| panic!("Wizer's accessor {interface}.{func}: {e:#}"))
     }
 }
 
@@ -270,7 +270,7 @@ impl wasmtime_wizer::ComponentInstanceState for Snapshotted<'_> {
         func: &str,
         contents: impl FnOnce(&[u8]) + Send,
     ) {
-        self.call(
+        self.access(
             interface,
             func,
             |store, list: wasmtime::component::WasmList<u8>| contents(list.as_le_slice(store)),
@@ -278,19 +278,19 @@ impl wasmtime_wizer::ComponentInstanceState for Snapshotted<'_> {
     }
 
     async fn call_func_ret_s32(&mut self, interface: &str, func: &str) -> i32 {
-        self.call(interface, func, |_, v| v)
+        self.access(interface, func, |_, v| v)
     }
 
     async fn call_func_ret_s64(&mut self, interface: &str, func: &str) -> i64 {
-        self.call(interface, func, |_, v| v)
+        self.access(interface, func, |_, v| v)
     }
 
     async fn call_func_ret_f32(&mut self, interface: &str, func: &str) -> u32 {
-        self.call(interface, func, |_, v: f32| v.to_bits())
+        self.access(interface, func, |_, v: f32| v.to_bits())
     }
 
     async fn call_func_ret_f64(&mut self, interface: &str, func: &str) -> u64 {
-        self.call(interface, func, |_, v: f64| v.to_bits())
+        self.access(interface, func, |_, v: f64| v.to_bits())
     }
 }
 

@@ -28,24 +28,13 @@ fn assert_internal_error(r: &crate::harness::Reply) {
     let b = r.json();
     assert_eq!(b["error"], "Internal Server Error");
     assert_eq!(b["code"], 500);
+    let message = b["message"].as_str().unwrap();
     // The answer names the component that failed: the validator, not the config
     // API that called it.
-    assert!(
-        b["message"]
-            .as_str()
-            .unwrap()
-            .contains("in component validator"),
-        "{b}"
-    );
+    assert!(message.contains("in component validator"), "{b}");
     // It names the request's id, so an operator can find its log lines.
     let id = r.header("x-request-id").expect("x-request-id");
-    assert!(
-        b["message"]
-            .as_str()
-            .unwrap()
-            .ends_with(&format!("(request {id})")),
-        "{b}"
-    );
+    assert!(message.ends_with(&format!("(request {id})")), "{b}");
     // No guest detail (panic text, backtrace) leaks to the client.
     assert!(!r.body.contains("fault injected"), "{}", r.body);
 }

@@ -99,7 +99,7 @@ async fn sample_gateway(data: &std::path::Path) -> std::sync::Arc<crate::http::G
 
 /// The future that serves one request, as the server makes it, stays a few
 /// KiB for every kind of request. An `async` block or function that awaits
-/// a future it holds stores that future twice: three such levels between
+/// a future it holds stores that future twice: four such levels between
 /// the connection and the surfaces once made it 64 KiB, copied into place
 /// at every request (a fifth of a proxied request's CPU, in `memmove`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -202,18 +202,15 @@ where
     ) -> Result<Response<PooledBody<B>>, SendError> {
         req.headers_mut()
             .insert(http::header::HOST, self.host.clone());
-        // Connecting is boxed, here and below: it is rare, and its future
-        // (name lookup, connect, handshake) would otherwise make every
-        // request's future larger.
         let (mut sender, reused) = match self.checkout().await {
             Some(s) => (s, true),
-            None => (Box::pin(self.connect()).await?, false),
+            None => (self.connect().await?, false),
         };
         let resp = match sender.try_send_request(req).await {
             Ok(resp) => resp,
             Err(mut e) => match e.take_message() {
                 Some(req) if reused => {
-                    sender = Box::pin(self.connect()).await?;
+                    sender = self.connect().await?;
                     sender
                         .send_request(req)
                         .await
@@ -249,8 +246,15 @@ where
     }
 
     /// A new connection (each address of the name in turn), served by a
-    /// task of its own until it closes.
-    async fn connect(&self) -> Result<SendRequest<B>, SendError> {
+    /// task of its own until it closes. Boxed: connecting is rare, and its
+    /// future (name lookup, connect, handshake) would otherwise make every
+    /// request's future larger.
+    fn connect(&self) -> Pin<Box<impl Future<Output = Result<SendRequest<B>, SendError>> + '_>> {
+        Box::pin(self.connect_unboxed())
+    }
+
+    /// [`Upstream::connect`], unboxed.
+    async fn connect_unboxed(&self) -> Result<SendRequest<B>, SendError> {
         let host = self.authority.host();
         let host = host
             .strip_prefix('[')
