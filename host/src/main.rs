@@ -135,9 +135,12 @@ fn init_logging(
         .with_writer(lines);
     // The request a line is about comes from the request's task, not from a
     // span (see telemetry::request).
-    use tenant_gateway::telemetry::request::{Json, Text};
+    use tenant_gateway::telemetry::request::{Json, Text, TextFields};
     match format {
-        LogFormat::Text => builder.event_format(Text(Rfc3339Micros)).init(),
+        LogFormat::Text => builder
+            .fmt_fields(TextFields)
+            .event_format(Text(Rfc3339Micros))
+            .init(),
         LogFormat::Json => builder.event_format(Json(Rfc3339Micros)).init(),
     }
     Ok((flush, dropped))
