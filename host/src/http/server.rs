@@ -44,14 +44,30 @@ impl Drop for Open {
 /// never collide. A client's own `x-request-id` is replaced: ids are the
 /// gateway's, unique, and safe to log.
 struct Ids {
-    instance: u64,
+    /// The instance id in hex and the `-` after it, written once.
+    prefix: [u8; 17],
     next: AtomicU64,
 }
 
 impl Ids {
+    fn new(instance: u64) -> Self {
+        let mut prefix = [b'-'; 17];
+        let hex = format!("{instance:016x}");
+        prefix[..16].copy_from_slice(hex.as_bytes());
+        Self {
+            prefix,
+            next: AtomicU64::new(1),
+        }
+    }
+
     fn next(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        super::header_value(format_args!("{:016x}-{n}", self.instance))
+        let mut number = itoa::Buffer::new();
+        let number = number.format(n).as_bytes();
+        let mut id = [0u8; 17 + 20];
+        id[..17].copy_from_slice(&self.prefix);
+        id[17..17 + number.len()].copy_from_slice(number);
+        HeaderValue::from_bytes(&id[..17 + number.len()])
             .expect("hex digits and a number make a header value")
     }
 }
@@ -66,12 +82,9 @@ impl Requests {
     /// Ids from a random instance id, counted in `metrics`.
     pub(crate) fn new(metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Requests {
-            ids: Ids {
-                instance: argon2::password_hash::rand_core::RngCore::next_u64(
-                    &mut argon2::password_hash::rand_core::OsRng,
-                ),
-                next: AtomicU64::new(1),
-            },
+            ids: Ids::new(argon2::password_hash::rand_core::RngCore::next_u64(
+                &mut argon2::password_hash::rand_core::OsRng,
+            )),
             metrics,
         })
     }
@@ -85,9 +98,19 @@ fn log_served<B>(metrics: &Metrics, served: &Served, resp: &Response<B>, latency
     let status = resp.status().as_u16();
     metrics.request(tenant.map(|t| t.name.shared()), route, status);
     let micros = latency.as_micros() as u64;
+    // The message as a `str` field, first as a format string's would be: the
+    // text format copies it (`telemetry::request::TextFields`).
     match tenant {
-        Some(t) => tracing::info!(route, tenant = t.name.as_str(), status, micros, "served"),
-        None => tracing::info!(route, status, micros, "served"),
+        Some(t) => {
+            tracing::info!(
+                message = "served",
+                route,
+                tenant = t.name.as_str(),
+                status,
+                micros
+            )
+        }
+        None => tracing::info!(message = "served", route, status, micros),
     }
 }
 
@@ -353,4 +376,19 @@ fn at_connection_limit() -> Response<Body> {
         .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     retry_after(&mut resp, 1);
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_the_instance_in_hex_and_a_count() {
+        let ids = Ids::new(0x00ab_cdef_0123_4567);
+        assert_eq!(ids.next(), "00abcdef01234567-1");
+        assert_eq!(ids.next(), "00abcdef01234567-2");
+        ids.next.store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(ids.next(), "00abcdef01234567-18446744073709551615");
+        assert_eq!(Ids::new(u64::MAX).next(), "ffffffffffffffff-1");
+    }
 }
