@@ -43,6 +43,12 @@ use std::time::{Duration, Instant};
 use tenant_gateway::config::{SAMPLE, Settings, Tier};
 use tenant_gateway::wasm::Instance;
 
+/// The minimal hyper proxy, shared with `scripts/bench-peers` (its `main` is
+/// that script's).
+#[path = "../examples/minimal_proxy.rs"]
+#[allow(dead_code)]
+mod minimal;
+
 const PATCH: &str = r#"{"performance":{"cache_size_mb":2048,"max_parallel_workers":16},"security":{"require_mfa":true,"session_timeout_mins":60,"allowed_ips":["10.0.0.0/8","172.16.0.0/12"]},"compliance":{"hipaa":true}}"#;
 
 /// The system allocator, counting allocations while [`COUNTING`] is set (a
@@ -288,35 +294,13 @@ async fn plain_server(body: Bytes) -> SocketAddr {
     addr
 }
 
-/// The smallest useful reverse proxy: hyper server, pooled hyper client, the
-/// request forwarded as it is to `upstream`. The baseline for the gateway's proxy.
+/// The smallest useful reverse proxy (`examples/minimal_proxy.rs`: hyper
+/// server, pooled hyper client, the request forwarded as it is to `upstream`),
+/// on a port of its own. The baseline for the gateway's proxy.
 async fn minimal_proxy(upstream: SocketAddr) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let client: Client<_, hyper::body::Incoming> =
-        Client::builder(TokioExecutor::new()).build_http();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let _ = stream.set_nodelay(true);
-            let client = client.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |mut req: hyper::Request<hyper::body::Incoming>| {
-                        let client = client.clone();
-                        async move {
-                            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                            *req.uri_mut() = format!("http://{upstream}{path}").parse().unwrap();
-                            client.request(req).await
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    tokio::spawn(minimal::serve(listener, upstream));
     addr
 }
 

@@ -22,13 +22,17 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    rt.block_on(serve(listen, upstream));
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .expect("binding LISTEN");
+        serve(listener, upstream).await
+    });
 }
 
-async fn serve(listen: SocketAddr, upstream: SocketAddr) {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .expect("binding LISTEN");
+/// Proxies every connection `listener` accepts to `upstream`, for good. (The
+/// gateway's bench runs it too, in its own process, as its baseline.)
+pub async fn serve(listener: tokio::net::TcpListener, upstream: SocketAddr) {
     let client: Client<_, hyper::body::Incoming> =
         Client::builder(TokioExecutor::new()).build_http();
     loop {
