@@ -237,6 +237,17 @@ impl TextVisitor<'_> {
         })();
     }
 
+    /// Writes a value that `Debug` writes as the text `value` (a number, a
+    /// bool).
+    fn bare(&mut self, field: &Field, value: &str) {
+        let name = field.name();
+        if name.starts_with("log.") || name == "message" {
+            self.default(field, |v| v.record_debug(field, &format_args!("{value}")));
+        } else {
+            self.plain(name, value, false);
+        }
+    }
+
     /// Has `DefaultFields`' visitor write `field`.
     fn default(&mut self, field: &Field, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
         // `log` crate metadata, which `DefaultFields` leaves out.
@@ -265,15 +276,15 @@ impl Visit for TextVisitor<'_> {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.record_str_unquoted(field, itoa::Buffer::new().format(value));
+        self.bare(field, itoa::Buffer::new().format(value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.record_str_unquoted(field, itoa::Buffer::new().format(value));
+        self.bare(field, itoa::Buffer::new().format(value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.record_str_unquoted(field, if value { "true" } else { "false" });
+        self.bare(field, if value { "true" } else { "false" });
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -282,18 +293,6 @@ impl Visit for TextVisitor<'_> {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.default(field, |v| v.record_debug(field, value));
-    }
-}
-
-impl TextVisitor<'_> {
-    /// A value `Debug` writes as `value` (a number, a bool).
-    fn record_str_unquoted(&mut self, field: &Field, value: &str) {
-        let name = field.name();
-        if name.starts_with("log.") || name == "message" {
-            self.default(field, |v| v.record_debug(field, &format_args!("{value}")));
-        } else {
-            self.plain(name, value, false);
-        }
     }
 }
 
@@ -463,6 +462,7 @@ mod tests {
             );
             tracing::info!(message = "a str message \x1b[31m red", k = 1u64);
             tracing::info!(message = "plain str message", r#type = "raw", l = i64::MIN);
+            tracing::info!(message = "a \"quoted\" str message with a \\", s = "x");
             tracing::info!(m = 7u64, "args {} \"{}\"", 1, "two");
             tracing::warn!(
                 error = &caused as &(dyn std::error::Error + 'static),
@@ -478,7 +478,7 @@ mod tests {
         }
         let ours = text_lines(TextFields, events);
         let theirs = text_lines(DefaultFields::new(), events);
-        assert_eq!(ours.len(), 11, "{ours:#?}");
+        assert_eq!(ours.len(), 12, "{ours:#?}");
         assert_eq!(ours, theirs);
         assert!(
             ours[0]
