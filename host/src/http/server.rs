@@ -98,19 +98,9 @@ fn log_served<B>(metrics: &Metrics, served: &Served, resp: &Response<B>, latency
     let status = resp.status().as_u16();
     metrics.request(tenant.map(|t| t.name.shared()), route, status);
     let micros = latency.as_micros() as u64;
-    // The message as a `str` field, first as a format string's would be: the
-    // text format copies it (`telemetry::request::TextFields`).
     match tenant {
-        Some(t) => {
-            tracing::info!(
-                message = "served",
-                route,
-                tenant = t.name.as_str(),
-                status,
-                micros
-            )
-        }
-        None => tracing::info!(message = "served", route, status, micros),
+        Some(t) => tracing::info!(route, tenant = t.name.as_str(), status, micros, "served"),
+        None => tracing::info!(route, status, micros, "served"),
     }
 }
 

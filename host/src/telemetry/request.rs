@@ -170,7 +170,9 @@ fn json(timer: &impl FormatTime, mut w: Writer<'_>, event: &Event<'_>) -> fmt::R
 /// `DefaultFields` writes them (the message, then `name=value` for the rest),
 /// without its formatting machinery where none is needed: a string with
 /// nothing to escape is copied as it is (between quotes unless it is the
-/// message), an integer is written by `itoa`, a bool as a word. Anything else
+/// message), a message given as a format string is formatted on the stack
+/// and copied when it is printable ASCII, an integer is written by `itoa`, a
+/// bool as a word. Anything else
 /// goes to `DefaultFields`' own visitor, as does every field with colours (a
 /// terminal). `DefaultFields` sent every name, `=` and value through
 /// `write!` and a no-op ANSI style: 2.7 % of a proxied request's CPU
@@ -209,69 +211,91 @@ fn printable(s: &str) -> bool {
     s.bytes().all(|b| (b' '..=b'~').contains(&b))
 }
 
+/// Longest message written without `DefaultFields` when given as a format
+/// string (it is formatted here first, to see whether it needs escaping).
+const MESSAGE_BUFFER: usize = 256;
+
 impl TextVisitor<'_> {
-    /// Writes `value` of the field `name` (`message`: the value alone).
-    fn plain(&mut self, name: &str, value: &str, quoted: bool) {
-        if self.result.is_err() {
-            return;
-        }
-        let w = &mut self.w;
+    /// Whether `field` is not written: after a failed write, or `log` crate
+    /// metadata, which `DefaultFields` leaves out too.
+    fn skips(&self, field: &Field) -> bool {
+        self.result.is_err() || field.name().starts_with("log.")
+    }
+
+    /// Writes `value` of `field` (`message`: the value alone), quoted or not.
+    fn plain(&mut self, field: &Field, value: &str, quoted: bool) {
         let sep = if std::mem::take(&mut self.first) {
             ""
         } else {
             " "
         };
-        self.result = (|| {
-            w.write_str(sep)?;
-            if name != "message" {
-                w.write_str(name.strip_prefix("r#").unwrap_or(name))?;
-                w.write_char('=')?;
-            }
-            if quoted {
-                w.write_char('"')?;
-                w.write_str(value)?;
-                w.write_char('"')
-            } else {
-                w.write_str(value)
-            }
-        })();
-    }
-
-    /// Writes a value that `Debug` writes as the text `value` (a number, a
-    /// bool).
-    fn bare(&mut self, field: &Field, value: &str) {
-        let name = field.name();
-        if name.starts_with("log.") || name == "message" {
-            self.default(field, |v| v.record_debug(field, &format_args!("{value}")));
-        } else {
-            self.plain(name, value, false);
-        }
+        self.result = write_plain(&mut self.w, sep, field.name(), value, quoted);
     }
 
     /// Has `DefaultFields`' visitor write `field`.
-    fn default(&mut self, field: &Field, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
-        // `log` crate metadata, which `DefaultFields` leaves out.
-        if self.result.is_err() || field.name().starts_with("log.") {
-            return;
-        }
+    fn default(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
         let mut visitor = DefaultVisitor::new(self.w.by_ref(), self.first);
         record(&mut visitor);
         self.result = visitor.finish();
         self.first = false;
     }
+
+    /// Writes a value that `Debug` writes as the text `value` (a number, a
+    /// bool).
+    fn bare(&mut self, field: &Field, value: &str) {
+        if self.skips(field) {
+        } else if field.name() == "message" {
+            self.default(|v| v.record_debug(field, &format_args!("{value}")));
+        } else {
+            self.plain(field, value, false);
+        }
+    }
+}
+
+fn write_plain(
+    w: &mut Writer<'_>,
+    sep: &str,
+    name: &str,
+    value: &str,
+    quoted: bool,
+) -> fmt::Result {
+    w.write_str(sep)?;
+    if name != "message" {
+        w.write_str(name.strip_prefix("r#").unwrap_or(name))?;
+        w.write_char('=')?;
+    }
+    if quoted {
+        w.write_char('"')?;
+        w.write_str(value)?;
+        w.write_char('"')
+    } else {
+        w.write_str(value)
+    }
+}
+
+/// A message's text, formatted into a buffer on the stack: `None` when it
+/// does not fit.
+fn message_text<'b>(
+    value: &dyn fmt::Debug,
+    buffer: &'b mut [u8; MESSAGE_BUFFER],
+) -> Option<&'b str> {
+    use std::io::Write as _;
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    write!(cursor, "{value:?}").ok()?;
+    let len = usize::try_from(cursor.position()).ok()?;
+    std::str::from_utf8(&buffer[..len]).ok()
 }
 
 impl Visit for TextVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        let name = field.name();
-        let message = name == "message";
-        if !name.starts_with("log.")
-            && printable(value)
-            && (message || !value.contains(['"', '\\']))
-        {
-            self.plain(name, value, !message);
+        if self.skips(field) {
+            return;
+        }
+        let message = field.name() == "message";
+        if printable(value) && (message || !value.contains(['"', '\\'])) {
+            self.plain(field, value, !message);
         } else {
-            self.default(field, |v| v.record_str(field, value));
+            self.default(|v| v.record_str(field, value));
         }
     }
 
@@ -288,11 +312,25 @@ impl Visit for TextVisitor<'_> {
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.default(field, |v| v.record_error(field, value));
+        if !self.skips(field) {
+            self.default(|v| v.record_error(field, value));
+        }
     }
 
+    /// A message given as a format string comes here: written as it is when
+    /// its text is printable ASCII, as `DefaultFields` would write it.
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.default(field, |v| v.record_debug(field, value));
+        if self.skips(field) {
+            return;
+        }
+        if field.name() == "message" {
+            let mut buffer = [0; MESSAGE_BUFFER];
+            if let Some(text) = message_text(value, &mut buffer).filter(|t| printable(t)) {
+                self.plain(field, text, false);
+                return;
+            }
+        }
+        self.default(|v| v.record_debug(field, value));
     }
 }
 
@@ -475,10 +513,12 @@ mod tests {
             tracing::info!(n = ?vec!["x"], o = %"shown", p = 1.5f64, "mixed");
             tracing::info!(log.target = "skipped", q = "after the log field");
             tracing::info!(message = 12u64);
+            tracing::info!("{} long", "x".repeat(super::MESSAGE_BUFFER));
+            tracing::info!(t = 1u64, "a tab\there and {}", "\u{1b}[31m");
         }
         let ours = text_lines(TextFields, events);
         let theirs = text_lines(DefaultFields::new(), events);
-        assert_eq!(ours.len(), 12, "{ours:#?}");
+        assert_eq!(ours.len(), 14, "{ours:#?}");
         assert_eq!(ours, theirs);
         assert!(
             ours[0]
