@@ -201,15 +201,7 @@ async fn answer(gw: &Gateway, req: Request, served: &mut Served) -> Response<Bod
         .and_then(|t| t.id_header.to_str().ok())
         .or(path_id);
     let principal = if dir.auth.require_token {
-        match authorize(
-            gw,
-            &dir,
-            crate::http::Head::of(&req),
-            tenant.as_deref(),
-            label,
-        )
-        .await
-        {
+        match authorize(gw, &dir, req.headers(), tenant.as_deref(), label).await {
             Ok(p) => Some(p),
             Err(resp) => return resp,
         }

@@ -239,7 +239,7 @@ async fn register(gw: &Gateway, req: Request, served: &mut Served) -> Response<B
         Err(FormError::Body(e)) => return problem(e.status(), &e.to_string()),
     };
     let dir = gw.runtime.shared().directory.load_full();
-    let from = crate::http::client_addr(&parts.extensions);
+    let from = crate::http::client_addr().ip();
     let open_here = dir.allow_registration
         && dir
             .auth
@@ -251,7 +251,7 @@ async fn register(gw: &Gateway, req: Request, served: &mut Served) -> Response<B
     let super_user = if open_here && !parts.headers.contains_key(http::header::AUTHORIZATION) {
         None
     } else {
-        Some(crate::http::authenticate(gw, &parts.headers, &parts.extensions, &dir, None).await)
+        Some(crate::http::authenticate(gw, &parts.headers, &dir, None).await)
     };
     if let Some(Err(refusal @ (Refusal::Throttled(_) | Refusal::Busy))) = super_user {
         let mut resp = problem(refusal.status(), &refusal.to_string());
@@ -457,7 +457,7 @@ async fn token(gw: &Gateway, req: Request, served: &mut Served) -> Response<Body
     };
     let lifetime = dir.auth.token_lifetime_seconds;
     let quota = CheckQuota::from(&dir.auth);
-    let from = crate::http::client_addr(&parts.extensions);
+    let from = crate::http::client_addr().ip();
     let store = gw.runtime.shared().store.clone();
     let named_id = named.as_ref().map(|t| t.id);
     let issued = gw

@@ -188,7 +188,7 @@ async fn caller(gw: &Gateway, dir: &Directory, req: &Parts) -> Result<Visible, R
     if let Err(e) = dir.resolver.named(&req.headers, req.uri.path(), dir) {
         return Err(crate::http::unresolved(&gw.metrics, &e));
     }
-    match crate::http::authenticate(gw, &req.headers, &req.extensions, dir, None).await {
+    match crate::http::authenticate(gw, &req.headers, dir, None).await {
         Ok(Principal::SuperUser) => Ok(Visible::All),
         Ok(Principal::Client(_)) if dir.auth.tokens_cross_tenants => Ok(Visible::All),
         Ok(Principal::Client(claims)) => Ok(Visible::Own(claims.tenant)),

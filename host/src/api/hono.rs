@@ -120,23 +120,16 @@ async fn read(gw: &Gateway, req: &Parts, path_id: Option<&str>) -> Response<Body
             dir.by_subject_dn(dn)
         }
     };
-    let principal = match crate::http::authenticate(
-        gw,
-        &req.headers,
-        &req.extensions,
-        &dir,
-        tenant.map(|t| t.as_ref()),
-    )
-    .await
-    {
-        Ok(p) => p,
-        Err(refusal) => {
-            gw.metrics.reject(crate::http::refusal_reason(refusal));
-            let mut resp = fail(refusal.status(), &refusal.to_string());
-            crate::http::refused(&mut resp, refusal);
-            return resp;
-        }
-    };
+    let principal =
+        match crate::http::authenticate(gw, &req.headers, &dir, tenant.map(|t| t.as_ref())).await {
+            Ok(p) => p,
+            Err(refusal) => {
+                gw.metrics.reject(crate::http::refusal_reason(refusal));
+                let mut resp = fail(refusal.status(), &refusal.to_string());
+                crate::http::refused(&mut resp, refusal);
+                return resp;
+            }
+        };
     let entitled = match (&principal, tenant) {
         (Principal::SuperUser, _) => true,
         (Principal::Client(claims), Some(t)) => claims.tenant == t.id,

@@ -115,7 +115,7 @@ async fn metrics(State(gw): State<Arc<Gateway>>, req: Request) -> Response<Body>
             "Metrics are served on the admin listener (TenantGateway.AdminListen)",
             None,
         )
-    } else if let Err(denied) = require_super_user(&gw, crate::http::Head::of(&req)).await {
+    } else if let Err(denied) = require_super_user(&gw, req.headers()).await {
         denied.challenge(error(denied.status, denied.message, None))
     } else {
         exposition(&gw, &req)

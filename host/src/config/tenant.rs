@@ -20,6 +20,14 @@ impl TenantName {
 
     /// Checks a name; the error says why it is not one.
     pub fn parse(name: &str) -> Result<Self, &'static str> {
+        Self::check(name)?;
+        Ok(Self(Arc::from(name)))
+    }
+
+    /// Whether `name` is a tenant name, as [`TenantName::parse`] checks it,
+    /// without keeping it (nothing allocated: a request's `Tenant` header is
+    /// checked on every request).
+    pub fn check(name: &str) -> Result<(), &'static str> {
         if name.is_empty() {
             return Err("must not be empty");
         }
@@ -39,7 +47,7 @@ impl TenantName {
                 "must not have the form of a UUID (tenant ids are UUIDs, and paths take either)",
             );
         }
-        Ok(Self(Arc::from(name)))
+        Ok(())
     }
 
     /// The name as configured.

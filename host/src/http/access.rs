@@ -8,53 +8,29 @@ use crate::security::auth::{Principal, Refusal};
 use crate::telemetry::Rejection;
 use crate::tenancy::{Directory, Tenant};
 use http::header::HeaderValue;
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 
-/// The address of the client a request came from (a request extension).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ClientAddr(pub(crate) std::net::SocketAddr);
-
-/// The client address of a request, from its extensions (loopback if none
-/// was recorded).
-pub(crate) fn client_addr(extensions: &http::Extensions) -> std::net::IpAddr {
-    extensions
-        .get::<ClientAddr>()
-        .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), |a| {
-            a.0.ip()
-        })
+/// The address of the client of the request being served (loopback outside
+/// a request's scope: a request made in-process).
+pub(crate) fn client_addr() -> std::net::SocketAddr {
+    crate::telemetry::request::peer().unwrap_or(std::net::SocketAddr::from((
+        std::net::Ipv4Addr::LOCALHOST,
+        0,
+    )))
 }
 
-/// The parts of a request the checks read (its headers and extensions):
-/// borrowed from a request whose body may not be shared across threads.
-#[derive(Clone, Copy)]
-pub(crate) struct Head<'a> {
-    pub(crate) headers: &'a http::HeaderMap,
-    pub(crate) extensions: &'a http::Extensions,
-}
-
-impl<'a> Head<'a> {
-    /// `req`'s head.
-    pub(crate) fn of<B>(req: &'a Request<B>) -> Self {
-        Head {
-            headers: req.headers(),
-            extensions: req.extensions(),
-        }
-    }
-}
-
-/// Who sent a request (its headers and extensions), for `tenant`: the one
-/// credential check every surface makes.
+/// Who sent the request being served (its headers, from its client), for
+/// `tenant`: the one credential check every surface makes.
 pub(crate) async fn authenticate(
     gw: &Gateway,
     headers: &http::HeaderMap,
-    extensions: &http::Extensions,
     dir: &Directory,
     tenant: Option<&Tenant>,
 ) -> Result<Principal, Refusal> {
     gw.auth
         .authenticate(
             headers.get(http::header::AUTHORIZATION),
-            client_addr(extensions),
+            client_addr().ip(),
             tenant,
             dir,
         )
@@ -67,11 +43,11 @@ pub(crate) async fn authenticate(
 pub(crate) async fn authorize(
     gw: &Gateway,
     dir: &Directory,
-    req: Head<'_>,
+    headers: &http::HeaderMap,
     tenant: Option<&Tenant>,
     tenant_label: Option<&str>,
 ) -> Result<Principal, Response<Body>> {
-    let principal = authenticate(gw, req.headers, req.extensions, dir, tenant)
+    let principal = authenticate(gw, headers, dir, tenant)
         .await
         .map_err(|refusal| {
             gw.metrics.reject(refusal_reason(refusal));
@@ -146,9 +122,12 @@ impl Denied {
 }
 
 /// The management APIs' gate: the super-user's Basic credentials.
-pub(crate) async fn require_super_user(gw: &Gateway, req: Head<'_>) -> Result<(), Denied> {
+pub(crate) async fn require_super_user(
+    gw: &Gateway,
+    headers: &http::HeaderMap,
+) -> Result<(), Denied> {
     let dir = gw.runtime.shared().directory.load_full();
-    match authenticate(gw, req.headers, req.extensions, &dir, None).await {
+    match authenticate(gw, headers, &dir, None).await {
         Ok(Principal::SuperUser) => Ok(()),
         Ok(_) => {
             gw.metrics.reject(Rejection::Forbidden);

@@ -16,9 +16,7 @@ mod routes;
 mod server;
 pub(crate) mod turns;
 
-pub(crate) use access::{
-    ClientAddr, Head, authenticate, authorize, client_addr, refusal_reason, require_super_user,
-};
+pub(crate) use access::{authenticate, authorize, client_addr, refusal_reason, require_super_user};
 pub(crate) use answer::{
     ErrorBody, Problem, ValidationProblem, component_failure, error, error_details, header_value,
     json, json_body, problem, refused, retry_after, unresolved, validation_failed,

@@ -4,7 +4,7 @@
 //! ([`Param`], [`SuperUser`]), and [`dispatch`], which serves owned paths with
 //! the router and hands every other path straight to tenant traffic.
 
-use super::{Body, Gateway, Head, Router, Served, require_super_user};
+use super::{Body, Gateway, Router, Served, require_super_user};
 use axum::extract::{FromRequestParts, Path};
 use axum::routing::MethodRouter;
 use http::request::Parts;
@@ -340,11 +340,7 @@ impl<S: Surface> FromRequestParts<Arc<Gateway>> for SuperUser<S> {
         parts: &mut Parts,
         gw: &Arc<Gateway>,
     ) -> Result<Self, Self::Rejection> {
-        let head = Head {
-            headers: &parts.headers,
-            extensions: &parts.extensions,
-        };
-        match require_super_user(gw, head).await {
+        match require_super_user(gw, &parts.headers).await {
             Ok(()) => Ok(SuperUser(PhantomData)),
             Err(denied) => Err(denied.challenge(S::error(parts, denied.status, denied.message))),
         }

@@ -4,7 +4,6 @@
 //! access-log line per request, the request metrics, and graceful shutdown
 //! (in-flight requests finish).
 
-use super::access::ClientAddr;
 use super::{Body, Gateway, Served, error, retry_after};
 use crate::telemetry::Metrics;
 use http::header::HeaderValue;
@@ -194,11 +193,11 @@ where
     let started = Instant::now();
     let id = requests.ids.next();
     req.headers_mut().insert(REQUEST_ID, id.clone());
-    req.extensions_mut().insert(ClientAddr(peer));
     let about = crate::telemetry::request::Request {
         id: id.clone(),
         method: req.method().clone(),
         uri: req.uri().clone(),
+        peer,
     };
     let served = super::observed(app.clone().oneshot(req.map(Body::new)));
     crate::telemetry::request::scope(

@@ -112,11 +112,11 @@ impl Resolver {
                 .to_str()
                 .map_err(|_| ResolveError::Invalid("is not visible ASCII text"))?
                 .trim();
-            let name = TenantName::parse(name).map_err(ResolveError::Invalid)?;
+            TenantName::check(name).map_err(ResolveError::Invalid)?;
             return dir
-                .get(name.as_str())
+                .get(name)
                 .cloned()
-                .ok_or_else(|| ResolveError::Unknown(name.as_str().to_owned()));
+                .ok_or_else(|| ResolveError::Unknown(name.to_owned()));
         }
         if let Some(default) = &self.swagger_default
             && is_swagger(headers, path)

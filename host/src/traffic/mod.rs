@@ -8,9 +8,7 @@
 mod pool;
 pub mod proxy;
 
-use crate::http::{
-    Body, ClientAddr, Gateway, Served, authorize, component_failure, error, read_body,
-};
+use crate::http::{Body, Gateway, Served, authorize, component_failure, error, read_body};
 use crate::telemetry::Rejection;
 use crate::tenancy::Destination;
 use crate::tenancy::resolve::Resolver;
@@ -78,7 +76,7 @@ async fn tenant_traffic(
         if let Err(resp) = Box::pin(authorize(
             gw,
             &dir,
-            crate::http::Head::of(&req),
+            req.headers(),
             Some(&tenant),
             Some(&tenant_id()),
         ))
@@ -107,10 +105,7 @@ async fn tenant_traffic(
             served.route = Some("upstream");
             let upstream = upstream.clone();
             drop(dir);
-            let peer = req
-                .extensions()
-                .get::<ClientAddr>()
-                .map_or(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), |a| a.0);
+            let peer = crate::http::client_addr();
             match traffic
                 .proxy
                 .forward(&tenant, &upstream, req, peer, gw.body_timeouts())

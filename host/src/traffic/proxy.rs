@@ -38,16 +38,17 @@ const FORWARDING_HEADERS: [HeaderName; 4] = [
     X_FORWARDED_PROTO,
 ];
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded. Names, not
+/// strings: a standard name compares and hashes as its variant.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::UPGRADE,
 ];
 
 /// Why a request could not be proxied.
@@ -302,7 +303,7 @@ fn target_uri(upstream: &Uri, request: &Uri) -> Result<Uri, http::Error> {
 
 /// Whether `name` is a hop-by-hop header (or `Connection`, which names more).
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name.as_str())
+    HOP_BY_HOP.contains(name)
 }
 
 /// Whether a client's `name` is replaced by the gateway's own: the tenant
@@ -312,26 +313,40 @@ fn replaced(name: &HeaderName, trusted: bool) -> bool {
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
-/// One pass over the names finds those present (most messages carry none; an
-/// upstream's answer often `Connection` alone), and only they are removed.
+/// One pass over the names tells whether there are any (most messages carry
+/// none; an upstream's answer often `Connection` alone). Nothing is allocated
+/// for a single `Connection` field, what nearly every message has: the names
+/// it lists are removed as text, which the map reads without a copy.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_hop_by_hop(n))
-        .cloned()
-        .collect();
-    if present.is_empty() {
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in named.into_iter().chain(present) {
+    // The field's values are taken out first (shared bytes: no copy) so the
+    // map can change while they are read.
+    let mut fields = headers.get_all(CONNECTION).iter();
+    match (fields.next().cloned(), fields.next().is_some()) {
+        (None, _) => {}
+        (Some(only), false) => remove_listed(headers, &only),
+        (Some(_), true) => {
+            let all: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
+            for value in &all {
+                remove_listed(headers, value);
+            }
+        }
+    }
+    for name in &HOP_BY_HOP {
         headers.remove(name);
+    }
+}
+
+/// Removes the headers a `Connection` value lists (a name that is not one
+/// is passed over).
+fn remove_listed(headers: &mut HeaderMap, connection: &HeaderValue) {
+    let Ok(listed) = connection.to_str() else {
+        return;
+    };
+    for name in listed.split(',') {
+        headers.remove(name.trim());
     }
 }
 
@@ -369,7 +384,10 @@ mod tests {
     #[test]
     fn every_hop_by_hop_and_replaced_name_is_seen_by_the_quick_check() {
         for name in HOP_BY_HOP {
-            assert!(is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+            assert!(
+                is_hop_by_hop(&HeaderName::from_bytes(name.as_str().as_bytes()).unwrap()),
+                "{name}"
+            );
         }
         assert!(is_hop_by_hop(&CONNECTION));
         assert!(!is_hop_by_hop(&http::header::ACCEPT));
@@ -406,5 +424,22 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("accept"));
+        // Several `Connection` fields, names in any case, empty and invalid
+        // entries among them.
+        let mut h = HeaderMap::new();
+        h.append("connection", HeaderValue::from_static("X-One , ,bad name"));
+        h.append("connection", HeaderValue::from_static("x-two"));
+        h.insert("x-one", HeaderValue::from_static("1"));
+        h.insert("x-two", HeaderValue::from_static("2"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert("x-kept", HeaderValue::from_static("3"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
+        // No `Connection` field, a hop-by-hop header all the same.
+        let mut h = HeaderMap::new();
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("x-kept", HeaderValue::from_static("3"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
     }
 }
