@@ -59,15 +59,33 @@ impl Ids {
         }
     }
 
+    /// The next id. One allocation: the id is shared from the start (the
+    /// request's header, its log scope and its answer hold it), where a
+    /// copied one was allocated again, to be shared, at its first clone.
     fn next(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let mut number = itoa::Buffer::new();
         let number = number.format(n).as_bytes();
-        let mut id = [0u8; 17 + 20];
-        id[..17].copy_from_slice(&self.prefix);
-        id[17..17 + number.len()].copy_from_slice(number);
-        HeaderValue::from_bytes(&id[..17 + number.len()])
+        let mut id = Id {
+            bytes: [0; 17 + 20],
+            len: 17 + number.len(),
+        };
+        id.bytes[..17].copy_from_slice(&self.prefix);
+        id.bytes[17..id.len].copy_from_slice(number);
+        HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(id))
             .expect("hex digits and a number make a header value")
+    }
+}
+
+/// A request id's bytes, owned by the shared buffer made of them.
+struct Id {
+    bytes: [u8; 17 + 20],
+    len: usize,
+}
+
+impl AsRef<[u8]> for Id {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -379,5 +397,8 @@ mod tests {
         ids.next.store(u64::MAX, Ordering::Relaxed);
         assert_eq!(ids.next(), "00abcdef01234567-18446744073709551615");
         assert_eq!(Ids::new(u64::MAX).next(), "ffffffffffffffff-1");
+        // Clones share the bytes.
+        let id = ids.next();
+        assert_eq!(id.clone().as_bytes().as_ptr(), id.as_bytes().as_ptr());
     }
 }
