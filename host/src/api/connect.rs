@@ -239,7 +239,7 @@ async fn register(gw: &Gateway, req: Request, served: &mut Served) -> Response<B
         Err(FormError::Body(e)) => return problem(e.status(), &e.to_string()),
     };
     let dir = gw.runtime.shared().directory.load_full();
-    let from = crate::http::client_addr().ip();
+    let from = crate::http::client_addr();
     let open_here = dir.allow_registration
         && dir
             .auth
@@ -457,7 +457,7 @@ async fn token(gw: &Gateway, req: Request, served: &mut Served) -> Response<Body
     };
     let lifetime = dir.auth.token_lifetime_seconds;
     let quota = CheckQuota::from(&dir.auth);
-    let from = crate::http::client_addr().ip();
+    let from = crate::http::client_addr();
     let store = gw.runtime.shared().store.clone();
     let named_id = named.as_ref().map(|t| t.id);
     let issued = gw

@@ -12,11 +12,8 @@ use http::{Response, StatusCode};
 
 /// The address of the client of the request being served (loopback outside
 /// a request's scope: a request made in-process).
-pub(crate) fn client_addr() -> std::net::SocketAddr {
-    crate::telemetry::request::peer().unwrap_or(std::net::SocketAddr::from((
-        std::net::Ipv4Addr::LOCALHOST,
-        0,
-    )))
+pub(crate) fn client_addr() -> std::net::IpAddr {
+    crate::telemetry::request::peer().map_or(std::net::Ipv4Addr::LOCALHOST.into(), |p| p.ip())
 }
 
 /// Who sent the request being served (its headers, from its client), for
@@ -30,7 +27,7 @@ pub(crate) async fn authenticate(
     gw.auth
         .authenticate(
             headers.get(http::header::AUTHORIZATION),
-            client_addr().ip(),
+            client_addr(),
             tenant,
             dir,
         )

@@ -444,18 +444,14 @@ impl Directory {
         if !name_or_id.bytes().any(|b| b.is_ascii_uppercase()) {
             return None;
         }
-        // Lower-cased on the stack (a name is at most 50 bytes): a request's
-        // `Tenant` header is looked up on every request.
-        let mut buf = [0u8; 64];
-        match buf.get_mut(..name_or_id.len()) {
-            Some(lower) => {
-                lower.copy_from_slice(name_or_id.as_bytes());
-                lower.make_ascii_lowercase();
-                // ASCII case changes keep UTF-8 valid.
-                self.by_key.get(std::str::from_utf8(lower).ok()?)
-            }
-            None => self.by_key.get(name_or_id.to_ascii_lowercase().as_str()),
-        }
+        // Lower-cased on the stack: a request's `Tenant` header is looked up
+        // on every request. Keys are names, so a longer text is none.
+        let mut buf = [0u8; crate::config::TenantName::MAX_LEN];
+        let lower = buf.get_mut(..name_or_id.len())?;
+        lower.copy_from_slice(name_or_id.as_bytes());
+        lower.make_ascii_lowercase();
+        // ASCII case changes keep UTF-8 valid.
+        self.by_key.get(std::str::from_utf8(lower).ok()?)
     }
 
     /// The tenant whose trusted CA has this subject DN (any RFC 2253 spelling).
@@ -610,10 +606,10 @@ mod tests {
             dir.get(&t.id.to_string().to_uppercase()).unwrap()
         ));
         assert!(dir.get("tenant3").is_none());
-        // Any case, lower-cased on the stack or (past its 64 bytes) not.
+        // Any case; a text longer than a name is none.
         assert!(Arc::ptr_eq(t, dir.get("TeNaNt1").unwrap()));
         assert!(dir.get("TENANT3").is_none());
-        assert!(dir.get(&"T".repeat(64)).is_none() && dir.get(&"T".repeat(65)).is_none());
+        assert!(dir.get(&"T".repeat(50)).is_none() && dir.get(&"T".repeat(51)).is_none());
         assert!(dir.get("Tenant1\u{e9}").is_none());
         // Only the hyphenated form names a tenant by id.
         let simple = t.id.simple().to_string();

@@ -105,10 +105,15 @@ async fn tenant_traffic(
             served.route = Some("upstream");
             let upstream = upstream.clone();
             drop(dir);
-            let peer = crate::http::client_addr();
             match traffic
                 .proxy
-                .forward(&tenant, &upstream, req, peer, gw.body_timeouts())
+                .forward(
+                    &tenant,
+                    &upstream,
+                    req,
+                    crate::http::client_addr(),
+                    gw.body_timeouts(),
+                )
                 .await
             {
                 Ok(resp) => resp.map(Body::new),

@@ -13,7 +13,6 @@ use bytes::Bytes;
 use http::header::{CONNECTION, HOST, HeaderValue};
 use http::{HeaderMap, HeaderName, Request, Response, Uri};
 use hyper::body::{Body, Frame, SizeHint};
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -184,7 +183,7 @@ impl Proxy {
         tenant: &Tenant,
         upstream: &Uri,
         mut req: Request<crate::http::Body>,
-        client: SocketAddr,
+        ip: std::net::IpAddr,
         body_timeouts: crate::http::body::BodyTimeouts,
     ) -> Result<Response<super::pool::PooledBody<ClientBody>>, ProxyError> {
         let Some(authority) = upstream.authority() else {
@@ -193,7 +192,6 @@ impl Proxy {
         let pool = self.pools.upstream(authority);
         let target =
             target_uri(upstream, req.uri()).map_err(|e| ProxyError::Unreachable(e.to_string()))?;
-        let ip = client.ip();
         let trusted = self.trusts(ip);
         let headers = req.headers_mut();
         let original_host = headers.remove(HOST);
