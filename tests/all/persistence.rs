@@ -59,6 +59,11 @@ fn tenant_ids_are_the_same_on_every_instance() {
     assert_eq!(second.get(PATH).json()["updated_at"], created);
 }
 
+/// Concurrent updates of one tenant are committed together (the store's
+/// writer batches them, each update giving its turn to the next once its
+/// write is applied): none is lost, each is answered only once it is stored
+/// (the writer's very next read has it), and each is recorded once, at a
+/// version of its own.
 #[test]
 fn concurrent_updates_lose_no_write() {
     let gw = Gateway::start();
@@ -69,13 +74,27 @@ fn concurrent_updates_lose_no_write() {
             let gw = &gw;
             s.spawn(move || {
                 for i in 0..EACH {
-                    let body = json!({"custom_settings": {format!("w{w}_{i}"): i}}).to_string();
+                    let key = format!("w{w}_{i}");
+                    let body = json!({"custom_settings": {&key: i}}).to_string();
                     let r = gw.put_json(PATH, &body);
                     assert_eq!(r.status, 200, "{}", r.body);
+                    let read = gw.get(PATH).json();
+                    assert_eq!(read["custom_settings"][&key], json!(i), "{read}");
                 }
             });
         }
     });
+    let history = gw.get("/api/v1/tenants/Tenant1/history?limit=1000").json();
+    let mut versions: Vec<i64> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["subject"] == "config")
+        .map(|e| e["version"].as_i64().unwrap())
+        .collect();
+    versions.sort_unstable();
+    let expected: Vec<i64> = (1..=(WRITERS * EACH) as i64).collect();
+    assert_eq!(versions, expected, "{history}");
     let custom = gw.get(PATH).json()["custom_settings"].clone();
     let custom = custom.as_object().unwrap();
     for w in 0..WRITERS {

@@ -212,6 +212,16 @@ pub(crate) fn component_failure(
             tenant,
         );
     }
+    if let CallError::Store(e) = &e {
+        tracing::error!(component, error = %e, "a write was not stored");
+        let id = crate::telemetry::request::id();
+        let request = id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or("-");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("Internal server error: the change could not be stored (request {request})"),
+            tenant,
+        );
+    }
     // A plugin the component called is the one to name.
     let component = match &e {
         CallError::Plugin { component, .. } => component.as_str(),

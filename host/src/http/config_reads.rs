@@ -106,25 +106,6 @@ struct Reader {
     versions: Versions,
 }
 
-/// Asks the kernel not to run this thread the moment it is woken
-/// (`SCHED_BATCH`: a fair share of the CPU as before, no wake-up preemption).
-/// A GET queues its read and goes on; the thread runs when the worker that
-/// queued it waits or its time slice ends, and reads what queued meanwhile in
-/// one go. Woken preemptively, it switched in and out once for every read.
-fn batch_scheduling() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `param` is a valid `sched_param` for the duration of the
-        // call; pid 0 is the calling thread.
-        #[allow(unsafe_code)]
-        let failed = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0;
-        if failed {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "SCHED_BATCH refused");
-        }
-    }
-}
-
 /// Answers `batch` from one call of `versions`; a call that panics answers
 /// nothing (the callers see their answer dropped).
 fn answer_batch(versions: &Versions, batch: &mut Vec<Read>) {
@@ -161,7 +142,7 @@ impl Reader {
             .name("tg-config-reads".into())
             // Ends when the sender goes (the gateway is dropped).
             .spawn(move || {
-                batch_scheduling();
+                crate::store::batch_scheduling();
                 let mut batch = Vec::with_capacity(BATCH);
                 while let Ok(first) = reads.recv() {
                     batch.push(first);

@@ -13,9 +13,16 @@
 //! read of the store (a trip to the blocking pool and back), and its write
 //! checks that the store still holds exactly that. At most one configuration
 //! per queue is kept, whatever the number of tenants.
+//!
+//! An update gives its turn up as soon as its write is applied, before it is
+//! durable (its answer waits for that): the next update of the tenant
+//! starts from it while the store commits, and the store commits the
+//! updates that followed meanwhile together. How many updates wait for or
+//! hold a turn tells the store that more writes are coming.
 
-use crate::store::{WriteTurn, Written};
+use crate::store::{Busy, WriteTurn, Written};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -25,12 +32,15 @@ const QUEUES: usize = 256;
 /// The write queues, by tenant.
 pub(crate) struct WriteTurns {
     queues: Box<[Arc<tokio::sync::Mutex<Option<Written>>>]>,
+    /// Updates waiting for a turn or holding one.
+    busy: Arc<AtomicUsize>,
 }
 
 impl Default for WriteTurns {
     fn default() -> Self {
         Self {
             queues: (0..QUEUES).map(|_| Arc::default()).collect(),
+            busy: Arc::default(),
         }
     }
 }
@@ -40,9 +50,11 @@ impl WriteTurns {
     /// not come within `wait`.
     pub(crate) async fn take(&self, tenant: &Uuid, wait: Duration) -> Option<WriteTurn> {
         let queue = &self.queues[(tenant.as_u128() % QUEUES as u128) as usize];
-        tokio::time::timeout(wait, queue.clone().lock_owned())
+        let busy = Busy::new(self.busy.clone());
+        let guard = tokio::time::timeout(wait, queue.clone().lock_owned())
             .await
-            .ok()
+            .ok()?;
+        Some(WriteTurn::new(guard, busy))
     }
 }
 
@@ -55,10 +67,16 @@ mod tests {
         let turns = WriteTurns::default();
         let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
         let held = turns.take(&a, Duration::from_secs(1)).await.unwrap();
-        // Another tenant is not held up.
-        assert!(turns.take(&b, Duration::from_secs(1)).await.is_some());
+        assert_eq!(held.others(), 0);
+        // Another tenant is not held up, and each turn counts the other.
+        let other = turns.take(&b, Duration::from_secs(1)).await.unwrap();
+        assert_eq!((held.others(), other.others()), (1, 1));
+        drop(other);
+        assert_eq!(held.others(), 0);
         // The same tenant waits, and gives up when told.
         assert!(turns.take(&a, Duration::from_millis(20)).await.is_none());
+        // One that gave up waiting is not counted.
+        assert_eq!(held.others(), 0);
         drop(held);
         assert!(turns.take(&a, Duration::from_millis(20)).await.is_some());
     }

@@ -14,6 +14,7 @@ macro_rules! tenant_select {
     };
 }
 
+mod committer;
 mod postgres;
 mod sqlite;
 #[doc(hidden)]
@@ -199,8 +200,194 @@ pub struct Written {
 }
 
 /// A turn of one queue of configuration writes, holding what was last
-/// written through it.
-pub type WriteTurn = tokio::sync::OwnedMutexGuard<Option<Written>>;
+/// written through it (`Deref`s to it).
+pub struct WriteTurn {
+    guard: tokio::sync::OwnedMutexGuard<Option<Written>>,
+    busy: Busy,
+}
+
+impl WriteTurn {
+    /// The turn `guard` of the update counted by `busy`.
+    pub fn new(guard: tokio::sync::OwnedMutexGuard<Option<Written>>, busy: Busy) -> Self {
+        Self { guard, busy }
+    }
+
+    /// How many other updates are waiting for a turn or hold one: writes
+    /// that will follow this one shortly.
+    pub fn others(&self) -> usize {
+        self.busy.others()
+    }
+}
+
+impl std::ops::Deref for WriteTurn {
+    type Target = Option<Written>;
+    fn deref(&self) -> &Option<Written> {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for WriteTurn {
+    fn deref_mut(&mut self) -> &mut Option<Written> {
+        &mut self.guard
+    }
+}
+
+/// One update counted among those waiting for or holding a turn, until
+/// dropped.
+pub struct Busy(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Busy {
+    /// Counts one more in `count`.
+    pub fn new(count: Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(count)
+    }
+
+    fn others(&self) -> usize {
+        self.0
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_sub(1)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A [`Store::write_recorded`] handed over whole, for a store that takes
+/// writes without blocking the caller ([`Store::submit_recorded`]).
+#[derive(Debug, Clone)]
+pub struct RecordedWrite {
+    /// The bucket.
+    pub bucket: String,
+    /// The key.
+    pub key: String,
+    /// What the key must be.
+    pub expected: Expect,
+    /// The value to write (`None`: remove the key).
+    pub value: Option<Vec<u8>>,
+    /// The change to record with it.
+    pub change: Change,
+}
+
+impl RecordedWrite {
+    /// The write's statements, in a backend's transaction.
+    fn step(&self, tx: &mut impl write::Tx) -> Result<write::Step<Option<i64>>, StoreError> {
+        write::write_key(
+            tx,
+            &self.bucket,
+            &self.key,
+            self.expected,
+            self.value.as_deref(),
+            Some(&self.change),
+        )
+    }
+}
+
+type Answer = tokio::sync::oneshot::Receiver<Result<Option<i64>, StoreError>>;
+/// Gives a submitted write its final answer.
+type Reply = Box<dyn FnOnce(Result<Option<i64>, StoreError>) + Send>;
+
+/// A write handed to [`Store::submit_recorded`], on its way.
+pub struct Submitted {
+    /// Its new version as soon as it is applied, before it is durable.
+    applied: Option<tokio::sync::oneshot::Receiver<i64>>,
+    /// What [`Store::write_recorded`] would answer, once durable.
+    done: Answer,
+}
+
+/// A write applied and on its way to being durable.
+pub struct Durable(Answer);
+
+fn writer_stopped() -> StoreError {
+    StoreError::Lost("the store's writer stopped".into())
+}
+
+impl Submitted {
+    /// A write on its way, and the two ends its store answers through: the
+    /// version applied (called only when the write changed the key) and the
+    /// final answer.
+    fn channels() -> (Self, committer::Applied<Option<i64>>, Reply) {
+        let (applied, applied_rx) = tokio::sync::oneshot::channel();
+        let (done, done_rx) = tokio::sync::oneshot::channel();
+        (
+            Self {
+                applied: Some(applied_rx),
+                done: done_rx,
+            },
+            Box::new(move |version: &Option<i64>| {
+                if let Some(version) = *version {
+                    let _ = applied.send(version);
+                }
+            }),
+            Box::new(move |answer| {
+                let _ = done.send(answer);
+            }),
+        )
+    }
+
+    /// A write that failed before it was on its way.
+    fn failed(e: StoreError) -> Self {
+        let (done, done_rx) = tokio::sync::oneshot::channel();
+        let _ = done.send(Err(e));
+        Self {
+            applied: None,
+            done: done_rx,
+        }
+    }
+
+    /// Waits for the write's outcome: what [`Store::write_recorded`]
+    /// answers, and, when the write was applied but is not durable yet,
+    /// what to wait on before anyone is told it was made.
+    pub async fn outcome(self) -> Result<(Option<i64>, Option<Durable>), StoreError> {
+        if let Some(applied) = self.applied
+            && let Ok(version) = applied.await
+        {
+            return Ok((Some(version), Some(Durable(self.done))));
+        }
+        self.done
+            .await
+            .map_err(|_| writer_stopped())?
+            .map(|v| (v, None))
+    }
+}
+
+impl Durable {
+    /// Waits until the write is durable; an error when it was lost.
+    pub async fn wait(self) -> Result<(), StoreError> {
+        self.0.await.map_err(|_| writer_stopped())?.map(drop)
+    }
+}
+
+/// [`Store::write_recorded`] from async code: handed to the store's writer
+/// when it takes writes that way, else run on the blocking pool. `more`:
+/// other writes will follow shortly (a batching store may wait for them).
+pub async fn write_recorded_async(
+    store: &Arc<dyn Store>,
+    write: RecordedWrite,
+    more: bool,
+) -> Result<(Option<i64>, Option<Durable>), StoreError> {
+    match store.submit_recorded(Box::new(write), more) {
+        Ok(submitted) => submitted.outcome().await,
+        Err(write) => {
+            let store = store.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                store.write_recorded(
+                    &write.bucket,
+                    &write.key,
+                    write.expected,
+                    write.value.as_deref(),
+                    &write.change,
+                )
+            })
+            .await
+            .map_err(|e| StoreError::Lost(format!("storage task failed: {e}")))??;
+            Ok((written, None))
+        }
+    }
+}
 
 /// What a key-value write expects to find.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,6 +446,10 @@ pub enum StoreError {
     /// The store could not be opened.
     #[error("cannot open store: {0}")]
     Open(String),
+    /// A write was not kept: its transaction failed to commit, or the
+    /// store's writer stopped.
+    #[error("write not stored: {0}")]
+    Lost(String),
 }
 
 /// An error's text followed by its causes', `: `-separated.
@@ -441,6 +632,40 @@ pub trait Store: Send + Sync + 'static {
         value: Option<&[u8]>,
         change: &Change,
     ) -> Result<Option<i64>, StoreError>;
+    /// Takes [`Store::write_recorded`] without blocking the caller, when
+    /// this store can: its outcome comes as soon as it is applied, in order
+    /// with this store's other writes, and separately once it is durable
+    /// (see [`Submitted::outcome`]). `more`: other writes will follow
+    /// shortly. `Err`: not this store; run `write_recorded` instead.
+    fn submit_recorded(
+        &self,
+        write: Box<RecordedWrite>,
+        more: bool,
+    ) -> Result<Submitted, Box<RecordedWrite>> {
+        let _ = more;
+        Err(write)
+    }
+}
+
+/// Asks the kernel not to run this thread the moment it is woken
+/// (`SCHED_BATCH`: a fair share of the CPU as before, no wake-up preemption),
+/// for a thread serving store calls queued by async code: a request queues
+/// its call and goes on; the thread runs when the worker that queued it
+/// waits or its time slice ends, and serves what queued meanwhile in one go.
+/// Woken preemptively, it switched in and out once for every call (the
+/// config GETs' version reads, `http::config_reads`).
+pub(crate) fn batch_scheduling() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid `sched_param` for the duration of the
+        // call; pid 0 is the calling thread.
+        #[allow(unsafe_code)]
+        let failed = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0;
+        if failed {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "SCHED_BATCH refused");
+        }
+    }
 }
 
 /// The leaf fields (dotted) that differ between two configuration documents

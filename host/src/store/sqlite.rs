@@ -1,10 +1,14 @@
 //! The embedded store: one SQLite file in the data directory, WAL journal,
-//! synchronous commits (a write answered 200 survives a crash of the process).
+//! synchronous commits (a write answered 200 survives a crash of the process
+//! and of the machine). Reads come from a pool of connections; every write
+//! goes to one writer thread, which commits the writes that queue together
+//! ([`super::committer`]).
 
+use super::committer::{Committer, Job, Sql};
 use super::write::{self, Step, Tx};
 use super::{
-    Change, Expect, HistoryEntry, KeyPage, Origin, Store, StoreError, Subject, TenantDoc,
-    TenantRow, TenantWrite, Versioned,
+    Change, Expect, HistoryEntry, KeyPage, Origin, RecordedWrite, Store, StoreError, Subject,
+    Submitted, TenantDoc, TenantRow, TenantWrite, Versioned,
 };
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{OptionalExtension, params};
@@ -14,13 +18,13 @@ use std::time::Duration;
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
     pool: r2d2::Pool<SqliteConnectionManager>,
-    /// Held by each write of this process for its whole transaction. SQLite
-    /// has one writer; left to itself, a writer that finds the lock taken
-    /// sleeps in `busy_timeout`'s growing steps (up to 100 ms each) and a
-    /// burst of writes waits hundreds of milliseconds. Queued here, the next
-    /// writer starts the moment the last one commits. (Another process
-    /// sharing the file still meets `busy_timeout`.)
-    writer: std::sync::Mutex<()>,
+    /// This process's one writer. SQLite has one writer; left to itself, a
+    /// writer that finds the lock taken sleeps in `busy_timeout`'s growing
+    /// steps (up to 100 ms each) and a burst of writes waited hundreds of
+    /// milliseconds. Queued to one thread, the next write starts the moment
+    /// the last one is applied, and a burst is committed at once. (Another
+    /// process sharing the file still meets `busy_timeout`.)
+    writer: Committer,
 }
 
 const SCHEMA: &str = "
@@ -97,12 +101,8 @@ impl SqliteStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
-        let manager = SqliteConnectionManager::file(dir.join("gateway.db")).with_init(|c| {
-            c.busy_timeout(Duration::from_secs(5))?;
-            c.execute_batch(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-            )
-        });
+        let file = dir.join("gateway.db");
+        let manager = SqliteConnectionManager::file(&file).with_init(init);
         let pool = r2d2::Pool::builder()
             .max_size(8)
             .connection_timeout(Duration::from_secs(5))
@@ -121,41 +121,38 @@ impl SqliteStore {
             }
         }
         drop(conn);
+        let mut writer = rusqlite::Connection::open(&file)?;
+        init(&mut writer)?;
         Ok(Self {
             pool,
-            writer: std::sync::Mutex::new(()),
+            writer: Committer::start(writer)?,
         })
     }
 
-    /// This process's turn to write (see `writer`).
-    fn writing(&self) -> std::sync::MutexGuard<'_, ()> {
-        // The guard protects no data: a writer that panicked left nothing behind.
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Runs `step` in an `IMMEDIATE` transaction (the write lock taken at its
-    /// start: this process's writers queue for their turn, another process's
-    /// for `busy_timeout`), ending it as the step says.
-    fn transact<T>(
+    /// Runs `step` on the writer thread, in a savepoint of the batch's
+    /// `IMMEDIATE` transaction (the write lock taken at its start: another
+    /// process's writers wait for `busy_timeout`), kept or undone as the step
+    /// says; answers once the batch is committed. Blocks: not on an async
+    /// worker.
+    fn transact<T: Send + 'static>(
         &self,
-        mut step: impl FnMut(&mut rusqlite::Transaction<'_>) -> Result<Step<T>, StoreError>,
+        step: impl FnMut(&mut Sql<'_>) -> Result<Step<T>, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let _turn = self.writing();
-        let mut conn = self.pool.get()?;
-        write::retried(|| {
-            let mut tx =
-                conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            Ok(match step(&mut tx)? {
-                Step::Commit(done) => {
-                    tx.commit()?;
-                    Some(done)
-                }
-                // Dropping the transaction rolls it back.
-                Step::Rollback(done) => Some(done),
-                Step::Retry => None,
-            })
-        })
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        self.writer.submit(Job::new(step, false, None, move |r| {
+            let _ = answer.send(r);
+        }))?;
+        answered
+            .recv()
+            .map_err(|_| StoreError::Lost("the store's writer stopped".into()))?
     }
+}
+
+/// What every connection is set to: WAL, full synchronous commits, foreign
+/// keys, and a wait for another process's write lock.
+fn init(c: &mut rusqlite::Connection) -> rusqlite::Result<()> {
+    c.busy_timeout(Duration::from_secs(5))?;
+    c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
 }
 
 /// The tenants a `tenant_select!` query finds.
@@ -171,7 +168,18 @@ impl Store for SqliteStore {
         tenants: &[(&str, &str, &str)],
         now: &str,
     ) -> Result<Vec<TenantRow>, StoreError> {
-        self.transact(|tx| write::seed_tenants(tx, tenants, now))
+        let tenants: Vec<(String, String, String)> = tenants
+            .iter()
+            .map(|&(id, name, tier)| (id.to_owned(), name.to_owned(), tier.to_owned()))
+            .collect();
+        let now = now.to_owned();
+        self.transact(move |tx| {
+            let tenants: Vec<(&str, &str, &str)> = tenants
+                .iter()
+                .map(|(id, name, tier)| (id.as_str(), name.as_str(), tier.as_str()))
+                .collect();
+            write::seed_tenants(tx, &tenants, &now)
+        })
     }
 
     fn tenant_rows(&self) -> Result<Vec<TenantRow>, StoreError> {
@@ -206,11 +214,13 @@ impl Store for SqliteStore {
         dns: &[String],
         change: &Change,
     ) -> Result<TenantWrite, StoreError> {
-        self.transact(|tx| write::write_tenant(tx, row, expected, dns, change))
+        let (row, dns, change) = (row.clone(), dns.to_vec(), change.clone());
+        self.transact(move |tx| write::write_tenant(tx, &row, expected, &dns, &change))
     }
 
     fn purge_tenant(&self, id: &str, change: &Change) -> Result<bool, StoreError> {
-        self.transact(|tx| write::purge_tenant(tx, id, change))
+        let (id, change) = (id.to_owned(), change.clone());
+        self.transact(move |tx| write::purge_tenant(tx, &id, &change))
     }
 
     fn tenant_by_dn(&self, dn: &str) -> Result<Option<String>, StoreError> {
@@ -325,22 +335,24 @@ impl Store for SqliteStore {
     }
 
     fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let _turn = self.writing();
-        let conn = self.pool.get()?;
-        conn.prepare_cached(
-            "INSERT INTO kv (bucket, key, value, version) VALUES (?1, ?2, ?3, 1)
-             ON CONFLICT(bucket, key) DO UPDATE SET value = excluded.value, version = kv.version + 1",
-        )?
-        .execute(params![bucket, key, value])?;
-        Ok(())
+        let (bucket, key, value) = (bucket.to_owned(), key.to_owned(), value.to_vec());
+        self.transact(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO kv (bucket, key, value, version) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT(bucket, key) DO UPDATE SET value = excluded.value, version = kv.version + 1",
+            )?
+            .execute(params![bucket, key, value])?;
+            Ok(Step::Commit(()))
+        })
     }
 
     fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
-        let _turn = self.writing();
-        let conn = self.pool.get()?;
-        conn.prepare_cached("DELETE FROM kv WHERE bucket = ?1 AND key = ?2")?
-            .execute(params![bucket, key])?;
-        Ok(())
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.transact(move |tx| {
+            tx.prepare_cached("DELETE FROM kv WHERE bucket = ?1 AND key = ?2")?
+                .execute(params![bucket, key])?;
+            Ok(Step::Commit(()))
+        })
     }
 
     fn list_keys(
@@ -370,8 +382,10 @@ impl Store for SqliteStore {
         value: &[u8],
     ) -> Result<bool, StoreError> {
         let expected = expected.map_or(Expect::Absent, Expect::Version);
-        let written =
-            self.transact(|tx| write::write_key(tx, bucket, key, expected, Some(value), None))?;
+        let (bucket, key, value) = (bucket.to_owned(), key.to_owned(), value.to_vec());
+        let written = self.transact(move |tx| {
+            write::write_key(tx, &bucket, &key, expected, Some(&value), None)
+        })?;
         Ok(written.is_some())
     }
 
@@ -382,7 +396,9 @@ impl Store for SqliteStore {
         record: &[u8],
         max: u32,
     ) -> Result<super::ClientRegistration, StoreError> {
-        self.transact(|tx| write::register_client(tx, client_id, tenant_id, record, max))
+        let (client_id, tenant_id) = (client_id.to_owned(), tenant_id.to_owned());
+        let record = record.to_vec();
+        self.transact(move |tx| write::register_client(tx, &client_id, &tenant_id, &record, max))
     }
 
     fn write_recorded(
@@ -393,14 +409,34 @@ impl Store for SqliteStore {
         value: Option<&[u8]>,
         change: &Change,
     ) -> Result<Option<i64>, StoreError> {
-        self.transact(|tx| write::write_key(tx, bucket, key, expected, value, Some(change)))
+        let write = RecordedWrite {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            expected,
+            value: value.map(<[u8]>::to_vec),
+            change: change.clone(),
+        };
+        self.transact(move |tx| write.step(tx))
+    }
+
+    fn submit_recorded(
+        &self,
+        write: Box<RecordedWrite>,
+        more: bool,
+    ) -> Result<Submitted, Box<RecordedWrite>> {
+        let (submitted, applied, answer) = Submitted::channels();
+        let job = Job::new(move |tx| write.step(tx), more, Some(applied), answer);
+        match self.writer.submit_async(job) {
+            Ok(()) => Ok(submitted),
+            Err(e) => Ok(Submitted::failed(e)),
+        }
     }
 }
 
 /// The statements of the shared write steps, in SQLite's dialect. An
 /// `IMMEDIATE` transaction holds the one write lock from its start, so the
 /// steps need no locks of their own.
-impl Tx for rusqlite::Transaction<'_> {
+impl Tx for Sql<'_> {
     fn lock_tenants(&mut self) -> Result<(), StoreError> {
         Ok(())
     }

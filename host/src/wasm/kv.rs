@@ -7,7 +7,10 @@
 
 use super::ApiState;
 use super::bindings::api::wasi::keyvalue::{atomics, store};
-use crate::store::{Change, Expect, Store, StoreError, Subject, Versioned, Written};
+use crate::store::{
+    Change, Expect, RecordedWrite, Store, StoreError, Subject, Versioned, Written,
+    write_recorded_async,
+};
 use std::sync::Arc;
 use wasmtime::component::Resource;
 
@@ -100,7 +103,9 @@ impl ApiState {
     /// Writes (or removes) a configuration and records the change with it.
     /// `Ok(None)`: the key was not as expected; else its new version. An
     /// update's queue remembers what it wrote (and forgets the key when the
-    /// write failed or removed it).
+    /// write failed or removed it), and the update gives its turn up once
+    /// the write is applied; the request's answer waits until the write is
+    /// durable (`ApiState::durable`).
     async fn write_config(
         &mut self,
         key: String,
@@ -135,38 +140,55 @@ impl ApiState {
             fields,
             before,
         };
-        let bucket_key = key.clone();
-        let written = blocking(&self.shared.store, move |s| {
-            let version = s.write_recorded(
-                Bucket::Configs.name(),
-                &bucket_key,
-                expected,
-                value.as_deref(),
-                &change,
-            )?;
-            Ok((version, value))
-        })
-        .await;
-        let Some(turn) = self.turn.as_deref_mut() else {
-            return written.map(|(version, _)| version);
+        let more = self.turn.as_ref().is_some_and(|t| t.others() > 0);
+        let write = RecordedWrite {
+            bucket: Bucket::Configs.name().to_owned(),
+            key: key.clone(),
+            expected,
+            value,
+            change,
         };
-        match written {
-            Ok((Some(version), Some(value))) => {
+        let value = write.value.clone();
+        let written = write_recorded_async(&self.shared.store, write, more)
+            .await
+            .map_err(store_error);
+        let version = match written {
+            Ok((version, durable)) => {
+                if let Some(durable) = durable {
+                    self.durable
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(durable);
+                }
+                Ok(version)
+            }
+            Err(e) => Err(e),
+        };
+        let Some(turn) = self.turn.as_deref_mut() else {
+            return version;
+        };
+        match (&version, value) {
+            (Ok(Some(version)), Some(value)) => {
                 *turn = Some(Written {
                     key,
-                    current: Versioned { value, version },
+                    current: Versioned {
+                        value,
+                        version: *version,
+                    },
                 });
-                Ok(Some(version))
+                // The next update of the tenant starts from this one while
+                // it is made durable.
+                self.turn = None;
             }
-            written => {
+            _ => {
                 // Only forget what was kept for this key: a failed write of
                 // another key says nothing of it.
                 if turn.as_ref().is_some_and(|w| w.key == key) {
                     *turn = None;
                 }
-                written.map(|(version, _)| version)
             }
         }
+        version
     }
 }
 

@@ -120,6 +120,9 @@ pub enum CallError {
     /// The request exceeded its deadline in the host.
     #[error("component call timed out")]
     Timeout,
+    /// A write the component made was not stored.
+    #[error("store failed: {0}")]
+    Store(String),
 }
 
 /// The process's Wasm runtime.

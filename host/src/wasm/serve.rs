@@ -40,6 +40,7 @@ impl Runtime {
             tenant,
             turn,
             failed: Arc::new(std::sync::OnceLock::new()),
+            durable: Arc::default(),
         }
     }
 
@@ -67,11 +68,21 @@ impl Runtime {
         let versions = snapshot.versions(tenant.as_deref()).clone();
         let data = self.api_state(snapshot.clone(), principal, tenant, turn);
         let failed = data.failed.clone();
+        let durable = data.durable.clone();
         match self
             .serve_http(snapshot.config_api.pre.clone(), data, req)
             .await
         {
             Ok(mut resp) => {
+                // Nothing is answered about a write before it is durable.
+                let writes =
+                    std::mem::take(&mut *durable.lock().unwrap_or_else(|e| e.into_inner()));
+                for write in writes {
+                    write
+                        .wait()
+                        .await
+                        .map_err(|e| CallError::Store(e.to_string()))?;
+                }
                 resp.headers_mut().insert(COMPONENTS_HEADER, versions);
                 Ok(resp)
             }

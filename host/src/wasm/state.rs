@@ -48,6 +48,8 @@ pub struct ApiState {
     pub(super) turn: Option<crate::store::WriteTurn>,
     /// The slot of a plugin whose call failed, for the error answer.
     pub(super) failed: Arc<std::sync::OnceLock<String>>,
+    /// Writes applied but maybe not durable yet: the answer waits for them.
+    pub(super) durable: Arc<std::sync::Mutex<Vec<crate::store::Durable>>>,
 }
 
 impl ApiState {
