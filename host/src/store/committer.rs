@@ -15,6 +15,11 @@
 //! be prepared while this one is made durable; it still waits for its answer
 //! before anything is told to a client.
 //!
+//! Checkpoints (copying the WAL back into the database file, with its two
+//! `fsync`s) run on a thread of their own ([`Checkpointer`]) instead of in
+//! the commit that crossed SQLite's 1,000-page mark: in the writer they
+//! held every update waiting behind them for the copy (the PUT tail).
+//!
 //! Hand-written rather than a crate: `tokio-rusqlite` and the like run one
 //! call at a time on their thread, with no batching into one transaction.
 
@@ -35,6 +40,24 @@ const MAX_BATCH: usize = 64;
 pub(super) const LINGER: Duration = Duration::from_millis(1);
 /// How long a batch stays open waiting for announced writes, in all.
 pub(super) const MAX_AGE: Duration = Duration::from_millis(4);
+
+/// WAL pages after which the checkpointer is woken (SQLite's own mark).
+const CHECKPOINT_PAGES: i32 = 1000;
+/// WAL pages after which the writer checkpoints itself, waiting for it: the
+/// checkpointer has fallen behind (readers kept it from finishing), and the
+/// WAL must not grow without bound.
+const WAL_PAGES_MAX: i32 = 16 * CHECKPOINT_PAGES;
+
+thread_local! {
+    /// The WAL's pages after the writer's last commit (SQLite's WAL hook,
+    /// called on the thread that commits: the writer).
+    static WAL_PAGES: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+fn note_wal_pages(_: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_PAGES.with(|p| p.set(pages));
+    Ok(())
+}
 
 /// The statements of one write, over the writer's connection inside the
 /// batch's transaction and the write's savepoint.
@@ -151,32 +174,59 @@ fn run_sql(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 pub(super) struct Committer {
     queue: Option<SyncSender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    checkpointer: Option<std::thread::JoinHandle<()>>,
     /// Transactions committed.
     #[cfg_attr(not(test), allow(dead_code))]
     commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Committer {
-    /// Starts the writer thread with its own connection.
-    pub(super) fn start(conn: Connection) -> Result<Self, StoreError> {
+    /// Starts the writer thread with its own connection, and the
+    /// checkpointer with `checkpoints` (another connection to the file).
+    pub(super) fn start(conn: Connection, checkpoints: Connection) -> Result<Self, StoreError> {
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| StoreError::Open(format!("cannot start the {name} thread: {e}")))
+        };
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let checkpointer = spawn(
+            "sqlite-checkpoint",
+            Box::new(move || {
+                while woken.recv().is_ok() {
+                    checkpoint(&checkpoints, "PASSIVE");
+                }
+            }),
+        )?;
+        // Replaces SQLite's automatic checkpoint, which is a WAL hook too.
+        conn.wal_hook(Some(note_wal_pages));
         let (queue, jobs) = std::sync::mpsc::sync_channel(QUEUED);
         let commits = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
         let counted = commits.clone();
-        let thread = std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || {
+        let thread = spawn(
+            "sqlite-writer",
+            Box::new(move || {
                 // Queued writes run when their worker waits, together.
                 super::batch_scheduling();
                 while let Ok(first) = jobs.recv() {
                     if batch(&conn, &jobs, first) {
                         counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let pages = WAL_PAGES.with(std::cell::Cell::get);
+                        if pages >= WAL_PAGES_MAX {
+                            checkpoint(&conn, "PASSIVE");
+                        } else if pages >= CHECKPOINT_PAGES {
+                            // Full: a wake-up is pending already.
+                            let _ = wake.try_send(());
+                        }
                     }
                 }
-            })
-            .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
+            }),
+        )?;
         Ok(Self {
             queue: Some(queue),
             thread: Some(thread),
+            checkpointer: Some(checkpointer),
             commits,
         })
     }
@@ -225,9 +275,27 @@ fn stopped() -> StoreError {
 impl Drop for Committer {
     fn drop(&mut self) {
         drop(self.queue.take());
-        if let Some(thread) = self.thread.take() {
+        // The writer's end lets the checkpointer go once the writer is done.
+        for thread in [self.thread.take(), self.checkpointer.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = thread.join();
         }
+    }
+}
+
+/// Copies what the WAL holds back into the database file, as far as no
+/// reader needs it (`PASSIVE`: writers are not held up); a failure is logged
+/// and the next checkpoint tries again.
+fn checkpoint(conn: &Connection, mode: &str) {
+    let sql = format!("PRAGMA wal_checkpoint({mode})");
+    match conn.query_row(&sql, [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))) {
+        Ok((log, done)) if done < log => {
+            tracing::debug!(log, done, "checkpoint left pages readers still use");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
     }
 }
 
@@ -298,7 +366,8 @@ mod tests {
         )
         .unwrap();
         let reader = Connection::open(&file).unwrap();
-        (Committer::start(conn).unwrap(), reader)
+        let checkpoints = Connection::open(&file).unwrap();
+        (Committer::start(conn, checkpoints).unwrap(), reader)
     }
 
     type Answers = mpsc::Receiver<(i64, Result<i64, String>)>;
@@ -453,6 +522,38 @@ mod tests {
         assert!(got[0].1.is_err() && got[2].1.is_err(), "{got:?}");
         assert_eq!(got[1], (3, Ok(3)));
         assert_eq!(ids(&reader, "p"), [3]);
+    }
+
+    #[test]
+    fn the_wal_is_copied_back_off_the_writer_thread() {
+        let (dir, w, _reader, to, from) = fixture();
+        w.submit(insert(1, Some("CREATE TABLE b (x BLOB)"), &to))
+            .unwrap();
+        // Some 1,200 pages in separate commits: past the checkpoint mark.
+        for id in 2..=300 {
+            let to = to.clone();
+            w.submit(Job::new(
+                |tx| {
+                    tx.execute("INSERT INTO b (x) VALUES (zeroblob(16000))", [])?;
+                    Ok(Step::Commit(()))
+                },
+                false,
+                None,
+                move |r| {
+                    let _ = to.send((id, r.map(|()| id).map_err(|e| e.to_string())));
+                },
+            ))
+            .unwrap();
+        }
+        assert!(answers(&from, 300).iter().all(|(_, r)| r.is_ok()));
+        // Only a checkpoint moves pages into the database file (SQLite's
+        // own is off on the writer).
+        let size = || std::fs::metadata(dir.path().join("t.db")).unwrap().len();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while size() < 4 << 20 {
+            assert!(Instant::now() < deadline, "no checkpoint: {} bytes", size());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]

@@ -121,11 +121,14 @@ impl SqliteStore {
             }
         }
         drop(conn);
-        let mut writer = rusqlite::Connection::open(&file)?;
-        init(&mut writer)?;
+        let open = || -> Result<rusqlite::Connection, StoreError> {
+            let mut conn = rusqlite::Connection::open(&file)?;
+            init(&mut conn)?;
+            Ok(conn)
+        };
         Ok(Self {
             pool,
-            writer: Committer::start(writer)?,
+            writer: Committer::start(open()?, open()?)?,
         })
     }
 
