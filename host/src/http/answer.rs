@@ -212,27 +212,26 @@ pub(crate) fn component_failure(
             tenant,
         );
     }
-    if let CallError::Store(e) = &e {
-        tracing::error!(component, error = %e, "a write was not stored");
-        let id = crate::telemetry::request::id();
-        let request = id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or("-");
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("Internal server error: the change could not be stored (request {request})"),
-            tenant,
-        );
-    }
-    // A plugin the component called is the one to name.
-    let component = match &e {
-        CallError::Plugin { component, .. } => component.as_str(),
-        _ => component,
+    let what = match &e {
+        CallError::Store(_) => {
+            tracing::error!(component, error = %e, "a write was not stored");
+            ": the change could not be stored".to_owned()
+        }
+        _ => {
+            // A plugin the component called is the one to name.
+            let component = match &e {
+                CallError::Plugin { component, .. } => component.as_str(),
+                _ => component,
+            };
+            tracing::error!(component, error = %e, "component failed");
+            format!(" in component {component}")
+        }
     };
-    tracing::error!(component, error = %e, "component failed");
     let id = crate::telemetry::request::id();
     let request = id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or("-");
     error(
         StatusCode::INTERNAL_SERVER_ERROR,
-        &format!("Internal server error in component {component} (request {request})"),
+        &format!("Internal server error{what} (request {request})"),
         tenant,
     )
 }

@@ -24,7 +24,7 @@
 //! call at a time on their thread, with no batching into one transaction.
 
 use super::StoreError;
-use super::write::{Step, WRITE_TRIES};
+use super::write::{self, Step};
 use rusqlite::Connection;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::time::{Duration, Instant};
@@ -87,7 +87,7 @@ pub(super) struct Job {
 
 impl Job {
     /// A write of `step` (run again while it asks to be retried, at most
-    /// [`WRITE_TRIES`] times). `applied` hears its result as soon as its
+    /// [`write::WRITE_TRIES`] times). `applied` hears its result as soon as its
     /// changes are in place, when it made any; `answer` hears the result
     /// once the batch has ended. `more`: other writes will follow shortly.
     pub(super) fn new<T: Send + 'static>(
@@ -98,7 +98,10 @@ impl Job {
     ) -> Self {
         let run = move |conn: Option<&Connection>| -> Finish {
             let Some(conn) = conn else {
-                return Box::new(move |ended: Result<(), &StoreError>| answer(Err(lost(ended))));
+                // Finished with the error the batch could not begin with.
+                return Box::new(move |ended: Result<(), &StoreError>| {
+                    answer(Err(ended.err().map_or_else(stopped, lost)));
+                });
             };
             match in_savepoint(conn, &mut step) {
                 Ok((value, true)) => {
@@ -106,7 +109,7 @@ impl Job {
                         applied(&value);
                     }
                     Box::new(move |ended: Result<(), &StoreError>| {
-                        answer(ended.map(|()| value).map_err(|e| lost(Err(e))));
+                        answer(ended.map(|()| value).map_err(lost));
                     })
                 }
                 // Nothing of its own to commit: its answer stands whatever
@@ -123,13 +126,17 @@ impl Job {
     }
 }
 
-/// The error a write that was not kept answers.
-fn lost(ended: Result<(), &StoreError>) -> StoreError {
-    StoreError::Lost(match ended {
-        Err(StoreError::Lost(why)) => why.clone(),
-        Err(e) => e.to_string(),
-        Ok(()) => "the transaction ended before it was committed".into(),
+/// The error a write that was not kept answers, for the batch's `why`.
+fn lost(why: &StoreError) -> StoreError {
+    StoreError::Lost(match why {
+        StoreError::Lost(why) => why.clone(),
+        e => e.to_string(),
     })
+}
+
+/// What a caller is told when the writer thread is gone.
+pub(super) fn stopped() -> StoreError {
+    StoreError::Lost("the store's writer stopped".into())
 }
 
 /// Runs `step` in a savepoint: kept (`true`) when it asks to commit, undone
@@ -138,7 +145,7 @@ fn in_savepoint<T>(
     conn: &Connection,
     step: &mut impl FnMut(&mut Sql<'_>) -> Result<Step<T>, StoreError>,
 ) -> Result<(T, bool), StoreError> {
-    for _ in 0..WRITE_TRIES {
+    write::retried(|| {
         run_sql(conn, "SAVEPOINT w")?;
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(&mut Sql(conn))))
@@ -152,15 +159,12 @@ fn in_savepoint<T>(
             }
             run_sql(conn, "RELEASE w")?;
         }
-        match outcome? {
-            Step::Commit(v) => return Ok((v, true)),
-            Step::Rollback(v) => return Ok((v, false)),
-            Step::Retry => {}
-        }
-    }
-    Err(StoreError::Contended(format!(
-        "a write met {WRITE_TRIES} concurrent first writes of its key"
-    )))
+        Ok(match outcome? {
+            Step::Commit(v) => Some((v, true)),
+            Step::Rollback(v) => Some((v, false)),
+            Step::Retry => None,
+        })
+    })
 }
 
 /// Runs one statement of the writer's own, prepared once: parsed again each
@@ -195,7 +199,7 @@ impl Committer {
             "sqlite-checkpoint",
             Box::new(move || {
                 while woken.recv().is_ok() {
-                    checkpoint(&checkpoints, "PASSIVE");
+                    checkpoint(&checkpoints);
                 }
             }),
         )?;
@@ -214,7 +218,7 @@ impl Committer {
                         counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let pages = WAL_PAGES.with(std::cell::Cell::get);
                         if pages >= WAL_PAGES_MAX {
-                            checkpoint(&conn, "PASSIVE");
+                            checkpoint(&conn);
                         } else if pages >= CHECKPOINT_PAGES {
                             // Full: a wake-up is pending already.
                             let _ = wake.try_send(());
@@ -268,10 +272,6 @@ impl Committer {
     }
 }
 
-fn stopped() -> StoreError {
-    StoreError::Lost("the store's writer has stopped".into())
-}
-
 impl Drop for Committer {
     fn drop(&mut self) {
         drop(self.queue.take());
@@ -288,9 +288,9 @@ impl Drop for Committer {
 /// Copies what the WAL holds back into the database file, as far as no
 /// reader needs it (`PASSIVE`: writers are not held up); a failure is logged
 /// and the next checkpoint tries again.
-fn checkpoint(conn: &Connection, mode: &str) {
-    let sql = format!("PRAGMA wal_checkpoint({mode})");
-    match conn.query_row(&sql, [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))) {
+fn checkpoint(conn: &Connection) {
+    let pages = |r: &rusqlite::Row<'_>| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?));
+    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], pages) {
         Ok((log, done)) if done < log => {
             tracing::debug!(log, done, "checkpoint left pages readers still use");
         }

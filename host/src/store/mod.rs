@@ -301,10 +301,6 @@ pub struct Submitted {
 /// A write applied and on its way to being durable.
 pub struct Durable(Answer);
 
-fn writer_stopped() -> StoreError {
-    StoreError::Lost("the store's writer stopped".into())
-}
-
 impl Submitted {
     /// A write on its way, and the two ends its store answers through: the
     /// version applied (called only when the write changed the key) and the
@@ -349,7 +345,7 @@ impl Submitted {
         }
         self.done
             .await
-            .map_err(|_| writer_stopped())?
+            .map_err(|_| committer::stopped())?
             .map(|v| (v, None))
     }
 }
@@ -357,7 +353,7 @@ impl Submitted {
 impl Durable {
     /// Waits until the write is durable; an error when it was lost.
     pub async fn wait(self) -> Result<(), StoreError> {
-        self.0.await.map_err(|_| writer_stopped())?.map(drop)
+        self.0.await.map_err(|_| committer::stopped())?.map(drop)
     }
 }
 

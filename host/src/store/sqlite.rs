@@ -145,9 +145,7 @@ impl SqliteStore {
         self.writer.submit(Job::new(step, false, None, move |r| {
             let _ = answer.send(r);
         }))?;
-        answered
-            .recv()
-            .map_err(|_| StoreError::Lost("the store's writer stopped".into()))?
+        answered.recv().map_err(|_| super::committer::stopped())?
     }
 }
 

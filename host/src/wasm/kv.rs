@@ -149,21 +149,18 @@ impl ApiState {
             change,
         };
         let value = write.value.clone();
-        let written = write_recorded_async(&self.shared.store, write, more)
+        let version = write_recorded_async(&self.shared.store, write, more)
             .await
-            .map_err(store_error);
-        let version = match written {
-            Ok((version, durable)) => {
+            .map_err(store_error)
+            .map(|(version, durable)| {
                 if let Some(durable) = durable {
                     self.durable
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .push(durable);
                 }
-                Ok(version)
-            }
-            Err(e) => Err(e),
-        };
+                version
+            });
         let Some(turn) = self.turn.as_deref_mut() else {
             return version;
         };
