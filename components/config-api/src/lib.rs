@@ -377,7 +377,9 @@ impl<'de> Deserialize<'de> for Members<'de> {
                 self,
                 mut map: A,
             ) -> Result<Self::Value, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                // serde_json gives no size hint: room for the sections and
+                // the two fields the API adds.
+                let mut members = Vec::with_capacity(8);
                 while let Some(Name(name)) = map.next_key()? {
                     members.push((name, map.next_value()?));
                 }
@@ -388,27 +390,10 @@ impl<'de> Deserialize<'de> for Members<'de> {
     }
 }
 
-/// A member's name: borrowed from the text unless it had escapes.
-struct Name<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Name<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Text;
-        impl<'de> serde::de::Visitor<'de> for Text {
-            type Value = Name<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Name(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Name(Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(Text)
-    }
-}
+/// A member's name: borrowed from the text unless it had escapes (as the
+/// host's `store::changed_fields` reads names).
+#[derive(Deserialize)]
+struct Name<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// `value` as JSON text, written straight into a buffer the size of a whole
 /// configuration (`Value::to_string` goes through `Display` and a formatter, a
