@@ -10,7 +10,7 @@ mod time;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use std::borrow::Cow;
+use tg_document::{Sections, json_text};
 
 pub use time::{now, rfc3339_utc};
 
@@ -291,14 +291,11 @@ fn config_document<P: Platform>(platform: &mut P, tenant: &TenantRecord) -> Resu
 }
 
 /// A configuration document as the API answers and stores it: `tenant_id`
-/// first, the sections in their order, `updated_at` last. The sections are
-/// carried as the JSON text they were read as (`RawValue`), not parsed into
-/// values and written again: a document is about 1.2 KB, and its parse, its
-/// maps (keys hashed with SipHash) and its writing were most of an update's
-/// time in this component.
+/// first, the sections in their order (carried as the text they were read as,
+/// see [`tg_document`]), `updated_at` last.
 struct Document<'a> {
     tenant_id: &'a str,
-    sections: Vec<(Cow<'a, str>, &'a RawValue)>,
+    sections: Sections<'a>,
     updated_at: Time<'a>,
 }
 
@@ -312,27 +309,13 @@ enum Time<'a> {
 impl<'a> Document<'a> {
     /// Reads the object `text` as the document of `tenant_id`; its own
     /// `tenant_id` is replaced, and its `updated_at` by `updated_at` when given.
-    /// A member named twice keeps its first place and its last value, as a
-    /// parsed object does.
     fn read(
         tenant_id: &'a str,
         text: &'a str,
         updated_at: Option<&'a str>,
     ) -> serde_json::Result<Self> {
-        let Members(members) = serde_json::from_str(text)?;
-        let mut sections: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::with_capacity(members.len());
-        let mut stored_time = None;
-        for (name, value) in members {
-            match name.as_ref() {
-                "tenant_id" => {}
-                "updated_at" => stored_time = Some(value),
-                _ => match sections.iter_mut().find(|(n, _)| *n == name) {
-                    Some(section) => section.1 = value,
-                    None => sections.push((name, value)),
-                },
-            }
-        }
-        let updated_at = match (updated_at, stored_time) {
+        let sections = Sections::read(text)?;
+        let updated_at = match (updated_at, sections.updated_at) {
             (Some(time), _) => Time::Given(time),
             (None, Some(time)) => Time::Stored(time),
             (None, None) => Time::None,
@@ -348,10 +331,11 @@ impl<'a> Document<'a> {
 impl Serialize for Document<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(self.sections.len() + 2))?;
+        let members = &self.sections.members;
+        let mut map = s.serialize_map(Some(members.len() + 2))?;
         map.serialize_entry("tenant_id", self.tenant_id)?;
-        for (name, value) in &self.sections {
-            map.serialize_entry(name.as_ref(), value)?;
+        for (name, value) in members {
+            map.serialize_entry(name.as_ref(), value.as_ref())?;
         }
         match self.updated_at {
             Time::Given(time) => map.serialize_entry("updated_at", time)?,
@@ -360,49 +344,6 @@ impl Serialize for Document<'_> {
         }
         map.end()
     }
-}
-
-/// The members of a JSON object in their order, each value as its text.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Object;
-        impl<'de> serde::de::Visitor<'de> for Object {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                // serde_json gives no size hint: room for the sections and
-                // the two fields the API adds.
-                let mut members = Vec::with_capacity(8);
-                while let Some(Name(name)) = map.next_key()? {
-                    members.push((name, map.next_value()?));
-                }
-                Ok(Members(members))
-            }
-        }
-        d.deserialize_map(Object)
-    }
-}
-
-/// A member's name: borrowed from the text unless it had escapes (as the
-/// host's `store::changed_fields` reads names).
-#[derive(Deserialize)]
-struct Name<'a>(#[serde(borrow)] Cow<'a, str>);
-
-/// `value` as JSON text, written straight into a buffer the size of a whole
-/// configuration (`Value::to_string` goes through `Display` and a formatter, a
-/// dynamic call per token, into a string that grows from nothing).
-fn json_text<T: Serialize + ?Sized>(value: &T) -> String {
-    let mut out = Vec::with_capacity(2048);
-    serde_json::to_writer(&mut out, value).expect("a document is written to memory");
-    // serde_json writes UTF-8 only.
-    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 fn get_config<P: Platform>(platform: &mut P, tenant: &TenantRecord) -> Result<Response, Fault> {
@@ -545,7 +486,7 @@ mod tests {
             tg_validator::shared()
                 .apply_patch(current, patch)
                 .map(|o| Outcome {
-                    config: o.config.to_string(),
+                    config: o.config,
                     updated_fields: o.updated_fields,
                 })
                 .map_err(|v| {

@@ -53,7 +53,13 @@ pub fn apply_patch(
     patch: &str,
 ) -> Result<tg_validator::PatchOutcome, Vec<Violation>> {
     let outcome = tg_validator::shared().apply_patch(current, patch)?;
-    let v = policy(&outcome.config);
+    let config = serde_json::from_str(&outcome.config).map_err(|e| {
+        vec![Violation {
+            path: "$".into(),
+            message: format!("The updated configuration is unreadable: {e}"),
+        }]
+    })?;
+    let v = policy(&config);
     if v.is_empty() { Ok(outcome) } else { Err(v) }
 }
 

@@ -32,25 +32,14 @@ pub fn to_wit(v: Vec<crate::Violation>) -> Vec<Violation> {
 /// An update's outcome as the WIT returns it.
 pub fn outcome(o: crate::PatchOutcome) -> PatchOutcome {
     PatchOutcome {
-        config: text(&o.config),
+        config: o.config,
         updated_fields: o.updated_fields,
     }
 }
 
 /// `default-config`: the configuration derived from the schema's defaults.
 pub fn default_config() -> String {
-    text(crate::shared().default_config())
-}
-
-/// A document as JSON text, written straight into a buffer sized for a whole
-/// configuration (`Value::to_string` goes through `Display` and a formatter,
-/// a dynamic call per token, into a string that grows from nothing).
-fn text(doc: &serde_json::Value) -> String {
-    let mut out = Vec::with_capacity(2048);
-    match serde_json::to_writer(&mut out, doc) {
-        Ok(()) => String::from_utf8(out).unwrap_or_default(),
-        Err(_) => String::new(),
-    }
+    crate::shared().default_config_text().to_owned()
 }
 
 /// `validate-config` with everyone's rules.

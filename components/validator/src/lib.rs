@@ -10,8 +10,10 @@ mod schema;
 #[cfg(all(target_arch = "wasm32", feature = "bindings"))]
 pub mod component;
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::sync::LazyLock;
+use tg_document::{Sections, json_text};
 
 pub use model::TenantConfig;
 
@@ -54,8 +56,8 @@ impl Violation {
 /// A partial update applied to a configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatchOutcome {
-    /// The whole configuration after the update.
-    pub config: Value,
+    /// The whole configuration after the update, as compact JSON text.
+    pub config: String,
     /// Every leaf field the update set, dotted, in the order given.
     pub updated_fields: Vec<String>,
 }
@@ -64,6 +66,8 @@ pub struct PatchOutcome {
 pub struct Validator {
     schemas: schema::Schemas,
     defaults: Value,
+    /// `defaults` as JSON text.
+    defaults_text: String,
 }
 
 static SHARED: LazyLock<Validator> = LazyLock::new(Validator::new);
@@ -87,12 +91,22 @@ impl Validator {
     pub fn new() -> Self {
         let schemas = schema::Schemas::compile().expect("embedded schemas compile");
         let defaults = schemas.defaults();
-        Self { schemas, defaults }
+        let defaults_text = json_text(&defaults);
+        Self {
+            schemas,
+            defaults,
+            defaults_text,
+        }
     }
 
     /// The configuration of a tenant that never changed anything: every default.
     pub fn default_config(&self) -> &Value {
         &self.defaults
+    }
+
+    /// [`Validator::default_config`] as JSON text.
+    pub fn default_config_text(&self) -> &str {
+        &self.defaults_text
     }
 
     /// Validates a whole configuration document; fields it leaves out take their
@@ -107,7 +121,7 @@ impl Validator {
         if let Value::Object(doc) = doc {
             merge_into(&mut config, doc, &mut Vec::new());
         }
-        violations.extend(rules::check(&config));
+        violations.extend(rules::check(TenantConfig::deserialize(&config)));
         if violations.is_empty() {
             Ok(config)
         } else {
@@ -117,6 +131,9 @@ impl Validator {
 
     /// Validates a partial update, applies it to `current` (or to the defaults) and
     /// checks every rule on the result. All violations are returned, not only the first.
+    ///
+    /// Only the sections the update names are parsed and written again; the
+    /// others are carried as the text they were stored as.
     pub fn apply_patch(
         &self,
         current: Option<&str>,
@@ -128,24 +145,32 @@ impl Validator {
         if !violations.is_empty() {
             return Err(violations);
         }
-        let mut config = match current {
-            Some(text) => serde_json::from_str::<Value>(text).map_err(|e| {
-                vec![Violation::new(
-                    "$",
-                    format!("Stored configuration is unreadable: {e}"),
-                )]
-            })?,
-            None => self.defaults.clone(),
+        let unreadable = |e: serde_json::Error| {
+            vec![Violation::new(
+                "$",
+                format!("Stored configuration is unreadable: {e}"),
+            )]
         };
-        // A stored document carries the API's read-only fields; the outcome holds
-        // only the configuration sections.
-        if let Value::Object(c) = &mut config {
-            c.shift_remove("tenant_id");
-            c.shift_remove("updated_at");
-        }
+        // A stored document carries the API's read-only fields; the outcome
+        // holds only the configuration sections.
+        let mut config =
+            Sections::read(current.unwrap_or(&self.defaults_text)).map_err(unreadable)?;
         let mut updated_fields = Vec::new();
         if let Value::Object(patch) = patch {
-            merge_into(&mut config, patch, &mut updated_fields);
+            for (section, fields) in patch {
+                let Value::Object(fields) = fields else {
+                    // Top-level scalars (tenant_id, updated_at) are read-only
+                    // (the schema refuses them): kept as stored.
+                    continue;
+                };
+                let mut target: Map<String, Value> = match config.get(&section) {
+                    Some(text) => serde_json::from_str(text.get()).map_err(unreadable)?,
+                    None => Map::new(),
+                };
+                merge_section(&section, &mut target, fields, &mut updated_fields);
+                let text = serde_json::value::to_raw_value(&target).map_err(unreadable)?;
+                config.set(&section, text);
+            }
         }
         if updated_fields.is_empty() {
             return Err(vec![Violation::new(
@@ -153,7 +178,8 @@ impl Validator {
                 "The update sets no configuration field",
             )]);
         }
-        let violations = rules::check(&config);
+        let config = json_text(&config);
+        let violations = rules::check(serde_json::from_str(&config));
         if violations.is_empty() {
             Ok(PatchOutcome {
                 config,
@@ -227,37 +253,45 @@ fn parse(text: &str) -> Result<Value, Vec<Violation>> {
 }
 
 /// Applies a (schema-valid) update to a configuration, recording each leaf set.
-/// Sections merge field by field; `custom_settings` merges key by key and a
-/// `null` value removes the key; arrays and scalars are replaced whole.
 fn merge_into(config: &mut Value, patch: Map<String, Value>, updated: &mut Vec<String>) {
     let Value::Object(config) = config else {
         return;
     };
     for (section, fields) in patch {
         let Value::Object(fields) = fields else {
-            // Top-level scalars (tenant_id, updated_at) are read-only: kept as stored.
             continue;
         };
-        if !config.contains_key(&section) {
-            config.insert(section.clone(), Value::Object(Map::new()));
+        let target = config
+            .entry(section.as_str())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(target) = target {
+            merge_section(&section, target, fields, updated);
         }
-        let Some(Value::Object(target)) = config.get_mut(&section) else {
-            continue;
-        };
-        let removes_nulls = section == "custom_settings";
-        for (field, value) in fields {
-            // Not `format!`: its formatting machinery (a dynamic write per
-            // piece) cost more than the copying.
-            let mut path = String::with_capacity(section.len() + 1 + field.len());
-            path.push_str(&section);
-            path.push('.');
-            path.push_str(&field);
-            updated.push(path);
-            if removes_nulls && value.is_null() {
-                target.shift_remove(&field);
-            } else {
-                target.insert(field, value);
-            }
+    }
+}
+
+/// Applies an update's fields to one section, recording each leaf set. Fields
+/// merge one by one; in `custom_settings` a `null` value removes the key;
+/// arrays and scalars are replaced whole.
+fn merge_section(
+    section: &str,
+    target: &mut Map<String, Value>,
+    fields: Map<String, Value>,
+    updated: &mut Vec<String>,
+) {
+    let removes_nulls = section == "custom_settings";
+    for (field, value) in fields {
+        // Not `format!`: its formatting machinery (a dynamic write per piece)
+        // cost more than the copying.
+        let mut path = String::with_capacity(section.len() + 1 + field.len());
+        path.push_str(section);
+        path.push('.');
+        path.push_str(&field);
+        updated.push(path);
+        if removes_nulls && value.is_null() {
+            target.shift_remove(&field);
+        } else {
+            target.insert(field, value);
         }
     }
 }
@@ -291,6 +325,11 @@ pub(crate) fn json_path(pointer: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// An update's outcome, parsed.
+    fn config(outcome: &PatchOutcome) -> Value {
+        serde_json::from_str(&outcome.config).unwrap()
+    }
 
     fn messages(v: &[Violation]) -> Vec<&str> {
         v.iter().map(|v| v.message.as_str()).collect()
@@ -337,8 +376,8 @@ mod tests {
                 "performance.cache_size_mb"
             ]
         );
-        assert_eq!(out.config["performance"]["cache_size_mb"], 2048);
-        assert_eq!(out.config["performance"]["query_timeout_secs"], 300);
+        assert_eq!(config(&out)["performance"]["cache_size_mb"], 2048);
+        assert_eq!(config(&out)["performance"]["query_timeout_secs"], 300);
     }
 
     #[test]
@@ -346,13 +385,12 @@ mod tests {
         let current = shared()
             .apply_patch(None, r#"{"backup":{"retention_days":200}}"#)
             .unwrap()
-            .config
-            .to_string();
+            .config;
         let out = shared()
             .apply_patch(Some(&current), r#"{"backup":{"frequency_hours":12}}"#)
             .unwrap();
-        assert_eq!(out.config["backup"]["retention_days"], 200);
-        assert_eq!(out.config["backup"]["frequency_hours"], 12);
+        assert_eq!(config(&out)["backup"]["retention_days"], 200);
+        assert_eq!(config(&out)["backup"]["frequency_hours"], 12);
     }
 
     #[test]
@@ -366,15 +404,59 @@ mod tests {
                 r#"{"security":{"require_mfa":true}}"#,
             )
             .unwrap();
-        assert_eq!(out.config["security"]["require_mfa"], true);
+        let out = config(&out);
+        assert_eq!(out["security"]["require_mfa"], true);
         let keys: Vec<&str> = out
-            .config
             .as_object()
             .unwrap()
             .keys()
             .map(String::as_str)
             .collect();
         assert_eq!(keys, SECTIONS, "sections keep their order");
+    }
+
+    /// Sections the update does not name are carried as they were stored
+    /// (their spacing and number spelling too); the named ones are read and
+    /// written again; a stored section that is not an object is refused.
+    #[test]
+    fn untouched_sections_keep_their_stored_text() {
+        let text = shared().default_config_text();
+        let spaced = text.replace(r#""mode":"async""#, r#""mode" : "async""#);
+        assert_ne!(spaced, text);
+        let stored = spaced.replace(r#""cache_size_mb":1024"#, r#""cache_size_mb" : 1024"#);
+        let out = shared()
+            .apply_patch(
+                Some(&stored),
+                r#"{"performance":{"max_parallel_workers":16}}"#,
+            )
+            .unwrap();
+        assert!(out.config.contains(r#""mode" : "async""#), "{}", out.config);
+        assert!(
+            out.config.contains(r#""cache_size_mb":1024,"#),
+            "{}",
+            out.config
+        );
+        let mut expected = shared().default_config().clone();
+        expected["performance"]["max_parallel_workers"] = json!(16);
+        assert_eq!(config(&out), expected);
+
+        let broken = text.replacen(r#""security":{"#, r#""security":5,"x":{"#, 1);
+        let err = shared()
+            .apply_patch(Some(&broken), r#"{"security":{"require_mfa":true}}"#)
+            .unwrap_err();
+        assert!(
+            err[0]
+                .message
+                .starts_with("Stored configuration is unreadable"),
+            "{err:?}"
+        );
+        let err = shared()
+            .apply_patch(Some(&broken), r#"{"backup":{"frequency_hours":12}}"#)
+            .unwrap_err();
+        assert!(
+            err[0].message.starts_with("Configuration is incomplete"),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -460,18 +542,19 @@ mod tests {
             .unwrap();
         let out = shared()
             .apply_patch(
-                Some(&first.config.to_string()),
+                Some(&first.config),
                 r#"{"custom_settings":{"a":null,"c":3}}"#,
             )
             .unwrap();
-        let keys: Vec<&str> = out.config["custom_settings"]
+        let after = config(&out);
+        let keys: Vec<&str> = after["custom_settings"]
             .as_object()
             .unwrap()
             .keys()
             .map(String::as_str)
             .collect();
         assert_eq!(keys, ["b", "c"]);
-        assert_eq!(out.config["custom_settings"], json!({"b":{"x":true},"c":3}));
+        assert_eq!(after["custom_settings"], json!({"b":{"x":true},"c":3}));
         assert_eq!(
             out.updated_fields,
             ["custom_settings.a", "custom_settings.c"]

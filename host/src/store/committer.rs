@@ -16,9 +16,10 @@
 //! before anything is told to a client.
 //!
 //! Checkpoints (copying the WAL back into the database file, with its two
-//! `fsync`s) run on a thread of their own ([`Checkpointer`]) instead of in
-//! the commit that crossed SQLite's 1,000-page mark: in the writer they
-//! held every update waiting behind them for the copy (the PUT tail).
+//! `fsync`s) run on a thread of their own instead of in the commit that
+//! crossed SQLite's 1,000-page mark: in the writer they held every update
+//! waiting behind them for the copy (the PUT tail). See [`Checkpoints`] for
+//! when they run.
 //!
 //! Hand-written rather than a crate: `tokio-rusqlite` and the like run one
 //! call at a time on their thread, with no batching into one transaction.
@@ -26,6 +27,7 @@
 use super::StoreError;
 use super::write::{self, Step};
 use rusqlite::Connection;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::time::{Duration, Instant};
 
@@ -41,11 +43,14 @@ pub(super) const LINGER: Duration = Duration::from_millis(1);
 /// How long a batch stays open waiting for announced writes, in all.
 pub(super) const MAX_AGE: Duration = Duration::from_millis(4);
 
-/// WAL pages after which the checkpointer is woken (SQLite's own mark).
+/// WAL pages written between wake-ups of the checkpointer (SQLite's own
+/// checkpoint mark).
 const CHECKPOINT_PAGES: i32 = 1000;
-/// WAL pages after which the writer checkpoints itself, waiting for it: the
-/// checkpointer has fallen behind (readers kept it from finishing), and the
-/// WAL must not grow without bound.
+/// WAL pages after which the WAL is made to start over (see [`Checkpoints`]).
+const RESTART_PAGES: i32 = 4 * CHECKPOINT_PAGES;
+/// WAL pages after which the writer checkpoints itself whatever the
+/// checkpointer is doing: it has fallen behind (readers kept it from
+/// finishing), and the WAL must not grow without bound.
 const WAL_PAGES_MAX: i32 = 16 * CHECKPOINT_PAGES;
 
 thread_local! {
@@ -195,11 +200,17 @@ impl Committer {
                 .map_err(|e| StoreError::Open(format!("cannot start the {name} thread: {e}")))
         };
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        // The last wake-up asked for, and the last one whose checkpoint is done.
+        let asked = std::sync::Arc::new(AtomicU64::new(0));
+        let copied = std::sync::Arc::new(AtomicU64::new(0));
+        let (asked_to, copied_by) = (asked.clone(), copied.clone());
         let checkpointer = spawn(
             "sqlite-checkpoint",
             Box::new(move || {
                 while woken.recv().is_ok() {
+                    let wake_up = asked_to.load(Ordering::Acquire);
                     checkpoint(&checkpoints);
+                    copied_by.store(wake_up, Ordering::Release);
                 }
             }),
         )?;
@@ -213,15 +224,20 @@ impl Committer {
             Box::new(move || {
                 // Queued writes run when their worker waits, together.
                 super::batch_scheduling();
+                let mut checkpoints = Checkpoints::default();
                 while let Ok(first) = jobs.recv() {
                     if batch(&conn, &jobs, first) {
                         counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let pages = WAL_PAGES.with(std::cell::Cell::get);
-                        if pages >= WAL_PAGES_MAX {
-                            checkpoint(&conn);
-                        } else if pages >= CHECKPOINT_PAGES {
-                            // Full: a wake-up is pending already.
-                            let _ = wake.try_send(());
+                        match checkpoints.after_commit(pages, copied.load(Ordering::Acquire)) {
+                            Checkpoint::None => {}
+                            Checkpoint::Wake(wake_up) => {
+                                asked.store(wake_up, Ordering::Release);
+                                // Full: a wake-up is pending already, and it
+                                // reads the number stored.
+                                let _ = wake.try_send(());
+                            }
+                            Checkpoint::Here => checkpoint(&conn),
                         }
                     }
                 }
@@ -282,6 +298,83 @@ impl Drop for Committer {
         {
             let _ = thread.join();
         }
+    }
+}
+
+/// When the WAL is copied back, and by whom.
+///
+/// SQLite starts the WAL over only in a transaction that begins with every
+/// frame already copied back. Under steady updates the writer begins its next
+/// transaction before the checkpointer is done, so the WAL never starts over
+/// by itself. Woken after every commit past the mark, as it was, the
+/// checkpointer copied and `fsync`ed twice for every commit (more `fsync`s
+/// than the commits had) while the WAL grew to 64 MB.
+///
+/// Now the checkpointer is woken once per [`CHECKPOINT_PAGES`] the WAL grows.
+/// Past [`RESTART_PAGES`] it is woken once more, and when that checkpoint is
+/// done the writer copies what was committed meanwhile (a few commits'
+/// pages) itself, between two transactions, so that the next one starts the
+/// WAL over: the writer's queue waits for that small copy only.
+#[derive(Debug)]
+struct Checkpoints {
+    /// The WAL's size at which the checkpointer is next woken.
+    next_wake: i32,
+    /// Wake-ups asked for so far (each one numbered).
+    asked: u64,
+    /// The wake-up after which the writer starts the WAL over.
+    restart: Option<u64>,
+}
+
+/// What follows a commit.
+#[derive(Debug, PartialEq, Eq)]
+enum Checkpoint {
+    None,
+    /// Wake the checkpointer: wake-up number so-and-so.
+    Wake(u64),
+    /// Checkpoint on the writer, now.
+    Here,
+}
+
+impl Default for Checkpoints {
+    fn default() -> Self {
+        Self {
+            next_wake: CHECKPOINT_PAGES,
+            asked: 0,
+            restart: None,
+        }
+    }
+}
+
+impl Checkpoints {
+    /// What to do after a commit left the WAL `pages` long, the checkpointer
+    /// having done wake-ups up to number `copied`.
+    fn after_commit(&mut self, pages: i32, copied: u64) -> Checkpoint {
+        let started_over = pages < self.next_wake - CHECKPOINT_PAGES;
+        if started_over {
+            *self = Self {
+                asked: self.asked,
+                ..Self::default()
+            };
+        }
+        if pages >= WAL_PAGES_MAX || self.restart.is_some_and(|r| copied >= r) {
+            *self = Self {
+                asked: self.asked,
+                ..Self::default()
+            };
+            return Checkpoint::Here;
+        }
+        if self.restart.is_some() {
+            return Checkpoint::None;
+        }
+        if pages >= RESTART_PAGES || pages >= self.next_wake {
+            self.next_wake = pages + CHECKPOINT_PAGES;
+            self.asked += 1;
+            if pages >= RESTART_PAGES {
+                self.restart = Some(self.asked);
+            }
+            return Checkpoint::Wake(self.asked);
+        }
+        Checkpoint::None
     }
 }
 
@@ -554,6 +647,43 @@ mod tests {
             assert!(Instant::now() < deadline, "no checkpoint: {} bytes", size());
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    #[test]
+    fn the_checkpointer_is_woken_once_per_growth_and_the_wal_starts_over() {
+        let mut c = Checkpoints::default();
+        let mut woken = Vec::new();
+        // Commits of 30 pages each; the checkpointer does each wake-up at once.
+        let mut pages = 0;
+        let restart = loop {
+            pages += 30;
+            match c.after_commit(pages, c.asked) {
+                Checkpoint::None => {}
+                Checkpoint::Wake(n) => woken.push((n, pages)),
+                Checkpoint::Here => break pages,
+            }
+        };
+        assert_eq!(woken, [(1, 1020), (2, 2040), (3, 3060), (4, 4020)]);
+        assert_eq!(restart, 4050, "the commit after the restart's checkpoint");
+        // The WAL started over: the count starts again.
+        assert_eq!(c.after_commit(40, 4), Checkpoint::None);
+        assert_eq!(c.after_commit(CHECKPOINT_PAGES, 4), Checkpoint::Wake(5));
+
+        // The checkpointer slow: the writer waits for the restart's wake-up
+        // to be done, without waking it again meanwhile.
+        assert_eq!(c.after_commit(RESTART_PAGES, 4), Checkpoint::Wake(6));
+        for pages in (RESTART_PAGES..WAL_PAGES_MAX).step_by(500) {
+            assert_eq!(c.after_commit(pages, 5), Checkpoint::None, "{pages}");
+        }
+        // Behind by so much that the writer copies the WAL itself.
+        assert_eq!(c.after_commit(WAL_PAGES_MAX, 5), Checkpoint::Here);
+
+        // Started over without the writer (no commit came between the
+        // checkpoint and the next transaction).
+        assert_eq!(c.after_commit(CHECKPOINT_PAGES, 6), Checkpoint::Wake(7));
+        assert_eq!(c.after_commit(CHECKPOINT_PAGES + 500, 7), Checkpoint::None);
+        assert_eq!(c.after_commit(60, 7), Checkpoint::None);
+        assert_eq!(c.after_commit(CHECKPOINT_PAGES + 1, 7), Checkpoint::Wake(8));
     }
 
     #[test]
