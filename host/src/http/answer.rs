@@ -155,19 +155,6 @@ pub(crate) struct ValidationProblem<'a> {
     errors: std::collections::BTreeMap<&'a str, Vec<String>>,
 }
 
-/// A header value written from `args` on the stack when it fits, so the value's
-/// own bytes are its one allocation (no growing `String` first); `None` when
-/// the text is not a header value.
-pub(crate) fn header_value(args: std::fmt::Arguments<'_>) -> Option<HeaderValue> {
-    use std::io::Write as _;
-    let mut text = std::io::Cursor::new([0u8; 256]);
-    if text.write_fmt(args).is_ok() {
-        let len = usize::try_from(text.position()).ok()?;
-        return HeaderValue::from_bytes(&text.get_ref()[..len]).ok();
-    }
-    HeaderValue::from_str(&std::fmt::format(args)).ok()
-}
-
 /// Sets `Retry-After` (seconds).
 pub(crate) fn retry_after(resp: &mut Response<Body>, secs: u64) {
     resp.headers_mut()

@@ -18,8 +18,8 @@ pub(crate) mod turns;
 
 pub(crate) use access::{authenticate, authorize, client_addr, refusal_reason, require_super_user};
 pub(crate) use answer::{
-    ErrorBody, Problem, ValidationProblem, component_failure, error, error_details, header_value,
-    json, json_body, problem, refused, retry_after, unresolved, validation_failed,
+    ErrorBody, Problem, ValidationProblem, component_failure, error, error_details, json,
+    json_body, problem, refused, retry_after, unresolved, validation_failed,
 };
 pub(crate) use body::{BodyError, read_body, read_limited, read_limited_to};
 pub use routes::{GatewayService, Routes, dispatch};

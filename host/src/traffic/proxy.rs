@@ -7,7 +7,6 @@
 //! only when the client is one of `Limits.TrustedProxies`; from anyone else they
 //! are replaced, so no client can tell the upstream it is someone else.
 
-use crate::http::header_value;
 use crate::tenancy::Tenant;
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, HeaderValue};
@@ -112,41 +111,140 @@ impl Body for ClientBody {
     }
 }
 
-/// A value as an RFC 9110 quoted-string (for `Forwarded`'s `host=`).
-struct Quoted<'a>(&'a str);
+/// A header value written piece by piece: on the stack up to 256 bytes, on
+/// the heap past them. Every proxied request carries two such values
+/// (`X-Forwarded-For`, `Forwarded`); written through `format_args!` each
+/// piece was a dynamic call into the formatter, each character of a quoted
+/// host one too, and the address went through `Display`.
+struct ValueText {
+    stack: [u8; 256],
+    len: usize,
+    heap: Option<Vec<u8>>,
+}
 
-impl std::fmt::Display for Quoted<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use std::fmt::Write as _;
-        f.write_char('"')?;
-        for c in self.0.chars() {
-            if c == '"' || c == '\\' {
-                f.write_char('\\')?;
+impl ValueText {
+    fn new() -> Self {
+        Self {
+            stack: [0; 256],
+            len: 0,
+            heap: None,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if let Some(heap) = &mut self.heap {
+            heap.extend_from_slice(bytes);
+            return;
+        }
+        let end = self.len + bytes.len();
+        match self.stack.get_mut(self.len..end) {
+            Some(room) => {
+                room.copy_from_slice(bytes);
+                self.len = end;
             }
-            f.write_char(c)?;
+            None => {
+                let mut heap = Vec::with_capacity(end + 64);
+                heap.extend_from_slice(&self.stack[..self.len]);
+                heap.extend_from_slice(bytes);
+                self.heap = Some(heap);
+            }
         }
-        f.write_char('"')
+    }
+
+    /// An address: IPv4 digit by digit; IPv6 (rarer, and with its zero-run
+    /// rules) through its `Display`.
+    fn ip(&mut self, ip: std::net::IpAddr) {
+        match ip {
+            std::net::IpAddr::V4(ip) => {
+                let mut digits = itoa::Buffer::new();
+                for (i, octet) in ip.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.push(b".");
+                    }
+                    self.push(digits.format(octet).as_bytes());
+                }
+            }
+            std::net::IpAddr::V6(ip) => {
+                use std::fmt::Write as _;
+                let _ = write!(self, "{ip}");
+            }
+        }
+    }
+
+    /// `text` as an RFC 9110 quoted-string (for `Forwarded`'s `host=`).
+    fn quoted(&mut self, text: &str) {
+        self.push(b"\"");
+        for piece in text.split_inclusive(['"', '\\']) {
+            match piece.as_bytes().split_last() {
+                Some((&last, before)) if last == b'"' || last == b'\\' => {
+                    self.push(before);
+                    self.push(&[b'\\', last]);
+                }
+                _ => self.push(piece.as_bytes()),
+            }
+        }
+        self.push(b"\"");
+    }
+
+    /// This hop's `Forwarded` element (RFC 7239): the client (an IPv6
+    /// address bracketed and quoted), the host it asked for, the protocol.
+    fn element(&mut self, client: std::net::IpAddr, host: &str) {
+        self.push(b"for=");
+        if client.is_ipv6() {
+            self.push(b"\"[");
+            self.ip(client);
+            self.push(b"]\"");
+        } else {
+            self.ip(client);
+        }
+        if !host.is_empty() {
+            self.push(b";host=");
+            self.quoted(host);
+        }
+        self.push(b";proto=http");
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.heap.as_deref().unwrap_or(&self.stack[..self.len])
+    }
+
+    fn value(&self) -> Option<HeaderValue> {
+        HeaderValue::from_bytes(self.bytes()).ok()
     }
 }
 
-/// This hop's `Forwarded` element (RFC 7239): the client (an IPv6 address
-/// bracketed and quoted), the host it asked for, the protocol.
-struct Element<'a> {
+impl std::fmt::Write for ValueText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// `X-Forwarded-For`: a trusted proxy's list, then the client.
+fn forwarded_for(prior: Option<&str>, client: std::net::IpAddr) -> Option<HeaderValue> {
+    let mut text = ValueText::new();
+    if let Some(prior) = prior {
+        text.push(prior.as_bytes());
+        text.push(b", ");
+    }
+    text.ip(client);
+    text.value()
+}
+
+/// `Forwarded`: one field, a trusted proxy's elements first (RFC 7239 §4),
+/// so an upstream reading only one `Forwarded` line still sees them all.
+fn forwarded<'a>(
+    prior: impl Iterator<Item = &'a HeaderValue>,
     client: std::net::IpAddr,
-    host: &'a str,
-}
-
-impl std::fmt::Display for Element<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.client {
-            std::net::IpAddr::V4(ip) => write!(f, "for={ip}")?,
-            std::net::IpAddr::V6(ip) => write!(f, "for=\"[{ip}]\"")?,
-        }
-        if !self.host.is_empty() {
-            write!(f, ";host={}", Quoted(self.host))?;
-        }
-        f.write_str(";proto=http")
+    host: &str,
+) -> Option<HeaderValue> {
+    let mut text = ValueText::new();
+    for prior in prior.filter_map(|v| v.to_str().ok()) {
+        text.push(prior.as_bytes());
+        text.push(b", ");
     }
+    text.element(client, host);
+    text.value()
 }
 
 /// A pooled HTTP/1.1 client for upstreams.
@@ -214,33 +312,19 @@ impl Proxy {
         } else {
             None
         };
-        let forwarded_for = match prior {
-            Some(prior) => header_value(format_args!("{prior}, {ip}")),
-            None => header_value(format_args!("{ip}")),
-        };
-        if let Some(v) = forwarded_for {
+        if let Some(v) = forwarded_for(prior, ip) {
             headers.insert(X_FORWARDED_FOR, v);
         }
-        let element = Element {
-            client: ip,
-            host: original_host
-                .as_ref()
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or(""),
-        };
-        // One field, a trusted proxy's elements first (RFC 7239 §4), so an
-        // upstream reading only one `Forwarded` line still sees them all.
-        let forwarded = if trusted && headers.contains_key(FORWARDED) {
-            let prior: Vec<&str> = headers
-                .get_all(FORWARDED)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            header_value(format_args!("{}, {element}", prior.join(", ")))
+        let host = original_host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let prior = if trusted {
+            Some(headers.get_all(FORWARDED).iter())
         } else {
-            header_value(format_args!("{element}"))
+            None
         };
-        if let Some(v) = forwarded {
+        if let Some(v) = forwarded(prior.into_iter().flatten(), ip, host) {
             headers.insert(FORWARDED, v);
         }
         // A trusted proxy's own X-Forwarded-Host / -Proto say what its client
@@ -371,12 +455,60 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_host_is_a_quoted_string() {
+    fn forwarding_values_are_written_as_the_rfcs_spell_them() {
+        let text = |write: &dyn Fn(&mut ValueText)| {
+            let mut t = ValueText::new();
+            write(&mut t);
+            String::from_utf8(t.bytes().to_vec()).unwrap()
+        };
         assert_eq!(
-            Quoted("example.com:8080").to_string(),
+            text(&|t| t.quoted("example.com:8080")),
             "\"example.com:8080\""
         );
-        assert_eq!(Quoted(r#"a"b\c"#).to_string(), r#""a\"b\\c""#);
+        assert_eq!(text(&|t| t.quoted(r#"a"b\c\"#)), r#""a\"b\\c\\""#);
+        assert_eq!(text(&|t| t.quoted("")), r#""""#);
+        for ip in [
+            "0.0.0.0",
+            "10.200.3.45",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::7",
+        ] {
+            assert_eq!(text(&|t| t.ip(ip.parse().unwrap())), ip);
+        }
+        let v4: std::net::IpAddr = "192.0.2.60".parse().unwrap();
+        let v6: std::net::IpAddr = "2001:db8::7".parse().unwrap();
+        assert_eq!(
+            text(&|t| t.element(v4, "gw")),
+            r#"for=192.0.2.60;host="gw";proto=http"#
+        );
+        assert_eq!(
+            text(&|t| t.element(v6, "")),
+            r#"for="[2001:db8::7]";proto=http"#
+        );
+        let prior = [
+            HeaderValue::from_static("for=6.6.6.6"),
+            HeaderValue::from_bytes(b"\xff").unwrap(),
+            HeaderValue::from_static("for=7.7.7.7;proto=https"),
+        ];
+        assert_eq!(
+            forwarded(prior.iter(), v4, "h").unwrap(),
+            r#"for=6.6.6.6, for=7.7.7.7;proto=https, for=192.0.2.60;host="h";proto=http"#
+        );
+        assert_eq!(
+            forwarded_for(Some("1.1.1.1, 2.2.2.2"), v4).unwrap(),
+            "1.1.1.1, 2.2.2.2, 192.0.2.60"
+        );
+        // Past the stack buffer: on the heap, the same text.
+        let long = "x".repeat(600);
+        let written = forwarded_for(Some(&long), v4).unwrap();
+        assert_eq!(written.len(), 600 + 2 + "192.0.2.60".len());
+        assert!(written.to_str().unwrap().ends_with("x, 192.0.2.60"));
+        let written = text(&|t| {
+            t.push(&[b'a'; 250]);
+            t.quoted("0123456789");
+        });
+        assert_eq!(written, format!("{}\"0123456789\"", "a".repeat(250)));
     }
 
     #[test]
