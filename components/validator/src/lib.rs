@@ -117,10 +117,11 @@ impl Validator {
         if !violations.is_empty() {
             return Err(violations);
         }
-        let mut config = self.defaults.clone();
-        if let Value::Object(doc) = doc {
-            merge_into(&mut config, doc, &mut Vec::new());
-        }
+        let merged = match doc {
+            Value::Object(doc) => self.merged(None, doc, &mut Vec::new())?,
+            _ => self.defaults_text.clone(),
+        };
+        let config: Value = serde_json::from_str(&merged).map_err(unreadable)?;
         violations.extend(rules::check(TenantConfig::deserialize(&config)));
         if violations.is_empty() {
             Ok(config)
@@ -145,40 +146,17 @@ impl Validator {
         if !violations.is_empty() {
             return Err(violations);
         }
-        let unreadable = |e: serde_json::Error| {
-            vec![Violation::new(
-                "$",
-                format!("Stored configuration is unreadable: {e}"),
-            )]
-        };
-        // A stored document carries the API's read-only fields; the outcome
-        // holds only the configuration sections.
-        let mut config =
-            Sections::read(current.unwrap_or(&self.defaults_text)).map_err(unreadable)?;
         let mut updated_fields = Vec::new();
-        if let Value::Object(patch) = patch {
-            for (section, fields) in patch {
-                let Value::Object(fields) = fields else {
-                    // Top-level scalars (tenant_id, updated_at) are read-only
-                    // (the schema refuses them): kept as stored.
-                    continue;
-                };
-                let mut target: Map<String, Value> = match config.get(&section) {
-                    Some(text) => serde_json::from_str(text.get()).map_err(unreadable)?,
-                    None => Map::new(),
-                };
-                merge_section(&section, &mut target, fields, &mut updated_fields);
-                let text = serde_json::value::to_raw_value(&target).map_err(unreadable)?;
-                config.set(&section, text);
-            }
-        }
+        let config = match patch {
+            Value::Object(patch) => self.merged(current, patch, &mut updated_fields)?,
+            _ => String::new(),
+        };
         if updated_fields.is_empty() {
             return Err(vec![Violation::new(
                 "$",
                 "The update sets no configuration field",
             )]);
         }
-        let config = json_text(&config);
         let violations = rules::check(serde_json::from_str(&config));
         if violations.is_empty() {
             Ok(PatchOutcome {
@@ -188,6 +166,38 @@ impl Validator {
         } else {
             Err(violations)
         }
+    }
+}
+
+impl Validator {
+    /// `patch` applied to `current` (or to the defaults), as JSON text, each
+    /// leaf set recorded in `updated`. Only the sections the update names
+    /// are parsed and written again; the others are carried as the text they
+    /// were stored as. A stored document's read-only fields (`tenant_id`,
+    /// `updated_at`) are left out: the result holds the sections only.
+    fn merged(
+        &self,
+        current: Option<&str>,
+        patch: Map<String, Value>,
+        updated: &mut Vec<String>,
+    ) -> Result<String, Vec<Violation>> {
+        let mut config =
+            Sections::read(current.unwrap_or(&self.defaults_text)).map_err(unreadable)?;
+        for (section, fields) in patch {
+            let Value::Object(fields) = fields else {
+                // Top-level scalars (tenant_id, updated_at) are read-only
+                // (the schema refuses them): kept as stored.
+                continue;
+            };
+            let mut target: Map<String, Value> = match config.get(&section) {
+                Some(text) => serde_json::from_str(text.get()).map_err(unreadable)?,
+                None => Map::new(),
+            };
+            merge_section(&section, &mut target, fields, updated);
+            let text = serde_json::value::to_raw_value(&target).map_err(unreadable)?;
+            config.set(&section, text);
+        }
+        Ok(json_text(&config))
     }
 }
 
@@ -247,27 +257,17 @@ fn whole_numbers_as_integers(patch: &mut Value) {
     }
 }
 
+/// A stored configuration that cannot be read, as a violation.
+fn unreadable(e: serde_json::Error) -> Vec<Violation> {
+    vec![Violation::new(
+        "$",
+        format!("Stored configuration is unreadable: {e}"),
+    )]
+}
+
 fn parse(text: &str) -> Result<Value, Vec<Violation>> {
     serde_json::from_str(text)
         .map_err(|e| vec![Violation::new("$", format!("Malformed JSON: {e}"))])
-}
-
-/// Applies a (schema-valid) update to a configuration, recording each leaf set.
-fn merge_into(config: &mut Value, patch: Map<String, Value>, updated: &mut Vec<String>) {
-    let Value::Object(config) = config else {
-        return;
-    };
-    for (section, fields) in patch {
-        let Value::Object(fields) = fields else {
-            continue;
-        };
-        let target = config
-            .entry(section.as_str())
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(target) = target {
-            merge_section(&section, target, fields, updated);
-        }
-    }
 }
 
 /// Applies an update's fields to one section, recording each leaf set. Fields

@@ -346,21 +346,21 @@ impl Default for Checkpoints {
 }
 
 impl Checkpoints {
+    /// Counts from an empty WAL again (wake-ups keep their numbers).
+    fn start_over(&mut self) {
+        self.next_wake = CHECKPOINT_PAGES;
+        self.restart = None;
+    }
+
     /// What to do after a commit left the WAL `pages` long, the checkpointer
     /// having done wake-ups up to number `copied`.
     fn after_commit(&mut self, pages: i32, copied: u64) -> Checkpoint {
-        let started_over = pages < self.next_wake - CHECKPOINT_PAGES;
-        if started_over {
-            *self = Self {
-                asked: self.asked,
-                ..Self::default()
-            };
+        if pages < self.next_wake - CHECKPOINT_PAGES {
+            // The WAL started over.
+            self.start_over();
         }
         if pages >= WAL_PAGES_MAX || self.restart.is_some_and(|r| copied >= r) {
-            *self = Self {
-                asked: self.asked,
-                ..Self::default()
-            };
+            self.start_over();
             return Checkpoint::Here;
         }
         if self.restart.is_some() {
