@@ -15,6 +15,7 @@ pub mod listening;
 mod routes;
 mod server;
 pub(crate) mod turns;
+pub(crate) mod workers;
 
 pub(crate) use access::{authenticate, authorize, client_addr, refusal_reason, require_super_user};
 pub(crate) use answer::{

@@ -240,6 +240,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let requests = Requests::new(gateway.metrics.clone());
     let graceful = GracefulShutdown::new();
+    let workers = super::workers::Workers::start()?;
     let listening = gateway.http_listening.clone();
     let serving = listening.serving();
     tokio::pin!(shutdown);
@@ -269,26 +270,43 @@ pub async fn serve(
                 }
                 let health_only = open >= gateway.limits.max_connections;
                 let _ = stream.set_nodelay(true);
+                // Out of this runtime's reactor, into the worker's.
+                let stream = match stream.into_std() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "an accepted connection could not be handed over");
+                        continue;
+                    }
+                };
                 let app = app.clone();
                 let requests = requests.clone();
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    if health_only && !is_health(req.uri().path()) {
-                        return Answer::Now {
-                            resp: Some(at_connection_limit()),
+                let watcher = graceful.watcher();
+                workers.run(Box::new(move || {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        if health_only && !is_health(req.uri().path()) {
+                            return Answer::Now {
+                                resp: Some(at_connection_limit()),
+                            };
+                        }
+                        Answer::Serving {
+                            serving: answer(&app, &requests, peer, req),
+                        }
+                    });
+                    Box::pin(async move {
+                        let _guard = guard;
+                        let stream = match tokio::net::TcpStream::from_std(stream) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                tracing::debug!(error = %e, "a connection could not be served");
+                                return;
+                            }
                         };
-                    }
-                    Answer::Serving {
-                        serving: answer(&app, &requests, peer, req),
-                    }
-                });
-                let conn = http1().serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _guard = guard;
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
+                        let conn = http1().serve_connection(TokioIo::new(stream), service);
+                        if let Err(e) = watcher.watch(conn).await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    })
+                }));
             }
             _ = &mut shutdown => break,
         }
@@ -297,12 +315,17 @@ pub async fn serve(
     drop(serving);
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+    let finished = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
         .await
-        .is_err()
-    {
+        .is_ok();
+    if !finished {
         tracing::warn!("in-flight requests still running after 30 s; stopping anyway");
     }
+    // Their connections have ended (unless given up on): the workers end
+    // at once.
+    tokio::task::spawn_blocking(move || workers.stop(finished))
+        .await
+        .map_err(std::io::Error::other)?;
     Ok(())
 }
 

@@ -68,9 +68,15 @@ pub struct Upstream<B> {
     idle_timeout: Duration,
 }
 
+/// A connection's sender, and the worker whose thread drives the connection
+/// (`http::workers::here`).
+type Driven<B> = (SendRequest<B>, usize);
+
 struct Idle<B> {
     sender: SendRequest<B>,
     since: Instant,
+    /// The worker whose thread drives the connection (`http::workers::here`).
+    home: usize,
 }
 
 impl<B> Pools<B>
@@ -173,8 +179,9 @@ impl<B> Upstream<B> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keeps `sender` for the next request, if there is room.
-    fn put_back(&self, sender: SendRequest<B>) {
+    /// Keeps `sender` (driven by worker `home`) for the next request, if
+    /// there is room.
+    fn put_back(&self, sender: SendRequest<B>, home: usize) {
         if sender.is_closed() {
             return;
         }
@@ -183,8 +190,21 @@ impl<B> Upstream<B> {
             idle.push(Idle {
                 sender,
                 since: Instant::now(),
+                home,
             });
         }
+    }
+
+    /// The idle connection to use next: the most recently used of those
+    /// this thread's worker drives, else the most recently used.
+    fn take_idle(&self) -> Option<Idle<B>> {
+        let here = crate::http::workers::here();
+        let mut idle = self.idle();
+        let at = idle
+            .iter()
+            .rposition(|i| i.home == here)
+            .or(idle.len().checked_sub(1))?;
+        Some(idle.remove(at))
     }
 }
 
@@ -202,15 +222,18 @@ where
     ) -> Result<Response<PooledBody<B>>, SendError> {
         req.headers_mut()
             .insert(http::header::HOST, self.host.clone());
-        let (mut sender, reused) = match self.checkout().await {
-            Some(s) => (s, true),
-            None => (self.connect().await?, false),
+        let (mut sender, mut home, reused) = match self.checkout().await {
+            Some((s, home)) => (s, home, true),
+            None => {
+                let (s, home) = self.connect().await?;
+                (s, home, false)
+            }
         };
         let resp = match sender.try_send_request(req).await {
             Ok(resp) => resp,
             Err(mut e) => match e.take_message() {
                 Some(req) if reused => {
-                    sender = self.connect().await?;
+                    (sender, home) = self.connect().await?;
                     sender
                         .send_request(req)
                         .await
@@ -222,7 +245,7 @@ where
         let (parts, body) = resp.into_parts();
         let mut body = PooledBody {
             inner: body,
-            back: Some((self.clone(), sender)),
+            back: Some((self.clone(), sender, home)),
         };
         if body.inner.is_end_stream() {
             body.release();
@@ -230,17 +253,22 @@ where
         Ok(Response::from_parts(parts, body))
     }
 
-    /// An idle connection ready for a request, the most recently used first.
-    async fn checkout(&self) -> Option<SendRequest<B>> {
+    /// An idle connection ready for a request ([`Upstream::take_idle`]),
+    /// and the worker driving it.
+    async fn checkout(&self) -> Option<Driven<B>> {
         loop {
-            let Idle { mut sender, since } = self.idle().pop()?;
+            let Idle {
+                mut sender,
+                since,
+                home,
+            } = self.take_idle()?;
             if sender.is_closed() || since.elapsed() >= self.idle_timeout {
                 continue;
             }
             // Ready at once unless its connection has not yet seen the end
             // of the last exchange.
             if sender.ready().await.is_ok() {
-                return Some(sender);
+                return Some((sender, home));
             }
         }
     }
@@ -249,8 +277,12 @@ where
     /// task of its own until it closes. Boxed: connecting is rare, and its
     /// future (name lookup, connect, handshake) would otherwise make every
     /// request's future larger.
-    fn connect(&self) -> Pin<Box<impl Future<Output = Result<SendRequest<B>, SendError>> + '_>> {
-        Box::pin(self.connect_unboxed())
+    /// Its task runs on this thread's worker, which drives it from then on.
+    fn connect(&self) -> Pin<Box<impl Future<Output = Result<Driven<B>, SendError>> + '_>> {
+        Box::pin(async {
+            let sender = self.connect_unboxed().await?;
+            Ok((sender, crate::http::workers::here()))
+        })
     }
 
     /// [`Upstream::connect`], unboxed.
@@ -293,14 +325,15 @@ where
 /// connection goes back to the pool; dropped before, the connection closes.
 pub struct PooledBody<B> {
     inner: Incoming,
-    back: Option<(Arc<Upstream<B>>, SendRequest<B>)>,
+    /// Its pool, its connection and the worker driving it.
+    back: Option<(Arc<Upstream<B>>, SendRequest<B>, usize)>,
 }
 
 impl<B> PooledBody<B> {
     /// Hands the connection back to its pool.
     fn release(&mut self) {
-        if let Some((up, sender)) = self.back.take() {
-            up.put_back(sender);
+        if let Some((up, sender, home)) = self.back.take() {
+            up.put_back(sender, home);
         }
     }
 }
