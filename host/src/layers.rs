@@ -23,6 +23,8 @@ const ROOT_ITEMS: &[&str] = &[
     "write_whole",
     "temp_beside",
     "return_free_memory",
+    "connection_worker",
+    "set_connection_worker",
 ];
 
 /// Imports that still point upward, each with what removes it. The test

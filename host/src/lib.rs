@@ -28,6 +28,25 @@ pub mod wasm;
 
 pub use app::{Options, Running, Watch, apply_settings, start};
 
+thread_local! {
+    /// Which connection worker this thread is ([`connection_worker`]).
+    static CONNECTION_WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The connection worker (`http::workers`) whose thread this is, 1, 2, …
+/// (numbered per listener), or 0 on any other thread. Upstream connections
+/// are kept for requests of the worker that drives them (`traffic::pool`),
+/// and a component called there runs on the main runtime instead
+/// (`wasm::Runtime::on_guest_threads`).
+pub(crate) fn connection_worker() -> usize {
+    CONNECTION_WORKER.with(std::cell::Cell::get)
+}
+
+/// Marks this thread as connection worker `n` (`http::workers`).
+pub(crate) fn set_connection_worker(n: usize) {
+    CONNECTION_WORKER.with(|w| w.set(n));
+}
+
 /// Returns the heap's free pages to the system (glibc keeps what a burst of
 /// allocation grew, however much of it is freed).
 pub(crate) fn return_free_memory() {

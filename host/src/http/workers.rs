@@ -13,7 +13,6 @@
 //! connections of its worker go on between ticks; blocking work still goes to
 //! a blocking pool (each worker's own).
 
-use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,19 +26,6 @@ pub(super) type Job = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send
 /// The blocking threads of every worker together (tokio's default for one
 /// runtime, shared out).
 const BLOCKING_THREADS: usize = 512;
-
-thread_local! {
-    /// Which worker this thread is: 1, 2, … ([`here`]).
-    static HERE: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The worker whose thread this is (1, 2, …; numbered per listener), or 0
-/// on any other thread. Upstream connections are kept for requests of the
-/// worker that drives them (`traffic::pool`): one handed to another worker
-/// would cost two wake-ups across threads per request.
-pub(crate) fn here() -> usize {
-    HERE.with(Cell::get)
-}
 
 /// The connection workers of one listener.
 pub(super) struct Workers {
@@ -86,7 +72,7 @@ impl Workers {
             let thread = std::thread::Builder::new()
                 .name(format!("tg-http-{i}"))
                 .spawn(move || {
-                    HERE.with(|h| h.set(i + 1));
+                    crate::set_connection_worker(i + 1);
                     runtime.block_on(run(received))
                 })?;
             workers.push(Worker {
@@ -185,7 +171,7 @@ mod tests {
                     .await
                     .unwrap();
                     let _ = released.wait_for(|r| *r).await;
-                    assert!(super::here() > 0);
+                    assert!(crate::connection_worker() > 0);
                     seen_tx.send((here, spawned)).unwrap();
                 })
             }));

@@ -69,13 +69,13 @@ pub struct Upstream<B> {
 }
 
 /// A connection's sender, and the worker whose thread drives the connection
-/// (`http::workers::here`).
+/// (`crate::connection_worker`).
 type Driven<B> = (SendRequest<B>, usize);
 
 struct Idle<B> {
     sender: SendRequest<B>,
     since: Instant,
-    /// The worker whose thread drives the connection (`http::workers::here`).
+    /// The worker whose thread drives the connection (`crate::connection_worker`).
     home: usize,
 }
 
@@ -198,7 +198,7 @@ impl<B> Upstream<B> {
     /// The idle connection to use next: the most recently used of those
     /// this thread's worker drives, else the most recently used.
     fn take_idle(&self) -> Option<Idle<B>> {
-        let here = crate::http::workers::here();
+        let here = crate::connection_worker();
         let mut idle = self.idle();
         let at = idle
             .iter()
@@ -281,7 +281,7 @@ where
     fn connect(&self) -> Pin<Box<impl Future<Output = Result<Driven<B>, SendError>> + '_>> {
         Box::pin(async {
             let sender = self.connect_unboxed().await?;
-            Ok((sender, crate::http::workers::here()))
+            Ok((sender, crate::connection_worker()))
         })
     }
 

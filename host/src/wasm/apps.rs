@@ -219,7 +219,7 @@ impl Runtime {
     /// Serves one tenant request with a tenant app: a fresh instance that sees
     /// only `tenant`'s variables.
     pub async fn serve_app(
-        &self,
+        self: &Arc<Self>,
         app: &App,
         tenant: Arc<crate::tenancy::Tenant>,
         req: http::Request<Bytes>,

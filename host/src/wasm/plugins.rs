@@ -281,9 +281,19 @@ impl Runtime {
         instance: Instance,
     ) -> Result<Result<Patched, Vec<Violation>>, CallError> {
         let snapshot = self.snapshot.load_full();
-        apply_patch(&snapshot.validator, "", current, patch, instance)
+        let (current, patch) = (current.map(str::to_owned), patch.to_owned());
+        self.on_guest_threads(async move {
+            apply_patch(
+                &snapshot.validator,
+                "",
+                current.as_deref(),
+                &patch,
+                instance,
+            )
             .await
-            .map_err(CallError::Guest)
+        })
+        .await?
+        .map_err(CallError::Guest)
     }
 
     /// Validates a whole configuration with the validator serving `tenant`
@@ -294,9 +304,18 @@ impl Runtime {
         tenant: Option<&str>,
     ) -> Result<Result<(), Vec<Violation>>, CallError> {
         let snapshot = self.snapshot.load_full();
-        validate_config(snapshot.validator_for(tenant), tenant.unwrap_or(""), config)
+        let (config, tenant) = (config.to_owned(), tenant.map(str::to_owned));
+        self.on_guest_threads(async move {
+            let tenant = tenant.as_deref();
+            validate_config(
+                snapshot.validator_for(tenant),
+                tenant.unwrap_or(""),
+                &config,
+            )
             .await
-            .map_err(CallError::Guest)
+        })
+        .await?
+        .map_err(CallError::Guest)
     }
 
     /// Validates a Hono tenant information document with the validator serving
@@ -307,12 +326,17 @@ impl Runtime {
         tenant: Option<&str>,
     ) -> Result<Result<(), Vec<Violation>>, CallError> {
         let snapshot = self.snapshot.load_full();
-        validate_tenant_info(
-            snapshot.validator_for(tenant),
-            tenant.unwrap_or(""),
-            document,
-        )
-        .await
+        let (document, tenant) = (document.to_owned(), tenant.map(str::to_owned));
+        self.on_guest_threads(async move {
+            let tenant = tenant.as_deref();
+            validate_tenant_info(
+                snapshot.validator_for(tenant),
+                tenant.unwrap_or(""),
+                &document,
+            )
+            .await
+        })
+        .await?
         .map_err(CallError::Guest)
     }
 
@@ -324,9 +348,12 @@ impl Runtime {
         instance: Instance,
     ) -> Result<usize, CallError> {
         let snapshot = self.snapshot.load_full();
-        count_features(&snapshot.gate, tier, config, instance)
-            .await
-            .map(|n| n.enabled)
-            .map_err(CallError::Guest)
+        let config = config.to_owned();
+        self.on_guest_threads(async move {
+            count_features(&snapshot.gate, tier, &config, instance).await
+        })
+        .await?
+        .map(|n| n.enabled)
+        .map_err(CallError::Guest)
     }
 }

@@ -68,7 +68,7 @@ impl Runtime {
                 let req = http::Request::get("/_self-test")
                     .body(Bytes::new())
                     .expect("a valid request");
-                match self.serve_http(a.pre.clone(), data, req).await {
+                match self.serve_http_here(a.pre.clone(), data, req).await {
                     Ok(resp) if resp.status().is_server_error() => Err(LoadError::SelfTest(
                         format!("it answered a request with {}", resp.status()),
                     )),

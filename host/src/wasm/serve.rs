@@ -58,7 +58,7 @@ impl Runtime {
     /// component is done). The answer names the component versions that
     /// served it (`x-tg-components`).
     pub async fn serve_config_api(
-        &self,
+        self: &Arc<Self>,
         req: http::Request<Bytes>,
         principal: String,
         tenant: Option<String>,
@@ -96,7 +96,29 @@ impl Runtime {
 
     /// Runs a `wasi:http` handler for one request in a fresh store with the memory
     /// cap and epoch deadline; the whole response is read before it is returned.
+    /// On a connection worker, all of it runs on the guests' runtime
+    /// ([`Runtime::on_guest_threads`]): the guest, and the reading of its
+    /// answer, which would otherwise wake the worker once per piece.
     pub(super) async fn serve_http<T>(
+        self: &Arc<Self>,
+        pre: ProxyPre<T>,
+        data: T,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, CallError>
+    where
+        T: WasiHttpView + LimitedState + Send + 'static,
+    {
+        if self.guests.is_some() && crate::connection_worker() != 0 {
+            let this = self.clone();
+            return self
+                .on_guest_threads(async move { this.serve_http_here(pre, data, req).await })
+                .await?;
+        }
+        self.serve_http_here(pre, data, req).await
+    }
+
+    /// [`Runtime::serve_http`], on this thread's runtime.
+    pub(super) async fn serve_http_here<T>(
         &self,
         pre: ProxyPre<T>,
         data: T,

@@ -413,3 +413,35 @@ async fn the_builtin_validator_starts_with_its_schemas_compiled() {
     assert!(compiling >= 512 << 10, "{grew}");
     assert!(compiled <= 64 << 10, "{grew}");
 }
+
+/// A component called on a connection worker runs on the runtime the wasm
+/// runtime was made on (the main one, whose threads share out work), so a
+/// guest that computes does not hold the worker's other connections; called
+/// anywhere else, it runs where it was called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_called_on_a_connection_worker_run_on_the_main_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let here = std::thread::current().id();
+    let ran = rt
+        .on_guest_threads(async { std::thread::current().id() })
+        .await
+        .unwrap();
+    assert_eq!(ran, here, "not on a worker: in place");
+
+    let on_worker = rt.clone();
+    let (worker, ran) = std::thread::spawn(move || {
+        crate::set_connection_worker(1);
+        let local = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ran = local
+            .block_on(on_worker.on_guest_threads(async { std::thread::current().id() }))
+            .unwrap();
+        (std::thread::current().id(), ran)
+    })
+    .join()
+    .unwrap();
+    assert_ne!(ran, worker, "on a worker: moved to the main runtime");
+}
