@@ -34,11 +34,12 @@ pub(super) struct Workers {
 
 struct Worker {
     /// Unbounded, but never longer than the connections the listener let
-    /// in (`Limits.MaxConnections` and the health headroom).
-    jobs: Option<mpsc::UnboundedSender<Job>>,
+    /// in (`Limits.MaxConnections` and the health headroom). Each job comes
+    /// with its count against the worker.
+    jobs: mpsc::UnboundedSender<(Job, Load)>,
     /// Connections it serves now (handed over and not yet ended).
     load: Arc<AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// Counts a connection against its worker while it lives.
@@ -68,7 +69,7 @@ impl Workers {
                 .max_blocking_threads((BLOCKING_THREADS / n).max(1))
                 .thread_name(format!("tg-http-{i}-blocking"))
                 .build()?;
-            let (jobs, received) = mpsc::unbounded_channel::<Job>();
+            let (jobs, received) = mpsc::unbounded_channel();
             let thread = std::thread::Builder::new()
                 .name(format!("tg-http-{i}"))
                 .spawn(move || {
@@ -76,9 +77,9 @@ impl Workers {
                     runtime.block_on(run(received))
                 })?;
             workers.push(Worker {
-                jobs: Some(jobs),
+                jobs,
                 load: Arc::default(),
-                thread: Some(thread),
+                thread,
             });
         }
         Ok(Self { workers })
@@ -95,52 +96,33 @@ impl Workers {
             return;
         };
         worker.load.fetch_add(1, Ordering::Relaxed);
-        let load = Load(worker.load.clone());
-        let job: Job = Box::new(move || {
-            let serving = job();
-            Box::pin(async move {
-                let _load = load;
-                serving.await;
-            })
-        });
-        if let Some(jobs) = &worker.jobs {
-            // A worker only stops once its sender is dropped (`stop`).
-            let _ = jobs.send(job);
-        }
+        // A worker only stops once its sender is dropped (with `self`).
+        let _ = worker.jobs.send((job, Load(worker.load.clone())));
     }
 
-    /// Lets the workers go once every connection handed to them has ended;
-    /// with `wait`, returns only then.
-    pub(super) fn stop(mut self, wait: bool) {
-        for w in &mut self.workers {
-            w.jobs = None;
-        }
-        for w in &mut self.workers {
-            if let Some(thread) = w.thread.take()
-                && wait
-            {
+    /// Lets the workers go once every connection handed to them has ended
+    /// (dropped, the workers go then too); with `wait`, returns only then.
+    pub(super) fn stop(self, wait: bool) {
+        // Each sender goes with its worker here.
+        let threads: Vec<_> = self.workers.into_iter().map(|w| w.thread).collect();
+        if wait {
+            for thread in threads {
                 let _ = thread.join();
             }
         }
     }
 }
 
-impl Drop for Workers {
-    fn drop(&mut self) {
-        // Not stopped: the senders go with `self`, the threads end on
-        // their own once their connections have.
-        for w in &mut self.workers {
-            w.jobs = None;
-        }
-    }
-}
-
 /// A worker's life: every job received spawned, then, once no more can
 /// come, every connection served to its end.
-async fn run(mut jobs: mpsc::UnboundedReceiver<Job>) {
+async fn run(mut jobs: mpsc::UnboundedReceiver<(Job, Load)>) {
     let tracker = tokio_util::task::TaskTracker::new();
-    while let Some(job) = jobs.recv().await {
-        tracker.spawn(job());
+    while let Some((job, load)) = jobs.recv().await {
+        let serving = job();
+        tracker.spawn(async move {
+            let _load = load;
+            serving.await;
+        });
     }
     tracker.close();
     tracker.wait().await;

@@ -108,13 +108,9 @@ impl Runtime {
     where
         T: WasiHttpView + LimitedState + Send + 'static,
     {
-        if self.guests.is_some() && crate::connection_worker() != 0 {
-            let this = self.clone();
-            return self
-                .on_guest_threads(async move { this.serve_http_here(pre, data, req).await })
-                .await?;
-        }
-        self.serve_http_here(pre, data, req).await
+        let this = self.clone();
+        self.on_guest_threads(async move { this.serve_http_here(pre, data, req).await })
+            .await?
     }
 
     /// [`Runtime::serve_http`], on this thread's runtime.
