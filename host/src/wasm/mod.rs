@@ -372,15 +372,22 @@ impl Runtime {
             })
             .await
             .map_err(task_failed)??;
-            self.self_test(&prepared).await?;
-            // Its first requests are served by primed instances.
-            let primed = match &prepared {
-                Prepared::Validator(v) => v.pool.prime().await,
-                Prepared::Gate(g) => g.pool.prime().await,
-                Prepared::Api(_) => Ok(()),
-            };
-            primed.map_err(|e| LoadError::SelfTest(format!("priming: {e:#}")))?;
-            Ok(prepared)
+            // Both run the component: on the guests' threads, not on the
+            // connection worker the load may have come from.
+            let this = self.clone();
+            self.on_guest_threads(async move {
+                this.self_test(&prepared).await?;
+                // Its first requests are served by primed instances.
+                let primed = match &prepared {
+                    Prepared::Validator(v) => v.pool.prime().await,
+                    Prepared::Gate(g) => g.pool.prime().await,
+                    Prepared::Api(_) => Ok(()),
+                };
+                primed.map_err(|e| LoadError::SelfTest(format!("priming: {e:#}")))?;
+                Ok(prepared)
+            })
+            .await
+            .map_err(|e| LoadError::SelfTest(e.to_string()))?
         }
         .await
         .inspect_err(|_| {

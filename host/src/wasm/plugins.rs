@@ -280,20 +280,11 @@ impl Runtime {
         patch: &str,
         instance: Instance,
     ) -> Result<Result<Patched, Vec<Violation>>, CallError> {
-        let snapshot = self.snapshot.load_full();
         let (current, patch) = (current.map(str::to_owned), patch.to_owned());
-        self.on_guest_threads(async move {
-            apply_patch(
-                &snapshot.validator,
-                "",
-                current.as_deref(),
-                &patch,
-                instance,
-            )
-            .await
+        self.plugin_call(move |now| async move {
+            apply_patch(&now.validator, "", current.as_deref(), &patch, instance).await
         })
-        .await?
-        .map_err(CallError::Guest)
+        .await
     }
 
     /// Validates a whole configuration with the validator serving `tenant`
@@ -303,19 +294,12 @@ impl Runtime {
         config: &str,
         tenant: Option<&str>,
     ) -> Result<Result<(), Vec<Violation>>, CallError> {
-        let snapshot = self.snapshot.load_full();
         let (config, tenant) = (config.to_owned(), tenant.map(str::to_owned));
-        self.on_guest_threads(async move {
+        self.plugin_call(move |now| async move {
             let tenant = tenant.as_deref();
-            validate_config(
-                snapshot.validator_for(tenant),
-                tenant.unwrap_or(""),
-                &config,
-            )
-            .await
+            validate_config(now.validator_for(tenant), tenant.unwrap_or(""), &config).await
         })
-        .await?
-        .map_err(CallError::Guest)
+        .await
     }
 
     /// Validates a Hono tenant information document with the validator serving
@@ -325,19 +309,12 @@ impl Runtime {
         document: &str,
         tenant: Option<&str>,
     ) -> Result<Result<(), Vec<Violation>>, CallError> {
-        let snapshot = self.snapshot.load_full();
         let (document, tenant) = (document.to_owned(), tenant.map(str::to_owned));
-        self.on_guest_threads(async move {
+        self.plugin_call(move |now| async move {
             let tenant = tenant.as_deref();
-            validate_tenant_info(
-                snapshot.validator_for(tenant),
-                tenant.unwrap_or(""),
-                &document,
-            )
-            .await
+            validate_tenant_info(now.validator_for(tenant), tenant.unwrap_or(""), &document).await
         })
-        .await?
-        .map_err(CallError::Guest)
+        .await
     }
 
     /// Lists a tenant's features with the feature-gate component.
@@ -347,13 +324,28 @@ impl Runtime {
         config: &str,
         instance: Instance,
     ) -> Result<usize, CallError> {
-        let snapshot = self.snapshot.load_full();
         let config = config.to_owned();
-        self.on_guest_threads(async move {
-            count_features(&snapshot.gate, tier, &config, instance).await
+        self.plugin_call(move |now| async move {
+            count_features(&now.gate, tier, &config, instance)
+                .await
+                .map(|n| n.enabled)
         })
-        .await?
-        .map(|n| n.enabled)
-        .map_err(CallError::Guest)
+        .await
+    }
+
+    /// Runs `call` with the components serving now, on the guests' threads
+    /// ([`Runtime::on_guest_threads`]); an error is the guest's. (Its inputs
+    /// are the caller's own copies: the call may run on another thread.)
+    async fn plugin_call<R, F>(
+        &self,
+        call: impl FnOnce(std::sync::Arc<super::Snapshot>) -> F,
+    ) -> Result<R, CallError>
+    where
+        R: Send + 'static,
+        F: Future<Output = wasmtime::Result<R>> + Send + 'static,
+    {
+        self.on_guest_threads(call(self.snapshot.load_full()))
+            .await?
+            .map_err(CallError::Guest)
     }
 }

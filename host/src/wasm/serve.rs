@@ -113,7 +113,8 @@ impl Runtime {
             .await?
     }
 
-    /// [`Runtime::serve_http`], on this thread's runtime.
+    /// [`Runtime::serve_http`], on this thread's runtime: for a caller already on
+    /// the guests' threads (a load's self-test).
     pub(super) async fn serve_http_here<T>(
         &self,
         pre: ProxyPre<T>,
