@@ -316,6 +316,24 @@ fn get_has_an_etag_and_if_none_match_answers_304_until_the_configuration_changes
         assert_eq!(r.header("etag"), Some(tag.as_str()));
     }
     assert_eq!(component_runs(&gw), runs, "answered without the component");
+    // Another tenant's answer is kept compressed against the first one kept:
+    // it comes back byte for byte, with its own headers, without the component.
+    const OTHER: &str = "/api/v1/tenants/Tenant2/config";
+    let made = gw.get(OTHER);
+    assert_eq!(made.status, 200, "{}", made.body);
+    let runs = component_runs(&gw);
+    let kept = gw.get(OTHER);
+    assert_eq!(
+        (
+            kept.status,
+            kept.header("etag"),
+            kept.header("content-type")
+        ),
+        (200, made.header("etag"), made.header("content-type"))
+    );
+    assert_eq!(kept.body, made.body);
+    assert_ne!(kept.body, first.body);
+    assert_eq!(component_runs(&gw), runs, "answered without the component");
     let other = gw.request("GET", PATH, &[("If-None-Match", "\"other\"")], b"");
     assert_eq!(other.status, 200);
 

@@ -16,6 +16,12 @@
 //! by size and holds nothing secret: it is what any reader of the tenant's
 //! configuration is sent.
 //!
+//! A kept answer is stored compressed against one reference answer (LZ4 with
+//! a dictionary, [`Packer`]): the answers of tenants on the same components
+//! differ in a few fields (the tenant's id, the time), so a 1,223-byte answer
+//! keeps in some 60 bytes and the keep holds the answers of many times more
+//! tenants in the same bound.
+//!
 //! The version reads run on one thread of their own ([`Reader`]), in turn:
 //! handed to tokio's blocking pool, each GET woke a pool thread of its own and
 //! two context switches were a third of a GET's CPU; queued to one thread, a
@@ -23,16 +29,23 @@
 
 use super::{Body, Gateway, error};
 use crate::tenancy::Tenant;
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use headers::HeaderMapExt;
-use http::header::{ETAG, HeaderValue};
+use http::header::{ETAG, HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 use sha2::Digest;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// How many bytes of answers are kept (the weight of an entry is its body).
+/// How many bytes of answers are kept (the weight of an entry is its stored
+/// body and [`ENTRY_BYTES`]).
 const KEPT_BYTES: u64 = 8 << 20;
+/// What an entry holds besides its body (the entry, its headers, the keep's
+/// own record of it), about.
+const ENTRY_BYTES: u64 = 320;
 use crate::store::CONFIGS_BUCKET as CONFIGS;
 
 /// One kept answer and the state it was made from.
@@ -45,22 +58,25 @@ struct Kept {
     /// which the component reads, among them) makes another.
     tenant: Arc<Tenant>,
     etag: HeaderValue,
-    headers: HeaderMap,
-    body: Bytes,
+    /// The answer's headers but its `x-tg-components` and `ETag` (the fields
+    /// above, sent after these).
+    headers: Box<[(HeaderName, HeaderValue)]>,
+    body: Packed,
 }
 
 #[derive(Clone)]
-struct BodySize;
+struct EntrySize;
 
-impl quick_cache::Weighter<Uuid, Arc<Kept>> for BodySize {
+impl quick_cache::Weighter<Uuid, Arc<Kept>> for EntrySize {
     fn weight(&self, _: &Uuid, kept: &Arc<Kept>) -> u64 {
-        kept.body.len() as u64 + 256
+        kept.body.stored_len() as u64 + ENTRY_BYTES
     }
 }
 
 /// The kept answers of config GETs, by tenant.
 pub(crate) struct ConfigReads {
-    kept: quick_cache::sync::Cache<Uuid, Arc<Kept>, BodySize>,
+    kept: quick_cache::sync::Cache<Uuid, Arc<Kept>, EntrySize>,
+    packer: Packer,
     reader: Reader,
 }
 
@@ -68,10 +84,124 @@ impl ConfigReads {
     /// Reads versions from `store`.
     pub(crate) fn new(store: Arc<dyn crate::store::Store>) -> Self {
         Self {
-            kept: quick_cache::sync::Cache::with_weighter(4096, KEPT_BYTES, BodySize),
+            kept: quick_cache::sync::Cache::with_weighter(4096, KEPT_BYTES, EntrySize),
+            packer: Packer::default(),
             reader: Reader::start(Arc::new(move |keys: &[&str]| {
                 store.versions(CONFIGS, keys).map_err(|e| e.to_string())
             })),
+        }
+    }
+}
+
+/// The largest body kept compressed (compressing and restoring it stays
+/// within microseconds on the connection's thread); larger ones are kept as
+/// they are.
+const PACKED_MAX: usize = 16 << 10;
+/// A reference that leaves an answer more than half its size is replaced by
+/// that answer, at most this often: answers that differ widely from each
+/// other would otherwise replace it in turn at every GET.
+const REFERENCE_KEPT_AT_LEAST: Duration = Duration::from_secs(60);
+
+/// A kept body: as it is, or compressed against the reference answer of one
+/// generation.
+enum Packed {
+    Whole(Bytes),
+    Against {
+        /// The generation of the reference it was compressed against.
+        reference: u64,
+        /// Its length whole.
+        len: u32,
+        bytes: Box<[u8]>,
+    },
+}
+
+impl Packed {
+    fn stored_len(&self) -> usize {
+        match self {
+            Packed::Whole(b) => b.len(),
+            Packed::Against { bytes, .. } => bytes.len(),
+        }
+    }
+}
+
+/// The answer kept bodies are compressed against: one at a time, so what the
+/// keep holds stays bounded by its weight and this one body. An entry
+/// compressed against an earlier one is not restored (a miss: the component
+/// answers again).
+struct Reference {
+    generation: u64,
+    body: Bytes,
+    made: Instant,
+}
+
+/// Compresses kept bodies against the current [`Reference`] and restores
+/// them.
+#[derive(Default)]
+struct Packer {
+    reference: ArcSwapOption<Reference>,
+    generations: AtomicU64,
+}
+
+impl Packer {
+    /// `body` as kept: compressed against the reference (the first body
+    /// packed becomes it), whole when it is large or compresses to no less.
+    fn pack(&self, body: &Bytes) -> Packed {
+        if body.len() > PACKED_MAX || body.is_empty() {
+            return Packed::Whole(body.clone());
+        }
+        let reference = match self.reference.load_full() {
+            Some(r) => {
+                let packed = lz4_flex::block::compress_with_dict(body, &r.body);
+                if packed.len() <= body.len() / 2 || r.made.elapsed() < REFERENCE_KEPT_AT_LEAST {
+                    return Self::smaller(body, &r, packed);
+                }
+                self.replace(body)
+            }
+            None => self.replace(body),
+        };
+        let packed = lz4_flex::block::compress_with_dict(body, &reference.body);
+        Self::smaller(body, &reference, packed)
+    }
+
+    /// Makes `body` the reference.
+    fn replace(&self, body: &Bytes) -> Arc<Reference> {
+        let reference = Arc::new(Reference {
+            generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
+            body: body.clone(),
+            made: Instant::now(),
+        });
+        self.reference.store(Some(reference.clone()));
+        reference
+    }
+
+    fn smaller(body: &Bytes, reference: &Reference, packed: Vec<u8>) -> Packed {
+        if packed.len() >= body.len() {
+            return Packed::Whole(body.clone());
+        }
+        Packed::Against {
+            reference: reference.generation,
+            len: body.len() as u32,
+            bytes: packed.into_boxed_slice(),
+        }
+    }
+
+    /// The body `packed` keeps; `None` when the reference it was compressed
+    /// against was replaced since.
+    fn unpack(&self, packed: &Packed) -> Option<Bytes> {
+        match packed {
+            Packed::Whole(b) => Some(b.clone()),
+            Packed::Against {
+                reference,
+                len,
+                bytes,
+            } => {
+                let current = self.reference.load();
+                let r = current.as_ref().filter(|r| r.generation == *reference)?;
+                let body = lz4_flex::block::decompress_with_dict(bytes, *len as usize, &r.body)
+                    .ok()
+                    .filter(|b| b.len() == *len as usize)?;
+                Some(Bytes::from(body))
+            }
         }
     }
 }
@@ -240,9 +370,17 @@ impl ConfigReads {
             if not_modified(request, &kept.etag) {
                 return not_modified_answer(kept.etag.clone(), components);
             }
-            let mut resp = Response::new(Body::from(kept.body.clone()));
-            *resp.headers_mut() = kept.headers.clone();
-            return resp;
+            if let Some(body) = self.packer.unpack(&kept.body) {
+                let mut resp = Response::new(Body::from(body));
+                let headers = resp.headers_mut();
+                headers.reserve(kept.headers.len() + 2);
+                for (name, value) in &kept.headers {
+                    headers.append(name, value.clone());
+                }
+                headers.insert(crate::wasm::COMPONENTS_HEADER, components);
+                headers.insert(ETAG, kept.etag.clone());
+                return resp;
+            }
         }
         let etag = entity_tag(version, &components, &tenant.record());
         if not_modified(request, &etag) {
@@ -262,6 +400,12 @@ impl ConfigReads {
             );
         };
         let body = body.to_bytes();
+        let headers = parts
+            .headers
+            .iter()
+            .filter(|(name, _)| **name != ETAG && **name != crate::wasm::COMPONENTS_HEADER)
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
         parts.headers.insert(ETAG, etag.clone());
         // Made from at least `version`: a write after the version was read
         // shows here and under a later tag too, never the other way round.
@@ -272,8 +416,8 @@ impl ConfigReads {
                 components,
                 tenant: tenant.clone(),
                 etag,
-                headers: parts.headers.clone(),
-                body: body.clone(),
+                headers,
+                body: self.packer.pack(&body),
             }),
         );
         Response::from_parts(parts, Body::from(body))
@@ -397,6 +541,63 @@ mod tests {
         for rx in queued.into_iter().take(READS_QUEUED) {
             assert_eq!(rx.await.unwrap(), Ok(Some(1)));
         }
+    }
+
+    /// A configuration answer as the config-API component writes them.
+    fn answer(tenant: &str, cache_mb: u32) -> Bytes {
+        Bytes::from(format!(
+            "{{\"tenant_id\":\"{tenant}\",\"performance\":{{\"cache_size_mb\":{cache_mb},\
+             \"max_parallel_workers\":8,\"enable_query_optimization\":true}},\"security\":\
+             {{\"encryption_at_rest\":true,\"encryption_algorithm\":\"AES-256-GCM\",\
+             \"allowed_ips\":[]}},\"custom_settings\":{{}},\"updated_at\":\"2026-12-07T10:11:40Z\"}}"
+        ))
+    }
+
+    #[test]
+    fn kept_bodies_are_compressed_against_the_first_and_come_back_whole() {
+        let packer = Packer::default();
+        let first = answer("fbf28626-e879-52ca-8515-977fdae943f6", 1024);
+        let second = answer("0c1d4a55-2b8e-5f3a-9d44-61a0c3e5b7f2", 2048);
+        let first_kept = packer.pack(&first);
+        let second_kept = packer.pack(&second);
+        assert!(
+            second_kept.stored_len() * 3 < second.len(),
+            "{} of {} bytes",
+            second_kept.stored_len(),
+            second.len()
+        );
+        assert_eq!(packer.unpack(&first_kept), Some(first));
+        assert_eq!(packer.unpack(&second_kept), Some(second));
+        // Large and empty bodies are kept as they are.
+        let large = Bytes::from(vec![b'x'; PACKED_MAX + 1]);
+        assert!(matches!(packer.pack(&large), Packed::Whole(b) if b == large));
+        assert!(matches!(packer.pack(&Bytes::new()), Packed::Whole(b) if b.is_empty()));
+    }
+
+    #[test]
+    fn an_unlike_body_replaces_only_an_old_reference_and_outdates_what_used_it() {
+        let packer = Packer::default();
+        let kept = packer.pack(&answer("a", 1));
+        // Nothing in common with the reference, which is young: kept against
+        // it all the same (as it is, when that is no smaller).
+        let unlike: Bytes = (0..600u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let unlike_kept = packer.pack(&unlike);
+        assert_eq!(packer.unpack(&unlike_kept).as_ref(), Some(&unlike));
+        assert_eq!(packer.unpack(&kept), Some(answer("a", 1)));
+        // Once the reference is old, the unlike body replaces it: what was
+        // kept against the old one is a miss, never another body.
+        let old = packer.reference.load_full().unwrap();
+        packer.reference.store(Some(Arc::new(Reference {
+            generation: old.generation,
+            body: old.body.clone(),
+            made: Instant::now() - REFERENCE_KEPT_AT_LEAST - Duration::from_secs(1),
+        })));
+        let again = packer.pack(&unlike);
+        assert!(again.stored_len() < unlike.len() / 4);
+        assert_eq!(packer.unpack(&again), Some(unlike));
+        assert_eq!(packer.unpack(&kept), None);
     }
 
     #[test]
