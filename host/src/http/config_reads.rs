@@ -49,6 +49,12 @@ const ENTRY_BYTES: u64 = 320;
 use crate::store::CONFIGS_BUCKET as CONFIGS;
 
 /// One kept answer and the state it was made from.
+///
+/// Its bytes (the entity tag, the other headers, the compressed body) are one
+/// allocation made once the answer is whole: made piece by piece during the
+/// component's call, each piece stayed among what the call freed and kept
+/// those pages of the heap resident (2.2 KiB per tenant, where the pieces
+/// were 0.6 KB; see "Memory under load, per tenant" in the README).
 struct Kept {
     /// The configuration's version in the store (0: none stored).
     version: i64,
@@ -57,11 +63,97 @@ struct Kept {
     /// The tenant it was made for: any change of the tenant (its record,
     /// which the component reads, among them) makes another.
     tenant: Arc<Tenant>,
-    etag: HeaderValue,
-    /// The answer's headers but its `x-tg-components` and `ETag` (the fields
-    /// above, sent after these).
-    headers: Box<[(HeaderName, HeaderValue)]>,
-    body: Packed,
+    /// The `ETag` (`etag_len` bytes), then the answer's other headers but its
+    /// `x-tg-components` (each name and value after its length, two bytes
+    /// each, up to `headers_end`), then the compressed body, if it is.
+    stored: Box<[u8]>,
+    etag_len: u16,
+    headers_end: u32,
+    body: KeptBody,
+}
+
+/// How a kept answer's body is kept.
+enum KeptBody {
+    /// As it is (large or incompressible).
+    Whole(Bytes),
+    /// At the end of [`Kept::stored`], compressed against the reference of
+    /// generation `reference`; `len` bytes whole.
+    Against { reference: u64, len: u32 },
+}
+
+impl Kept {
+    /// Keeps an answer; `None` when a header is longer than its length can
+    /// say (such an answer is not kept).
+    fn new(
+        version: i64,
+        components: HeaderValue,
+        tenant: Arc<Tenant>,
+        etag: &HeaderValue,
+        headers: &HeaderMap,
+        body: Packed,
+    ) -> Option<Self> {
+        let others = || {
+            headers
+                .iter()
+                .filter(|(name, _)| **name != ETAG && **name != crate::wasm::COMPONENTS_HEADER)
+        };
+        let mut size = etag.len();
+        for (name, value) in others() {
+            u16::try_from(name.as_str().len()).ok()?;
+            u16::try_from(value.len()).ok()?;
+            size += 4 + name.as_str().len() + value.len();
+        }
+        let packed = match &body {
+            Packed::Whole(_) => &[][..],
+            Packed::Against { bytes, .. } => &bytes[..],
+        };
+        let mut stored = Vec::with_capacity(size + packed.len());
+        stored.extend_from_slice(etag.as_bytes());
+        for (name, value) in others() {
+            for part in [name.as_str().as_bytes(), value.as_bytes()] {
+                stored.extend_from_slice(&(part.len() as u16).to_le_bytes());
+                stored.extend_from_slice(part);
+            }
+        }
+        let headers_end = u32::try_from(stored.len()).ok()?;
+        stored.extend_from_slice(packed);
+        Some(Kept {
+            version,
+            components,
+            tenant,
+            etag_len: u16::try_from(etag.len()).ok()?,
+            headers_end,
+            stored: stored.into_boxed_slice(),
+            body: match body {
+                Packed::Whole(b) => KeptBody::Whole(b),
+                Packed::Against { reference, len, .. } => KeptBody::Against { reference, len },
+            },
+        })
+    }
+
+    fn etag(&self) -> Option<HeaderValue> {
+        HeaderValue::from_bytes(&self.stored[..self.etag_len as usize]).ok()
+    }
+
+    /// The other headers, in the order the answer had them.
+    fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut rest = &self.stored[self.etag_len as usize..self.headers_end as usize];
+        let mut part = move || {
+            let (len, tail) = rest.split_first_chunk::<2>()?;
+            let (part, tail) = tail.split_at_checked(u16::from_le_bytes(*len) as usize)?;
+            rest = tail;
+            Some(part)
+        };
+        std::iter::from_fn(move || Some((part()?, part()?)))
+    }
+
+    fn stored_len(&self) -> usize {
+        self.stored.len()
+            + match &self.body {
+                KeptBody::Whole(b) => b.len(),
+                KeptBody::Against { .. } => 0,
+            }
+    }
 }
 
 #[derive(Clone)]
@@ -69,7 +161,7 @@ struct EntrySize;
 
 impl quick_cache::Weighter<Uuid, Arc<Kept>> for EntrySize {
     fn weight(&self, _: &Uuid, kept: &Arc<Kept>) -> u64 {
-        kept.body.stored_len() as u64 + ENTRY_BYTES
+        kept.stored_len() as u64 + ENTRY_BYTES
     }
 }
 
@@ -111,10 +203,11 @@ enum Packed {
         reference: u64,
         /// Its length whole.
         len: u32,
-        bytes: Box<[u8]>,
+        bytes: Vec<u8>,
     },
 }
 
+#[cfg(test)]
 impl Packed {
     fn stored_len(&self) -> usize {
         match self {
@@ -181,12 +274,13 @@ impl Packer {
         Packed::Against {
             reference: reference.generation,
             len: body.len() as u32,
-            bytes: packed.into_boxed_slice(),
+            bytes: packed,
         }
     }
 
     /// The body `packed` keeps; `None` when the reference it was compressed
     /// against was replaced since.
+    #[cfg(test)]
     fn unpack(&self, packed: &Packed) -> Option<Bytes> {
         match packed {
             Packed::Whole(b) => Some(b.clone()),
@@ -194,13 +288,28 @@ impl Packer {
                 reference,
                 len,
                 bytes,
-            } => {
-                let current = self.reference.load();
-                let r = current.as_ref().filter(|r| r.generation == *reference)?;
-                let body = lz4_flex::block::decompress_with_dict(bytes, *len as usize, &r.body)
-                    .ok()
-                    .filter(|b| b.len() == *len as usize)?;
-                Some(Bytes::from(body))
+            } => self.restore(*reference, *len, bytes),
+        }
+    }
+
+    /// The body of `len` bytes that `packed` keeps compressed against the
+    /// reference of generation `reference`; `None` when that reference was
+    /// replaced since.
+    fn restore(&self, reference: u64, len: u32, packed: &[u8]) -> Option<Bytes> {
+        let current = self.reference.load();
+        let r = current.as_ref().filter(|r| r.generation == reference)?;
+        let body = lz4_flex::block::decompress_with_dict(packed, len as usize, &r.body)
+            .ok()
+            .filter(|b| b.len() == len as usize)?;
+        Some(Bytes::from(body))
+    }
+
+    /// The body `kept` keeps (see [`Packer::restore`]).
+    fn body_of(&self, kept: &Kept) -> Option<Bytes> {
+        match &kept.body {
+            KeptBody::Whole(b) => Some(b.clone()),
+            KeptBody::Against { reference, len } => {
+                self.restore(*reference, *len, &kept.stored[kept.headers_end as usize..])
             }
         }
     }
@@ -366,21 +475,9 @@ impl ConfigReads {
             && kept.version == version
             && kept.components == components
             && Arc::ptr_eq(&kept.tenant, tenant)
+            && let Some(answer) = self.answer_kept(&kept, request, components.clone())
         {
-            if not_modified(request, &kept.etag) {
-                return not_modified_answer(kept.etag.clone(), components);
-            }
-            if let Some(body) = self.packer.unpack(&kept.body) {
-                let mut resp = Response::new(Body::from(body));
-                let headers = resp.headers_mut();
-                headers.reserve(kept.headers.len() + 2);
-                for (name, value) in &kept.headers {
-                    headers.append(name, value.clone());
-                }
-                headers.insert(crate::wasm::COMPONENTS_HEADER, components);
-                headers.insert(ETAG, kept.etag.clone());
-                return resp;
-            }
+            return answer;
         }
         let etag = entity_tag(version, &components, &tenant.record());
         if not_modified(request, &etag) {
@@ -400,27 +497,48 @@ impl ConfigReads {
             );
         };
         let body = body.to_bytes();
-        let headers = parts
-            .headers
-            .iter()
-            .filter(|(name, _)| **name != ETAG && **name != crate::wasm::COMPONENTS_HEADER)
-            .map(|(name, value)| (name.clone(), value.clone()))
-            .collect();
-        parts.headers.insert(ETAG, etag.clone());
         // Made from at least `version`: a write after the version was read
         // shows here and under a later tag too, never the other way round.
-        self.kept.insert(
-            tenant.id,
-            Arc::new(Kept {
-                version,
-                components,
-                tenant: tenant.clone(),
-                etag,
-                headers,
-                body: self.packer.pack(&body),
-            }),
-        );
+        if let Some(kept) = Kept::new(
+            version,
+            components,
+            tenant.clone(),
+            &etag,
+            &parts.headers,
+            self.packer.pack(&body),
+        ) {
+            self.kept.insert(tenant.id, Arc::new(kept));
+        }
+        parts.headers.insert(ETAG, etag);
         Response::from_parts(parts, Body::from(body))
+    }
+}
+
+impl ConfigReads {
+    /// The answer `kept` makes to `request` (304 when `If-None-Match` names
+    /// its tag); `None` when it cannot be restored.
+    fn answer_kept(
+        &self,
+        kept: &Kept,
+        request: &HeaderMap,
+        components: HeaderValue,
+    ) -> Option<Response<Body>> {
+        let etag = kept.etag()?;
+        if not_modified(request, &etag) {
+            return Some(not_modified_answer(etag, components));
+        }
+        let body = self.packer.body_of(kept)?;
+        let mut resp = Response::new(Body::from(body));
+        let headers = resp.headers_mut();
+        for (name, value) in kept.headers() {
+            headers.append(
+                HeaderName::from_bytes(name).ok()?,
+                HeaderValue::from_bytes(value).ok()?,
+            );
+        }
+        headers.insert(crate::wasm::COMPONENTS_HEADER, components);
+        headers.insert(ETAG, etag);
+        Some(resp)
     }
 }
 
@@ -598,6 +716,65 @@ mod tests {
         assert!(again.stored_len() < unlike.len() / 4);
         assert_eq!(packer.unpack(&again), Some(unlike));
         assert_eq!(packer.unpack(&kept), None);
+    }
+
+    #[test]
+    fn a_kept_answer_gives_back_its_tag_headers_and_body() {
+        let packer = Packer::default();
+        let body = answer("fbf28626-e879-52ca-8515-977fdae943f6", 1024);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            crate::wasm::COMPONENTS_HEADER,
+            HeaderValue::from_static("config-api=aaa"),
+        );
+        headers.append("x-note", HeaderValue::from_static("one"));
+        headers.append("x-note", HeaderValue::from_static(""));
+        headers.insert(ETAG, HeaderValue::from_static("\"stale\""));
+        let etag = HeaderValue::from_static("\"3-0123456789abcdef\"");
+        let data = tempfile::tempdir().unwrap();
+        let store = crate::store::SqliteStore::open(data.path()).unwrap();
+        let (dir, _) = crate::tenancy::Directory::sample(&store);
+        let tenant = dir.get("Tenant1").expect("the sample's tenant").clone();
+        let kept = Kept::new(
+            3,
+            HeaderValue::from_static("config-api=aaa"),
+            tenant.clone(),
+            &etag,
+            &headers,
+            packer.pack(&body),
+        )
+        .expect("kept");
+        assert_eq!(kept.etag(), Some(etag));
+        let kept_headers: Vec<_> = kept.headers().collect();
+        assert_eq!(
+            kept_headers,
+            [
+                (&b"content-type"[..], &b"application/json"[..]),
+                (b"x-note", b"one"),
+                (b"x-note", b""),
+            ]
+        );
+        assert_eq!(packer.body_of(&kept), Some(body));
+        // A header longer than two bytes can count is not kept.
+        headers.insert(
+            "x-long",
+            HeaderValue::from_bytes(&vec![b'a'; 70_000]).unwrap(),
+        );
+        assert!(
+            Kept::new(
+                3,
+                HeaderValue::from_static("x"),
+                dir.get("Tenant1").expect("the sample's tenant").clone(),
+                &HeaderValue::from_static("\"t\""),
+                &headers,
+                Packed::Whole(Bytes::new()),
+            )
+            .is_none()
+        );
     }
 
     #[test]
