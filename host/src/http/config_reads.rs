@@ -43,8 +43,8 @@ use uuid::Uuid;
 /// How many bytes of answers are kept (the weight of an entry is its stored
 /// body and [`ENTRY_BYTES`]).
 const KEPT_BYTES: u64 = 8 << 20;
-/// What an entry holds besides its body (the entry, its headers, the keep's
-/// own record of it), about.
+/// What an entry holds besides its stored bytes (the entry itself and the
+/// keep's own record of it), about.
 const ENTRY_BYTES: u64 = 320;
 use crate::store::CONFIGS_BUCKET as CONFIGS;
 
@@ -103,11 +103,7 @@ impl Kept {
             u16::try_from(value.len()).ok()?;
             size += 4 + name.as_str().len() + value.len();
         }
-        let packed = match &body {
-            Packed::Whole(_) => &[][..],
-            Packed::Against { bytes, .. } => &bytes[..],
-        };
-        let mut stored = Vec::with_capacity(size + packed.len());
+        let mut stored = Vec::with_capacity(size + body.bytes.len());
         stored.extend_from_slice(etag.as_bytes());
         for (name, value) in others() {
             for part in [name.as_str().as_bytes(), value.as_bytes()] {
@@ -116,7 +112,7 @@ impl Kept {
             }
         }
         let headers_end = u32::try_from(stored.len()).ok()?;
-        stored.extend_from_slice(packed);
+        stored.extend_from_slice(&body.bytes);
         Some(Kept {
             version,
             components,
@@ -124,11 +120,13 @@ impl Kept {
             etag_len: u16::try_from(etag.len()).ok()?,
             headers_end,
             stored: stored.into_boxed_slice(),
-            body: match body {
-                Packed::Whole(b) => KeptBody::Whole(b),
-                Packed::Against { reference, len, .. } => KeptBody::Against { reference, len },
-            },
+            body: body.body,
         })
+    }
+
+    /// The compressed body, if it is ([`KeptBody::Against`]).
+    fn packed(&self) -> &[u8] {
+        &self.stored[self.headers_end as usize..]
     }
 
     fn etag(&self) -> Option<HeaderValue> {
@@ -148,11 +146,17 @@ impl Kept {
     }
 
     fn stored_len(&self) -> usize {
-        self.stored.len()
-            + match &self.body {
-                KeptBody::Whole(b) => b.len(),
-                KeptBody::Against { .. } => 0,
-            }
+        self.stored.len() + self.body.whole_len()
+    }
+}
+
+impl KeptBody {
+    /// The bytes kept outside the compressed part.
+    fn whole_len(&self) -> usize {
+        match self {
+            KeptBody::Whole(b) => b.len(),
+            KeptBody::Against { .. } => 0,
+        }
     }
 }
 
@@ -194,26 +198,26 @@ const PACKED_MAX: usize = 16 << 10;
 /// other would otherwise replace it in turn at every GET.
 const REFERENCE_KEPT_AT_LEAST: Duration = Duration::from_secs(60);
 
-/// A kept body: as it is, or compressed against the reference answer of one
-/// generation.
-enum Packed {
-    Whole(Bytes),
-    Against {
-        /// The generation of the reference it was compressed against.
-        reference: u64,
-        /// Its length whole.
-        len: u32,
-        bytes: Vec<u8>,
-    },
+/// A body as [`Packer::pack`] leaves it: how it is kept, and the compressed
+/// bytes when it is compressed (empty otherwise).
+struct Packed {
+    body: KeptBody,
+    bytes: Vec<u8>,
+}
+
+impl Packed {
+    fn whole(body: &Bytes) -> Self {
+        Packed {
+            body: KeptBody::Whole(body.clone()),
+            bytes: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]
 impl Packed {
     fn stored_len(&self) -> usize {
-        match self {
-            Packed::Whole(b) => b.len(),
-            Packed::Against { bytes, .. } => bytes.len(),
-        }
+        self.bytes.len() + self.body.whole_len()
     }
 }
 
@@ -240,7 +244,7 @@ impl Packer {
     /// packed becomes it), whole when it is large or compresses to no less.
     fn pack(&self, body: &Bytes) -> Packed {
         if body.len() > PACKED_MAX || body.is_empty() {
-            return Packed::Whole(body.clone());
+            return Packed::whole(body);
         }
         let reference = match self.reference.load_full() {
             Some(r) => {
@@ -269,49 +273,30 @@ impl Packer {
 
     fn smaller(body: &Bytes, reference: &Reference, packed: Vec<u8>) -> Packed {
         if packed.len() >= body.len() {
-            return Packed::Whole(body.clone());
+            return Packed::whole(body);
         }
-        Packed::Against {
-            reference: reference.generation,
-            len: body.len() as u32,
+        Packed {
+            body: KeptBody::Against {
+                reference: reference.generation,
+                len: body.len() as u32,
+            },
             bytes: packed,
         }
     }
 
-    /// The body `packed` keeps; `None` when the reference it was compressed
-    /// against was replaced since.
-    #[cfg(test)]
-    fn unpack(&self, packed: &Packed) -> Option<Bytes> {
-        match packed {
-            Packed::Whole(b) => Some(b.clone()),
-            Packed::Against {
-                reference,
-                len,
-                bytes,
-            } => self.restore(*reference, *len, bytes),
-        }
-    }
-
-    /// The body of `len` bytes that `packed` keeps compressed against the
-    /// reference of generation `reference`; `None` when that reference was
-    /// replaced since.
-    fn restore(&self, reference: u64, len: u32, packed: &[u8]) -> Option<Bytes> {
+    /// The body `body` keeps (`packed`: its compressed bytes); `None` when
+    /// the reference it was compressed against was replaced since.
+    fn body_of(&self, body: &KeptBody, packed: &[u8]) -> Option<Bytes> {
+        let (reference, len) = match body {
+            KeptBody::Whole(b) => return Some(b.clone()),
+            KeptBody::Against { reference, len } => (*reference, *len as usize),
+        };
         let current = self.reference.load();
         let r = current.as_ref().filter(|r| r.generation == reference)?;
-        let body = lz4_flex::block::decompress_with_dict(packed, len as usize, &r.body)
+        let whole = lz4_flex::block::decompress_with_dict(packed, len, &r.body)
             .ok()
-            .filter(|b| b.len() == len as usize)?;
-        Some(Bytes::from(body))
-    }
-
-    /// The body `kept` keeps (see [`Packer::restore`]).
-    fn body_of(&self, kept: &Kept) -> Option<Bytes> {
-        match &kept.body {
-            KeptBody::Whole(b) => Some(b.clone()),
-            KeptBody::Against { reference, len } => {
-                self.restore(*reference, *len, &kept.stored[kept.headers_end as usize..])
-            }
-        }
+            .filter(|b| b.len() == len)?;
+        Some(Bytes::from(whole))
     }
 }
 
@@ -512,9 +497,7 @@ impl ConfigReads {
         parts.headers.insert(ETAG, etag);
         Response::from_parts(parts, Body::from(body))
     }
-}
 
-impl ConfigReads {
     /// The answer `kept` makes to `request` (304 when `If-None-Match` names
     /// its tag); `None` when it cannot be restored.
     fn answer_kept(
@@ -527,7 +510,7 @@ impl ConfigReads {
         if not_modified(request, &etag) {
             return Some(not_modified_answer(etag, components));
         }
-        let body = self.packer.body_of(kept)?;
+        let body = self.packer.body_of(&kept.body, kept.packed())?;
         let mut resp = Response::new(Body::from(body));
         let headers = resp.headers_mut();
         for (name, value) in kept.headers() {
@@ -684,12 +667,18 @@ mod tests {
             second_kept.stored_len(),
             second.len()
         );
-        assert_eq!(packer.unpack(&first_kept), Some(first));
-        assert_eq!(packer.unpack(&second_kept), Some(second));
+        assert_eq!(
+            packer.body_of(&first_kept.body, &first_kept.bytes),
+            Some(first)
+        );
+        assert_eq!(
+            packer.body_of(&second_kept.body, &second_kept.bytes),
+            Some(second)
+        );
         // Large and empty bodies are kept as they are.
         let large = Bytes::from(vec![b'x'; PACKED_MAX + 1]);
-        assert!(matches!(packer.pack(&large), Packed::Whole(b) if b == large));
-        assert!(matches!(packer.pack(&Bytes::new()), Packed::Whole(b) if b.is_empty()));
+        assert!(matches!(packer.pack(&large).body, KeptBody::Whole(b) if b == large));
+        assert!(matches!(packer.pack(&Bytes::new()).body, KeptBody::Whole(b) if b.is_empty()));
     }
 
     #[test]
@@ -702,8 +691,16 @@ mod tests {
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
         let unlike_kept = packer.pack(&unlike);
-        assert_eq!(packer.unpack(&unlike_kept).as_ref(), Some(&unlike));
-        assert_eq!(packer.unpack(&kept), Some(answer("a", 1)));
+        assert_eq!(
+            packer
+                .body_of(&unlike_kept.body, &unlike_kept.bytes)
+                .as_ref(),
+            Some(&unlike)
+        );
+        assert_eq!(
+            packer.body_of(&kept.body, &kept.bytes),
+            Some(answer("a", 1))
+        );
         // Once the reference is old, the unlike body replaces it: what was
         // kept against the old one is a miss, never another body.
         let old = packer.reference.load_full().unwrap();
@@ -714,8 +711,8 @@ mod tests {
         })));
         let again = packer.pack(&unlike);
         assert!(again.stored_len() < unlike.len() / 4);
-        assert_eq!(packer.unpack(&again), Some(unlike));
-        assert_eq!(packer.unpack(&kept), None);
+        assert_eq!(packer.body_of(&again.body, &again.bytes), Some(unlike));
+        assert_eq!(packer.body_of(&kept.body, &kept.bytes), None);
     }
 
     #[test]
@@ -758,7 +755,7 @@ mod tests {
                 (b"x-note", b""),
             ]
         );
-        assert_eq!(packer.body_of(&kept), Some(body));
+        assert_eq!(packer.body_of(&kept.body, kept.packed()), Some(body));
         // A header longer than two bytes can count is not kept.
         headers.insert(
             "x-long",
@@ -771,7 +768,7 @@ mod tests {
                 dir.get("Tenant1").expect("the sample's tenant").clone(),
                 &HeaderValue::from_static("\"t\""),
                 &headers,
-                Packed::Whole(Bytes::new()),
+                Packed::whole(&Bytes::new()),
             )
             .is_none()
         );
