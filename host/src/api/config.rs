@@ -196,10 +196,7 @@ async fn answer(gw: &Gateway, req: Request, served: &mut Served) -> Response<Bod
     let tenant = path_id.and_then(|p| dir.get(p)).cloned();
     served.tenant = tenant.clone();
     // Error bodies name the tenant by UUID when it is known, else as given.
-    let label = tenant
-        .as_ref()
-        .and_then(|t| t.id_header.to_str().ok())
-        .or(path_id);
+    let label = tenant.as_ref().map(|t| t.id_text()).or(path_id);
     let principal = if dir.auth.require_token {
         match authorize(gw, &dir, req.headers(), tenant.as_deref(), label).await {
             Ok(p) => Some(p),

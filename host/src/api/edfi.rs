@@ -144,20 +144,26 @@ fn host_and_database(connection_string: Option<&Secret>) -> HostAndDatabase {
 
 /// `tenant`'s connection string `name` (as .NET configuration, the name in
 /// any case).
-fn connection_string<'a>(tenant: &'a Tenant, name: &str) -> Option<&'a Secret> {
-    let set = &tenant.connection_strings;
-    set.get(name).or_else(|| {
-        set.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, cs)| cs)
-    })
+fn connection_string(tenant: &Tenant, name: &str) -> Option<Secret> {
+    let entries = tenant.connection_strings.entries();
+    let exact = entries.iter().position(|(n, _)| n == name);
+    let at = exact.or_else(|| {
+        entries
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(name))
+    })?;
+    entries.into_iter().nth(at).map(|(_, cs)| cs)
 }
 
 fn entry(tenant: &Tenant) -> TenantEntry<'_> {
     TenantEntry {
         tenant_name: tenant.name.as_str(),
-        admin_connection_string: host_and_database(connection_string(tenant, "EdFi_Admin")),
-        security_connection_string: host_and_database(connection_string(tenant, "EdFi_Security")),
+        admin_connection_string: host_and_database(
+            connection_string(tenant, "EdFi_Admin").as_ref(),
+        ),
+        security_connection_string: host_and_database(
+            connection_string(tenant, "EdFi_Security").as_ref(),
+        ),
     }
 }
 

@@ -17,8 +17,8 @@ pub use gateway::{
     AmqpSettings, AmqpTls, AuthSettings, Limits, Quota, RateLimits, StoreSettings, SuperUser,
 };
 pub use tenant::{
-    AppSettings, AppSource, BUILTIN_APPS, ConnectionStringSet, ConnectionStrings, Route, Secret,
-    Target, TenantName, TenantSettings, Tier,
+    AppSettings, AppSource, BUILTIN_APPS, ConnectionStringSet, Route, Secret, Target, TenantName,
+    TenantSettings, Tier,
 };
 
 use read::upstream;
@@ -108,16 +108,14 @@ pub const TENANT_PLACEHOLDER: &str = "{tenant}";
 
 impl NewTenants {
     /// The connection strings of tenant `name`.
-    pub fn connection_strings(&self, name: &TenantName) -> ConnectionStrings {
-        let strings: ConnectionStringSet = self
-            .connection_strings
+    pub fn connection_strings(&self, name: &TenantName) -> ConnectionStringSet {
+        self.connection_strings
             .iter()
             .map(|(k, v)| {
                 let value = v.expose().replace(TENANT_PLACEHOLDER, name.as_str());
                 (k.clone(), Secret::new(value))
             })
-            .collect();
-        strings.into()
+            .collect()
     }
 
     /// The upstream of tenant `name`.

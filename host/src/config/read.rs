@@ -149,8 +149,7 @@ impl Settings {
                     connection_strings: connection_strings(
                         get(tenant, "ConnectionStrings"),
                         &cs_key,
-                    )?
-                    .into(),
+                    )?,
                     tier: Tier::default(),
                     upstream: None,
                     routes: Vec::new(),
@@ -174,8 +173,7 @@ impl Settings {
                 connection_strings: connection_strings(
                     get(root, "ConnectionStrings"),
                     "ConnectionStrings",
-                )?
-                .into(),
+                )?,
                 tier: Tier::default(),
                 upstream: None,
                 routes: Vec::new(),

@@ -140,38 +140,127 @@ impl Tier {
     }
 }
 
-/// A tenant's connection strings (name → connection string), shared by its
-/// settings and its directory entry.
-pub type ConnectionStrings = Arc<ConnectionStringSet>;
+/// A tenant's connection strings by name, in name order, in one shared
+/// allocation (a clone shares it: the settings' tenant and its directory entry
+/// hold the same bytes).
+///
+/// Packed: each name and value after its length, then compressed (an LZ4
+/// block, `lz4_flex`) against the first set packed in the process when that
+/// makes it smaller. Tenants' strings differ mostly in a database name and a
+/// password, so a tenant's two strings of some 125 bytes each keep in about
+/// 60 bytes, where as two strings, two names and their index they took six
+/// allocations and some 500 bytes of heap (the largest part of what a tenant
+/// holds; see "Memory under load, per tenant" in the README). Reading one
+/// unpacks the set, well under a microsecond; only tenant apps' environments
+/// and the Ed-Fi tenant listing read them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ConnectionStringSet(Option<Arc<[u8]>>);
 
-/// Connection strings by name, in name order: a sorted boxed slice. A tenant
-/// has two or three; a `BTreeMap`'s first node has room for eleven, 544 bytes
-/// a tenant (a heap profile of a start with 10,000 tenants: the largest
-/// allocation per tenant).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ConnectionStringSet(Box<[(Box<str>, Secret)]>);
+/// The set other sets are compressed against: the first packed of at most
+/// [`REFERENCE_MAX`] bytes, for the life of the process (so a set packs to the
+/// same bytes whenever it is packed, and equal sets compare equal as bytes).
+static REFERENCE: std::sync::OnceLock<Box<[u8]>> = std::sync::OnceLock::new();
+/// The largest set that becomes the [`REFERENCE`].
+const REFERENCE_MAX: usize = 4 << 10;
+/// First byte of a packed set: the rest is the entries as they are.
+const PLAIN: u8 = 0;
+/// First byte of a packed set: the entries' length (four bytes), then their
+/// LZ4 block against the [`REFERENCE`].
+const AGAINST_REFERENCE: u8 = 1;
 
 impl ConnectionStringSet {
-    /// The connection string named `name` (names compare exactly).
-    pub fn get(&self, name: &str) -> Option<&Secret> {
-        let at = self.0.binary_search_by(|(k, _)| (**k).cmp(name)).ok()?;
-        Some(&self.0[at].1)
+    /// Packs `entries` (in name order, names unique).
+    fn pack(entries: &BTreeMap<String, Secret>) -> Self {
+        if entries.is_empty() {
+            return Self(None);
+        }
+        let mut plain = Vec::new();
+        for (name, value) in entries {
+            for part in [name.as_bytes(), value.expose().as_bytes()] {
+                let len = u32::try_from(part.len()).expect("a settings string is under 4 GiB");
+                plain.extend_from_slice(&len.to_le_bytes());
+                plain.extend_from_slice(part);
+            }
+        }
+        let reference = match REFERENCE.get() {
+            Some(r) => Some(r),
+            None if plain.len() <= REFERENCE_MAX => {
+                Some(REFERENCE.get_or_init(|| plain.as_slice().into()))
+            }
+            None => None,
+        };
+        if let Some(reference) = reference {
+            let mut packed = vec![0; 5 + lz4_flex::block::get_maximum_output_size(plain.len())];
+            if let Ok(n) =
+                lz4_flex::block::compress_into_with_dict(&plain, &mut packed[5..], reference)
+                && 5 + n < 1 + plain.len()
+            {
+                packed[0] = AGAINST_REFERENCE;
+                packed[1..5].copy_from_slice(&(plain.len() as u32).to_le_bytes());
+                return Self(Some(Arc::from(&packed[..5 + n])));
+            }
+        }
+        plain.insert(0, PLAIN);
+        Self(Some(Arc::from(plain)))
     }
 
-    /// Each name and connection string, in name order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Secret)> {
-        self.0.iter().map(|(k, v)| (&**k, v))
+    /// Every name and connection string, in name order.
+    pub fn entries(&self) -> Vec<(String, Secret)> {
+        let Some(packed) = &self.0 else {
+            return Vec::new();
+        };
+        let unpacked;
+        let plain = match packed.split_first() {
+            Some((&AGAINST_REFERENCE, rest)) => {
+                let (len, block) = rest.split_at(4);
+                let len = u32::from_le_bytes(len.try_into().expect("four bytes")) as usize;
+                let reference = REFERENCE.get().map_or(&[][..], |r| r);
+                unpacked = lz4_flex::block::decompress_with_dict(block, len, reference)
+                    .expect("a set packed against the reference unpacks");
+                &unpacked[..]
+            }
+            Some((_, plain)) => plain,
+            None => &[],
+        };
+        let mut rest = plain;
+        let mut part = move || {
+            let (len, tail) = rest.split_first_chunk::<4>()?;
+            let (part, tail) = tail.split_at_checked(u32::from_le_bytes(*len) as usize)?;
+            rest = tail;
+            Some(String::from_utf8_lossy(part).into_owned())
+        };
+        std::iter::from_fn(move || Some((part()?, Secret::new(part()?)))).collect()
+    }
+
+    /// The connection string named `name` (names compare exactly).
+    pub fn get(&self, name: &str) -> Option<Secret> {
+        self.entries()
+            .into_iter()
+            .find_map(|(k, v)| (k == name).then_some(v))
     }
 
     /// Whether there is none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
+    }
+
+    /// Bytes it holds (tests).
+    #[cfg(test)]
+    pub(crate) fn packed_len(&self) -> usize {
+        self.0.as_ref().map_or(0, |p| p.len())
+    }
+}
+
+/// Names, never values.
+impl fmt::Debug for ConnectionStringSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.entries()).finish()
     }
 }
 
 impl From<BTreeMap<String, Secret>> for ConnectionStringSet {
     fn from(map: BTreeMap<String, Secret>) -> Self {
-        Self(map.into_iter().map(|(k, v)| (k.into(), v)).collect())
+        Self::pack(&map)
     }
 }
 
@@ -179,15 +268,7 @@ impl From<BTreeMap<String, Secret>> for ConnectionStringSet {
 /// replacing an earlier one.
 impl FromIterator<(String, Secret)> for ConnectionStringSet {
     fn from_iter<I: IntoIterator<Item = (String, Secret)>>(items: I) -> Self {
-        items.into_iter().collect::<BTreeMap<_, _>>().into()
-    }
-}
-
-impl std::ops::Index<&str> for ConnectionStringSet {
-    type Output = Secret;
-    fn index(&self, name: &str) -> &Secret {
-        self.get(name)
-            .unwrap_or_else(|| panic!("no connection string named {name}"))
+        Self::pack(&items.into_iter().collect())
     }
 }
 
@@ -198,7 +279,7 @@ pub struct TenantSettings {
     pub name: TenantName,
     /// `ConnectionStrings` of the tenant (name → connection string), shared
     /// with the directory's tenant (one copy of every tenant's strings).
-    pub connection_strings: ConnectionStrings,
+    pub connection_strings: ConnectionStringSet,
     /// Tier, from the `TenantGateway` section (default Basic).
     pub tier: Tier,
     /// Where the tenant's traffic is proxied (`TenantGateway.Tenants.{name}.Upstream`).

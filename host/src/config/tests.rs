@@ -147,7 +147,11 @@ fn single_tenant_mode_is_the_default() {
     assert_eq!(s.tenants.len(), 1);
     assert_eq!(s.tenants[0].name.as_str(), SINGLE_TENANT_NAME);
     assert_eq!(
-        s.tenants[0].connection_strings["EdFi_Admin"].expose(),
+        s.tenants[0]
+            .connection_strings
+            .get("EdFi_Admin")
+            .unwrap()
+            .expose(),
         "Server=x;Database=A"
     );
 }
@@ -240,7 +244,10 @@ fn environment_overrides_like_dotnet_configuration() {
         .iter()
         .find(|t| t.name.as_str() == "Tenant3")
         .unwrap();
-    assert_eq!(t3.connection_strings["EdFi_Admin"].expose(), "12345");
+    assert_eq!(
+        t3.connection_strings.get("EdFi_Admin").unwrap().expose(),
+        "12345"
+    );
     assert_eq!(t3.tier, Tier::Pro);
     assert_eq!(s.default_tenant.unwrap().as_str(), "Tenant2");
     let e = Settings::parse_with_env(
@@ -319,11 +326,12 @@ fn new_tenants_are_connected_by_template() {
     let name = TenantName::parse("Acme").unwrap();
     let cs = s.new_tenants.connection_strings(&name);
     assert!(
-        cs["EdFi_Admin"]
+        cs.get("EdFi_Admin")
+            .unwrap()
             .expose()
             .contains("Database=EdFi_Admin_Acme;"),
         "{:?}",
-        cs["EdFi_Admin"].expose()
+        cs.get("EdFi_Admin").unwrap().expose()
     );
     assert_eq!(s.new_tenants.upstream(&name), None);
     let text = r#"{"AppSettings":{"MultiTenancy":true},"Tenants":{"a":{}},
@@ -423,7 +431,8 @@ fn connection_string_sets_read_like_maps() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), Secret::new(v.to_owned())))
     .collect();
-    let listed: Vec<(&str, &str)> = set.iter().map(|(k, v)| (k, v.expose())).collect();
+    let entries = set.entries();
+    let listed: Vec<(&str, &str)> = entries.iter().map(|(k, v)| (&**k, v.expose())).collect();
     assert_eq!(
         listed,
         [
@@ -440,6 +449,68 @@ fn connection_string_sets_read_like_maps() {
     assert!(set.get("Z").is_none());
     assert!(!set.is_empty());
     assert!(ConnectionStringSet::default().is_empty());
+}
+
+/// Sets are packed against the first one: tenants' strings that differ in a
+/// database name and a password keep in a fraction of their length, and any
+/// set, like the reference or not, comes back as it went in.
+#[test]
+fn connection_string_sets_pack_small_and_come_back_whole() {
+    let set = |tenant: &str, password: &str| -> ConnectionStringSet {
+        ["EdFi_Admin", "EdFi_Security"]
+            .into_iter()
+            .map(|db| {
+                let value = format!(
+                    "Host=db.internal; Port=5432; Username=gateway; Password={password}; \
+                     Database={db}_{tenant}; Application Name=TenantGateway;"
+                );
+                (db.to_owned(), Secret::new(value))
+            })
+            .collect()
+    };
+    // Whichever set a test of this process packed first is the reference;
+    // these are like each other, so at least the later ones pack small.
+    let sets: Vec<_> = (0..20)
+        .map(|i| set(&format!("t{i:05}"), &format!("pw-{i}")))
+        .collect();
+    let whole: usize = sets[19]
+        .entries()
+        .iter()
+        .map(|(k, v)| k.len() + v.expose().len())
+        .sum();
+    let _ = set("other", "other");
+    assert!(
+        sets.iter().skip(1).any(|s| s.packed_len() * 2 < whole),
+        "{} packed bytes for {whole}",
+        sets[19].packed_len()
+    );
+    for (i, s) in sets.iter().enumerate() {
+        let admin = s.get("EdFi_Admin").unwrap();
+        assert!(
+            admin
+                .expose()
+                .contains(&format!("Database=EdFi_Admin_t{i:05};"))
+        );
+        assert!(admin.expose().contains(&format!("Password=pw-{i};")));
+        assert_eq!(s, &set(&format!("t{i:05}"), &format!("pw-{i}")));
+    }
+    assert_ne!(sets[0], sets[1]);
+    let unlike: ConnectionStringSet = [
+        (String::new(), Secret::new(String::new())),
+        ("ü".to_owned(), Secret::new("x".repeat(70_000))),
+    ]
+    .into_iter()
+    .collect();
+    let entries = unlike.entries();
+    assert_eq!(entries.len(), 2);
+    assert_eq!((entries[0].0.as_str(), entries[0].1.expose()), ("", ""));
+    assert_eq!(entries[1].0, "ü");
+    assert_eq!(entries[1].1.expose(), "x".repeat(70_000));
+    let shown = format!("{:?}", sets[3]);
+    assert!(
+        shown.contains("EdFi_Admin") && !shown.contains("pw-3"),
+        "{shown}"
+    );
 }
 
 #[test]

@@ -449,7 +449,7 @@ pub fn basic(encoded: &str) -> Option<(String, String)> {
 
 /// The user `name` of tenant `t`: its password hash, and who it is.
 fn tenant_user<'t>(t: &'t crate::tenancy::Tenant, name: &str) -> Option<(&'t str, Principal)> {
-    t.doc.users.get(name).map(|phc| {
+    t.doc().users.get(name).map(|phc| {
         let who = Principal::TenantUser {
             tenant: t.id,
             user: name.to_owned(),

@@ -73,22 +73,33 @@ pub struct Tenant {
     /// another generation: tokens and clients of the old one are refused.
     pub generation: u64,
     /// Connection settings; never serialized into a response or a log line.
-    pub connection_strings: crate::config::ConnectionStrings,
+    pub connection_strings: crate::config::ConnectionStringSet,
     /// Who owns it: the settings file or the management APIs.
     pub origin: Origin,
-    /// Users (hashed), options, Hono information.
-    pub doc: TenantDoc,
+    /// Users (hashed), options, Hono information: `None` when it has none
+    /// (most tenants; [`Tenant::doc`] reads it either way).
+    doc: Option<Box<TenantDoc>>,
     /// Where the tenant's traffic is proxied, if anywhere.
     /// Shared by the tenants the settings give the same upstream.
     pub upstream: Option<Arc<http::Uri>>,
     /// The tenant's own routes (tried before the shared ones).
     pub routes: Vec<Route>,
-    /// Its name as proxied requests carry it (`X-Tenant-Name`), made once;
-    /// `None` for a name that is not a header value.
-    pub name_header: Option<http::HeaderValue>,
-    /// Its id as proxied requests carry it (`X-Tenant-Id`), made once.
-    pub id_header: http::HeaderValue,
+    /// Its id's hyphenated text, then its name: what proxied requests carry
+    /// as `X-Tenant-Id` and `X-Tenant-Name` ([`Tenant::id_header`],
+    /// [`Tenant::name_header`]), made once, one allocation shared by the
+    /// headers.
+    headers: bytes::Bytes,
 }
+
+/// The length of a UUID's hyphenated text.
+const ID_TEXT_LEN: usize = 36;
+/// What a tenant with no users, options or Hono information reads.
+static NO_DOC: TenantDoc = TenantDoc {
+    users: std::collections::BTreeMap::new(),
+    options: std::collections::BTreeMap::new(),
+    hono: None,
+    generation: None,
+};
 
 /// How long a client may cache a tenant's Hono information (Hono's
 /// `cache_control`, over HTTP and AMQP alike).
@@ -105,6 +116,28 @@ struct Record<'a> {
 }
 
 impl Tenant {
+    /// Its users (hashed), options and Hono information.
+    pub fn doc(&self) -> &TenantDoc {
+        self.doc.as_deref().unwrap_or(&NO_DOC)
+    }
+
+    /// Its id, hyphenated.
+    pub fn id_text(&self) -> &str {
+        std::str::from_utf8(&self.headers[..ID_TEXT_LEN]).expect("a UUID's text")
+    }
+
+    /// Its id as proxied requests carry it (`X-Tenant-Id`).
+    pub fn id_header(&self) -> http::HeaderValue {
+        http::HeaderValue::from_maybe_shared(self.headers.slice(..ID_TEXT_LEN))
+            .expect("a UUID is a header value")
+    }
+
+    /// Its name as proxied requests carry it (`X-Tenant-Name`).
+    pub fn name_header(&self) -> http::HeaderValue {
+        http::HeaderValue::from_maybe_shared(self.headers.slice(ID_TEXT_LEN..))
+            .expect("a tenant name is a header value")
+    }
+
     /// The record published to components (the `tenants` key-value bucket),
     /// JSON: id, name, tier, enabled, created_at; no secret. Made when read
     /// (a config GET answered from a kept answer does not): kept with every
@@ -124,11 +157,29 @@ impl Tenant {
     /// `tenant-id` and `enabled` from the tenant itself (as Hono answers a
     /// disabled tenant: with `enabled: false`).
     pub fn hono_document(&self) -> serde_json::Value {
-        let mut doc = self.doc.hono.as_deref().cloned().unwrap_or_default();
+        let mut doc = self.doc().hono.as_deref().cloned().unwrap_or_default();
         doc.insert("tenant-id".into(), self.name.as_str().into());
         doc.insert("enabled".into(), self.enabled.into());
         serde_json::Value::Object(doc)
     }
+}
+
+/// Compares two names as their lower-case forms compare.
+fn caseless_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let a = a.bytes().map(|b| b.to_ascii_lowercase());
+    a.cmp(b.bytes().map(|b| b.to_ascii_lowercase()))
+}
+
+/// The indexes of `tenants` in the order of their lower-case names.
+fn configured_order(tenants: &[crate::config::TenantSettings]) -> Arc<[u32]> {
+    let mut order: Vec<u32> = (0..tenants.len() as u32).collect();
+    order.sort_by(|&a, &b| {
+        caseless_cmp(
+            tenants[a as usize].name.as_str(),
+            tenants[b as usize].name.as_str(),
+        )
+    });
+    order.into()
 }
 
 /// The generation of a tenant created at `created_at` (RFC 3339): seconds
@@ -144,16 +195,23 @@ pub fn generation_of(created_at: &str) -> u64 {
 /// settings load that made them.
 #[derive(Debug, Default, Clone)]
 pub struct Directory {
-    /// Tenants by lower-case name.
-    by_key: imbl::HashMap<Arc<str>, Arc<Tenant>>,
+    /// Tenants by lower-case name (what requests find them by, and the
+    /// order listings show).
+    ///
+    /// Persistent B-trees: a tenant change copies a path, not the map. Hash
+    /// array mapped tries (`imbl::HashMap`) were some 110 bytes a tenant each
+    /// at 1,000 tenants (their leaf nodes have room for 16 or 32 entries
+    /// and most held a few); these are some 45, and a name's lookup is a
+    /// dozen comparisons of short strings at 10,000 tenants.
+    tenants: imbl::OrdMap<Arc<str>, Arc<Tenant>>,
     /// Tenants by UUID.
-    by_id: imbl::HashMap<Uuid, Arc<Tenant>>,
+    by_id: imbl::OrdMap<Uuid, Arc<Tenant>>,
     /// Tenants by the canonical subject DN of each trusted CA (Hono).
     by_dn: imbl::HashMap<String, Arc<Tenant>>,
-    /// Tenants by lower-case name: the order listings show.
-    tenants: imbl::OrdMap<Arc<str>, Arc<Tenant>>,
-    /// The settings' tenants: index in `settings.tenants` by tenant id.
-    configured: Arc<HashMap<Uuid, usize>>,
+    /// The settings' tenants: their indexes in `settings.tenants`, in the
+    /// order of their lower-case names (4 bytes a tenant, where a map by id
+    /// was 51).
+    configured: Arc<[u32]>,
     /// How requests find their tenant.
     pub resolver: Resolver,
     /// Routes of every tenant (after each tenant's own).
@@ -301,14 +359,7 @@ impl Directory {
             rate_limits: settings.rate_limits.clone(),
             swagger_enabled: settings.swagger_enabled,
             default_tenant: settings.default_tenant.clone(),
-            configured: Arc::new(
-                settings
-                    .tenants
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| (tenant_id(&t.name), i))
-                    .collect(),
-            ),
+            configured: configured_order(&settings.tenants),
             settings,
             ..Directory::default()
         };
@@ -343,10 +394,7 @@ impl Directory {
         if row.deleted_at.is_some() {
             return None;
         }
-        let from_settings = Uuid::parse_str(&row.id)
-            .ok()
-            .and_then(|id| self.configured.get(&id))
-            .map(|&i| &self.settings.tenants[i]);
+        let from_settings = self.configured_tenant(&row);
         if from_settings.is_none()
             && (row.origin == Origin::Settings || !self.settings.multi_tenancy)
         {
@@ -382,34 +430,57 @@ impl Directory {
                 new_tenants.upstream(&name),
             ),
         };
+        let mut doc = row.doc;
+        let generation = doc
+            .generation
+            .take()
+            .unwrap_or_else(|| generation_of(&row.created_at));
+        let mut headers = Vec::with_capacity(ID_TEXT_LEN + name.as_str().len());
+        headers.extend_from_slice(
+            id.hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .as_bytes(),
+        );
+        headers.extend_from_slice(name.as_str().as_bytes());
+        let headers = bytes::Bytes::from(headers);
+        // Shared now rather than at its first request (a `Bytes` made from
+        // a vector allocates its shared count when first cloned): made amid
+        // a request's temporaries, it would stay among them.
+        drop(headers.clone());
         Some(Tenant {
             key: name.shared_key(),
-            name_header: http::HeaderValue::from_str(name.as_str()).ok(),
-            id_header: http::HeaderValue::from_str(&id.to_string())
-                .expect("a UUID is a header value"),
+            headers,
             name,
             id,
             tier,
             enabled: row.enabled,
-            generation: row
-                .doc
-                .generation
-                .unwrap_or_else(|| generation_of(&row.created_at)),
+            generation,
             created_at: row.created_at,
             origin: row.origin,
-            doc: row.doc,
+            doc: (doc != TenantDoc::default()).then(|| Box::new(doc)),
             connection_strings,
             upstream,
             routes: settings.map(|t| t.routes.clone()).unwrap_or_default(),
         })
     }
 
+    /// The settings' tenant a stored row is, if it is one: the same
+    /// lower-case name, and so the same id.
+    fn configured_tenant(&self, row: &TenantRow) -> Option<&crate::config::TenantSettings> {
+        let tenants = &self.settings.tenants;
+        let at = self
+            .configured
+            .binary_search_by(|&i| caseless_cmp(tenants[i as usize].name.as_str(), &row.name))
+            .ok()?;
+        let t = &tenants[self.configured[at] as usize];
+        (Uuid::parse_str(&row.id).ok()? == tenant_id(&t.name)).then_some(t)
+    }
+
     fn insert(&mut self, tenant: Tenant) {
         let tenant = Arc::new(tenant);
         let key = tenant.key.clone();
-        self.by_key.insert(key.clone(), tenant.clone());
         self.by_id.insert(tenant.id, tenant.clone());
-        for dn in trusted_dns(&tenant.doc) {
+        for dn in trusted_dns(tenant.doc()) {
             self.by_dn.insert(dn, tenant.clone());
         }
         self.tenants.insert(key, tenant);
@@ -420,9 +491,8 @@ impl Directory {
         let Some(old) = self.by_id.remove(id) else {
             return;
         };
-        self.by_key.remove(&*old.key);
         self.tenants.remove(&*old.key);
-        for dn in trusted_dns(&old.doc) {
+        for dn in trusted_dns(old.doc()) {
             // A DN another tenant took over in the same batch stays its.
             if self.by_dn.get(&dn).is_some_and(|t| t.id == old.id) {
                 self.by_dn.remove(&dn);
@@ -432,7 +502,7 @@ impl Directory {
 
     /// Finds a tenant by name (any case) or by hyphenated UUID (any case).
     pub fn get(&self, name_or_id: &str) -> Option<&Arc<Tenant>> {
-        if let Some(t) = self.by_key.get(name_or_id) {
+        if let Some(t) = self.tenants.get(name_or_id) {
             return Some(t);
         }
         // 36 characters is the hyphenated form alone (no name has it).
@@ -451,7 +521,7 @@ impl Directory {
         lower.copy_from_slice(name_or_id.as_bytes());
         lower.make_ascii_lowercase();
         // ASCII case changes keep UTF-8 valid.
-        self.by_key.get(std::str::from_utf8(lower).ok()?)
+        self.tenants.get(std::str::from_utf8(lower).ok()?)
     }
 
     /// The tenant whose trusted CA has this subject DN (any RFC 2253 spelling).

@@ -117,8 +117,8 @@ pub fn environment(tenant: &Tenant) -> WasiCtx {
     wasi.env("TENANT_NAME", tenant.name.as_str())
         .env("TENANT_ID", tenant.id.to_string())
         .env("TENANT_TIER", tenant.tier.as_str());
-    for (key, cs) in tenant.connection_strings.iter() {
-        wasi.env(variable_name(key).to_ascii_uppercase(), cs.expose());
+    for (key, cs) in tenant.connection_strings.entries() {
+        wasi.env(variable_name(&key).to_ascii_uppercase(), cs.expose());
     }
     wasi.build()
 }
@@ -143,7 +143,8 @@ pub fn lookup(tenant: &Tenant, name: &str) -> Result<String, variables::Error> {
     }
     tenant
         .connection_strings
-        .iter()
+        .entries()
+        .into_iter()
         .find(|(key, _)| variable_name(key) == name)
         .map(|(_, cs)| cs.expose().to_owned())
         .ok_or_else(|| variables::Error::Undefined(name.to_owned()))

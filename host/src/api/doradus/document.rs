@@ -514,7 +514,7 @@ fn tenant_document(
 /// A tenant as `GET /_tenants/{tenant}` shows it.
 pub(super) fn stored_document(format: Format, tenant: &Tenant) -> String {
     let users: Vec<ShownUser<'_>> = tenant
-        .doc
+        .doc()
         .users
         .keys()
         .map(|name| ShownUser {
@@ -522,7 +522,7 @@ pub(super) fn stored_document(format: Format, tenant: &Tenant) -> String {
             password: None,
         })
         .collect();
-    tenant_document(format, tenant.name.as_str(), &users, &tenant.doc.options)
+    tenant_document(format, tenant.name.as_str(), &users, &tenant.doc().options)
 }
 
 pub(super) fn created_document(format: Format, created: &Created, given: &[NewUser]) -> String {
@@ -543,7 +543,7 @@ pub(super) fn created_document(format: Format, created: &Created, given: &[NewUs
         format,
         created.tenant.name.as_str(),
         &users,
-        &created.tenant.doc.options,
+        &created.tenant.doc().options,
     )
 }
 
