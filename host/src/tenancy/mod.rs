@@ -84,11 +84,12 @@ pub struct Tenant {
     pub upstream: Option<Arc<http::Uri>>,
     /// The tenant's own routes (tried before the shared ones).
     pub routes: Vec<Route>,
-    /// Its id's hyphenated text, then its name: what proxied requests carry
-    /// as `X-Tenant-Id` and `X-Tenant-Name` ([`Tenant::id_header`],
-    /// [`Tenant::name_header`]), made once, one allocation shared by the
-    /// headers.
-    headers: bytes::Bytes,
+    /// Its id as proxied requests carry it (`X-Tenant-Id`), made once; the
+    /// hyphenated text, followed in the same allocation by its name.
+    pub id_header: http::HeaderValue,
+    /// Its name as proxied requests carry it (`X-Tenant-Name`): the rest of
+    /// [`Tenant::id_header`]'s allocation.
+    pub name_header: http::HeaderValue,
 }
 
 /// The length of a UUID's hyphenated text.
@@ -123,19 +124,7 @@ impl Tenant {
 
     /// Its id, hyphenated.
     pub fn id_text(&self) -> &str {
-        std::str::from_utf8(&self.headers[..ID_TEXT_LEN]).expect("a UUID's text")
-    }
-
-    /// Its id as proxied requests carry it (`X-Tenant-Id`).
-    pub fn id_header(&self) -> http::HeaderValue {
-        http::HeaderValue::from_maybe_shared(self.headers.slice(..ID_TEXT_LEN))
-            .expect("a UUID is a header value")
-    }
-
-    /// Its name as proxied requests carry it (`X-Tenant-Name`).
-    pub fn name_header(&self) -> http::HeaderValue {
-        http::HeaderValue::from_maybe_shared(self.headers.slice(ID_TEXT_LEN..))
-            .expect("a tenant name is a header value")
+        self.id_header.to_str().expect("a UUID's text")
     }
 
     /// The record published to components (the `tenants` key-value bucket),
@@ -435,21 +424,26 @@ impl Directory {
             .generation
             .take()
             .unwrap_or_else(|| generation_of(&row.created_at));
-        let mut headers = Vec::with_capacity(ID_TEXT_LEN + name.as_str().len());
-        headers.extend_from_slice(
+        // One allocation and its shared count for both, both made here: a
+        // `Bytes` made from a vector allocates its shared count when first
+        // cloned, which was at the tenant's first proxied request, amid the
+        // request's temporaries (where it stayed).
+        let mut text = Vec::with_capacity(ID_TEXT_LEN + name.as_str().len());
+        text.extend_from_slice(
             id.hyphenated()
                 .encode_lower(&mut Uuid::encode_buffer())
                 .as_bytes(),
         );
-        headers.extend_from_slice(name.as_str().as_bytes());
-        let headers = bytes::Bytes::from(headers);
-        // Shared now rather than at its first request (a `Bytes` made from
-        // a vector allocates its shared count when first cloned): made amid
-        // a request's temporaries, it would stay among them.
-        drop(headers.clone());
+        text.extend_from_slice(name.as_str().as_bytes());
+        let text = bytes::Bytes::from(text);
+        let header = |range| {
+            http::HeaderValue::from_maybe_shared(text.slice(range))
+                .expect("a UUID and a tenant name are header values")
+        };
         Some(Tenant {
             key: name.shared_key(),
-            headers,
+            id_header: header(0..ID_TEXT_LEN),
+            name_header: header(ID_TEXT_LEN..text.len()),
             name,
             id,
             tier,

@@ -302,8 +302,8 @@ impl Proxy {
                 headers.remove(name);
             }
         }
-        headers.insert(X_TENANT_NAME, tenant.name_header());
-        headers.insert(X_TENANT_ID, tenant.id_header());
+        headers.insert(X_TENANT_NAME, tenant.name_header.clone());
+        headers.insert(X_TENANT_ID, tenant.id_header.clone());
         // Written straight into the header values: no text built first.
         let prior = if trusted {
             headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok())
