@@ -214,7 +214,9 @@ impl ConnectionStringSet {
             Some((&AGAINST_REFERENCE, rest)) => {
                 let (len, block) = rest.split_at(4);
                 let len = u32::from_le_bytes(len.try_into().expect("four bytes")) as usize;
-                let reference = REFERENCE.get().map_or(&[][..], |r| r);
+                let reference = REFERENCE
+                    .get()
+                    .expect("set before any set packed against it");
                 unpacked = lz4_flex::block::decompress_with_dict(block, len, reference)
                     .expect("a set packed against the reference unpacks");
                 &unpacked[..]
