@@ -25,6 +25,8 @@ const ROOT_ITEMS: &[&str] = &[
     "return_free_memory",
     "connection_worker",
     "set_connection_worker",
+    "push_prefixed",
+    "prefixed_parts",
 ];
 
 /// Imports that still point upward, each with what removes it. The test

@@ -58,6 +58,32 @@ pub(crate) fn return_free_memory() {
     }
 }
 
+/// Appends `part` after its length in `N` little-endian bytes (what
+/// [`prefixed_parts`] reads back); `None`, and nothing appended, when the
+/// length does not fit in them.
+pub(crate) fn push_prefixed<const N: usize>(out: &mut Vec<u8>, part: &[u8]) -> Option<()> {
+    let len = part.len().to_le_bytes();
+    if len[N..].iter().any(|&b| b != 0) {
+        return None;
+    }
+    out.extend_from_slice(&len[..N]);
+    out.extend_from_slice(part);
+    Some(())
+}
+
+/// The parts [`push_prefixed`] wrote into `bytes`, in order (up to the first
+/// that is cut short).
+pub(crate) fn prefixed_parts<const N: usize>(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let (len, tail) = bytes.split_first_chunk::<N>()?;
+        let mut whole = [0; std::mem::size_of::<usize>()];
+        whole[..N].copy_from_slice(len);
+        let (part, tail) = tail.split_at_checked(usize::from_le_bytes(whole))?;
+        bytes = tail;
+        Some(part)
+    })
+}
+
 /// A temporary name beside `file` that is this call's own (process id and a
 /// counter): two writers of one file, in one process or in two, never write,
 /// rename or remove each other's temporary file.

@@ -145,14 +145,16 @@ fn host_and_database(connection_string: Option<&Secret>) -> HostAndDatabase {
 /// `tenant`'s connection string `name` (as .NET configuration, the name in
 /// any case).
 fn connection_string(tenant: &Tenant, name: &str) -> Option<Secret> {
-    let entries = tenant.connection_strings.entries();
-    let exact = entries.iter().position(|(n, _)| n == name);
-    let at = exact.or_else(|| {
-        entries
-            .iter()
-            .position(|(n, _)| n.eq_ignore_ascii_case(name))
-    })?;
-    entries.into_iter().nth(at).map(|(_, cs)| cs)
+    let mut any_case = None;
+    for (n, cs) in tenant.connection_strings.entries() {
+        if n == name {
+            return Some(cs);
+        }
+        if any_case.is_none() && n.eq_ignore_ascii_case(name) {
+            any_case = Some(cs);
+        }
+    }
+    any_case
 }
 
 fn entry(tenant: &Tenant) -> TenantEntry<'_> {

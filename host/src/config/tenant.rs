@@ -174,33 +174,33 @@ impl ConnectionStringSet {
         if entries.is_empty() {
             return Self(None);
         }
-        let mut plain = Vec::new();
+        // The tag first, then the entries.
+        let mut plain = vec![PLAIN];
         for (name, value) in entries {
             for part in [name.as_bytes(), value.expose().as_bytes()] {
-                let len = u32::try_from(part.len()).expect("a settings string is under 4 GiB");
-                plain.extend_from_slice(&len.to_le_bytes());
-                plain.extend_from_slice(part);
+                crate::push_prefixed::<4>(&mut plain, part)
+                    .expect("a settings string is under 4 GiB");
             }
         }
+        let entries = &plain[1..];
         let reference = match REFERENCE.get() {
             Some(r) => Some(r),
-            None if plain.len() <= REFERENCE_MAX => {
-                Some(REFERENCE.get_or_init(|| plain.as_slice().into()))
+            None if entries.len() <= REFERENCE_MAX => {
+                Some(REFERENCE.get_or_init(|| entries.into()))
             }
             None => None,
         };
         if let Some(reference) = reference {
-            let mut packed = vec![0; 5 + lz4_flex::block::get_maximum_output_size(plain.len())];
+            let mut packed = vec![0; 5 + lz4_flex::block::get_maximum_output_size(entries.len())];
+            packed[0] = AGAINST_REFERENCE;
+            packed[1..5].copy_from_slice(&(entries.len() as u32).to_le_bytes());
             if let Ok(n) =
-                lz4_flex::block::compress_into_with_dict(&plain, &mut packed[5..], reference)
-                && 5 + n < 1 + plain.len()
+                lz4_flex::block::compress_into_with_dict(entries, &mut packed[5..], reference)
+                && 5 + n < plain.len()
             {
-                packed[0] = AGAINST_REFERENCE;
-                packed[1..5].copy_from_slice(&(plain.len() as u32).to_le_bytes());
                 return Self(Some(Arc::from(&packed[..5 + n])));
             }
         }
-        plain.insert(0, PLAIN);
         Self(Some(Arc::from(plain)))
     }
 
@@ -224,14 +224,9 @@ impl ConnectionStringSet {
             Some((_, plain)) => plain,
             None => &[],
         };
-        let mut rest = plain;
-        let mut part = move || {
-            let (len, tail) = rest.split_first_chunk::<4>()?;
-            let (part, tail) = tail.split_at_checked(u32::from_le_bytes(*len) as usize)?;
-            rest = tail;
-            Some(String::from_utf8_lossy(part).into_owned())
-        };
-        std::iter::from_fn(move || Some((part()?, Secret::new(part()?)))).collect()
+        let mut parts =
+            crate::prefixed_parts::<4>(plain).map(|p| String::from_utf8_lossy(p).into_owned());
+        std::iter::from_fn(|| Some((parts.next()?, Secret::new(parts.next()?)))).collect()
     }
 
     /// The connection string named `name` (names compare exactly).

@@ -97,19 +97,15 @@ impl Kept {
                 .iter()
                 .filter(|(name, _)| **name != ETAG && **name != crate::wasm::COMPONENTS_HEADER)
         };
-        let mut size = etag.len();
-        for (name, value) in others() {
-            u16::try_from(name.as_str().len()).ok()?;
-            u16::try_from(value.len()).ok()?;
-            size += 4 + name.as_str().len() + value.len();
-        }
-        let mut stored = Vec::with_capacity(size + body.bytes.len());
+        // Sized first: made at once, the allocation is exactly the answer's.
+        let size: usize = others()
+            .map(|(name, value)| 4 + name.as_str().len() + value.len())
+            .sum();
+        let mut stored = Vec::with_capacity(etag.len() + size + body.bytes.len());
         stored.extend_from_slice(etag.as_bytes());
         for (name, value) in others() {
-            for part in [name.as_str().as_bytes(), value.as_bytes()] {
-                stored.extend_from_slice(&(part.len() as u16).to_le_bytes());
-                stored.extend_from_slice(part);
-            }
+            crate::push_prefixed::<2>(&mut stored, name.as_str().as_bytes())?;
+            crate::push_prefixed::<2>(&mut stored, value.as_bytes())?;
         }
         let headers_end = u32::try_from(stored.len()).ok()?;
         stored.extend_from_slice(&body.bytes);
@@ -135,14 +131,10 @@ impl Kept {
 
     /// The other headers, in the order the answer had them.
     fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let mut rest = &self.stored[self.etag_len as usize..self.headers_end as usize];
-        let mut part = move || {
-            let (len, tail) = rest.split_first_chunk::<2>()?;
-            let (part, tail) = tail.split_at_checked(u16::from_le_bytes(*len) as usize)?;
-            rest = tail;
-            Some(part)
-        };
-        std::iter::from_fn(move || Some((part()?, part()?)))
+        let mut parts = crate::prefixed_parts::<2>(
+            &self.stored[self.etag_len as usize..self.headers_end as usize],
+        );
+        std::iter::from_fn(move || Some((parts.next()?, parts.next()?)))
     }
 
     fn stored_len(&self) -> usize {

@@ -25,6 +25,9 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 use std::sync::Arc;
 
+/// Connections each store's pool holds: how many of its calls run at once.
+pub const POOL_SIZE: u32 = 8;
+
 /// A stored value and the version it had when read; versions only grow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned {

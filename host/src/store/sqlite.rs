@@ -104,7 +104,7 @@ impl SqliteStore {
         let file = dir.join("gateway.db");
         let manager = SqliteConnectionManager::file(&file).with_init(init);
         let pool = r2d2::Pool::builder()
-            .max_size(8)
+            .max_size(super::POOL_SIZE)
             .connection_timeout(Duration::from_secs(5))
             .build(manager)?;
         let conn = pool.get()?;

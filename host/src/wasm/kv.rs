@@ -48,11 +48,12 @@ fn store_error(e: StoreError) -> store::Error {
     store::Error::Other("storage failure".into())
 }
 
-/// Guests' store calls at once: the stores' connection pools hold 8, so more
-/// would only wait for a connection, each holding a blocking thread of its
-/// own (16 connections' config GETs missing their kept answers at once kept
-/// 28 threads in the process after the load, against 20 with this bound).
-static GUEST_STORE_CALLS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+/// Guests' store calls at once: as many as the store's pool has connections.
+/// More would only wait for one, each holding a blocking thread of its own:
+/// 16 connections' config GETs missing their kept answers at once kept 28
+/// threads in the process after the load, against 20 with this bound.
+static GUEST_STORE_CALLS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(crate::store::POOL_SIZE as usize);
 
 async fn blocking<T: Send + 'static>(
     store: &Arc<dyn Store>,

@@ -128,7 +128,7 @@ impl PostgresStore {
         }
         let tls = tls::tls(&mut config, root_certificate)?;
         let pool = r2d2::Pool::builder()
-            .max_size(8)
+            .max_size(super::POOL_SIZE)
             .min_idle(Some(1))
             .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(5))
