@@ -27,9 +27,11 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// What the gateway always sets itself: a client's values are dropped.
-const TENANT_HEADERS: [HeaderName; 2] = [X_TENANT_NAME, X_TENANT_ID];
+/// (The name lists are `static`: a `const` array of names is made, and
+/// dropped name by name, wherever it is used, at every request.)
+static TENANT_HEADERS: [HeaderName; 2] = [X_TENANT_NAME, X_TENANT_ID];
 /// What the gateway sets itself unless the client is a trusted proxy.
-const FORWARDING_HEADERS: [HeaderName; 4] = [
+static FORWARDING_HEADERS: [HeaderName; 4] = [
     FORWARDED,
     X_FORWARDED_FOR,
     X_FORWARDED_HOST,
@@ -37,8 +39,9 @@ const FORWARDING_HEADERS: [HeaderName; 4] = [
 ];
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded. Names, not
-/// strings: a standard name compares and hashes as its variant.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// strings: a standard name compares and hashes as its variant. `Connection`
+/// first: [`strip_hop_by_hop`] notes which are present by their places.
+static HOP_BY_HOP: [HeaderName; 8] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     http::header::PROXY_AUTHENTICATE,
@@ -414,11 +417,6 @@ fn target_uri(upstream: &Uri, request: &Uri) -> Result<Uri, http::Error> {
     )?))
 }
 
-/// Whether `name` is a hop-by-hop header (or `Connection`, which names more).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
-}
-
 /// Whether a client's `name` is replaced by the gateway's own: the tenant
 /// headers always, the forwarding headers unless the client is `trusted`.
 fn replaced(name: &HeaderName, trusted: bool) -> bool {
@@ -426,30 +424,52 @@ fn replaced(name: &HeaderName, trusted: bool) -> bool {
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
-/// One pass over the names tells whether there are any (most messages carry
-/// none; an upstream's answer often `Connection` alone). Nothing is allocated
-/// for a single `Connection` field, what nearly every message has: the names
-/// it lists are removed as text, which the map reads without a copy.
+/// One pass over the names notes which hop-by-hop ones are present (most
+/// messages carry none; an upstream's answer often `Connection` alone), and
+/// only those are removed. The names a `Connection` field lists are read in
+/// place; the field is copied only when one of them names a header the
+/// message carries that is not hop-by-hop already (rare: nearly every such
+/// field says `keep-alive` or `close`).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(is_hop_by_hop) {
-        return;
-    }
-    // The field's values are taken out first (shared bytes: no copy) so the
-    // map can change while they are read.
-    let mut fields = headers.get_all(CONNECTION).iter();
-    match (fields.next().cloned(), fields.next().is_some()) {
-        (None, _) => {}
-        (Some(only), false) => remove_listed(headers, &only),
-        (Some(_), true) => {
-            let all: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
-            for value in &all {
-                remove_listed(headers, value);
-            }
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    if present == 0 {
+        return;
     }
+    // Bit 0: `Connection`.
+    if present & 1 != 0 && lists_other_headers(headers) {
+        let all: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
+        for value in &all {
+            remove_listed(headers, value);
+        }
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Whether a `Connection` field lists a header the message carries, other
+/// than a hop-by-hop one (removed anyway).
+fn lists_other_headers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|name| {
+            !name.is_empty()
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|h| h.as_str().eq_ignore_ascii_case(name))
+                && headers.contains_key(name)
+        })
 }
 
 /// Removes the headers a `Connection` value lists (a name that is not one
@@ -590,14 +610,14 @@ mod tests {
 
     #[test]
     fn every_hop_by_hop_and_replaced_name_is_seen_by_the_quick_check() {
-        for name in HOP_BY_HOP {
+        for name in &HOP_BY_HOP {
             assert!(
-                is_hop_by_hop(&HeaderName::from_bytes(name.as_str().as_bytes()).unwrap()),
+                HOP_BY_HOP.contains(&HeaderName::from_bytes(name.as_str().as_bytes()).unwrap()),
                 "{name}"
             );
         }
-        assert!(is_hop_by_hop(&CONNECTION));
-        assert!(!is_hop_by_hop(&http::header::ACCEPT));
+        assert!(HOP_BY_HOP.contains(&CONNECTION));
+        assert!(!HOP_BY_HOP.contains(&http::header::ACCEPT));
         for name in [X_TENANT_NAME, X_TENANT_ID] {
             assert!(replaced(&name, true) && replaced(&name, false), "{name}");
         }
@@ -640,6 +660,21 @@ mod tests {
         h.insert("x-two", HeaderValue::from_static("2"));
         h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
         h.insert("x-kept", HeaderValue::from_static("3"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
+        // `close`, and a header of that name; `Keep-Alive` listed in any
+        // case, the header present; nothing else listed.
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close"));
+        h.insert("close", HeaderValue::from_static("1"));
+        h.insert("x-kept", HeaderValue::from_static("3"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("Keep-Alive"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-kept", HeaderValue::from_static("3"));
+        assert!(!lists_other_headers(&h));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
         // No `Connection` field, a hop-by-hop header all the same.
