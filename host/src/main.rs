@@ -129,13 +129,17 @@ fn init_logging(
     // Colours only for a terminal: a file or a log collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (lines, dropped, flush) = tenant_gateway::telemetry::log::start(std::io::stderr())?;
+    // Text access lines without colours skip the `tracing` dispatch.
+    if matches!(format, LogFormat::Text) && !ansi {
+        tenant_gateway::telemetry::request::access_lines_to(lines.clone());
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(lines);
     // The request a line is about comes from the request's task, not from a
     // span (see telemetry::request).
-    use tenant_gateway::telemetry::request::{Json, Text, TextFields};
+    use tenant_gateway::telemetry::request::{Json, Rfc3339Micros, Text, TextFields};
     match format {
         LogFormat::Text => builder
             .fmt_fields(TextFields)
@@ -144,22 +148,6 @@ fn init_logging(
         LogFormat::Json => builder.event_format(Json(Rfc3339Micros)).init(),
     }
     Ok((flush, dropped))
-}
-
-/// Log line times: RFC 3339 in UTC with microseconds, what the default timer
-/// writes, made by humantime into one buffer and written once (the default
-/// timer writes each field with its own `write!`: 2 % of a proxied request's
-/// user time by `perf`).
-struct Rfc3339Micros;
-
-impl tracing_subscriber::fmt::time::FormatTime for Rfc3339Micros {
-    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
-        write!(
-            w,
-            "{}",
-            humantime::format_rfc3339_micros(std::time::SystemTime::now())
-        )
-    }
 }
 
 /// The settings file read: its path, what it said, and its metadata from just

@@ -115,8 +115,20 @@ fn log_served<B>(metrics: &Metrics, served: &Served, resp: &Response<B>, latency
     let status = resp.status().as_u16();
     metrics.request(tenant.map(|t| t.name.shared()), route, status);
     let micros = latency.as_micros() as u64;
-    match tenant {
-        Some(t) => tracing::info!(route, tenant = t.name.as_str(), status, micros, "served"),
+    let name = tenant.map(|t| t.name.as_str());
+    let access = crate::telemetry::request::Access {
+        route,
+        tenant: name,
+        status,
+        micros,
+    };
+    if tracing::enabled!(tracing::Level::INFO)
+        && crate::telemetry::request::access_line(module_path!(), &access)
+    {
+        return;
+    }
+    match name {
+        Some(tenant) => tracing::info!(route, tenant, status, micros, "served"),
         None => tracing::info!(route, status, micros, "served"),
     }
 }

@@ -154,7 +154,7 @@ fn padded(level: &Level) -> &'static str {
 }
 
 /// `request{id=… method=… path="…"}: `, the path as `Debug` writes it.
-fn request_text(w: &mut Writer<'_>, r: &Request) -> fmt::Result {
+fn request_text(w: &mut impl fmt::Write, r: &Request) -> fmt::Result {
     w.write_str("request{id=")?;
     w.write_str(r.id())?;
     w.write_str(" method=")?;
@@ -169,6 +169,129 @@ fn request_text(w: &mut Writer<'_>, r: &Request) -> fmt::Result {
         write!(w, "{path:?}")?;
     }
     w.write_str("}: ")
+}
+
+/// Log line times: RFC 3339 in UTC with microseconds, what the default timer
+/// writes. The date and time to the second are made once a second on each
+/// thread (by humantime) and copied; the microseconds written after them.
+/// (The default timer writes each field with its own `write!`; humantime's
+/// whole stamp through `Display` was still 0.2 % of a proxied request's CPU.)
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rfc3339Micros;
+
+impl Rfc3339Micros {
+    /// `at` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+    pub fn stamp(at: std::time::SystemTime) -> [u8; 27] {
+        thread_local! {
+            static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+        }
+        let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let secs = since.as_secs();
+        let (cached, mut head) = SECOND.get();
+        if cached != secs {
+            let whole = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            let text = humantime::format_rfc3339_seconds(whole).to_string();
+            head.copy_from_slice(&text.as_bytes()[..19]);
+            SECOND.set((secs, head));
+        }
+        let mut stamp = [0; 27];
+        stamp[..19].copy_from_slice(&head);
+        stamp[19] = b'.';
+        let mut micros = since.subsec_micros();
+        for digit in stamp[20..26].iter_mut().rev() {
+            *digit = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        stamp[26] = b'Z';
+        stamp
+    }
+}
+
+impl FormatTime for Rfc3339Micros {
+    fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+        let stamp = Self::stamp(std::time::SystemTime::now());
+        w.write_str(std::str::from_utf8(&stamp).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// Where access lines go without the `tracing` dispatch (text lines without
+/// colours, the format a log collector reads): set once, when logging is
+/// set up.
+static ACCESS: std::sync::OnceLock<super::log::Lines> = std::sync::OnceLock::new();
+
+/// Has [`access_line`] write text access lines straight to `lines`.
+pub fn access_lines_to(lines: super::log::Lines) {
+    let _ = ACCESS.set(lines);
+}
+
+/// Writes a served request's access line (`served route=… tenant=…
+/// status=… micros=…`, from `target`, at `INFO`, in the request's scope)
+/// straight to the log, the very line [`Text`] and [`TextFields`] write
+/// with [`Rfc3339Micros`]; `false` when it must go through `tracing`
+/// instead: nothing set up for it ([`access_lines_to`]: JSON or colours), or
+/// a tenant name that needs escaping. The caller has checked that the line
+/// is enabled. Through `tracing`, the dispatch, the fields' visitor and its
+/// dynamic writes were half the line's cost: 3.6 % of a proxied request's
+/// CPU for the line (`perf`).
+pub fn access_line(target: &str, served: &Access<'_>) -> bool {
+    let Some(lines) = ACCESS.get() else {
+        return false;
+    };
+    thread_local! {
+        static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(256));
+    }
+    LINE.with_borrow_mut(|line| {
+        let stamp = Rfc3339Micros::stamp(std::time::SystemTime::now());
+        let stamp = std::str::from_utf8(&stamp).unwrap_or_default();
+        if !access_text(line, stamp, target, served) {
+            return false;
+        }
+        let _ = std::io::Write::write(&mut &*lines, line.as_bytes());
+        true
+    })
+}
+
+/// What an access line says of a served request.
+pub struct Access<'a> {
+    /// The route that served it.
+    pub route: &'a str,
+    /// The tenant it was for, if one was resolved.
+    pub tenant: Option<&'a str>,
+    /// The answer's status.
+    pub status: u16,
+    /// How long it took, in microseconds.
+    pub micros: u64,
+}
+
+/// The access line into `line` (emptied first), after `stamp`; `false`
+/// (and nothing) for a tenant name that needs escaping.
+fn access_text(line: &mut String, stamp: &str, target: &str, served: &Access<'_>) -> bool {
+    let &Access {
+        route,
+        tenant,
+        status,
+        micros,
+    } = served;
+    line.clear();
+    if tenant.is_some_and(|t| !quotes_as_is(t)) {
+        return false;
+    }
+    line.push_str(stamp);
+    line.push_str(padded(&Level::INFO));
+    let _ = current(|r| request_text(line, r));
+    line.push_str(target);
+    line.push_str(": served route=\"");
+    line.push_str(route);
+    if let Some(tenant) = tenant {
+        line.push_str("\" tenant=\"");
+        line.push_str(tenant);
+    }
+    line.push_str("\" status=");
+    line.push_str(itoa::Buffer::new().format(status));
+    line.push_str(" micros=");
+    line.push_str(itoa::Buffer::new().format(micros));
+    line.push('\n');
+    true
 }
 
 fn json(timer: &impl FormatTime, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
@@ -515,6 +638,85 @@ mod tests {
             "  WARN request{id=00ff-7 method=PUT path=\"/api/v1/tenants/a%22b/config\"}: \
              tenant_gateway::telemetry::request::tests: inside \"quoted\" route=\"config\" ok=true"
         );
+    }
+
+    /// The access line written directly is the one `tracing` writes in the
+    /// text format, with a tenant and without, in a request's scope and out
+    /// of one; a tenant name that needs escaping is left to `tracing`.
+    #[test]
+    fn the_access_line_written_directly_is_the_line_tracing_writes() {
+        fn access<'a>(
+            route: &'a str,
+            tenant: Option<&'a str>,
+            status: u16,
+            micros: u64,
+        ) -> Access<'a> {
+            Access {
+                route,
+                tenant,
+                status,
+                micros,
+            }
+        }
+        fn events() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(scope(request(), async {
+                tracing::info!(
+                    route = "upstream",
+                    tenant = "Tenant1",
+                    status = 200u16,
+                    micros = 466u64,
+                    "served"
+                );
+                tracing::info!(route = "other", status = 404u16, micros = 7u64, "served");
+            }));
+            tracing::info!(route = "other", status = 400u16, micros = 0u64, "served");
+        }
+        let through_tracing = text_lines(TextFields, events);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let target = module_path!();
+        let mut direct = Vec::new();
+        let mut line = String::new();
+        rt.block_on(scope(request(), async {
+            let served = access("upstream", Some("Tenant1"), 200, 466);
+            assert!(access_text(&mut line, "", target, &served));
+            direct.push(line.trim_end().to_owned());
+            assert!(access_text(
+                &mut line,
+                "",
+                target,
+                &access("other", None, 404, 7)
+            ));
+            direct.push(line.trim_end().to_owned());
+        }));
+        assert!(access_text(
+            &mut line,
+            "",
+            target,
+            &access("other", None, 400, 0)
+        ));
+        direct.push(line.trim_end().to_owned());
+        assert_eq!(direct, through_tracing);
+        assert!(line.ends_with('\n'));
+        let escaped = access("upstream", Some("a\"b"), 200, 1);
+        assert!(!access_text(&mut line, "", target, &escaped));
+        assert!(line.is_empty());
+    }
+
+    #[test]
+    fn stamps_are_rfc3339_with_microseconds() {
+        let base = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_000_000);
+        for offset_us in [0, 1, 999_999, 1_000_000, 1_000_001, 86_400_000_123, 7] {
+            let at = base + std::time::Duration::from_micros(offset_us);
+            assert_eq!(
+                std::str::from_utf8(&Rfc3339Micros::stamp(at)).unwrap(),
+                humantime::format_rfc3339_micros(at).to_string(),
+            );
+        }
     }
 
     /// The lines `events` logs in the text format, its fields written by
