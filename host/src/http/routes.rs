@@ -120,7 +120,7 @@ impl OwnedPaths {
 /// A path's first segment (`api` of `/api/v1/…`; empty for `/`).
 fn first_segment(path: &str) -> &str {
     let rest = path.strip_prefix('/').unwrap_or(path);
-    rest.split('/').next().unwrap_or(rest)
+    rest.split_once('/').map_or(rest, |(segment, _)| segment)
 }
 
 impl Routes {

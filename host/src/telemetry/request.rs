@@ -264,7 +264,7 @@ pub struct Access<'a> {
 }
 
 /// The access line into `line` (emptied first), after `stamp`; `false`
-/// (and nothing) for a tenant name that needs escaping.
+/// (and nothing) for a tenant name (or route) that needs escaping.
 fn access_text(line: &mut String, stamp: &str, target: &str, served: &Access<'_>) -> bool {
     let &Access {
         route,
@@ -273,23 +273,27 @@ fn access_text(line: &mut String, stamp: &str, target: &str, served: &Access<'_>
         micros,
     } = served;
     line.clear();
-    if tenant.is_some_and(|t| !quotes_as_is(t)) {
+    if !quotes_as_is(route) || tenant.is_some_and(|t| !quotes_as_is(t)) {
         return false;
     }
     line.push_str(stamp);
     line.push_str(padded(&Level::INFO));
     let _ = current(|r| request_text(line, r));
     line.push_str(target);
-    line.push_str(": served route=\"");
-    line.push_str(route);
-    if let Some(tenant) = tenant {
-        line.push_str("\" tenant=\"");
-        line.push_str(tenant);
+    line.push_str(": ");
+    // The fields as `TextFields` writes them: the message, then each.
+    let _ = write_plain(line, "", "message", "served", false);
+    let mut status_text = itoa::Buffer::new();
+    let mut micros_text = itoa::Buffer::new();
+    let fields = [
+        Some(("route", route, true)),
+        tenant.map(|t| ("tenant", t, true)),
+        Some(("status", status_text.format(status), false)),
+        Some(("micros", micros_text.format(micros), false)),
+    ];
+    for (name, value, quoted) in fields.into_iter().flatten() {
+        let _ = write_plain(line, " ", name, value, quoted);
     }
-    line.push_str("\" status=");
-    line.push_str(itoa::Buffer::new().format(status));
-    line.push_str(" micros=");
-    line.push_str(itoa::Buffer::new().format(micros));
     line.push('\n');
     true
 }
@@ -415,7 +419,7 @@ impl TextVisitor<'_> {
 }
 
 fn write_plain(
-    w: &mut Writer<'_>,
+    w: &mut impl fmt::Write,
     sep: &str,
     name: &str,
     value: &str,
@@ -679,29 +683,27 @@ mod tests {
             .build()
             .unwrap();
         let target = module_path!();
-        let mut direct = Vec::new();
+        // (in a request's scope, the line's fields), as `events` logs them.
+        let cases = [
+            (true, access("upstream", Some("Tenant1"), 200, 466)),
+            (true, access("other", None, 404, 7)),
+            (false, access("other", None, 400, 0)),
+        ];
         let mut line = String::new();
-        rt.block_on(scope(request(), async {
-            let served = access("upstream", Some("Tenant1"), 200, 466);
-            assert!(access_text(&mut line, "", target, &served));
-            direct.push(line.trim_end().to_owned());
-            assert!(access_text(
-                &mut line,
-                "",
-                target,
-                &access("other", None, 404, 7)
-            ));
-            direct.push(line.trim_end().to_owned());
-        }));
-        assert!(access_text(
-            &mut line,
-            "",
-            target,
-            &access("other", None, 400, 0)
-        ));
-        direct.push(line.trim_end().to_owned());
+        let mut direct = Vec::new();
+        for (in_scope, served) in &cases {
+            let mut write = || {
+                assert!(access_text(&mut line, "", target, served));
+                assert!(line.ends_with('\n'));
+                direct.push(line.trim_end().to_owned());
+            };
+            if *in_scope {
+                rt.block_on(scope(request(), async { write() }));
+            } else {
+                write();
+            }
+        }
         assert_eq!(direct, through_tracing);
-        assert!(line.ends_with('\n'));
         let escaped = access("upstream", Some("a\"b"), 200, 1);
         assert!(!access_text(&mut line, "", target, &escaped));
         assert!(line.is_empty());
