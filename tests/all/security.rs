@@ -327,3 +327,83 @@ fn the_connection_cap_keeps_headroom_for_health_checks() {
     );
     assert!(crate::harness::metric(&gw, "tg_connections_refused_total") >= 1);
 }
+
+/// Reads one answer (head and `Content-Length` body) from `s`: its status.
+fn read_answer(s: &mut std::net::TcpStream) -> u16 {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).expect("an answer");
+        assert!(n > 0, "closed before answering");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                return head[9..12].parse().unwrap();
+            }
+        }
+    }
+}
+
+/// A request line and headers that do not arrive within
+/// `Limits.HeaderReadTimeoutMs` close their connection, as does a kept-alive
+/// connection left without a request that long; a connection that keeps
+/// asking is served throughout.
+#[test]
+fn slow_request_heads_and_idle_connections_are_closed() {
+    use std::io::Write;
+    let gw = Gateway::launch()
+        .env("TenantGateway__Limits__HeaderReadTimeoutMs", "1000")
+        .start();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n";
+    let mut partial = std::net::TcpStream::connect(gw.addr).unwrap();
+    partial.write_all(&request[..20]).unwrap();
+    let partial_sent = Instant::now();
+    let mut idle = std::net::TcpStream::connect(gw.addr).unwrap();
+    idle.write_all(request).unwrap();
+    assert_eq!(read_answer(&mut idle), 200);
+    let idle_since = Instant::now();
+
+    // Asking every 300 ms for 2.5 s, past the timeout more than twice.
+    let addr = gw.addr;
+    let busy = std::thread::spawn(move || {
+        let mut busy = std::net::TcpStream::connect(addr).unwrap();
+        let since = Instant::now();
+        while since.elapsed() < Duration::from_millis(2500) {
+            busy.write_all(request).unwrap();
+            assert_eq!(read_answer(&mut busy), 200, "a busy connection was cut");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+
+    // Half a head: answered 408 (or not at all), then closed; not before
+    // its time.
+    let code = answer_then_close(&mut partial);
+    assert!(matches!(code, None | Some(408)), "{code:?}");
+    let waited = partial_sent.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1000) && waited < Duration::from_secs(20),
+        "closed after {waited:?}"
+    );
+    // The idle one: closed without a word.
+    assert_eq!(answer_then_close(&mut idle), None);
+    let waited = idle_since.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1000) && waited < Duration::from_secs(20),
+        "closed after {waited:?}"
+    );
+    busy.join().unwrap();
+    assert!(
+        crate::harness::eventually(Duration::from_secs(30), || open_connections(&gw) <= 1),
+        "closed connections still counted open"
+    );
+}

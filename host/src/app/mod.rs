@@ -478,6 +478,7 @@ pub async fn start(
         tokio::spawn(crate::http::serve_admin(
             l,
             crate::api::ops::admin_routes().with_state(gateway.clone()),
+            std::time::Duration::from_millis(gateway.limits.header_read_timeout_ms),
         ))
     });
     let amqp = match &options.settings.amqp {

@@ -173,6 +173,11 @@ pub struct Limits {
     pub max_outbound_requests_per_call: u32,
     /// Longest wait for the next chunk of a request body; then 408.
     pub body_idle_timeout_ms: u64,
+    /// Longest a request's head (request line and headers) may take to
+    /// arrive, counted from the end of the connection's last answer (or its
+    /// start): a kept-alive connection with no request that long is closed
+    /// too.
+    pub header_read_timeout_ms: u64,
     /// Longest a whole request body may take; then 408.
     pub body_timeout_ms: u64,
     /// Client connections served at once (a few more may still ask for
@@ -222,6 +227,7 @@ impl Default for Limits {
             max_outbound_response_bytes: 4 * 1024 * 1024,
             max_outbound_requests_per_call: 16,
             body_idle_timeout_ms: 10_000,
+            header_read_timeout_ms: 30_000,
             body_timeout_ms: 30_000,
             max_connections: 1024,
             max_idle_upstream_connections: 32,

@@ -113,6 +113,7 @@ impl Settings {
                 "MaxConcurrentComponentCalls",
             ),
             (limits.outbound_timeout_ms == 0, "OutboundTimeoutMs"),
+            (limits.header_read_timeout_ms == 0, "HeaderReadTimeoutMs"),
             (
                 limits.upstream_idle_timeout_ms == 0,
                 "UpstreamIdleTimeoutMs",

@@ -10,6 +10,7 @@ mod access;
 mod answer;
 pub mod body;
 pub(crate) mod config_reads;
+pub(crate) mod deadlines;
 pub mod json;
 pub mod listening;
 mod routes;

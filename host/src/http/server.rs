@@ -9,7 +9,7 @@ use crate::telemetry::Metrics;
 use http::header::HeaderValue;
 use http::{HeaderName, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
@@ -255,6 +255,7 @@ pub async fn serve(
     let workers = super::workers::Workers::start()?;
     let listening = gateway.http_listening.clone();
     let serving = listening.serving();
+    let header_read = Duration::from_millis(gateway.limits.header_read_timeout_ms);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -313,7 +314,8 @@ pub async fn serve(
                                 return;
                             }
                         };
-                        let conn = http1().serve_connection(TokioIo::new(stream), service);
+                        let conn =
+                            http1(header_read).serve_connection(TokioIo::new(stream), service);
                         if let Err(e) = watcher.watch(conn).await {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
@@ -370,8 +372,9 @@ impl ConnectionMetrics {
 
 /// Serves the admin listener (`TenantGateway.AdminListen`) with `router`
 /// (its paths: `/metrics`, `/healthz`, `/readyz`), without credentials (it is
-/// meant for a private address). Runs until aborted.
-pub async fn serve_admin(listener: TcpListener, router: axum::Router) {
+/// meant for a private address); `header_read`: `Limits.HeaderReadTimeoutMs`.
+/// Runs until aborted.
+pub async fn serve_admin(listener: TcpListener, router: axum::Router, header_read: Duration) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -384,19 +387,21 @@ pub async fn serve_admin(listener: TcpListener, router: axum::Router) {
         let router = router.clone();
         let service =
             hyper::service::service_fn(move |req: Request<Incoming>| router.clone().oneshot(req));
-        let conn = http1().serve_connection(TokioIo::new(stream), service);
+        let conn = http1(header_read).serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {
             let _ = conn.await;
         });
     }
 }
 
-/// The HTTP/1.1 connection settings of both listeners.
-fn http1() -> hyper::server::conn::http1::Builder {
+/// The HTTP/1.1 connection settings of both listeners: a request's head
+/// must arrive within `header_read` (`Limits.HeaderReadTimeoutMs`), timed on
+/// the connection workers by [`super::deadlines`].
+fn http1(header_read: Duration) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .timer(super::deadlines::Timer)
+        .header_read_timeout(header_read);
     builder
 }
 

@@ -11,9 +11,13 @@
 //! response body ends (its [`PooledBody`] ends or is dropped at the end).
 //!
 //! Bounded: at most `max_idle` idle connections per upstream, each closed
-//! after `idle_timeout` unused (checked at checkout and by a sweep every
-//! `idle_timeout`, which also drops a pool nothing uses any more);
-//! connections in use are as many as requests in flight.
+//! once unused for between half of `idle_timeout` and all of it; connections
+//! in use are as many as requests in flight. Idle time is counted in sweeps,
+//! not read from the clock: a sweep every half `idle_timeout` advances the
+//! pool's count and closes what two sweeps have seen idle (and drops a pool
+//! nothing uses any more), and a checkout skips such a connection too. So a
+//! request costs no clock read here (two per request before: 0.3 % of the
+//! proxy benchmark's samples).
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -24,9 +28,10 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Why no answer came from an upstream.
 #[derive(Debug)]
@@ -65,7 +70,8 @@ pub struct Upstream<B> {
     host: HeaderValue,
     idle: Mutex<Vec<Idle<B>>>,
     max_idle: usize,
-    idle_timeout: Duration,
+    /// Sweeps so far (each half `idle_timeout` apart).
+    sweeps: AtomicU64,
 }
 
 /// A connection's sender, and the worker whose thread drives the connection
@@ -74,7 +80,8 @@ type Driven<B> = (SendRequest<B>, usize);
 
 struct Idle<B> {
     sender: SendRequest<B>,
-    since: Instant,
+    /// The sweep count when it was put back.
+    since: u64,
     /// The worker whose thread drives the connection (`crate::connection_worker`).
     home: usize,
 }
@@ -115,7 +122,7 @@ where
                             .unwrap_or_else(|_| HeaderValue::from_static("")),
                         idle: Mutex::new(Vec::new()),
                         max_idle: inner.max_idle,
-                        idle_timeout: inner.idle_timeout,
+                        sweeps: AtomicU64::new(0),
                     })
                 })
                 .clone()
@@ -139,15 +146,15 @@ impl<B> Inner<B> {
     }
 }
 
-/// Every `idle_timeout`, closes the connections of `authority`'s pool left
-/// unused that long; and once the pool is empty and unused (no request or
+/// Every half `idle_timeout`, counts a sweep of `authority`'s pool and
+/// closes its connections left unused since before the last one; and once the pool is empty and unused (no request or
 /// answer holds it), removes it, so upstreams no tenant names any more leave
 /// nothing behind.
 fn sweep<B: Send + 'static>(pools: Weak<Inner<B>>, authority: Authority) {
     tokio::spawn(async move {
         loop {
             let every = match pools.upgrade() {
-                Some(p) => p.idle_timeout,
+                Some(p) => p.idle_timeout / 2,
                 None => return,
             };
             tokio::time::sleep(every).await;
@@ -157,9 +164,10 @@ fn sweep<B: Send + 'static>(pools: Weak<Inner<B>>, authority: Authority) {
             };
             let (expired, empty) = {
                 let mut idle = up.idle();
+                up.sweeps.fetch_add(1, Ordering::Relaxed);
                 let (keep, expired): (Vec<_>, Vec<_>) = idle
                     .drain(..)
-                    .partition(|i| i.since.elapsed() < up.idle_timeout && !i.sender.is_closed());
+                    .partition(|i| !up.expired(i) && !i.sender.is_closed());
                 *idle = keep;
                 (expired, idle.is_empty())
             };
@@ -175,6 +183,16 @@ fn sweep<B: Send + 'static>(pools: Weak<Inner<B>>, authority: Authority) {
 }
 
 impl<B> Upstream<B> {
+    /// Whether a connection put back at sweep `since` has been idle for two
+    /// sweeps (at least half `idle_timeout`, at most all of it).
+    fn expired_since(&self, since: u64) -> bool {
+        self.sweeps.load(Ordering::Relaxed) >= since + 2
+    }
+
+    fn expired(&self, idle: &Idle<B>) -> bool {
+        self.expired_since(idle.since)
+    }
+
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle<B>>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -189,7 +207,7 @@ impl<B> Upstream<B> {
         if idle.len() < self.max_idle {
             idle.push(Idle {
                 sender,
-                since: Instant::now(),
+                since: self.sweeps.load(Ordering::Relaxed),
                 home,
             });
         }
@@ -262,7 +280,7 @@ where
                 since,
                 home,
             } = self.take_idle()?;
-            if sender.is_closed() || since.elapsed() >= self.idle_timeout {
+            if sender.is_closed() || self.expired_since(since) {
                 continue;
             }
             // Ready at once unless its connection has not yet seen the end

@@ -328,6 +328,9 @@ impl Proxy {
         let trusted = self.trusts(ip);
         let headers = req.headers_mut();
         let original_host = headers.remove(HOST);
+        // Room for the headers added below (the tenant's two, four
+        // forwarding ones and the upstream's `Host`): one growth at most.
+        headers.reserve(7);
         strip_hop_by_hop(headers);
         // Looked up to be removed only if one pass over the names finds any
         // (most requests carry none).
@@ -379,9 +382,9 @@ impl Proxy {
             failed: failed.clone(),
         });
 
-        let mut resp = match tokio::time::timeout(self.timeout, pool.send(req)).await {
-            Err(_) => return Err(ProxyError::Timeout),
-            Ok(Err(e)) => {
+        let mut resp = match crate::http::deadlines::timeout(self.timeout, pool.send(req)).await {
+            None => return Err(ProxyError::Timeout),
+            Some(Err(e)) => {
                 return Err(
                     match failed.as_ref().map_or(0, |f| f.load(Ordering::Relaxed)) {
                         BODY_TIMED_OUT => ProxyError::BodyTimedOut,
@@ -390,7 +393,7 @@ impl Proxy {
                     },
                 );
             }
-            Ok(Ok(resp)) => resp,
+            Some(Ok(resp)) => resp,
         };
         strip_hop_by_hop(resp.headers_mut());
         Ok(resp)
