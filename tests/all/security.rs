@@ -277,8 +277,13 @@ fn stalled_bodies_are_cut_off_and_health_checks_keep_answering() {
 /// is closed at once. Freed connections serve normally again.
 #[test]
 fn the_connection_cap_keeps_headroom_for_health_checks() {
+    // The held connections must stay held however slowly a loaded machine
+    // runs the test: no body or header timeout frees them meanwhile.
     let gw = Gateway::launch()
         .env("TenantGateway__Limits__MaxConnections", "20")
+        .env("TenantGateway__Limits__BodyIdleTimeoutMs", "600000")
+        .env("TenantGateway__Limits__BodyTimeoutMs", "600000")
+        .env("TenantGateway__Limits__HeaderReadTimeoutMs", "600000")
         .start();
     let mut held: Vec<_> = (0..20).map(|_| stalled_body(gw.addr)).collect();
     assert!(

@@ -167,7 +167,7 @@ fn sweep<B: Send + 'static>(pools: Weak<Inner<B>>, authority: Authority) {
                 up.sweeps.fetch_add(1, Ordering::Relaxed);
                 let (keep, expired): (Vec<_>, Vec<_>) = idle
                     .drain(..)
-                    .partition(|i| !up.expired(i) && !i.sender.is_closed());
+                    .partition(|i| !up.expired_since(i.since) && !i.sender.is_closed());
                 *idle = keep;
                 (expired, idle.is_empty())
             };
@@ -187,10 +187,6 @@ impl<B> Upstream<B> {
     /// sweeps (at least half `idle_timeout`, at most all of it).
     fn expired_since(&self, since: u64) -> bool {
         self.sweeps.load(Ordering::Relaxed) >= since + 2
-    }
-
-    fn expired(&self, idle: &Idle<B>) -> bool {
-        self.expired_since(idle.since)
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle<B>>> {

@@ -642,49 +642,63 @@ mod tests {
 
     #[test]
     fn hop_by_hop_headers_go_including_connection_named_ones() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "connection",
-            HeaderValue::from_static("keep-alive, x-secret-hop"),
-        );
-        h.insert("x-secret-hop", HeaderValue::from_static("1"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert("upgrade", HeaderValue::from_static("websocket"));
-        h.insert("accept", HeaderValue::from_static("*/*"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("accept"));
-        // Several `Connection` fields, names in any case, empty and invalid
-        // entries among them.
-        let mut h = HeaderMap::new();
-        h.append("connection", HeaderValue::from_static("X-One , ,bad name"));
-        h.append("connection", HeaderValue::from_static("x-two"));
-        h.insert("x-one", HeaderValue::from_static("1"));
-        h.insert("x-two", HeaderValue::from_static("2"));
-        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
-        h.insert("x-kept", HeaderValue::from_static("3"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
-        // `close`, and a header of that name; `Keep-Alive` listed in any
-        // case, the header present; nothing else listed.
-        let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("close"));
-        h.insert("close", HeaderValue::from_static("1"));
-        h.insert("x-kept", HeaderValue::from_static("3"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
-        let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("Keep-Alive"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert("x-kept", HeaderValue::from_static("3"));
-        assert!(!lists_other_headers(&h));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
-        // No `Connection` field, a hop-by-hop header all the same.
-        let mut h = HeaderMap::new();
-        h.insert("te", HeaderValue::from_static("trailers"));
-        h.insert("x-kept", HeaderValue::from_static("3"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
+        // Each case: the fields in order, whether `Connection` lists a
+        // present header that is not hop-by-hop already, what is left.
+        type Case = (&'static [(&'static str, &'static str)], bool, &'static str);
+        let cases: &[Case] = &[
+            (
+                &[
+                    ("connection", "keep-alive, x-secret-hop"),
+                    ("x-secret-hop", "1"),
+                    ("keep-alive", "timeout=5"),
+                    ("upgrade", "websocket"),
+                    ("accept", "*/*"),
+                ],
+                true,
+                "accept",
+            ),
+            // Several `Connection` fields, names in any case, empty and
+            // invalid entries among them.
+            (
+                &[
+                    ("connection", "X-One , ,bad name"),
+                    ("connection", "x-two"),
+                    ("x-one", "1"),
+                    ("x-two", "2"),
+                    ("proxy-connection", "keep-alive"),
+                    ("x-kept", "3"),
+                ],
+                true,
+                "x-kept",
+            ),
+            // `close`, and a header of that name.
+            (
+                &[("connection", "close"), ("close", "1"), ("x-kept", "3")],
+                true,
+                "x-kept",
+            ),
+            // `Keep-Alive` listed in any case, the header present; nothing
+            // else listed.
+            (
+                &[
+                    ("connection", "Keep-Alive"),
+                    ("keep-alive", "timeout=5"),
+                    ("x-kept", "3"),
+                ],
+                false,
+                "x-kept",
+            ),
+            // No `Connection` field, a hop-by-hop header all the same.
+            (&[("te", "trailers"), ("x-kept", "3")], false, "x-kept"),
+        ];
+        for (fields, lists_other, kept) in cases {
+            let mut h = HeaderMap::new();
+            for (name, value) in *fields {
+                h.append(*name, HeaderValue::from_static(value));
+            }
+            assert_eq!(lists_other_headers(&h), *lists_other, "{fields:?}");
+            strip_hop_by_hop(&mut h);
+            assert_eq!(h.keys().collect::<Vec<_>>(), [*kept], "{fields:?}");
+        }
     }
 }
