@@ -5,6 +5,7 @@
 //! `Authentication.ProtectTenantTraffic`), then served by the tenant app or
 //! proxied (`proxy`, streaming both ways) to the upstream its route names.
 
+mod h1;
 mod pool;
 pub mod proxy;
 

@@ -1,5 +1,5 @@
 //! Kept-alive HTTP/1.1 connections to upstreams, one pool per upstream
-//! authority, over hyper's connection API.
+//! authority; each exchange spoken by the request's own task (`h1`).
 //!
 //! Written here rather than using `hyper_util`'s pooled client because the
 //! proxy path paid for what it does not need (`perf` of the proxy benchmark):
@@ -19,13 +19,12 @@
 //! request costs no clock read here (two per request before: 0.3 % of the
 //! proxy benchmark's samples).
 
+use super::h1::{self, AnswerBody, Conn};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::uri::Authority;
-use http::{HeaderValue, Request, Response};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use http::{HeaderValue, Method, Request, Response};
+use hyper::body::{Body, Frame, SizeHint};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,7 +38,7 @@ pub enum SendError {
     /// No connection could be made.
     Connect(std::io::Error),
     /// The exchange failed (the request body's failure included).
-    Exchange(hyper::Error),
+    Exchange(h1::Error),
 }
 
 impl std::fmt::Display for SendError {
@@ -52,12 +51,12 @@ impl std::fmt::Display for SendError {
 }
 
 /// The pools of every upstream, found by authority.
-pub struct Pools<B> {
-    inner: Arc<Inner<B>>,
+pub struct Pools {
+    inner: Arc<Inner>,
 }
 
-struct Inner<B> {
-    by_authority: ArcSwap<HashMap<Authority, Arc<Upstream<B>>>>,
+struct Inner {
+    by_authority: ArcSwap<HashMap<Authority, Arc<Upstream>>>,
     /// Serialises changing the map (readers never wait for it).
     changing: Mutex<()>,
     max_idle: usize,
@@ -65,32 +64,48 @@ struct Inner<B> {
 }
 
 /// One upstream's idle connections and its `Host` value.
-pub struct Upstream<B> {
+pub struct Upstream {
     authority: Authority,
     host: HeaderValue,
-    idle: Mutex<Vec<Idle<B>>>,
+    idle: Mutex<Vec<Idle>>,
     max_idle: usize,
     /// Sweeps so far (each half `idle_timeout` apart).
     sweeps: AtomicU64,
+    /// Woken when an idle connection has something to read ([`Watch`]).
+    watch: Arc<Watch>,
 }
 
-/// A connection's sender, and the worker whose thread drives the connection
-/// (`crate::connection_worker`).
-type Driven<B> = (SendRequest<B>, usize);
+/// The waker an idle connection's reactor wakes when something arrives on
+/// it: nearly always the upstream's close (an upstream says nothing between
+/// exchanges). It closes the pool's idle connections that are done then, as
+/// they are let go of, not at the next sweep or checkout.
+struct Watch(Weak<Upstream>);
 
-struct Idle<B> {
-    sender: SendRequest<B>,
+impl std::task::Wake for Watch {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(up) = self.0.upgrade() {
+            up.close_idle(false);
+        }
+    }
+}
+
+/// A connection, and the worker whose reactor watches it
+/// (`crate::connection_worker`).
+type Homed = (Conn, usize);
+
+struct Idle {
+    conn: Conn,
     /// The sweep count when it was put back.
     since: u64,
-    /// The worker whose thread drives the connection (`crate::connection_worker`).
+    /// The worker whose reactor watches the connection (`crate::connection_worker`).
     home: usize,
 }
 
-impl<B> Pools<B>
-where
-    B: Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+impl Pools {
     /// Pools keeping at most `max_idle` connections per upstream, each for
     /// at most `idle_timeout` unused.
     pub fn new(max_idle: usize, idle_timeout: Duration) -> Self {
@@ -105,7 +120,7 @@ where
     }
 
     /// The pool of `authority`, made on first use (and swept while it lives).
-    pub fn upstream(&self, authority: &Authority) -> Arc<Upstream<B>> {
+    pub fn upstream(&self, authority: &Authority) -> Arc<Upstream> {
         let inner = &self.inner;
         if let Some(up) = inner.by_authority.load().get(authority) {
             return up.clone();
@@ -115,7 +130,8 @@ where
             map.entry(authority.clone())
                 .or_insert_with(|| {
                     made = true;
-                    Arc::new(Upstream {
+                    Arc::new_cyclic(|me| Upstream {
+                        watch: Arc::new(Watch(me.clone())),
                         authority: authority.clone(),
                         // An authority is a valid header value by construction.
                         host: HeaderValue::from_str(authority.as_str())
@@ -134,10 +150,10 @@ where
     }
 }
 
-impl<B> Inner<B> {
+impl Inner {
     /// Publishes `f`'s change of a copy of the map (readers go on with the
     /// one they loaded), one change at a time.
-    fn change<R>(&self, f: impl FnOnce(&mut HashMap<Authority, Arc<Upstream<B>>>) -> R) -> R {
+    fn change<R>(&self, f: impl FnOnce(&mut HashMap<Authority, Arc<Upstream>>) -> R) -> R {
         let _changing = self.changing.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = HashMap::clone(&self.by_authority.load());
         let out = f(&mut next);
@@ -150,7 +166,7 @@ impl<B> Inner<B> {
 /// closes its connections left unused since before the last one; and once the pool is empty and unused (no request or
 /// answer holds it), removes it, so upstreams no tenant names any more leave
 /// nothing behind.
-fn sweep<B: Send + 'static>(pools: Weak<Inner<B>>, authority: Authority) {
+fn sweep(pools: Weak<Inner>, authority: Authority) {
     tokio::spawn(async move {
         loop {
             let every = match pools.upgrade() {
@@ -162,17 +178,7 @@ fn sweep<B: Send + 'static>(pools: Weak<Inner<B>>, authority: Authority) {
             let Some(up) = pools.by_authority.load().get(&authority).cloned() else {
                 return;
             };
-            let (expired, empty) = {
-                let mut idle = up.idle();
-                up.sweeps.fetch_add(1, Ordering::Relaxed);
-                let (keep, expired): (Vec<_>, Vec<_>) = idle
-                    .drain(..)
-                    .partition(|i| !up.expired_since(i.since) && !i.sender.is_closed());
-                *idle = keep;
-                (expired, idle.is_empty())
-            };
-            // Closed outside the lock.
-            drop(expired);
+            let empty = up.close_idle(true);
             // The map's reference and this one: no one else uses the pool.
             if empty && Arc::strong_count(&up) == 2 {
                 pools.change(|map| map.remove(&authority));
@@ -182,27 +188,46 @@ fn sweep<B: Send + 'static>(pools: Weak<Inner<B>>, authority: Authority) {
     });
 }
 
-impl<B> Upstream<B> {
+impl Upstream {
     /// Whether a connection put back at sweep `since` has been idle for two
     /// sweeps (at least half `idle_timeout`, at most all of it).
     fn expired_since(&self, since: u64) -> bool {
         self.sweeps.load(Ordering::Relaxed) >= since + 2
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle<B>>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keeps `sender` (driven by worker `home`) for the next request, if
-    /// there is room.
-    fn put_back(&self, sender: SendRequest<B>, home: usize) {
-        if sender.is_closed() {
+    /// Closes the idle connections that are done (and, at a sweep, those
+    /// unused for two sweeps, counting this one); whether none is left.
+    fn close_idle(&self, sweep: bool) -> bool {
+        let (done, empty) = {
+            let mut idle = self.idle();
+            if sweep {
+                self.sweeps.fetch_add(1, Ordering::Relaxed);
+            }
+            let (keep, done): (Vec<_>, Vec<_>) = idle
+                .drain(..)
+                .partition(|i| i.conn.is_usable() && !(sweep && self.expired_since(i.since)));
+            *idle = keep;
+            (done, idle.is_empty())
+        };
+        // Closed outside the lock.
+        drop(done);
+        empty
+    }
+
+    /// Keeps `conn` (watched by worker `home`'s reactor) for the next
+    /// request, if there is room.
+    fn put_back(&self, conn: Conn, home: usize) {
+        if !conn.watch(&self.watch) {
             return;
         }
         let mut idle = self.idle();
         if idle.len() < self.max_idle {
             idle.push(Idle {
-                sender,
+                conn,
                 since: self.sweeps.load(Ordering::Relaxed),
                 home,
             });
@@ -211,7 +236,7 @@ impl<B> Upstream<B> {
 
     /// The idle connection to use next: the most recently used of those
     /// this thread's worker drives, else the most recently used.
-    fn take_idle(&self) -> Option<Idle<B>> {
+    fn take_idle(&self) -> Option<Idle> {
         let here = crate::connection_worker();
         let mut idle = self.idle();
         let at = idle
@@ -222,85 +247,75 @@ impl<B> Upstream<B> {
     }
 }
 
-impl<B> Upstream<B>
-where
-    B: Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+impl Upstream {
     /// Sends `req` (its target in origin form; its `Host` is set here) on a
-    /// kept-alive connection, or a new one; a request that a reused
-    /// connection closed before taking is sent once more on a new one.
-    pub async fn send(
+    /// kept-alive connection, or a new one. A request without a body whose
+    /// method is idempotent, that a reused connection broke before any of an
+    /// answer came (an upstream letting go of an idle connection just then),
+    /// is sent once more on a new one.
+    pub async fn send<B>(
         self: &Arc<Self>,
-        mut req: Request<B>,
-    ) -> Result<Response<PooledBody<B>>, SendError> {
-        req.headers_mut()
-            .insert(http::header::HOST, self.host.clone());
-        let (mut sender, mut home, reused) = match self.checkout().await {
-            Some((s, home)) => (s, home, true),
+        req: Request<B>,
+    ) -> Result<Response<PooledBody>, SendError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (mut parts, mut body) = req.into_parts();
+        parts.headers.insert(http::header::HOST, self.host.clone());
+        let (conn, mut home, reused) = match self.checkout() {
+            Some((c, home)) => (c, home, true),
             None => {
-                let (s, home) = self.connect().await?;
-                (s, home, false)
+                let (c, home) = self.connect().await?;
+                (c, home, false)
             }
         };
-        let resp = match sender.try_send_request(req).await {
-            Ok(resp) => resp,
-            Err(mut e) => match e.take_message() {
-                Some(req) if reused => {
-                    (sender, home) = self.connect().await?;
-                    sender
-                        .send_request(req)
-                        .await
-                        .map_err(SendError::Exchange)?
-                }
-                _ => return Err(SendError::Exchange(e.into_error())),
-            },
+        let again = reused && body.is_end_stream() && idempotent(&parts.method);
+        let answer = match h1::exchange(conn, &parts, &mut body).await {
+            Ok(answer) => answer,
+            Err(e) if again && e.unanswered() => {
+                let conn;
+                (conn, home) = self.connect().await?;
+                h1::exchange(conn, &parts, &mut body)
+                    .await
+                    .map_err(SendError::Exchange)?
+            }
+            Err(e) => return Err(SendError::Exchange(e)),
         };
-        let (parts, body) = resp.into_parts();
         let mut body = PooledBody {
-            inner: body,
-            back: Some((self.clone(), sender, home)),
+            inner: answer.body,
+            back: Some((self.clone(), home)),
         };
         if body.inner.is_end_stream() {
             body.release();
         }
-        Ok(Response::from_parts(parts, body))
+        Ok(Response::from_parts(answer.head, body))
     }
 
-    /// An idle connection ready for a request ([`Upstream::take_idle`]),
-    /// and the worker driving it.
-    async fn checkout(&self) -> Option<Driven<B>> {
+    /// An idle connection fit for a request ([`Upstream::take_idle`]), and
+    /// the worker whose reactor watches it.
+    fn checkout(&self) -> Option<Homed> {
         loop {
-            let Idle {
-                mut sender,
-                since,
-                home,
-            } = self.take_idle()?;
-            if sender.is_closed() || self.expired_since(since) {
-                continue;
-            }
-            // Ready at once unless its connection has not yet seen the end
-            // of the last exchange.
-            if sender.ready().await.is_ok() {
-                return Some((sender, home));
+            let Idle { conn, since, home } = self.take_idle()?;
+            if conn.is_usable() && !self.expired_since(since) {
+                return Some((conn, home));
             }
         }
     }
 
-    /// A new connection (each address of the name in turn), served by a
-    /// task of its own until it closes. Boxed: connecting is rare, and its
-    /// future (name lookup, connect, handshake) would otherwise make every
-    /// request's future larger.
-    /// Its task runs on this thread's worker, which drives it from then on.
-    fn connect(&self) -> Pin<Box<impl Future<Output = Result<Driven<B>, SendError>> + '_>> {
+    /// A new connection (each address of the name in turn). Boxed:
+    /// connecting is rare, and its future (name lookup, connect) would
+    /// otherwise make every request's future larger. It is watched by this
+    /// thread's worker's reactor.
+    fn connect(&self) -> Pin<Box<impl Future<Output = Result<Homed, SendError>> + '_>> {
         Box::pin(async {
-            let sender = self.connect_unboxed().await?;
-            Ok((sender, crate::connection_worker()))
+            let conn = self.connect_unboxed().await?;
+            Ok((conn, crate::connection_worker()))
         })
     }
 
     /// [`Upstream::connect`], unboxed.
-    async fn connect_unboxed(&self) -> Result<SendRequest<B>, SendError> {
+    async fn connect_unboxed(&self) -> Result<Conn, SendError> {
         let host = self.authority.host();
         let host = host
             .strip_prefix('[')
@@ -315,16 +330,7 @@ where
             match tokio::net::TcpStream::connect(addr).await {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    let (sender, conn) =
-                        hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                            .await
-                            .map_err(SendError::Exchange)?;
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "upstream connection ended with an error");
-                        }
-                    });
-                    return Ok(sender);
+                    return Ok(Conn::new(stream));
                 }
                 Err(e) => last = Some(e),
             }
@@ -335,35 +341,42 @@ where
     }
 }
 
-/// An upstream's response body: when it has been read to its end, its
-/// connection goes back to the pool; dropped before, the connection closes.
-pub struct PooledBody<B> {
-    inner: Incoming,
-    /// Its pool, its connection and the worker driving it.
-    back: Option<(Arc<Upstream<B>>, SendRequest<B>, usize)>,
+/// Whether a request with `method` may be sent twice (RFC 9110 §9.2.2).
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    )
 }
 
-impl<B> PooledBody<B> {
-    /// Hands the connection back to its pool.
+/// An upstream's response body: when it has been read to its end, its
+/// connection goes back to the pool; dropped before, the connection closes.
+pub struct PooledBody {
+    inner: AnswerBody,
+    /// Its pool, and the worker whose reactor watches its connection.
+    back: Option<(Arc<Upstream>, usize)>,
+}
+
+impl PooledBody {
+    /// Hands the connection back to its pool (if it can carry another
+    /// exchange).
     fn release(&mut self) {
-        if let Some((up, sender, home)) = self.back.take() {
-            up.put_back(sender, home);
+        if let Some((up, home)) = self.back.take()
+            && let Some(conn) = self.inner.take_kept()
+        {
+            up.put_back(conn, home);
         }
     }
 }
 
-impl<B> Body for PooledBody<B>
-where
-    B: Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => self.release(),
@@ -383,11 +396,11 @@ where
     }
 }
 
-impl<B> Drop for PooledBody<B> {
+impl Drop for PooledBody {
     fn drop(&mut self) {
         // Read to its end (a server that stops polling once the length is
-        // reached): the connection is reusable. Otherwise the connection
-        // still carries the rest of this body and closes with the sender.
+        // reached): the connection is reusable. Otherwise it still carries
+        // the rest of this body and closes with it.
         if self.inner.is_end_stream() {
             self.release();
         }

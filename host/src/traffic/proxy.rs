@@ -284,7 +284,7 @@ fn forwarded<'a>(
 
 /// A pooled HTTP/1.1 client for upstreams.
 pub struct Proxy {
-    pools: super::pool::Pools<ClientBody>,
+    pools: super::pool::Pools,
     timeout: Duration,
     trusted: Vec<ipnet::IpNet>,
 }
@@ -318,7 +318,7 @@ impl Proxy {
         mut req: Request<crate::http::Body>,
         ip: std::net::IpAddr,
         body_timeouts: crate::http::body::BodyTimeouts,
-    ) -> Result<Response<super::pool::PooledBody<ClientBody>>, ProxyError> {
+    ) -> Result<Response<super::pool::PooledBody>, ProxyError> {
         let Some(authority) = upstream.authority() else {
             return Err(ProxyError::Unreachable("the upstream names no host".into()));
         };
