@@ -55,8 +55,13 @@ pub struct Pools {
     inner: Arc<Inner>,
 }
 
+/// The pools by upstream authority. Hashed with `FxHash`: the keys come from
+/// the settings, not from clients, and the default SipHash took an
+/// authority byte by byte (0.6 % of a proxied request's CPU).
+type ByAuthority = HashMap<Authority, Arc<Upstream>, rustc_hash::FxBuildHasher>;
+
 struct Inner {
-    by_authority: ArcSwap<HashMap<Authority, Arc<Upstream>>>,
+    by_authority: ArcSwap<ByAuthority>,
     /// Serialises changing the map (readers never wait for it).
     changing: Mutex<()>,
     max_idle: usize,
@@ -111,7 +116,7 @@ impl Pools {
     pub fn new(max_idle: usize, idle_timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
-                by_authority: ArcSwap::from_pointee(HashMap::new()),
+                by_authority: ArcSwap::from_pointee(ByAuthority::default()),
                 changing: Mutex::new(()),
                 max_idle,
                 idle_timeout,
@@ -153,7 +158,7 @@ impl Pools {
 impl Inner {
     /// Publishes `f`'s change of a copy of the map (readers go on with the
     /// one they loaded), one change at a time.
-    fn change<R>(&self, f: impl FnOnce(&mut HashMap<Authority, Arc<Upstream>>) -> R) -> R {
+    fn change<R>(&self, f: impl FnOnce(&mut ByAuthority) -> R) -> R {
         let _changing = self.changing.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = HashMap::clone(&self.by_authority.load());
         let out = f(&mut next);
