@@ -33,11 +33,11 @@ use tokio::net::TcpStream;
 
 /// Largest answer head (status line and header fields), and largest trailer
 /// section, taken from an upstream.
-pub(super) const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields in an answer head (hyper's client default).
-pub(super) const MAX_HEADERS: usize = 100;
+const MAX_HEADERS: usize = 100;
 /// Longest chunk-size line (with its extensions) taken.
-pub(super) const MAX_CHUNK_LINE: usize = 4096;
+const MAX_CHUNK_LINE: usize = 4096;
 /// Room made for each read.
 const READ_SIZE: usize = 16 * 1024;
 /// Request body bytes gathered before they are written; a frame larger than
@@ -533,12 +533,18 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
 
 /// Whether a `Connection` field names `option`.
 fn connection_has(headers: &HeaderMap, option: &str) -> bool {
+    connection_options(headers).any(|o| o.eq_ignore_ascii_case(option))
+}
+
+/// The options (header names, `close`, `keep-alive`) that a message's
+/// `Connection` fields list, trimmed; empty entries included.
+pub(super) fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|o| o.trim().eq_ignore_ascii_case(option))
+        .map(str::trim)
 }
 
 /// How the rest of an answer's body is framed.

@@ -250,9 +250,7 @@ impl Upstream {
             .or(idle.len().checked_sub(1))?;
         Some(idle.remove(at))
     }
-}
 
-impl Upstream {
     /// Sends `req` (its target in origin form; its `Host` is set here) on a
     /// kept-alive connection, or a new one. A request without a body whose
     /// method is idempotent, that a reused connection broke before any of an

@@ -460,19 +460,13 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Whether a `Connection` field lists a header the message carries, other
 /// than a hop-by-hop one (removed anyway).
 fn lists_other_headers(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|name| {
-            !name.is_empty()
-                && !HOP_BY_HOP
-                    .iter()
-                    .any(|h| h.as_str().eq_ignore_ascii_case(name))
-                && headers.contains_key(name)
-        })
+    super::h1::connection_options(headers).any(|name| {
+        !name.is_empty()
+            && !HOP_BY_HOP
+                .iter()
+                .any(|h| h.as_str().eq_ignore_ascii_case(name))
+            && headers.contains_key(name)
+    })
 }
 
 /// Removes the headers a `Connection` value lists (a name that is not one
